@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Bootstrap and run hyperv-vtpm on a fresh machine: ``demo`` or ``test``.
+
+Needs only python3 (3.11 or newer) and git. It creates ``.venv`` with the
+pinned versions of ``constraints.txt`` (reused while the pins and setup.cfg
+are unchanged), then:
+
+  python3 run.py demo   runs the demonstration
+  python3 run.py test   starts Keystone and Barbican on loopback, runs every
+                        test, builds the docs, and stops the services
+
+Extra arguments after ``test`` go to pytest.
+"""
+
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+import venv
+
+ROOT = pathlib.Path(__file__).resolve().parent
+VENV = ROOT / '.venv'
+PYTHON = VENV / 'bin' / 'python'
+STAMP = VENV / '.hyperv-vtpm-installed'
+EXTRAS = 'test,doc'
+
+
+def log(message):
+    print('==> %s' % message, flush=True)
+
+
+def ensure_venv():
+    """Create or refresh .venv; a no-op when the pins have not changed."""
+    digest = hashlib.sha256()
+    for name in ('constraints.txt', 'setup.cfg', 'pyproject.toml'):
+        digest.update((ROOT / name).read_bytes())
+    digest.update(EXTRAS.encode())
+    wanted = digest.hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if sys.version_info < (3, 11):
+        sys.exit('hyperv-vtpm needs Python 3.11 or newer (nova 34 does)')
+    if not PYTHON.exists():
+        log('creating %s' % VENV)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    log('installing pinned dependencies (about a minute the first time)')
+    pip = [str(PYTHON), '-m', 'pip', 'install', '--quiet',
+           '--disable-pip-version-check']
+    subprocess.run(pip + ['--upgrade', 'pip'], check=True)
+    subprocess.run(pip + ['-c', str(ROOT / 'constraints.txt'),
+                          '-e', '%s[%s]' % (ROOT, EXTRAS)], check=True)
+    STAMP.write_text(wanted)
+
+
+def venv_env(**extra):
+    env = dict(os.environ)
+    env['PATH'] = '%s%s%s' % (VENV / 'bin', os.pathsep, env.get('PATH', ''))
+    env.pop('PYTHONPATH', None)
+    # nova's in-process services with native threads, not eventlet: the
+    # same process also talks to Keystone and Barbican over real sockets.
+    env['OS_NOVA_DISABLE_EVENTLET_PATCHING'] = '1'
+    env.update(extra)
+    return env
+
+
+def demo(args):
+    ensure_venv()
+    # (arguments, whether vtpm-check should accept them)
+    examples = [
+        (['--image-property', 'os_vtpm=optional',
+          '--image-property', 'hw_machine_type=hyperv-gen2',
+          '--extra-spec', 'os:vtpm=required'], True),
+        (['--image-property', 'os_vtpm=required',
+          '--image-property', 'hw_machine_type=hyperv-gen2',
+          '--image-property', 'os_shielded_vm=required',
+          '--image-property',
+          'os_vtpm_keys=8F14E45F-CEEA-467A-9575-7A6C8C2B3A11,'
+          '45c48cce-2e2d-4fbd-a7b0-9ea0e5e4a1b2'], True),
+        (['--image-property', 'os_vtpm=disabled',
+          '--extra-spec', 'os:vtpm=required'], False),
+    ]
+    unexpected = 0
+    for arguments, accepted in examples:
+        print('$ vtpm-check %s' % ' '.join(arguments), flush=True)
+        result = subprocess.run(
+            [str(VENV / 'bin' / 'vtpm-check')] + arguments, env=venv_env())
+        print('(exit code %d)\n' % result.returncode, flush=True)
+        unexpected += (result.returncode == 0) != accepted
+    return 1 if unexpected else 0
+
+
+def test(args):
+    ensure_venv()
+    from tools import services  # noqa: E402 (needs nothing but stdlib)
+    state = services.start(ROOT / '.state')
+    try:
+        env = venv_env(**state)
+        log('running the tests')
+        pytest = [str(PYTHON), '-m', 'pytest', '-p', 'no:cacheprovider']
+        result = subprocess.run(pytest + list(args), cwd=ROOT, env=env)
+        if result.returncode != 0:
+            return result.returncode
+    finally:
+        services.stop(ROOT / '.state')
+    log('building the documentation (warnings are errors)')
+    return subprocess.run(
+        [str(PYTHON), '-m', 'sphinx', '-W', '--keep-going', '-q', '-b',
+         'html', 'doc/source', 'doc/build/html'], cwd=ROOT,
+        env=venv_env()).returncode
+
+
+def main():
+    commands = {'demo': demo, 'test': test}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit('usage: python3 run.py {demo|test} [pytest arguments]')
+    sys.path.insert(0, str(ROOT))
+    sys.exit(commands[sys.argv[1]](sys.argv[2:]))
+
+
+if __name__ == '__main__':
+    main()

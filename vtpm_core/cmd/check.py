@@ -1,0 +1,70 @@
+# SPDX-License-Identifier: Apache-2.0
+"""vtpm-check: what would a boot with these image properties and flavor do?
+
+    vtpm-check --image-property os_vtpm=optional --extra-spec os:vtpm=required
+
+Prints the decision (vTPM on or off, keys, shielding) and why, or the error
+that nova would give, and exits non-zero on an error. Nothing is contacted:
+it applies the same rules as the scheduler and the compute side.
+"""
+
+import argparse
+import sys
+
+from vtpm_core import exception
+from vtpm_core import policy
+
+
+def _key_value(text):
+    key, sep, value = text.partition('=')
+    if not sep or not key:
+        raise argparse.ArgumentTypeError('expected KEY=VALUE, got %r' % text)
+    return key, value
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog='vtpm-check',
+        description='Check how hyperv-vtpm merges image properties and '
+                    'flavor extra specs into a vTPM request.')
+    parser.add_argument('--image-property', '-i', metavar='KEY=VALUE',
+                        type=_key_value, action='append', default=[],
+                        help='an image property, as in '
+                             "'openstack image set --property'")
+    parser.add_argument('--extra-spec', '-e', metavar='KEY=VALUE',
+                        type=_key_value, action='append', default=[],
+                        help='a flavor extra spec, as in '
+                             "'openstack flavor set --property'")
+    return parser.parse_args(argv)
+
+
+def describe(request):
+    """Return the lines that explain a request to an operator."""
+    lines = ['vTPM: %s' % ('on' if request.enabled else 'off')]
+    if request.enabled:
+        lines.append('machine type: %s' % request.machine_type)
+        lines.append('keys: %s' % (', '.join(request.key_refs) or
+                                   'none (a new, empty vTPM with a local '
+                                   'key protector)'))
+        lines.append('shielded: %s' % ('yes' if request.shielded else 'no'))
+        lines.append('host needs: %s' % (
+            'vTPM support, HGS guarded, attestation Passed, a fresh report'
+            if request.needs_key_protector else 'vTPM support'))
+    lines.extend('why: %s' % reason for reason in request.reasons)
+    return lines
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        request = policy.build_request(dict(args.image_property),
+                                       dict(args.extra_spec))
+    except exception.VTPMError as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2
+    print('\n'.join(describe(request)))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

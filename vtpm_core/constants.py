@@ -1,0 +1,46 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Property names, extra-spec names, allowed values and limits (DESIGN.md 2)."""
+
+# Where a value came from; used verbatim in error messages.
+IMAGE = 'image property'
+FLAVOR = 'flavor extra spec'
+
+# Image properties (flat, as Glance's v2 API returns them).
+IMAGE_VTPM = 'os_vtpm'
+IMAGE_VTPM_KEYS = 'os_vtpm_keys'
+IMAGE_MACHINE_TYPE = 'hw_machine_type'
+IMAGE_SHIELDED = 'os_shielded_vm'
+
+# Flavor extra spec.
+FLAVOR_VTPM = 'os:vtpm'
+
+# The five keys build_request reads; everything else is ignored.
+IMAGE_KEYS = (IMAGE_VTPM, IMAGE_VTPM_KEYS, IMAGE_MACHINE_TYPE, IMAGE_SHIELDED)
+FLAVOR_KEYS = (FLAVOR_VTPM,)
+
+# The image properties nova drops from the request spec (ImageMetaProps only
+# keeps its declared fields, and hw_machine_type is one of them).
+IMAGE_KEYS_DROPPED_BY_NOVA = (IMAGE_VTPM, IMAGE_VTPM_KEYS, IMAGE_SHIELDED)
+
+DISABLED = 'disabled'
+OPTIONAL = 'optional'
+REQUIRED = 'required'
+VTPM_POLICIES = (DISABLED, OPTIONAL, REQUIRED)
+SHIELDING_POLICIES = (DISABLED, REQUIRED)
+
+# A vTPM needs a Generation 2 VM; this is the Hyper-V driver's name for it.
+MACHINE_TYPE_GEN2 = 'hyperv-gen2'
+
+# nova copies image properties into instance system metadata and silently
+# truncates values to 255 characters; six hyphenated UUIDs joined by commas
+# take 221, a seventh would not fit.
+MAX_KEYS = 6
+MAX_KEYS_LENGTH = 255
+
+# Instance system metadata key under which the compute side records the
+# fabrics whose guardians the instance's KeyProtector names (comma-separated
+# fabric ids). The scheduler filter reads it on a move.
+SYSMETA_FABRICS = 'vtpm_fabrics'
+
+# HGS attestation status that allows a host to unwrap KeyProtectors.
+ATTESTATION_PASSED = 'Passed'

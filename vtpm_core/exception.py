@@ -1,0 +1,131 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Every error the library raises: one hierarchy under VTPMError.
+
+Messages are written for the person who has to fix the problem: they name
+the key, where it came from (image property or flavor extra spec), the value
+as given, and what is allowed. They never carry key material or tokens.
+"""
+
+
+class VTPMError(Exception):
+    """Base of every error hyperv-vtpm raises.
+
+    Subclasses set ``msg_fmt``; keyword arguments fill it and are kept as
+    attributes, so callers can act on ``.key``, ``.ref`` and so on.
+    """
+
+    msg_fmt = 'vTPM error'
+
+    def __init__(self, message=None, **kwargs):
+        self.kwargs = kwargs
+        for name, value in kwargs.items():
+            setattr(self, name, value)
+        if message is None:
+            message = self.msg_fmt % kwargs
+        super().__init__(message)
+
+    @property
+    def message(self):
+        return self.args[0]
+
+
+# --- the request (image properties and flavor extra specs) -----------------
+
+class InvalidVTPMRequest(VTPMError, ValueError):
+    """The image and flavor together do not make a valid vTPM request.
+
+    Retrying on another host cannot help: the compute side aborts the build
+    without rescheduling.
+    """
+
+
+class InvalidPropertyValue(InvalidVTPMRequest):
+    msg_fmt = "%(key)s (%(source)s) is %(value)r; allowed: %(allowed)s"
+
+
+class PolicyConflict(InvalidVTPMRequest):
+    msg_fmt = ("%(flavor_key)s (flavor extra spec) is %(flavor_value)r but "
+               "%(image_key)s (image property) is %(image_value)r: %(why)s")
+
+    def __init__(self, image_value, flavor_value, why):
+        super().__init__(image_key='os_vtpm', flavor_key='os:vtpm',
+                         image_value=image_value, flavor_value=flavor_value,
+                         why=why)
+
+
+class InvalidKeyList(InvalidVTPMRequest):
+    msg_fmt = ("%(key)s (%(source)s) is %(value)r: %(problem)s; allowed: "
+               "1 to %(max_keys)d Barbican secret UUIDs separated by commas, "
+               "at most %(max_length)d characters in all")
+
+
+class KeysWithoutVTPM(InvalidVTPMRequest):
+    msg_fmt = ("%(key)s (%(source)s) is %(value)r but the vTPM is off "
+               "(%(why)s); keys are allowed only when the vTPM is on")
+
+
+class MachineTypeNotSupported(InvalidVTPMRequest):
+    msg_fmt = ("%(key)s (%(source)s) is %(value)r but a vTPM needs a "
+               "Generation 2 VM; allowed: %(allowed)s")
+
+
+class ShieldingNotPossible(InvalidVTPMRequest):
+    msg_fmt = ("%(key)s (%(source)s) is %(value)r but %(why)s; a shielded VM "
+               "needs the vTPM on and at least one key in os_vtpm_keys")
+
+
+# --- loading plugins ---------------------------------------------------------
+
+class BackendNotFound(VTPMError):
+    msg_fmt = ("vTPM backend %(name)r is not installed (entry point group "
+               "'vtpm.backends'); installed: %(installed)s")
+
+
+# --- key material (compute side) --------------------------------------------
+
+class KeyMaterialError(VTPMError):
+    """A secret named by os_vtpm_keys could not be used. Carries ``.ref``."""
+
+
+class KeyNotFound(KeyMaterialError):
+    msg_fmt = ("Barbican secret %(ref)s named by os_vtpm_keys (image "
+               "property) does not exist")
+
+
+class KeyAccessDenied(KeyMaterialError):
+    msg_fmt = ("Barbican refused secret %(ref)s named by os_vtpm_keys (image "
+               "property) to the instance owner's project")
+
+
+class KeyManagerUnavailable(KeyMaterialError):
+    msg_fmt = ("Barbican could not be reached for secret %(ref)s named by "
+               "os_vtpm_keys (image property): %(reason)s")
+
+
+class InvalidKeyMaterial(KeyMaterialError):
+    msg_fmt = ("Barbican secret %(ref)s named by os_vtpm_keys (image "
+               "property) is not usable guardian material: %(reason)s")
+
+
+class InvalidKeySet(VTPMError):
+    msg_fmt = ("the secrets named by os_vtpm_keys (image property) are not a "
+               "valid set: %(reason)s; allowed: exactly one owner PKCS#12 "
+               "bundle plus up to five guardian certificate sets, or one raw "
+               "KeyProtector alone")
+
+
+# --- the host ----------------------------------------------------------------
+
+class HostNotSuitable(VTPMError):
+    """This host cannot run the instance; another host may (reschedule)."""
+
+    msg_fmt = "host %(host)s cannot run this vTPM instance: %(reason)s"
+
+
+class UnsupportedVM(VTPMError):
+    msg_fmt = "VM %(vm)s cannot have a vTPM: %(reason)s"
+
+
+class HyperVOperationFailed(VTPMError):
+    msg_fmt = ("Hyper-V %(operation)s failed for VM %(vm)s with return code "
+               "%(code)s: %(description)s")

@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Versioned objects: what an instance asks for, and what a host offers.
+
+Both cross process boundaries (the request is evaluated by the scheduler and
+by the compute side; the host report travels through compute-node stats from
+every compute to every scheduler), and the two ends upgrade at different
+times, so both are oslo.versionedobjects with a version history.
+"""
+
+from oslo_utils import versionutils
+from oslo_versionedobjects import base
+from oslo_versionedobjects import fields
+
+from vtpm_core import fields as vtpm_fields
+
+
+class VTPMObjectRegistry(base.VersionedObjectRegistry):
+    """Our objects' registry (the underlying class table is process-wide)."""
+
+
+class VTPMObject(base.VersionedObject, base.ComparableVersionedObject):
+    OBJ_PROJECT_NAMESPACE = 'vtpm'
+    OBJ_SERIAL_NAMESPACE = 'vtpm_object'
+
+
+@VTPMObjectRegistry.register
+class VTPMRequest(VTPMObject):
+    """The merged decision for one instance (DESIGN.md 2).
+
+    ``image_policy`` and ``flavor_policy`` keep what each side asked, so a
+    reader can explain the decision; ``flavor_policy`` is None when the flavor
+    has no ``os:vtpm``.
+    """
+
+    # Version 1.0: Initial version
+    # Version 1.1: Added 'reasons'
+    VERSION = '1.1'
+
+    fields = {
+        'enabled': fields.BooleanField(),
+        'key_refs': fields.ListOfStringsField(default=[]),
+        'shielded': fields.BooleanField(default=False),
+        'machine_type': fields.StringField(nullable=True, default=None),
+        'image_policy': vtpm_fields.VTPMPolicyField(),
+        'flavor_policy': vtpm_fields.VTPMPolicyField(nullable=True,
+                                                     default=None),
+        # Why the decision is what it is, in words, for logs and vtpm-check.
+        'reasons': fields.ListOfStringsField(default=[]),
+    }
+
+    @property
+    def needs_key_protector(self):
+        """True when the host must unwrap an HGS KeyProtector (keys or shielding)."""
+        return self.enabled and (bool(self.key_refs) or self.shielded)
+
+    def obj_make_compatible(self, primitive, target_version):
+        super().obj_make_compatible(primitive, target_version)
+        target = versionutils.convert_version_to_tuple(target_version)
+        if target < (1, 1):
+            primitive.pop('reasons', None)
+
+
+@VTPMObjectRegistry.register
+class HostCapabilities(VTPMObject):
+    """What a compute host can do for vTPM instances (DESIGN.md 3).
+
+    ``attestation_status`` keeps HGS's own words (``Passed``, ``Expired``,
+    ``NotConfigured``, ...) as a plain string, so a status that a newer HGS
+    adds does not make an older scheduler fail to read the report.
+    """
+
+    # Version 1.0: Initial version
+    # Version 1.1: Added 'os_version'
+    VERSION = '1.1'
+
+    fields = {
+        'vtpm_supported': fields.BooleanField(),
+        'guarded': fields.BooleanField(),
+        'attestation_status': fields.StringField(),
+        'attestation_mode': fields.StringField(nullable=True, default=None),
+        # The identity of the fabric's guardian that HGS uses for this host.
+        'fabric_id': fields.StringField(nullable=True, default=None),
+        # Timezone-aware, UTC: when the compute host took these readings.
+        'measured_at': fields.DateTimeField(),
+        # The host's Windows version (for example '10.0.20348'), for operators.
+        'os_version': fields.StringField(nullable=True, default=None),
+    }
+
+    def obj_make_compatible(self, primitive, target_version):
+        super().obj_make_compatible(primitive, target_version)
+        target = versionutils.convert_version_to_tuple(target_version)
+        if target < (1, 1):
+            primitive.pop('os_version', None)

@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Merge the image properties and flavor extra specs of a boot (DESIGN.md 2).
+
+``build_request`` is the only entry point. It reads five keys, ignores
+everything else, and returns a ``VTPMRequest`` or raises an
+``InvalidVTPMRequest`` that says what to change. It is called per request by
+the scheduler filter and per spawn by the compute side, so it avoids work a
+valid request does not need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import re
+
+from vtpm_core import constants as c
+from vtpm_core import exception
+from vtpm_core import objects
+
+_UUID = re.compile(
+    r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z', re.I)
+
+# (image os_vtpm, flavor os:vtpm or None) -> vTPM on? Cells absent from this
+# table are conflicts (DESIGN.md 2.1).
+_ON_OFF = {
+    (c.DISABLED, None): False,
+    (c.DISABLED, c.DISABLED): False,
+    (c.DISABLED, c.OPTIONAL): False,
+    (c.OPTIONAL, None): False,
+    (c.OPTIONAL, c.DISABLED): False,
+    (c.OPTIONAL, c.OPTIONAL): False,
+    (c.OPTIONAL, c.REQUIRED): True,
+    (c.REQUIRED, None): True,
+    (c.REQUIRED, c.OPTIONAL): True,
+    (c.REQUIRED, c.REQUIRED): True,
+}
+
+_ALLOWED_POLICIES = ', '.join(c.VTPM_POLICIES)
+_ALLOWED_SHIELDING = ', '.join(c.SHIELDING_POLICIES)
+
+
+def build_request(image_properties: Mapping[str, str],
+                  extra_specs: Mapping[str, str]) -> objects.VTPMRequest:
+    """Return the vTPM request that an image and a flavor make together.
+
+    :param image_properties: the image's properties, flat (Glance v2).
+    :param extra_specs: the flavor's extra specs.
+    :raises vtpm_core.exception.InvalidVTPMRequest: for any invalid value or
+        combination; the message names the key, its source, the value and
+        what is allowed.
+    """
+    image_policy = _policy(image_properties, c.IMAGE_VTPM, c.IMAGE,
+                           c.DISABLED)
+    flavor_policy = _policy(extra_specs, c.FLAVOR_VTPM, c.FLAVOR, None)
+    shielding = _shielding(image_properties)
+    raw_keys = image_properties.get(c.IMAGE_VTPM_KEYS)
+
+    enabled = _ON_OFF.get((image_policy, flavor_policy))
+    if enabled is None:
+        raise _conflict(image_properties, image_policy, flavor_policy)
+    reasons = [_why(image_policy, flavor_policy, enabled)]
+
+    key_refs = []
+    if raw_keys is not None:
+        key_refs = _key_refs(raw_keys)
+        if not enabled:
+            raise exception.KeysWithoutVTPM(
+                key=c.IMAGE_VTPM_KEYS, source=c.IMAGE, value=raw_keys,
+                why=reasons[0])
+        reasons.append('%d key(s) from %s (%s)' % (
+            len(key_refs), c.IMAGE_VTPM_KEYS, c.IMAGE))
+
+    machine_type = image_properties.get(c.IMAGE_MACHINE_TYPE)
+    if enabled and machine_type != c.MACHINE_TYPE_GEN2:
+        raise exception.MachineTypeNotSupported(
+            key=c.IMAGE_MACHINE_TYPE, source=c.IMAGE,
+            value='<absent>' if machine_type is None else machine_type,
+            allowed=c.MACHINE_TYPE_GEN2)
+
+    shielded = shielding == c.REQUIRED
+    if shielded:
+        if not enabled:
+            raise exception.ShieldingNotPossible(
+                key=c.IMAGE_SHIELDED, source=c.IMAGE, value=shielding,
+                why='the vTPM is off (%s)' % reasons[0])
+        if not key_refs:
+            raise exception.ShieldingNotPossible(
+                key=c.IMAGE_SHIELDED, source=c.IMAGE, value=shielding,
+                why='%s (image property) is absent' % c.IMAGE_VTPM_KEYS)
+        reasons.append('shielded: %s (%s) is required' % (
+            c.IMAGE_SHIELDED, c.IMAGE))
+
+    return objects.VTPMRequest(
+        enabled=enabled, key_refs=key_refs, shielded=shielded,
+        machine_type=machine_type, image_policy=image_policy,
+        flavor_policy=flavor_policy, reasons=reasons)
+
+
+def flavor_settles(extra_specs: Mapping[str, str]) -> bool:
+    """True when the flavor alone decides what a host needs: no vTPM.
+
+    A flavor with ``os:vtpm=disabled`` gives either no vTPM or a conflict
+    (which the scheduler lets through, DESIGN.md 3), whatever the image says;
+    every other flavor needs the image's properties to decide.
+    """
+    return extra_specs.get(c.FLAVOR_VTPM) == c.DISABLED
+
+
+def _policy(source_map, key, source, absent):
+    value = source_map.get(key)
+    if value is None:
+        return absent
+    if value not in c.VTPM_POLICIES:
+        raise exception.InvalidPropertyValue(
+            key=key, source=source, value=value, allowed=_ALLOWED_POLICIES)
+    return value
+
+
+def _shielding(image_properties):
+    value = image_properties.get(c.IMAGE_SHIELDED)
+    if value is None:
+        return c.DISABLED
+    if value not in c.SHIELDING_POLICIES:
+        raise exception.InvalidPropertyValue(
+            key=c.IMAGE_SHIELDED, source=c.IMAGE, value=value,
+            allowed=_ALLOWED_SHIELDING)
+    return value
+
+
+def _key_refs(raw):
+    def invalid(problem):
+        return exception.InvalidKeyList(
+            key=c.IMAGE_VTPM_KEYS, source=c.IMAGE, value=raw, problem=problem,
+            max_keys=c.MAX_KEYS, max_length=c.MAX_KEYS_LENGTH)
+
+    if not isinstance(raw, str):
+        raise invalid('not a string')
+    if len(raw) > c.MAX_KEYS_LENGTH:
+        # nova would silently cut it when copying it to system metadata.
+        raise invalid('%d characters' % len(raw))
+    items = raw.split(',')
+    if len(items) > c.MAX_KEYS:
+        raise invalid('%d items' % len(items))
+    refs = []
+    for position, item in enumerate(items, 1):
+        item = item.strip()
+        if not item:
+            raise invalid('item %d is empty' % position)
+        if not _UUID.match(item):
+            raise invalid('item %d (%r) is not a UUID' % (position, item))
+        item = item.lower()
+        if item in refs:
+            raise invalid('item %d (%s) is a duplicate' % (position, item))
+        refs.append(item)
+    return refs
+
+
+def _conflict(image_properties, image_policy, flavor_policy):
+    image_value = image_properties.get(c.IMAGE_VTPM, '<absent>')
+    if flavor_policy == c.REQUIRED:
+        why = ('the flavor requires a vTPM but the image does not declare '
+               'support; set os_vtpm to optional or required on the image, '
+               'or use a flavor without os:vtpm=required')
+    else:
+        why = ('the image requires a vTPM but the flavor disables it; use a '
+               'flavor whose os:vtpm is absent, optional or required')
+    return exception.PolicyConflict(
+        image_value=image_value, flavor_value=flavor_policy, why=why)
+
+
+def _why(image_policy, flavor_policy, enabled):
+    flavor = ('absent' if flavor_policy is None else flavor_policy)
+    return 'vTPM %s: %s (%s) is %s, %s (%s) is %s' % (
+        'on' if enabled else 'off', c.IMAGE_VTPM, c.IMAGE, image_policy,
+        c.FLAVOR_VTPM, c.FLAVOR, flavor)

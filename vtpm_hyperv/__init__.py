@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Hyper-V backend: key material from Barbican, HGS KeyProtectors, vTPM."""
