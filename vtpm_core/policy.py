@@ -90,7 +90,7 @@ def build_request(image_properties: Mapping[str, str],
         reasons.append('shielded: %s (%s) is required' % (
             c.IMAGE_SHIELDED, c.IMAGE))
 
-    return objects.VTPMRequest(
+    return objects.VTPMRequest.from_validated(
         enabled=enabled, key_refs=key_refs, shielded=shielded,
         machine_type=machine_type, image_policy=image_policy,
         flavor_policy=flavor_policy, reasons=reasons)

@@ -1,0 +1,22 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Suite-wide setup: the one hypothesis profile, and nova's threading mode."""
+
+import os
+
+import hypothesis
+
+# nova's in-process services run on native threads in this suite (run.py
+# sets this too): eventlet's monkey patching would also patch the sockets
+# the Keystone and Barbican tests use. It must be set before nova imports.
+os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
+
+# One profile. In CI (CI=true) it is derandomized, so a run is repeatable
+# and a failure there reproduces here with the same command.
+hypothesis.settings.register_profile(
+    'vtpm',
+    derandomize=bool(os.environ.get('CI')),
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
+)
+hypothesis.settings.load_profile('vtpm')

@@ -1,0 +1,160 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Capability reports: the stats entry, traits, and what a host must offer."""
+
+import datetime
+import json
+
+import pytest
+
+from vtpm_core import capabilities
+from vtpm_core import objects
+
+NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+def caps(**overrides):
+    values = dict(vtpm_supported=True, guarded=True,
+                  attestation_status='Passed', attestation_mode='TpmTrusted',
+                  fabric_id='fabric-a', measured_at=NOW)
+    values.update(overrides)
+    return objects.HostCapabilities(**values)
+
+
+def request(enabled=True, keys=(), shielded=False):
+    return objects.VTPMRequest(
+        enabled=enabled, key_refs=list(keys), shielded=shielded,
+        machine_type='hyperv-gen2', image_policy='required',
+        flavor_policy=None)
+
+
+def test_stats_round_trip():
+    report = caps(os_version='10.0.20348')
+    stats = capabilities.to_stats(report)
+    assert list(stats) == ['vtpm:capabilities']
+    assert isinstance(stats['vtpm:capabilities'], str)
+    assert capabilities.from_stats(stats) == report
+
+
+def test_a_report_from_the_six_contract_fields_is_valid():
+    stats = capabilities.to_stats(caps())
+    read = capabilities.from_stats(stats)
+    assert read.fabric_id == 'fabric-a' and read.os_version is None
+
+
+@pytest.mark.parametrize('stats', [
+    None, {}, {'vtpm:capabilities': None}, {'vtpm:capabilities': ''},
+    {'vtpm:capabilities': 'not json'}, {'vtpm:capabilities': '[]'},
+    {'vtpm:capabilities': '{"vtpm_object.name": "HostCapabilities"}'},
+    {'vtpm:capabilities': json.dumps({
+        'vtpm_object.name': 'VTPMRequest', 'vtpm_object.namespace': 'vtpm',
+        'vtpm_object.version': '1.0', 'vtpm_object.data': {}})},
+], ids=['none', 'empty', 'null entry', 'empty string', 'not json', 'a list',
+        'no version', 'another object'])
+def test_absent_or_unreadable_reports_are_none(stats):
+    assert capabilities.from_stats(stats) is None
+
+
+def _primitive(**changes):
+    primitive = json.loads(capabilities.to_stats(caps())['vtpm:capabilities'])
+    primitive.update(changes)
+    return {'vtpm:capabilities': json.dumps(primitive)}
+
+
+def test_an_older_report_is_read():
+    stats = capabilities.to_stats(caps(os_version='10.0'),
+                                  target_version='1.0')
+    read = capabilities.from_stats(stats)
+    assert read.guarded is True and not read.obj_attr_is_set('os_version')
+
+
+def test_a_newer_minor_report_is_read_without_its_new_fields():
+    primitive = json.loads(capabilities.to_stats(caps())['vtpm:capabilities'])
+    primitive['vtpm_object.version'] = '1.7'
+    primitive['vtpm_object.data']['future_field'] = 'x'
+    read = capabilities.from_stats(
+        {'vtpm:capabilities': json.dumps(primitive)})
+    assert read.attestation_status == 'Passed'
+    assert read.VERSION == objects.HostCapabilities.VERSION
+
+
+def test_a_newer_major_report_is_unreadable():
+    assert capabilities.from_stats(
+        _primitive(**{'vtpm_object.version': '2.0'})) is None
+
+
+def test_a_report_missing_a_required_field_is_unreadable():
+    primitive = json.loads(capabilities.to_stats(caps())['vtpm:capabilities'])
+    del primitive['vtpm_object.data']['guarded']
+    assert capabilities.from_stats(
+        {'vtpm:capabilities': json.dumps(primitive)}) is None
+
+
+@pytest.mark.parametrize('report,expected', [
+    (None, set()),
+    (caps(vtpm_supported=False), set()),
+    (caps(guarded=False), {'COMPUTE_SECURITY_TPM_2_0'}),
+    (caps(attestation_status='Expired'),
+     {'COMPUTE_SECURITY_TPM_2_0', 'CUSTOM_HGS_GUARDED',
+      'CUSTOM_HGS_FABRIC_FABRIC_A'}),
+    (caps(), {'COMPUTE_SECURITY_TPM_2_0', 'CUSTOM_HGS_GUARDED',
+              'CUSTOM_HGS_ATTESTATION_PASSED', 'CUSTOM_HGS_FABRIC_FABRIC_A'}),
+], ids=['no report', 'unsupported', 'unguarded', 'expired', 'attested'])
+def test_traits(report, expected):
+    assert capabilities.traits(report) == expected
+    assert capabilities.managed_traits(expected | {'HW_CPU_X86_AVX'}) == \
+        expected
+
+
+AGE = 600
+
+# (id, request, host report, passes?, words the reason must contain)
+MATCHES = [
+    ('no vTPM: any host, even without a report',
+     request(enabled=False), None, True, ''),
+    ('vTPM: no report fails closed', request(), None, False, 'no readable'),
+    ('vTPM: unsupported host', request(), caps(vtpm_supported=False), False,
+     'does not support'),
+    ('vTPM without keys: unguarded host is fine', request(),
+     caps(guarded=False, attestation_status='NotConfigured'), True, ''),
+    ('vTPM without keys: a stale report is fine', request(),
+     caps(measured_at=NOW - datetime.timedelta(days=2)), True, ''),
+    ('keys: unguarded host', request(keys=['k']), caps(guarded=False), False,
+     'not guarded'),
+    ('keys: attestation expired', request(keys=['k']),
+     caps(attestation_status='Expired'), False, 'Expired'),
+    ('keys: report too old', request(keys=['k']),
+     caps(measured_at=NOW - datetime.timedelta(seconds=AGE + 1)), False,
+     'old'),
+    ('keys: report just fresh enough', request(keys=['k']),
+     caps(measured_at=NOW - datetime.timedelta(seconds=AGE)), True, ''),
+    ('shielded: guarded and attested', request(keys=['k'], shielded=True),
+     caps(), True, ''),
+]
+
+
+@pytest.mark.parametrize('req,report,passes,words', [m[1:] for m in MATCHES],
+                         ids=[m[0] for m in MATCHES])
+def test_satisfies(req, report, passes, words):
+    verdict = capabilities.satisfies(req, report, max_report_age=AGE, now=NOW)
+    assert bool(verdict) is passes
+    assert words in verdict.reason
+
+
+def test_a_move_keeps_the_instance_in_its_fabrics():
+    keyed = request(keys=['k'])
+    allowed = frozenset({'fabric-a', 'fabric-dr'})
+    kwargs = dict(max_report_age=AGE, now=NOW, allowed_fabrics=allowed)
+    assert capabilities.satisfies(keyed, caps(), **kwargs)
+    assert capabilities.satisfies(keyed, caps(fabric_id='fabric-dr'),
+                                  **kwargs)
+    verdict = capabilities.satisfies(keyed, caps(fabric_id='fabric-b'),
+                                     **kwargs)
+    assert not verdict and 'fabric-b' in verdict.reason
+    # The fabric rule holds even when the request itself is not evaluated.
+    assert not capabilities.satisfies(None, caps(fabric_id='fabric-b'),
+                                      **kwargs)
+
+
+def test_fabric_trait_uses_placement_alphabet():
+    assert capabilities.fabric_trait('3f:9a-bc.d') == \
+        'CUSTOM_HGS_FABRIC_3F_9A_BC_D'

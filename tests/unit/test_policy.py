@@ -1,0 +1,225 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Table tests: one row per cell of DESIGN.md 2.1 and per rule of 2.2, 2.3."""
+
+import pytest
+
+from tests import merge_table
+from vtpm_core import exception
+from vtpm_core import objects
+from vtpm_core import policy
+
+GEN2 = {'hw_machine_type': 'hyperv-gen2'}
+K1 = '8f14e45f-ceea-467a-9575-7a6c8c2b3a11'
+K2 = '45c48cce-2e2d-4fbd-a7b0-9ea0e5e4a1b2'
+SIX = ['%08x-0000-4000-8000-%012x' % (i, i) for i in range(6)]
+
+
+def _sides(image_value, flavor_value):
+    image = dict(GEN2)
+    if image_value is not None:
+        image['os_vtpm'] = image_value
+    flavor = {} if flavor_value is None else {'os:vtpm': flavor_value}
+    return image, flavor
+
+
+@pytest.mark.parametrize(
+    'image_value,flavor_value,outcome', list(merge_table.rows()),
+    ids=['image-%s/flavor-%s->%s' % (i or 'absent', f or 'absent', o)
+         for i, f, o in merge_table.rows()])
+def test_merge_table(image_value, flavor_value, outcome):
+    image, flavor = _sides(image_value, flavor_value)
+    if outcome == 'conflict':
+        with pytest.raises(exception.PolicyConflict) as e:
+            policy.build_request(image, flavor)
+        # A conflict names both sides, with their values.
+        assert "os:vtpm (flavor extra spec) is %r" % flavor_value in str(e.value)
+        assert "os_vtpm (image property) is %r" % (
+            image_value or '<absent>') in str(e.value)
+        return
+    request = policy.build_request(image, flavor)
+    assert isinstance(request, objects.VTPMRequest)
+    assert request.enabled is (outcome == 'on')
+    assert request.image_policy == (image_value or 'disabled')
+    assert request.flavor_policy == flavor_value
+
+
+def test_table_covers_every_cell():
+    cells = {(i, f) for i, f, _ in merge_table.rows()}
+    values = (None, 'disabled', 'optional', 'required')
+    assert cells == {(i, f) for i in values for f in values}
+
+
+REQUIRED = {'os_vtpm': 'required', **GEN2}
+
+# (id, image properties on top of REQUIRED, expected key_refs)
+KEYS_ACCEPTED = [
+    ('one key', {'os_vtpm_keys': K1}, [K1]),
+    ('six keys, the maximum', {'os_vtpm_keys': ','.join(SIX)}, SIX),
+    ('uppercase becomes canonical lowercase',
+     {'os_vtpm_keys': K1.upper()}, [K1]),
+    ('whitespace around items is ignored',
+     {'os_vtpm_keys': '  %s ,\t%s ' % (K1, K2)}, [K1, K2]),
+    ('order is kept', {'os_vtpm_keys': '%s,%s' % (K2, K1)}, [K2, K1]),
+    ('no keys: a new local key protector', {}, []),
+]
+
+
+@pytest.mark.parametrize('image,expected', [r[1:] for r in KEYS_ACCEPTED],
+                         ids=[r[0] for r in KEYS_ACCEPTED])
+def test_keys_accepted(image, expected):
+    request = policy.build_request(dict(REQUIRED, **image), {})
+    assert request.key_refs == expected
+
+
+# (id, os_vtpm_keys value, text the message must contain)
+KEYS_REFUSED = [
+    ('seven UUIDs do not fit in 255 characters', ','.join(SIX + [K1]),
+     '258 characters'),
+    ('seven items', 'a,b,c,d,e,f,g', '7 items'),
+    ('empty value', '', 'item 1 is empty'),
+    ('empty item in the middle', '%s,,%s' % (K1, K2), 'item 2 is empty'),
+    ('trailing comma', '%s,' % K1, 'item 2 is empty'),
+    ('blank item', '%s, ,%s' % (K1, K2), 'item 2 is empty'),
+    ('duplicate after canonicalisation', '%s,%s' % (K1, K1.upper()),
+     'item 2 (%s) is a duplicate' % K1),
+    ('not a UUID', '%s,secret-1' % K1, "item 2 ('secret-1') is not a UUID"),
+    ('UUID without hyphens', K1.replace('-', ''), 'is not a UUID'),
+    ('URN form', 'urn:uuid:' + K1, 'is not a UUID'),
+    ('longer than 255 characters (nova would cut it)',
+     ' ' * 40 + ','.join(SIX), '261 characters'),
+]
+
+
+@pytest.mark.parametrize('raw,fragment', [r[1:] for r in KEYS_REFUSED],
+                         ids=[r[0] for r in KEYS_REFUSED])
+def test_keys_refused(raw, fragment):
+    with pytest.raises(exception.InvalidKeyList) as e:
+        policy.build_request(dict(REQUIRED, os_vtpm_keys=raw), {})
+    message = str(e.value)
+    assert fragment in message
+    assert message.startswith('os_vtpm_keys (image property) is %r' % raw)
+    assert 'allowed: 1 to 6 Barbican secret UUIDs' in message
+
+
+@pytest.mark.parametrize('image,specs', [
+    ({'os_vtpm_keys': K1}, {}),
+    ({'os_vtpm': 'optional', 'os_vtpm_keys': K1}, {}),
+    ({'os_vtpm': 'optional', 'os_vtpm_keys': K1}, {'os:vtpm': 'optional'}),
+], ids=['image absent', 'image optional, flavor absent',
+        'image optional, flavor optional'])
+def test_keys_need_the_vtpm_on(image, specs):
+    with pytest.raises(exception.KeysWithoutVTPM) as e:
+        policy.build_request(dict(GEN2, **image), specs)
+    assert str(e.value).startswith(
+        "os_vtpm_keys (image property) is %r but the vTPM is off" % K1)
+
+
+# (id, hw_machine_type or None, vTPM on?, accepted?)
+MACHINE_TYPES = [
+    ('vTPM on, Gen2', 'hyperv-gen2', True, True),
+    ('vTPM on, absent', None, True, False),
+    ('vTPM on, Gen1', 'hyperv-gen1', True, False),
+    ('vTPM on, case differs', 'HyperV-Gen2', True, False),
+    ('vTPM off, absent', None, False, True),
+    ('vTPM off, Gen1', 'hyperv-gen1', False, True),
+]
+
+
+@pytest.mark.parametrize('machine_type,on,accepted',
+                         [r[1:] for r in MACHINE_TYPES],
+                         ids=[r[0] for r in MACHINE_TYPES])
+def test_machine_type(machine_type, on, accepted):
+    image = {'os_vtpm': 'required' if on else 'disabled'}
+    if machine_type is not None:
+        image['hw_machine_type'] = machine_type
+    if accepted:
+        request = policy.build_request(image, {})
+        assert request.enabled is on
+        assert request.machine_type == machine_type
+    else:
+        with pytest.raises(exception.MachineTypeNotSupported) as e:
+            policy.build_request(image, {})
+        assert str(e.value) == (
+            "hw_machine_type (image property) is %r but a vTPM needs a "
+            "Generation 2 VM; allowed: hyperv-gen2"
+            % (machine_type or '<absent>'))
+
+
+# (id, image properties on top of Gen2, shielded or the error class)
+SHIELDING = [
+    ('required with vTPM and a key',
+     {'os_vtpm': 'required', 'os_vtpm_keys': K1, 'os_shielded_vm': 'required'},
+     True),
+    ('disabled', {'os_vtpm': 'required', 'os_shielded_vm': 'disabled'}, False),
+    ('absent means disabled', {'os_vtpm': 'required'}, False),
+    ('required without keys', {'os_vtpm': 'required',
+                               'os_shielded_vm': 'required'},
+     exception.ShieldingNotPossible),
+    ('required with the vTPM off', {'os_shielded_vm': 'required'},
+     exception.ShieldingNotPossible),
+    ('not an allowed value', {'os_vtpm': 'required', 'os_vtpm_keys': K1,
+                              'os_shielded_vm': 'optional'},
+     exception.InvalidPropertyValue),
+]
+
+
+@pytest.mark.parametrize('image,expected', [r[1:] for r in SHIELDING],
+                         ids=[r[0] for r in SHIELDING])
+def test_shielding(image, expected):
+    if isinstance(expected, bool):
+        assert policy.build_request(dict(GEN2, **image), {}).shielded is \
+            expected
+    else:
+        with pytest.raises(expected) as e:
+            policy.build_request(dict(GEN2, **image), {})
+        assert str(e.value).startswith(
+            'os_shielded_vm (image property) is %r' % image['os_shielded_vm'])
+
+
+@pytest.mark.parametrize('key,source,value,mapping', [
+    ('os_vtpm', 'image property', 'Required', 'image'),
+    ('os_vtpm', 'image property', '', 'image'),
+    ('os:vtpm', 'flavor extra spec', 'yes', 'flavor'),
+    ('os:vtpm', 'flavor extra spec', ' required', 'flavor'),
+], ids=['image: case differs', 'image: empty', 'flavor: yes',
+        'flavor: leading space'])
+def test_policy_values_are_exact(key, source, value, mapping):
+    image, flavor = dict(GEN2), {}
+    (image if mapping == 'image' else flavor)[key] = value
+    with pytest.raises(exception.InvalidPropertyValue) as e:
+        policy.build_request(image, flavor)
+    assert str(e.value) == (
+        '%s (%s) is %r; allowed: disabled, optional, required'
+        % (key, source, value))
+    assert (e.value.key, e.value.source, e.value.value) == (key, source, value)
+
+
+def test_unrelated_properties_and_specs_are_ignored():
+    image = dict(REQUIRED, os_distro='windows', hw_tpm_version='1.2',
+                 os_vtpm_extra='x')
+    specs = {'hw:cpu_policy': 'dedicated', 'os:secure_boot': 'required',
+             'os:vtpm_keys': 'nonsense'}
+    assert policy.build_request(image, specs) == \
+        policy.build_request(REQUIRED, {})
+
+
+def test_errors_are_value_errors_and_vtpm_errors():
+    with pytest.raises(ValueError):
+        policy.build_request({'os_vtpm': 'bogus'}, {})
+    assert issubclass(exception.PolicyConflict, exception.VTPMError)
+
+
+@pytest.mark.parametrize('specs,settles', [
+    ({'os:vtpm': 'disabled'}, True),
+    ({'os:vtpm': 'required'}, False),
+    ({'os:vtpm': 'optional'}, False),
+    ({}, False),
+])
+def test_flavor_settles(specs, settles):
+    """Only a disabled flavor makes the image irrelevant to the host."""
+    assert policy.flavor_settles(specs) is settles
+    if settles:
+        # Whatever the image says: off, or a conflict the filter lets pass.
+        for image_value in ('disabled', 'optional'):
+            assert not policy.build_request(
+                dict(GEN2, os_vtpm=image_value), specs).enabled

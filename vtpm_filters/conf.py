@@ -1,0 +1,57 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``[vtpm_filter]`` options of the scheduler filter.
+
+Registered on the conf the filter is given (nova's ``CONF``), never at
+import; ``list_opts`` feeds ``oslo-config-generator --namespace vtpm_filters``.
+"""
+
+import copy
+
+from oslo_config import cfg
+
+GROUP = 'vtpm_filter'
+
+OPTS = [
+    cfg.IntOpt(
+        'max_report_age',
+        default=600,
+        min=1,
+        help='Maximum age, in seconds, of a host\'s vTPM capability report '
+             '(its measured_at) for a request that needs an HGS KeyProtector '
+             '(os_vtpm_keys or os_shielded_vm=required) or for a move of an '
+             'instance that has one. An older report means the scheduler '
+             'cannot tell whether the host still passes attestation, so the '
+             'host is refused. Computes refresh the report with nova\'s '
+             '[DEFAULT] update_resources_interval periodic task (60 s by '
+             'default); the default allows ten missed updates.'),
+    cfg.BoolOpt(
+        'image_lookup',
+        default=True,
+        help='Read os_vtpm, os_vtpm_keys and os_shielded_vm from Glance, '
+             'once per request, when the flavor alone does not settle what '
+             'a host needs (nova drops these properties from the request '
+             'spec). When off, the filter decides on the flavor\'s os:vtpm '
+             'alone: os:vtpm=required needs a vTPM capable host, and '
+             'requests made by the image are left to the compute side, '
+             'which refuses an unsuitable host and lets nova reschedule.'),
+    cfg.BoolOpt(
+        'restrict_moves_to_fabrics',
+        default=True,
+        help='On a move (cold migration, resize, live migration, evacuation, '
+             'unshelve) of an instance whose KeyProtector names fabrics, '
+             'pass only hosts of those fabrics. This costs one cell database '
+             'read per move request (the instance\'s system metadata). A '
+             'host outside those fabrics cannot unwrap the KeyProtector, so '
+             'turning this off only moves the refusal to the destination '
+             'compute.'),
+]
+
+
+def register_opts(conf):
+    """Register the ``[vtpm_filter]`` options on ``conf``."""
+    conf.register_opts(OPTS, group=GROUP)
+
+
+def list_opts():
+    """Return the options for oslo-config-generator (deep copies)."""
+    return [(GROUP, copy.deepcopy(OPTS))]
