@@ -122,6 +122,8 @@ def _free_port():
 
 def _port_free(port):
     with socket.socket() as sock:
+        # as gunicorn binds: a port in TIME_WAIT is free
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -499,9 +501,6 @@ def _provision(keystone_url, barbican_url, credentials):
             'name': user, 'domain_id': 'default',
             'password': credentials[kind],
             'default_project_id': project_id})['id']
-        # the password may predate this run's credentials file
-        ks.call('PATCH', '/users/%s' % user_id,
-                {'user': {'password': credentials[kind]}})
         for role in granted:
             ks.call('PUT', '/projects/%s/users/%s/roles/%s'
                     % (project_id, user_id, roles[role]))

@@ -129,3 +129,15 @@ class UnsupportedVM(VTPMError):
 class HyperVOperationFailed(VTPMError):
     msg_fmt = ("Hyper-V %(operation)s failed for VM %(vm)s with return code "
                "%(code)s: %(description)s")
+
+
+# --- lifecycle of a vTPM instance (compute side) ----------------------------
+
+class OperationRefused(VTPMError):
+    """A nova operation would break the instance's vTPM; nothing was changed.
+
+    Carries ``.operation`` and ``.instance``; the message says why (naming
+    the property or flavor extra spec and its value) and what to do instead.
+    """
+
+    msg_fmt = "%(operation)s of instance %(instance)s refused: %(reason)s"

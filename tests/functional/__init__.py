@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Functional tests inside nova's in-process services (see nova_harness)."""

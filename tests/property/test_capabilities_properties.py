@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Properties of host capability reports (DESIGN.md 3)."""
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests import strategies as s
+from vtpm_core import capabilities
+from vtpm_core import objects
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
+              st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.text(max_size=20), inner,
+                                            max_size=4)),
+    max_leaves=12)
+
+
+@given(st.one_of(st.text(), json_values.map(json.dumps)))
+def test_from_stats_never_raises_on_random_strings(raw):
+    """from_stats on any string returns HostCapabilities or None, never
+    raises: one host's garbage must not break scheduling for the others."""
+    result = capabilities.from_stats({capabilities.STATS_KEY: raw})
+    assert result is None or isinstance(result, objects.HostCapabilities)
+
+
+@given(s.host_capabilities, st.sampled_from(('vtpm_object.data',
+                                             'vtpm_object.version',
+                                             'vtpm_object.name')),
+       json_values)
+def test_from_stats_never_raises_on_damaged_reports(caps, part, value):
+    """A real report with any part replaced by any JSON value reads as a
+    report or None, never raises."""
+    primitive = json.loads(capabilities.to_stats(caps)[capabilities.STATS_KEY])
+    primitive[part] = value
+    result = capabilities.from_stats(
+        {capabilities.STATS_KEY: json.dumps(primitive)})
+    assert result is None or isinstance(result, objects.HostCapabilities)
+
+
+@given(s.host_capabilities)
+def test_stats_round_trip(caps):
+    """to_stats then from_stats gives back an equal report of strings only."""
+    stats = capabilities.to_stats(caps)
+    assert all(isinstance(v, str) for v in stats.values())
+    assert capabilities.from_stats(stats) == caps

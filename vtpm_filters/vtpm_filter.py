@@ -1,0 +1,281 @@
+# SPDX-License-Identifier: Apache-2.0
+"""VTPMFilter: pass the hosts whose vTPM capability report fits the request.
+
+What a host needs is DESIGN.md section 3, decided by
+``vtpm_core.capabilities.satisfies``. What this module adds is the cost model
+(DESIGN.md section 6): nova calls ``filter_all`` once per request with every
+candidate host, so the filter
+
+* evaluates the request once: the flavor's extra specs, at most one Glance
+  read (only when the flavor alone does not settle it) and, on a move, one
+  cell database read for the fabrics the instance's KeyProtector names;
+* parses a host's report once per change of its raw stats string;
+* then checks each host with a few attribute reads (``_Check.passes``, which
+  the unit tests hold equal to ``satisfies``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+import weakref
+
+import nova.conf
+from nova import context as nova_context
+from nova import exception as nova_exception
+from nova.image import glance
+from nova import objects
+from nova.scheduler import filters
+from oslo_utils import timeutils
+
+from vtpm_core import capabilities
+from vtpm_core import constants
+from vtpm_core import exception
+from vtpm_core import policy
+from vtpm_filters import conf as vtpm_conf
+
+LOG = logging.getLogger(__name__)
+
+# Without Glance (image_lookup off or failing) the image is taken to allow
+# whatever the flavor asks: os:vtpm=required then needs a vTPM host, and the
+# compute side, which reads every image property, refuses what the flavor
+# could not show (DESIGN.md 3).
+_IMAGE_UNKNOWN = {constants.IMAGE_VTPM: constants.OPTIONAL,
+                  constants.IMAGE_MACHINE_TYPE: constants.MACHINE_TYPE_GEN2}
+
+
+class _Report:
+    """One host's parsed report, kept until the raw stats string changes."""
+
+    __slots__ = ('raw', 'caps', 'vtpm', 'attested', 'fabric', 'measured_at')
+
+    def __init__(self, raw, caps):
+        self.raw = raw
+        self.caps = caps
+        self.vtpm = caps is not None and caps.vtpm_supported
+        self.attested = (caps is not None and caps.guarded and
+                         caps.attestation_status ==
+                         constants.ATTESTATION_PASSED)
+        self.fabric = caps.fabric_id if caps is not None else None
+        self.measured_at = caps.measured_at if caps is not None else None
+
+
+class _Check:
+    """What one request needs of a host, evaluated once per request."""
+
+    __slots__ = ('request', 'fabrics', 'needs_vtpm', 'needs_attested',
+                 'now', 'oldest', 'max_age', 'instance_uuid')
+
+    def __init__(self, request, fabrics, max_age, now, instance_uuid):
+        self.request = request
+        self.fabrics = fabrics
+        self.needs_vtpm = request is not None and request.enabled
+        # Unwrapping a KeyProtector needs a guarded host that HGS attested
+        # recently; so does a move of an instance that already has one.
+        self.needs_attested = bool(
+            (self.needs_vtpm and request.needs_key_protector) or fabrics)
+        self.now = now
+        self.oldest = now - datetime.timedelta(seconds=max_age)
+        self.max_age = max_age
+        self.instance_uuid = instance_uuid
+
+    def passes(self, report):
+        if report.caps is None:
+            return False  # absent or unreadable: fail closed
+        if self.fabrics is not None and report.fabric not in self.fabrics:
+            return False
+        if self.needs_vtpm and not report.vtpm:
+            return False
+        if self.needs_attested and not (
+                report.attested and report.measured_at >= self.oldest):
+            return False
+        return True
+
+    def reason(self, report):
+        """Why ``report`` fails, in satisfies' words (for the debug log)."""
+        return capabilities.satisfies(
+            self.request, report.caps, max_report_age=self.max_age,
+            now=self.now, allowed_fabrics=self.fabrics).reason
+
+
+class VTPMFilter(filters.BaseHostFilter):
+    """Pass hosts that can give the request its vTPM (DESIGN.md 3)."""
+
+    # A rebuild with a new image may ask for a vTPM, or keys, that the
+    # instance's current host cannot give.
+    RUN_ON_REBUILD = True
+    # A host's capability does not change as the instances of one request
+    # consume it, so the later instances of a multi-create need no rerun.
+    run_filter_once_per_request = True
+
+    def __init__(self, conf=None):
+        self._conf = conf if conf is not None else nova.conf.CONF
+        vtpm_conf.register_opts(self._conf)
+        # compute node uuid -> _Report; one entry per host, replaced when the
+        # host's raw report string changes.
+        self._reports = {}
+        # host_passes callers: the last request spec per thread and its check.
+        self._last = threading.local()
+        self._image_api = None
+
+    # --- nova's entry points -------------------------------------------------
+
+    def filter_all(self, filter_obj_list, spec_obj):
+        check = self._check(spec_obj)
+        if check is None:
+            return filter_obj_list  # nothing asked of the host
+        return self._passing(filter_obj_list, check)
+
+    def host_passes(self, host_state, spec_obj):
+        last = self._last
+        ref = getattr(last, 'spec', None)
+        if ref is None or ref() is not spec_obj:
+            last.check = self._check(spec_obj)
+            last.spec = weakref.ref(spec_obj)
+        check = last.check
+        return check is None or check.passes(self._report(host_state))
+
+    # --- per host ----------------------------------------------------------
+
+    def _passing(self, host_states, check):
+        reports = self._reports
+        key = capabilities.STATS_KEY
+        debug = LOG.isEnabledFor(logging.DEBUG)
+        passed = []
+        for host_state in host_states:
+            raw = host_state.stats.get(key)
+            report = reports.get(host_state.uuid)
+            if report is None or report.raw != raw:
+                report = self._report(host_state)
+            if check.passes(report):
+                passed.append(host_state)
+            elif debug:
+                LOG.debug('%(host)s (node %(node)s) fails the vTPM request of '
+                          'instance %(uuid)s: %(reason)s',
+                          {'host': host_state.host,
+                           'node': host_state.nodename,
+                           'uuid': check.instance_uuid,
+                           'reason': check.reason(report)})
+        return passed
+
+    def _report(self, host_state):
+        stats = host_state.stats
+        raw = stats.get(capabilities.STATS_KEY) if stats else None
+        report = self._reports.get(host_state.uuid)
+        if report is None or report.raw != raw:
+            report = _Report(raw, capabilities.from_stats(stats))
+            self._reports[host_state.uuid] = report
+        return report
+
+    # --- per request --------------------------------------------------------
+
+    def _check(self, spec_obj):
+        """Return what a host needs for ``spec_obj``, or None for nothing."""
+        opts = self._conf.vtpm_filter
+        request = self._request(spec_obj, opts)
+        fabrics = (self._move_fabrics(spec_obj)
+                   if opts.restrict_moves_to_fabrics else None)
+        if not (request is not None and request.enabled) and not fabrics:
+            return None
+        return _Check(request, fabrics, opts.max_report_age,
+                      timeutils.utcnow(with_timezone=True),
+                      _get(spec_obj, 'instance_uuid'))
+
+    def _request(self, spec_obj, opts):
+        """The merged VTPMRequest, or None when there is none to enforce."""
+        extra_specs = spec_obj.flavor.extra_specs
+        if policy.flavor_settles(extra_specs):
+            return None
+        properties = (self._image_properties(spec_obj) if opts.image_lookup
+                      else None)
+        if properties is None:
+            properties = _IMAGE_UNKNOWN
+        try:
+            return policy.build_request(properties, extra_specs)
+        except exception.VTPMError as e:
+            # Not hidden behind "No valid host": the compute side aborts the
+            # build with a fault that names the problem (DESIGN.md 3).
+            LOG.info('Instance %(uuid)s has an invalid vTPM request; every '
+                     'host passes VTPMFilter and the compute side refuses '
+                     'the build: %(error)s',
+                     {'uuid': _get(spec_obj, 'instance_uuid'), 'error': e})
+            return None
+
+    def _image_properties(self, spec_obj):
+        """The image's properties from Glance (one read), or None."""
+        image = _get(spec_obj, 'image')
+        image_id = _get(image, 'id') if image is not None else None
+        context = getattr(spec_obj, '_context', None)
+        if image_id is None or context is None:
+            return None
+        if self._image_api is None:
+            self._image_api = glance.API()
+        try:
+            return self._image_api.get(context, image_id).get(
+                'properties') or {}
+        except nova_exception.NovaException as e:
+            LOG.warning('VTPMFilter could not read image %(image)s from '
+                        'Glance (%(error)s); deciding on the flavor alone',
+                        {'image': image_id, 'error': e})
+            return None
+
+    def _move_fabrics(self, spec_obj):
+        """On a move, the fabrics the instance's KeyProtector names.
+
+        nova's conductor names the instance's cell in the request spec for
+        every request about an existing instance (cold migration, resize,
+        live migration, evacuation, unshelve, rebuild), never for a first
+        boot: that tells a move apart with no database read. The instance's
+        system metadata is then one read in that cell; a cross-cell resize
+        to a named host is the one case that also reads the instance
+        mapping.
+        """
+        cell = _instance_cell(spec_obj)
+        if cell is None:
+            return None
+        context = spec_obj._context.elevated()
+        uuid = spec_obj.instance_uuid
+        try:
+            if cell is _LOOK_UP:
+                cell = objects.InstanceMapping.get_by_instance_uuid(
+                    context, uuid).cell_mapping
+                if cell is None:
+                    return None
+            with nova_context.target_cell(context, cell) as cell_context:
+                instance = objects.Instance.get_by_uuid(
+                    cell_context, uuid, expected_attrs=['system_metadata'])
+        except (nova_exception.InstanceNotFound,
+                nova_exception.InstanceMappingNotFound):
+            return None
+        raw = instance.system_metadata.get(constants.SYSMETA_FABRICS)
+        fabrics = frozenset(f.strip() for f in (raw or '').split(',')
+                            if f.strip())
+        if not fabrics:
+            return None
+        LOG.debug('Instance %(uuid)s moves from host %(source)s; its '
+                  'KeyProtector names fabrics %(fabrics)s',
+                  {'uuid': uuid, 'source': instance.host,
+                   'fabrics': ', '.join(sorted(fabrics))})
+        return fabrics
+
+
+_LOOK_UP = object()
+
+
+def _instance_cell(spec_obj):
+    """The cell of an existing instance, _LOOK_UP, or None for a boot."""
+    dest = _get(spec_obj, 'requested_destination')
+    if dest is None:
+        return None
+    cell = _get(dest, 'cell')
+    if cell is not None:
+        return cell
+    if _get(dest, 'allow_cross_cell_move') and _get(dest, 'host'):
+        return _LOOK_UP
+    return None
+
+
+def _get(obj, name):
+    """A versioned object's field, or None when it is not set."""
+    return getattr(obj, name) if name in obj else None

@@ -1,0 +1,330 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Guardians and KeyProtectors with real cryptography, for the simulator.
+
+A guardian is two RSA key pairs with certificates, as HGS makes them: a
+signing certificate (key usage digitalSignature) and an encryption
+certificate (keyEncipherment, dataEncipherment).
+
+Microsoft's KeyProtector wire format (MS-KPS) is not public in a form we
+can reproduce, so the simulator uses its own, with the same structure:
+
+    MAGIC | u32 length | body (JSON) | owner signature (RSA-PSS, SHA-256)
+
+The body names the owner and the guardians (their certificates, DER,
+base64) and holds, for each of them, the random 256-bit transport key
+wrapped with that party's encryption certificate (RSA-OAEP, SHA-256),
+plus an HMAC of the wrappings keyed with the transport key (MS-KPS's
+``TransportKeySignature``). Only a private key of the owner or of a
+listed guardian recovers the transport key; any other key fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import struct
+import uuid
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509 import oid
+
+MAGIC = b'VTPMSIM-KP1\n'
+TRANSPORT_KEY_BYTES = 32
+
+_OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                     algorithm=hashes.SHA256(), label=None)
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
+                   salt_length=padding.PSS.MAX_LENGTH)
+
+
+class KeyProtectorError(ValueError):
+    """RawData that is not a well-formed, correctly signed KeyProtector."""
+
+
+class UnwrapError(ValueError):
+    """The key given is not the owner's nor a guardian's of the KeyProtector."""
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Guardian:
+    """A guardian: certificates, and private keys when we hold them.
+
+    ``repr`` names the guardian only: private keys never appear in logs.
+    """
+
+    name: str
+    signing_cert: x509.Certificate
+    encryption_cert: x509.Certificate
+    signing_key: rsa.RSAPrivateKey | None = None
+    encryption_key: rsa.RSAPrivateKey | None = None
+
+    def __repr__(self):
+        return '<Guardian %s>' % self.name
+
+    @property
+    def signing_der(self) -> bytes:
+        return self.signing_cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def encryption_der(self) -> bytes:
+        return self.encryption_cert.public_bytes(serialization.Encoding.DER)
+
+    def public(self) -> 'Guardian':
+        """This guardian without its private keys (what a host imports)."""
+        return Guardian(self.name, self.signing_cert, self.encryption_cert)
+
+
+# Generating RSA keys dominates test time; tests may share this cache of
+# spare key pairs through ``make_guardian(..., reuse_keys=True)``.
+_KEY_POOL: list[rsa.RSAPrivateKey] = []
+
+
+def _new_key(key_size, reuse):
+    if reuse and len(_KEY_POOL) >= 16:
+        return _KEY_POOL[int.from_bytes(os.urandom(2), 'big') % 16]
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    if reuse:
+        _KEY_POOL.append(key)
+    return key
+
+
+def _certificate(subject_cn, key, usage, issuer=None, not_before=None,
+                 days=3650):
+    now = not_before or datetime.datetime.now(datetime.timezone.utc)
+    subject = x509.Name([x509.NameAttribute(oid.NameOID.COMMON_NAME,
+                                            subject_cn)])
+    if issuer is None:
+        issuer_name, issuer_key = subject, key
+    else:
+        issuer_name, issuer_key = issuer
+    builder = (x509.CertificateBuilder()
+               .subject_name(subject)
+               .issuer_name(issuer_name)
+               .public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=days))
+               .add_extension(usage, critical=True))
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+_SIGNING_USAGE = x509.KeyUsage(
+    digital_signature=True, content_commitment=False, key_encipherment=False,
+    data_encipherment=False, key_agreement=False, key_cert_sign=False,
+    crl_sign=False, encipher_only=False, decipher_only=False)
+_ENCRYPTION_USAGE = x509.KeyUsage(
+    digital_signature=False, content_commitment=False, key_encipherment=True,
+    data_encipherment=True, key_agreement=False, key_cert_sign=False,
+    crl_sign=False, encipher_only=False, decipher_only=False)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class CertificateAuthority:
+    """A root CA a host can trust, so its guardians need no AllowUntrustedRoot."""
+
+    cert: x509.Certificate
+    key: rsa.RSAPrivateKey
+
+    def __repr__(self):
+        return '<CertificateAuthority %s>' % self.cert.subject.rfc4514_string()
+
+
+def make_ca(name: str = 'Simulated Guardian CA') -> CertificateAuthority:
+    key = _new_key(2048, True)
+    usage = x509.KeyUsage(
+        digital_signature=False, content_commitment=False,
+        key_encipherment=False, data_encipherment=False, key_agreement=False,
+        key_cert_sign=True, crl_sign=True, encipher_only=False,
+        decipher_only=False)
+    return CertificateAuthority(_certificate(name, key, usage), key)
+
+
+def make_guardian(name: str, *, ca: CertificateAuthority | None = None,
+                  expired: bool = False, key_size: int = 2048,
+                  reuse_keys: bool = False) -> Guardian:
+    """Make a guardian with both private keys (what New-HgsGuardian does).
+
+    :param ca: issue the certificates from this CA; None makes them
+        self-signed (hosts then need AllowUntrustedRoot).
+    :param expired: make certificates that expired yesterday.
+    :param reuse_keys: draw the RSA keys from a small process-wide pool
+        (fast; for tests that make many guardians).
+    """
+    signing_key = _new_key(key_size, reuse_keys)
+    encryption_key = _new_key(key_size, reuse_keys)
+    not_before = days = None
+    if expired:
+        not_before = (datetime.datetime.now(datetime.timezone.utc)
+                      - datetime.timedelta(days=30))
+        days = 29
+    issuer = None if ca is None else (ca.cert.subject, ca.key)
+    kwargs = {'not_before': not_before}
+    if days:
+        kwargs['days'] = days
+    signing = _certificate('Signing Certificate (%s)' % name, signing_key,
+                           _SIGNING_USAGE, issuer, **kwargs)
+    encryption = _certificate('Encryption Certificate (%s)' % name,
+                              encryption_key, _ENCRYPTION_USAGE, issuer,
+                              **kwargs)
+    return Guardian(name, signing, encryption, signing_key, encryption_key)
+
+
+def export_owner_pkcs12(guardian: Guardian) -> bytes:
+    """The owner bundle a tenant stores in Barbican (unencrypted PKCS#12).
+
+    It holds the signing key and certificate and the encryption
+    certificate: signing a KeyProtector needs no other private key.
+    Barbican encrypts secrets at rest, so the bundle carries no password.
+    """
+    return pkcs12.serialize_key_and_certificates(
+        guardian.name.encode(), guardian.signing_key, guardian.signing_cert,
+        [guardian.encryption_cert], serialization.NoEncryption())
+
+
+def export_guardian_certificates(guardian: Guardian,
+                                 encoding: str = 'PEM') -> bytes:
+    """A guardian's two certificates, PEM (concatenated) or DER (concatenated)."""
+    enc = {'PEM': serialization.Encoding.PEM,
+           'DER': serialization.Encoding.DER}[encoding]
+    return (guardian.signing_cert.public_bytes(enc)
+            + guardian.encryption_cert.public_bytes(enc))
+
+
+def thumbprint(cert_der: bytes) -> str:
+    """SHA-256 of a DER certificate, lowercase hex."""
+    return hashlib.sha256(cert_der).hexdigest()
+
+
+# --- KeyProtector -------------------------------------------------------------
+
+def _b64(data):
+    return base64.b64encode(data).decode('ascii')
+
+
+def _party(guardian, transport_key):
+    wrapped = guardian.encryption_cert.public_key().encrypt(transport_key,
+                                                            _OAEP)
+    return {'name': guardian.name,
+            'signing': _b64(guardian.signing_der),
+            'encryption': _b64(guardian.encryption_der),
+            'wrapped_key': _b64(wrapped)}
+
+
+def _mac(transport_key, parties):
+    canonical = json.dumps(parties, sort_keys=True).encode()
+    return _b64(hmac.new(transport_key, canonical, hashlib.sha256).digest())
+
+
+def build_key_protector(owner: Guardian, guardians=(), *,
+                        transport_key: bytes | None = None,
+                        kp_id: str | None = None) -> bytes:
+    """Make a KeyProtector's RawData, signed by ``owner``.
+
+    A tenant's "raw KeyProtector" made with Microsoft's tools is, in this
+    simulated world, made with this function. ``owner`` must hold its
+    private signing key.
+    """
+    if owner.signing_key is None:
+        raise ValueError('the owner guardian %s has no private signing key'
+                         % owner.name)
+    transport_key = transport_key or os.urandom(TRANSPORT_KEY_BYTES)
+    parties = [_party(owner, transport_key)]
+    parties += [_party(g, transport_key) for g in guardians]
+    body = json.dumps({
+        'id': kp_id or str(uuid.uuid4()),
+        'owner': parties[0],
+        'guardians': parties[1:],
+        'transport_key_mac': _mac(transport_key, parties),
+    }, sort_keys=True).encode()
+    signed = MAGIC + struct.pack('>I', len(body)) + body
+    return signed + owner.signing_key.sign(signed, _PSS, hashes.SHA256())
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedKeyProtector:
+    """What a KeyProtector says, after its owner's signature checked out."""
+
+    kp_id: str
+    owner: Guardian
+    guardians: tuple[Guardian, ...]
+    parties: tuple[dict, ...]
+    transport_key_mac: str
+
+
+def _guardian_of(party):
+    try:
+        return Guardian(
+            str(party['name']),
+            x509.load_der_x509_certificate(base64.b64decode(party['signing'])),
+            x509.load_der_x509_certificate(
+                base64.b64decode(party['encryption'])))
+    except (KeyError, TypeError, ValueError) as e:
+        raise KeyProtectorError('malformed guardian entry: %s' % e) from e
+
+
+def parse_key_protector(raw: bytes) -> ParsedKeyProtector:
+    """Parse RawData and check the owner's signature.
+
+    :raises KeyProtectorError: anything else.
+    """
+    raw = bytes(raw)
+    if not raw.startswith(MAGIC) or len(raw) < len(MAGIC) + 4:
+        raise KeyProtectorError('not a KeyProtector (bad header)')
+    (length,) = struct.unpack('>I', raw[len(MAGIC):len(MAGIC) + 4])
+    start = len(MAGIC) + 4
+    if len(raw) <= start + length:
+        raise KeyProtectorError('truncated KeyProtector')
+    signed, signature = raw[:start + length], raw[start + length:]
+    try:
+        body = json.loads(raw[start:start + length])
+        owner_party = body['owner']
+        parties = [owner_party] + list(body['guardians'])
+        kp_id = str(body['id'])
+        mac = str(body['transport_key_mac'])
+    except (ValueError, KeyError, TypeError) as e:
+        raise KeyProtectorError('malformed KeyProtector body') from e
+    owner = _guardian_of(owner_party)
+    guardians = tuple(_guardian_of(p) for p in parties[1:])
+    try:
+        owner.signing_cert.public_key().verify(signature, signed, _PSS,
+                                               hashes.SHA256())
+    except Exception as e:  # noqa: BLE001 - any failure is a bad signature
+        raise KeyProtectorError('the owner signature does not verify') from e
+    return ParsedKeyProtector(kp_id, owner, guardians, tuple(parties), mac)
+
+
+def unwrap_key_protector(raw: bytes, private_key: rsa.RSAPrivateKey) -> bytes:
+    """Recover the transport key with an owner's or guardian's encryption key.
+
+    :raises UnwrapError: the key is not one the KeyProtector was made for.
+    :raises KeyProtectorError: the RawData is malformed or badly signed.
+    """
+    parsed = parse_key_protector(raw)
+    # Try every wrapping: only real decryption decides, not bookkeeping.
+    for party in parsed.parties:
+        try:
+            key = private_key.decrypt(base64.b64decode(party['wrapped_key']),
+                                      _OAEP)
+        except ValueError:
+            continue
+        if hmac.compare_digest(_mac(key, list(parsed.parties)),
+                               parsed.transport_key_mac):
+            return key
+    raise UnwrapError('the key is not the owner\'s nor any guardian\'s of '
+                      'this KeyProtector')
+
+
+def guardian_from_private(name: str, signing_key, signing_cert,
+                          encryption_cert, encryption_key=None) -> Guardian:
+    return Guardian(name, signing_cert, encryption_cert, signing_key,
+                    encryption_key)
