@@ -48,10 +48,20 @@ def ensure_venv():
     log('installing pinned dependencies (about a minute the first time)')
     pip = [str(PYTHON), '-m', 'pip', 'install', '--quiet',
            '--disable-pip-version-check']
-    subprocess.run(pip + ['--upgrade', 'pip'], check=True)
-    subprocess.run(pip + ['-c', str(ROOT / 'constraints.txt'),
-                          '-e', '%s[%s]' % (ROOT, EXTRAS)], check=True)
+    quiet_run(pip + ['--upgrade', 'pip'])
+    quiet_run(pip + ['-c', str(ROOT / 'constraints.txt'),
+                     '-e', '%s[%s]' % (ROOT, EXTRAS)])
     STAMP.write_text(wanted)
+
+
+def quiet_run(command):
+    """Run a command; show its output only if it fails."""
+    result = subprocess.run(command, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        print(result.stdout[-20000:], file=sys.stderr)
+        sys.exit('failed (exit code %d): %s' % (result.returncode,
+                                                 ' '.join(command)))
 
 
 def venv_env(**extra):

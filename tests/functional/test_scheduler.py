@@ -1,0 +1,241 @@
+# SPDX-License-Identifier: Apache-2.0
+"""VTPMFilter and the os:vtpm validator inside nova's own services (issue 3).
+
+Real nova-api (microversion latest), conductor, scheduler and placement;
+fake computes report ``to_stats(HostCapabilities(...))``. Every scenario
+boots or moves through the API. Test names carry the issue's letters.
+"""
+
+from nova.tests.functional.api import client as api_client
+from oslo_utils.fixture import uuidsentinel as uuids
+
+from tests.functional import nova_harness
+from vtpm_core import capabilities
+from vtpm_core import constants
+
+h = nova_harness
+KEYS = '%s,%s' % (uuids.owner_bundle, uuids.dr_guardian)
+NO_VALID_HOST = 'No valid host'
+ZERO_HOSTS = 'Filter VTPMFilter returned 0 hosts'
+# Each new server goes to the emptiest host that passes every filter (nova's
+# RAM weigher spreads), so a second boot shows that the first was no accident.
+
+
+class SchedulerTestCase(h.VTPMServicesTestCase):
+
+    def gen2_image(self, **properties):
+        properties.setdefault(constants.IMAGE_MACHINE_TYPE,
+                              constants.MACHINE_TYPE_GEN2)
+        return self.create_image(**properties)
+
+    def keyed_image(self, **properties):
+        return self.gen2_image(os_vtpm='required', os_vtpm_keys=KEYS,
+                               **properties)
+
+    def assert_no_valid_host(self, flavor, image=None):
+        server = self.boot(flavor, image, expected_state='ERROR')
+        self.assertIn(NO_VALID_HOST, server['fault']['message'])
+        self.assertIn(ZERO_HOSTS, self.stdlog.logger.output)
+        return server
+
+    # a --------------------------------------------------------------------
+
+    def test_a_image_requires_vtpm_lands_on_capable_host(self):
+        self.start_hosts({
+            'host1': h.host_capabilities(vtpm_supported=False),
+            'host2': h.host_capabilities(),
+        })
+        flavor = self.create_flavor()
+        image = self.gen2_image(os_vtpm='required')
+        for _ in range(2):
+            server = self.boot(flavor, image)
+            self.assertEqual('host2', self.host_of(server))
+
+    # b --------------------------------------------------------------------
+
+    def test_b_no_capable_host_is_no_valid_host(self):
+        self.start_hosts({
+            'host1': h.host_capabilities(vtpm_supported=False),
+            'host2': None,  # reports nothing: fail closed
+        })
+        self.assert_no_valid_host(
+            self.create_flavor(), self.gen2_image(os_vtpm='required'))
+
+    # c --------------------------------------------------------------------
+
+    def test_c_flavor_requires_image_optional_lands_on_capable_host(self):
+        self.start_hosts({
+            'host1': h.host_capabilities(vtpm_supported=False),
+            'host2': h.host_capabilities(),
+        })
+        flavor = self.create_flavor(vtpm='required')
+        image = self.gen2_image(os_vtpm='optional')
+        for _ in range(2):
+            server = self.boot(flavor, image)
+            self.assertEqual('host2', self.host_of(server))
+
+    # d --------------------------------------------------------------------
+
+    def test_d_keys_need_guarded_attested_fresh_host(self):
+        self.start_hosts({
+            'fresh': h.attested_host('fabric-a'),
+            'stale': h.attested_host('fabric-a', age=3600),  # max 600 s
+            'expired': h.host_capabilities(
+                guarded=True, attestation_status='Expired',
+                fabric_id='fabric-a'),
+            'unguarded': h.host_capabilities(),
+        })
+        flavor = self.create_flavor()
+        for image in (self.keyed_image(),
+                      self.keyed_image(os_shielded_vm='required')):
+            server = self.boot(flavor, image)
+            self.assertEqual('fresh', self.host_of(server))
+        # Without the fresh host, stale and expired reports are all that is
+        # left, and a vTPM without keys would still find the unguarded host.
+        self.set_report('fresh', h.attested_host('fabric-a', age=3600))
+        self.refresh_reports()
+        self.assert_no_valid_host(flavor, self.keyed_image())
+        server = self.boot(flavor, self.gen2_image(os_vtpm='required'))
+        self.assertIn(self.host_of(server), ('fresh', 'stale', 'expired',
+                                             'unguarded'))
+
+    # e --------------------------------------------------------------------
+
+    def test_e_no_vtpm_asked_every_host_passes(self):
+        hosts = {
+            'host1': None,
+            'host2': {capabilities.STATS_KEY: '{not json'},
+            'host3': h.host_capabilities(vtpm_supported=False),
+        }
+        self.start_hosts(hosts)
+        flavors_images = [
+            (self.create_flavor(), None),  # nova's default image
+            (self.create_flavor(vtpm='disabled'),
+             self.gen2_image(os_vtpm='optional')),
+            (self.create_flavor(vtpm='optional'),
+             self.gen2_image(os_vtpm='optional')),
+        ]
+        landed = {self.host_of(self.boot(flavor, image))
+                  for flavor, image in flavors_images}
+        self.assertEqual(set(hosts), landed)
+
+    # f --------------------------------------------------------------------
+
+    def test_f_flavor_extra_spec_api_latest_microversion(self):
+        self.assertEqual('latest', self.admin_api.microversion)
+        flavor = self.create_flavor()
+        for value in constants.VTPM_POLICIES:
+            self.admin_api.post_extra_spec(
+                flavor, {'extra_specs': {'os:vtpm': value}})
+            self.assertEqual({'os:vtpm': value},
+                             self.admin_api.get_extra_specs(flavor))
+        for value in ('bogus', 'Required', ''):
+            error = self.assertRaises(
+                api_client.OpenStackApiException,
+                self.admin_api.post_extra_spec, flavor,
+                {'extra_specs': {'os:vtpm': value}})
+            self.assertEqual(400, error.response.status_code)
+            self.assertIn("os:vtpm (flavor extra spec) is %r; allowed: "
+                          "disabled, optional, required" % value,
+                          error.response.text)
+        # A refused value never replaced the last accepted one.
+        self.assertEqual({'os:vtpm': 'required'},
+                         self.admin_api.get_extra_specs(flavor))
+
+    # g --------------------------------------------------------------------
+
+    def _keyed_server_on_a1(self):
+        self.start_hosts({
+            'a1': h.attested_host('fabric-a'),
+            'a2': h.attested_host('fabric-a'),
+            'b1': h.attested_host('fabric-b'),
+        })
+        flavor = self.create_flavor()
+        server = self._create_server(
+            flavor_id=flavor, image_uuid=self.keyed_image(), host='a1',
+            networks='none')
+        self.assertEqual('a1', self.host_of(server))
+        # What the compute side records (fabric-dr has no host here).
+        self.set_system_metadata(
+            server['id'], **{constants.SYSMETA_FABRICS: 'fabric-a,fabric-dr'})
+        # a2 gets a plain server so that b1 is the emptiest host: without
+        # the fabric rule every move below would prefer b1.
+        plain = self._create_server(flavor_id=flavor, host='a2',
+                                    networks='none')
+        self.assertEqual('a2', self.host_of(plain))
+        return server
+
+    def _make_expired(self, host, fabric):
+        self.set_report(host, h.host_capabilities(
+            guarded=True, attestation_status='Expired', fabric_id=fabric))
+
+    def test_g_cold_migration_stays_in_authorized_fabrics(self):
+        server = self._keyed_server_on_a1()
+        server = self._migrate_server(server)
+        self.assertEqual('a2', self.host_of(server))
+        server = self._confirm_resize(server)
+        # a1 is now the only authorized host; take it away too.
+        self._make_expired('a1', 'fabric-a')
+        self.refresh_reports()
+        self.api.post_server_action(server['id'], {'migrate': None})
+        self._assert_resize_migrate_action_fail(
+            server, 'migrate', 'NoValidHost')
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual('a2', self.host_of(server))
+
+    def test_g_live_migration_stays_in_authorized_fabrics(self):
+        server = self._keyed_server_on_a1()
+        # a1 is the source; a2 its only authorized destination.
+        server = self._live_migrate(server)
+        self.assertEqual('a2', self.host_of(server))
+        # Now a1 is the only one left; with its attestation expired the
+        # move fails and the instance stays where it was.
+        self._make_expired('a1', 'fabric-a')
+        self.refresh_reports()
+        server = self._live_migrate(server, migration_expected_state='error')
+        self.assertEqual('a2', self.host_of(server))
+        self.set_report('a1', h.attested_host('fabric-a'))
+        self.refresh_reports()
+        server = self._live_migrate(server)
+        self.assertEqual('a1', self.host_of(server))
+
+    # h --------------------------------------------------------------------
+
+    def test_h_invalid_request_is_not_no_valid_host(self):
+        self.start_hosts({
+            'host1': None,
+            'host2': h.host_capabilities(vtpm_supported=False),
+        })
+        cases = [
+            # flavor requires a vTPM, the image does not declare support
+            (self.create_flavor(vtpm='required'), self.gen2_image(),
+             "os:vtpm (flavor extra spec) is 'required' but os_vtpm "
+             "(image property) is '<absent>'"),
+            # a value in the wrong case
+            (self.create_flavor(), self.gen2_image(os_vtpm='Required'),
+             "os_vtpm (image property) is 'Required'; allowed: disabled, "
+             "optional, required"),
+        ]
+        for flavor, image, message in cases:
+            server = self.boot(flavor, image)
+            self.assertIn(self.host_of(server), ('host1', 'host2'))
+            # once per request, not once per host
+            self.assertEqual(1, self.stdlog.logger.output.count(message))
+        self.assertNotIn(ZERO_HOSTS, self.stdlog.logger.output)
+
+    # i --------------------------------------------------------------------
+
+    def test_i_report_change_seen_after_periodic_update(self):
+        self.start_hosts({
+            'host1': h.attested_host('fabric-a'),
+            'host2': h.host_capabilities(),
+        })
+        flavor = self.create_flavor()
+        image = self.keyed_image()
+        self.assertEqual('host1', self.host_of(self.boot(flavor, image)))
+        self._make_expired('host1', 'fabric-a')
+        self.refresh_reports()
+        self.assert_no_valid_host(flavor, image)
+        self.set_report('host1', h.attested_host('fabric-a'))
+        self.refresh_reports()
+        self.assertEqual('host1', self.host_of(self.boot(flavor, image)))

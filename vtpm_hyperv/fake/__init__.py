@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A simulated Hyper-V host that os-win's own code runs against.
+
+For the demo and the tests; nothing here runs on a real compute host.
+
+Typical use::
+
+    from vtpm_hyperv import fake
+
+    fabric = fake.Fabric('contoso-hgs')             # its HGS guardian
+    host = fake.FakeHyperVHost('hv1', fabric=fabric)  # guarded, Passed
+    host.add_vm('instance-00000001', generation=2)
+    vmutils, hostutils = host.os_win_utils()      # os-win's VMUtils10 / HostUtils10
+    vmutils.get_vm_generation('instance-00000001')   # -> 2, os-win's code
+    hostutils.is_host_guarded()                      # -> True
+
+    owner = fake.make_guardian('tenant-owner')
+    dr = fake.make_guardian('dr-site')
+    secrets = [fake.export_owner_pkcs12(owner),
+               fake.export_guardian_certificates(dr, 'PEM')]
+
+    host.fail('Msvm_SecurityService.ModifySecuritySettings',
+              job_error=32768, at=2)                 # fault injection
+    host.vm_security('instance-00000001')            # -> flags + KeyProtector
+    fake.unwrap_key_protector(raw_kp, dr.encryption_key)  # -> transport key
+
+What is modelled (see ``host`` for the rules and ``crypto`` for the
+KeyProtector format): the WMI classes os-win and the backend touch, in
+``root/virtualization/v2``, ``root/msps``, ``Root/Microsoft/Windows/Hgs``
+and ``root/cimv2``; Hyper-V's return codes (0, 4096 with an asynchronous
+``Msvm_ConcreteJob``, 32768 and up); guardian stores; KeyProtectors made
+with real RSA-OAEP wrapping and RSA-PSS owner signatures; HGS attestation
+state; fault injection by method and call number.
+
+A fabric's identity (``Fabric.fabric_id``, and what
+``HyperVBackend.get_capabilities().fabric_id`` reports) is the SHA-256 of
+its HGS guardian's signing certificate (DER), lowercase hex.
+"""
+
+from vtpm_hyperv.fake import crypto
+from vtpm_hyperv.fake import host
+from vtpm_hyperv.fake import wmi
+
+Guardian = crypto.Guardian
+CertificateAuthority = crypto.CertificateAuthority
+make_ca = crypto.make_ca
+make_guardian = crypto.make_guardian
+export_owner_pkcs12 = crypto.export_owner_pkcs12
+export_guardian_certificates = crypto.export_guardian_certificates
+build_key_protector = crypto.build_key_protector
+parse_key_protector = crypto.parse_key_protector
+unwrap_key_protector = crypto.unwrap_key_protector
+thumbprint = crypto.thumbprint
+UnwrapError = crypto.UnwrapError
+KeyProtectorError = crypto.KeyProtectorError
+
+Fabric = host.Fabric
+FakeHyperVHost = host.FakeHyperVHost
+install_wmi_module = host.install_wmi_module
+LOCAL_GUARDIAN = host.LOCAL_GUARDIAN
+NO_KP_MESSAGE = host.NO_KP_MESSAGE
+
+WmiMethodError = wmi.MethodError
+x_wmi = wmi.x_wmi
+
+__all__ = [
+    'CertificateAuthority', 'Fabric', 'FakeHyperVHost', 'Guardian',
+    'KeyProtectorError', 'LOCAL_GUARDIAN', 'NO_KP_MESSAGE', 'UnwrapError',
+    'WmiMethodError', 'build_key_protector', 'export_guardian_certificates',
+    'export_owner_pkcs12', 'install_wmi_module', 'make_ca', 'make_guardian',
+    'parse_key_protector', 'thumbprint', 'unwrap_key_protector', 'x_wmi',
+]
