@@ -141,3 +141,21 @@ class OperationRefused(VTPMError):
     """
 
     msg_fmt = "%(operation)s of instance %(instance)s refused: %(reason)s"
+
+
+# --- reading key material from Barbican (compute side) -----------------------
+
+class KeyFetchFailed(KeyMaterialError):
+    """Barbican answered, but neither with the payload nor a known refusal."""
+
+    msg_fmt = ("Barbican answered HTTP %(status)s for secret %(ref)s named by "
+               "os_vtpm_keys (image property): %(reason)s")
+
+
+class KeySourceNotConfigured(KeyMaterialError):
+    """No credentials to read secrets with: no owner's, no service's."""
+
+    msg_fmt = ("no credentials to read Barbican secret %(ref)s named by "
+               "os_vtpm_keys (image property): the caller passed no instance "
+               "owner's credentials and [%(group)s] sets no auth_type; pass "
+               "the owner's auth plugin, or configure service credentials")
