@@ -40,7 +40,22 @@ def parse_args(argv):
                         type=_key_value, action='append', default=[],
                         help='a flavor extra spec, as in '
                              "'openstack flavor set --property'")
-    return parser.parse_args(argv)
+    audit = parser.add_argument_group(
+        'audit a cloud', 'List every image and flavor that carries vTPM '
+        'properties and report what would fail, using openstacksdk with the '
+        'OS_* environment or clouds.yaml. Exits 1 when anything is wrong.')
+    audit.add_argument('--audit', action='store_true',
+                       help='audit the cloud instead of checking a request')
+    audit.add_argument('--os-cloud', metavar='NAME', default=None,
+                       help='a cloud of clouds.yaml (default: OS_CLOUD or '
+                            'the OS_* variables)')
+    audit.add_argument('--format', choices=('human', 'json'), default='human',
+                       help='human-readable text (default) or JSON')
+    args = parser.parse_args(argv)
+    if args.audit and (args.image_property or args.extra_spec):
+        parser.error('--audit reads the cloud; it takes no --image-property '
+                     'or --extra-spec')
+    return args
 
 
 def describe(request):
@@ -61,6 +76,11 @@ def describe(request):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.audit:
+        from vtpm_core.cmd import audit
+        report, status = audit.run(args.os_cloud, args.format)
+        print(report)
+        return status
     try:
         request = policy.build_request(dict(args.image_property),
                                        dict(args.extra_spec))

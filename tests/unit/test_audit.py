@@ -1,0 +1,94 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The audit's findings, from plain data (the cloud side is tested live)."""
+
+import json
+
+from vtpm_core.cmd import audit
+
+K1 = '8f14e45f-ceea-467a-9575-7a6c8c2b3a11'
+K2 = '45c48cce-2e2d-4fbd-a7b0-9ea0e5e4a1b2'
+GEN2 = {'hw_machine_type': 'hyperv-gen2'}
+
+
+def images(*props):
+    return audit.carriers('image', [('i%d' % n, 'img%d' % n, p)
+                                    for n, p in enumerate(props)],
+                          ('os_vtpm', 'os_vtpm_keys', 'hw_machine_type',
+                           'os_shielded_vm'))
+
+
+def flavors(*specs):
+    return audit.carriers('flavor', [('f%d' % n, 'flv%d' % n, s)
+                                     for n, s in enumerate(specs)],
+                          ('os:vtpm',))
+
+
+def readable(ref):
+    return None
+
+
+def test_only_carriers_are_listed():
+    listed = images({'os_distro': 'windows'}, dict(GEN2, os_vtpm='required'))
+    assert [r.id for r in listed] == ['i1']
+    assert listed[0].properties == dict(GEN2, os_vtpm='required')
+    assert flavors({'hw:cpu_policy': 'dedicated'}) == []
+
+
+def test_a_clean_cloud_has_no_findings():
+    found = audit.audit(images(dict(GEN2, os_vtpm='optional')),
+                        flavors({'os:vtpm': 'required'}), readable)
+    assert found == []
+
+
+def test_invalid_values_are_reported_per_resource():
+    found = audit.audit(
+        images(dict(GEN2, os_vtpm='Required'),
+               dict(GEN2, os_vtpm='required', os_vtpm_keys='x,' * 7)),
+        flavors({'os:vtpm': 'bogus'}), readable)
+    assert [(f.kind, f.subject) for f in found] == [
+        ('image', 'image img0 (i0)'), ('image', 'image img1 (i1)'),
+        ('flavor', 'flavor flv0 (f0)')]
+    assert "os_vtpm (image property) is 'Required'" in found[0].problem
+    assert 'os_vtpm_keys (image property)' in found[1].problem
+    assert "os:vtpm (flavor extra spec) is 'bogus'" in found[2].problem
+
+
+def test_an_image_valid_with_some_flavor_is_not_invalid():
+    # Keys with os_vtpm=optional need a flavor that requires the vTPM.
+    found = audit.audit(
+        images(dict(GEN2, os_vtpm='optional', os_vtpm_keys=K1)), [], readable)
+    assert found == []
+
+
+def test_unreadable_secrets_are_named():
+    problems = {K2: 'the caller may not read it'}
+    found = audit.audit(
+        images(dict(GEN2, os_vtpm='required', os_vtpm_keys='%s,%s' % (
+            K1, K2.upper()))), [], problems.get)
+    assert len(found) == 1
+    assert found[0].kind == 'secret'
+    assert K2 in found[0].problem and 'may not read' in found[0].problem
+
+
+def test_conflicting_pairs_are_reported():
+    found = audit.audit(
+        images(dict(GEN2, os_vtpm='required'), dict(GEN2, os_vtpm='disabled')),
+        flavors({'os:vtpm': 'disabled'}, {'os:vtpm': 'required'}), readable)
+    pairs = sorted(f.subject for f in found if f.kind == 'pair')
+    assert pairs == ['image img0 (i0) with flavor flv0 (f0)',
+                     'image img1 (i1) with flavor flv1 (f1)']
+
+
+def test_json_report_is_machine_readable():
+    imgs = images(dict(GEN2, os_vtpm='Required'))
+    found = audit.audit(imgs, [], readable)
+    report = json.loads(audit.render(imgs, [], found, 'json'))
+    assert report['images'][0]['id'] == 'i0'
+    assert report['findings'][0]['kind'] == 'image'
+
+
+def test_human_report_says_when_all_is_well():
+    text = audit.render([], [], [], 'human')
+    assert text.splitlines() == [
+        '0 image(s) and 0 flavor(s) carry vTPM properties',
+        'no problems found']
