@@ -170,6 +170,9 @@ def satisfies(request: objects.VTPMRequest | None,
         if caps.attestation_status != constants.ATTESTATION_PASSED:
             return Verdict(False, 'HGS attestation status is %s, not %s' % (
                 caps.attestation_status, constants.ATTESTATION_PASSED))
+        if not caps.fabric_id:
+            # The KeyProtector must name this host's fabric guardian.
+            return Verdict(False, 'host reports no fabric guardian')
         now = now or datetime.datetime.now(datetime.timezone.utc)
         age = (now - caps.measured_at).total_seconds()
         if age > max_report_age:

@@ -127,6 +127,10 @@ MATCHES = [
      'old'),
     ('keys: report just fresh enough', request(keys=['k']),
      caps(measured_at=NOW - datetime.timedelta(seconds=AGE)), True, ''),
+    ('keys: no fabric guardian', request(keys=['k']), caps(fabric_id=None),
+     False, 'no fabric'),
+    ('no keys: no fabric guardian is fine', request(), caps(fabric_id=None),
+     True, ''),
     ('shielded: guarded and attested', request(keys=['k'], shielded=True),
      caps(), True, ''),
 ]
