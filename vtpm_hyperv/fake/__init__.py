@@ -10,7 +10,7 @@ Typical use::
     fabric = fake.Fabric('contoso-hgs')             # its HGS guardian
     host = fake.FakeHyperVHost('hv1', fabric=fabric)  # guarded, Passed
     host.add_vm('instance-00000001', generation=2)
-    vmutils, hostutils = host.os_win_utils()      # os-win's VMUtils10 / HostUtils10
+    vmutils, hostutils = host.os_win_utils()  # os-win's own utils
     vmutils.get_vm_generation('instance-00000001')   # -> 2, os-win's code
     hostutils.is_host_guarded()                      # -> True
 
@@ -24,13 +24,17 @@ Typical use::
     host.vm_security('instance-00000001')            # -> flags + KeyProtector
     fake.unwrap_key_protector(raw_kp, dr.encryption_key)  # -> transport key
 
-What is modelled (see ``host`` for the rules and ``crypto`` for the
-KeyProtector format): the WMI classes os-win and the backend touch, in
-``root/virtualization/v2``, ``root/msps``, ``Root/Microsoft/Windows/Hgs``
-and ``root/cimv2``; Hyper-V's return codes (0, 4096 with an asynchronous
-``Msvm_ConcreteJob``, 32768 and up); guardian stores; KeyProtectors made
-with real RSA-OAEP wrapping and RSA-PSS owner signatures; HGS attestation
-state; fault injection by method and call number.
+    backend = vtpm_hyperv.backend.HyperVBackend(
+        conf, vmutils=vmutils, hostutils=hostutils, key_source=...)
+
+What is modelled (``host`` lists the rules, ``namespaces`` holds the WMI
+classes and ``crypto`` the KeyProtector format): the WMI classes os-win and
+the backend touch, in ``root/virtualization/v2``, ``root/msps``,
+``Root/Microsoft/Windows/Hgs`` and ``root/cimv2``; Hyper-V's return codes
+(0, 4096 with an asynchronous ``Msvm_ConcreteJob``, 32768 and up);
+guardian stores; KeyProtectors made with real RSA-OAEP wrapping and RSA-PSS
+owner signatures; HGS attestation state; fault injection by method and
+call number.
 
 A fabric's identity (``Fabric.fabric_id``, and what
 ``HyperVBackend.get_capabilities().fabric_id`` reports) is the SHA-256 of

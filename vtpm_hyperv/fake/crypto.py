@@ -52,7 +52,7 @@ class KeyProtectorError(ValueError):
 
 
 class UnwrapError(ValueError):
-    """The key given is not the owner's nor a guardian's of the KeyProtector."""
+    """The key is not the owner's nor a guardian's of the KeyProtector."""
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -84,17 +84,19 @@ class Guardian:
         return Guardian(self.name, self.signing_cert, self.encryption_cert)
 
 
-# Generating RSA keys dominates test time; tests may share this cache of
-# spare key pairs through ``make_guardian(..., reuse_keys=True)``.
-_KEY_POOL: list[rsa.RSAPrivateKey] = []
+# Generating RSA keys dominates test time. With ``reuse_keys=True`` a
+# guardian gets the keys an earlier guardian of the same name got in this
+# process: the same name is then the same identity, and different names
+# never share a key (which would let a stranger unwrap).
+_KEY_CACHE: dict[tuple, rsa.RSAPrivateKey] = {}
 
 
-def _new_key(key_size, reuse):
-    if reuse and len(_KEY_POOL) >= 16:
-        return _KEY_POOL[int.from_bytes(os.urandom(2), 'big') % 16]
+def _new_key(key_size, reuse_as=None):
+    if reuse_as is not None and (reuse_as, key_size) in _KEY_CACHE:
+        return _KEY_CACHE[(reuse_as, key_size)]
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
-    if reuse:
-        _KEY_POOL.append(key)
+    if reuse_as is not None:
+        _KEY_CACHE[(reuse_as, key_size)] = key
     return key
 
 
@@ -130,7 +132,7 @@ _ENCRYPTION_USAGE = x509.KeyUsage(
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class CertificateAuthority:
-    """A root CA a host can trust, so its guardians need no AllowUntrustedRoot."""
+    """A root CA; a host that trusts it needs no AllowUntrustedRoot."""
 
     cert: x509.Certificate
     key: rsa.RSAPrivateKey
@@ -140,7 +142,7 @@ class CertificateAuthority:
 
 
 def make_ca(name: str = 'Simulated Guardian CA') -> CertificateAuthority:
-    key = _new_key(2048, True)
+    key = _new_key(2048, ('ca', name))
     usage = x509.KeyUsage(
         digital_signature=False, content_commitment=False,
         key_encipherment=False, data_encipherment=False, key_agreement=False,
@@ -157,11 +159,13 @@ def make_guardian(name: str, *, ca: CertificateAuthority | None = None,
     :param ca: issue the certificates from this CA; None makes them
         self-signed (hosts then need AllowUntrustedRoot).
     :param expired: make certificates that expired yesterday.
-    :param reuse_keys: draw the RSA keys from a small process-wide pool
-        (fast; for tests that make many guardians).
+    :param reuse_keys: reuse the keys an earlier guardian of the same
+        name got in this process (fast; for tests).
     """
-    signing_key = _new_key(key_size, reuse_keys)
-    encryption_key = _new_key(key_size, reuse_keys)
+    signing_key = _new_key(key_size, ('signing', name) if reuse_keys
+                           else None)
+    encryption_key = _new_key(key_size, ('encryption', name) if reuse_keys
+                              else None)
     not_before = days = None
     if expired:
         not_before = (datetime.datetime.now(datetime.timezone.utc)
@@ -193,7 +197,7 @@ def export_owner_pkcs12(guardian: Guardian) -> bytes:
 
 def export_guardian_certificates(guardian: Guardian,
                                  encoding: str = 'PEM') -> bytes:
-    """A guardian's two certificates, PEM (concatenated) or DER (concatenated)."""
+    """A guardian's two certificates, PEM or DER, concatenated."""
     enc = {'PEM': serialization.Encoding.PEM,
            'DER': serialization.Encoding.DER}[encoding]
     return (guardian.signing_cert.public_bytes(enc)
@@ -205,7 +209,7 @@ def thumbprint(cert_der: bytes) -> str:
     return hashlib.sha256(cert_der).hexdigest()
 
 
-# --- KeyProtector -------------------------------------------------------------
+# --- KeyProtector ------------------------------------------------------------
 
 def _b64(data):
     return base64.b64encode(data).decode('ascii')
@@ -322,9 +326,3 @@ def unwrap_key_protector(raw: bytes, private_key: rsa.RSAPrivateKey) -> bytes:
             return key
     raise UnwrapError('the key is not the owner\'s nor any guardian\'s of '
                       'this KeyProtector')
-
-
-def guardian_from_private(name: str, signing_key, signing_cert,
-                          encryption_cert, encryption_key=None) -> Guardian:
-    return Guardian(name, signing_cert, encryption_cert, signing_key,
-                    encryption_key)

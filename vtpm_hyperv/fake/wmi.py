@@ -247,7 +247,9 @@ class Namespace:
         self.host.check_fault(class_name, query=True)
         key = self.key_of(class_name)
         found = []
-        for props in self._instances(class_name):
+        with self.host.lock:  # computes may query from several threads
+            rows = self._instances(class_name)
+        for props in rows:
             if all(str(props.get(k)).lower() == str(v).lower()
                    if isinstance(v, str) else props.get(k) == v
                    for k, v in filters.items()):
@@ -261,9 +263,10 @@ class Namespace:
         class_name = m.group('cls')
         self.host.check_fault(class_name, query=True)
         key = self.key_of(class_name)
+        with self.host.lock:
+            rows = self._instances(class_name)
         return [Instance(self, class_name, props, key)
-                for props in self._instances(class_name)
-                if _matches(props, m.group('where'))]
+                for props in rows if _matches(props, m.group('where'))]
 
     def key_of(self, class_name):
         return 'InstanceID'
@@ -312,6 +315,21 @@ class Connection:
 
     def __repr__(self):
         return '<simulated WMI %s on %s>' % (self._ns.name, self._ns.host_name)
+
+
+class MissingNamespace:
+    """A namespace the host lacks (a Windows feature not installed)."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, name):
+        if name.startswith('_'):
+            raise AttributeError(name)
+        raise x_wmi('Invalid namespace %s' % self._name)
+
+    def query(self, wql):
+        raise x_wmi('Invalid namespace %s' % self._name)
 
 
 class Job:
@@ -380,7 +398,12 @@ class WmiModule:
         if cls is None:
             return Connection(namespace)
         if cls == 'Msvm_ConcreteJob':
-            return host.read_job(namespace, value)
+            # Job ids are UUIDs: find the job even if a newer simulated
+            # host took over this host's name.
+            for candidate in [host] + list(self._hosts.values()):
+                if candidate.has_job(value):
+                    return candidate.read_job(namespace, value)
+            raise x_wmi('not found: %s' % moniker)
         found = namespace.instances(cls, {key: value})
         if not found:
             raise x_wmi('not found: %s' % moniker)

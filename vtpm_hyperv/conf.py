@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``[hyperv_vtpm]`` options of the Hyper-V backend, and ``list_opts``.
+
+Options are registered on the conf the backend is given, never at import.
+``list_opts`` also lists the key-manager group of ``vtpm_hyperv.secrets``,
+so ``oslo-config-generator --namespace vtpm_hyperv`` renders both.
+"""
+
+import copy
+
+from oslo_config import cfg
+
+GROUP = 'hyperv_vtpm'
+
+opts = [
+    cfg.StrOpt(
+        'fabric_guardian_name',
+        help='Name, in this host\'s guardian store, of the guardian of the '
+             'guarded fabric (the HGS guardian an operator imports with '
+             '"Import-HgsGuardian -Name <name> -Path '
+             'https://<hgs>/KeyProtection/service/metadata/2014-07/'
+             'metadata.xml"). KeyProtectors for instances with keys name it, '
+             'and this host reports the SHA-256 of its signing certificate '
+             'as its fabric id. Unset: the single guardian in the store that '
+             'has no private signing key and is not one this library '
+             'imported; a host with none or several reports no fabric and '
+             'refuses instances with keys.'),
+    cfg.StrOpt(
+        'guardian_name_prefix',
+        default='openstack-vtpm-',
+        help='Prefix of the names under which instance guardians are '
+             'imported into the host\'s guardian store while a '
+             'KeyProtector is made ("<prefix><instance uuid>-<secret '
+             'uuid>"). Detach removes every guardian whose name starts with '
+             '"<prefix><instance uuid>", so it must not prefix guardians '
+             'imported by anything else.'),
+    cfg.StrOpt(
+        'local_guardian_name',
+        default='UntrustedGuardian',
+        help='Guardian that owns local key protectors (instances with a '
+             'vTPM and no keys). The name Hyper-V Manager and '
+             '"Set-VMKeyProtector -NewLocalKeyProtector" use; it is created '
+             '(self-signed) when missing and kept for later instances.'),
+    cfg.BoolOpt(
+        'allow_untrusted_root',
+        default=False,
+        help='Accept guardians whose certificates do not chain to a root '
+             'this host trusts (New-HgsGuardian\'s AllowUntrustedRoot). '
+             'Guardians generated with "New-HgsGuardian '
+             '-GenerateCertificates" are self-signed and need it; leave it '
+             'off when tenants\' guardians are issued by a CA the hosts '
+             'trust.'),
+    cfg.BoolOpt(
+        'allow_expired',
+        default=False,
+        help='Accept guardians whose certificates are expired or not yet '
+             'valid (New-HgsGuardian\'s AllowExpired).'),
+]
+
+
+def register_opts(conf):
+    """Register ``[hyperv_vtpm]`` on ``conf`` (idempotent).
+
+    ``vtpm_hyperv.secrets`` registers its own group when a key source is
+    built.
+    """
+    conf.register_opts(opts, group=GROUP)
+
+
+def list_opts():
+    """For oslo-config-generator (entry point ``oslo.config.opts``)."""
+    from vtpm_hyperv import secrets
+    return [(GROUP, copy.deepcopy(opts))] + list(secrets.list_opts())

@@ -1,0 +1,208 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Guardians, KeyProtectors and VM security settings over WMI.
+
+os-win has no calls for HGS guardians and KeyProtectors, nor a way to set a
+KeyProtector from bytes (its ``add_vtpm`` reads a shielding data file), so
+this module talks WMI through the connections os-win opened
+(``Root/Microsoft/Windows/Hgs`` and ``root/virtualization/v2``) and waits on
+Hyper-V jobs with os-win's own ``JobUtils.check_ret_val``. Every failure
+becomes a ``HyperVOperationFailed`` that names the operation, the VM, the
+return code and Hyper-V's description.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+
+from os_win import exceptions as os_win_exc
+
+from vtpm_core import exception
+
+LOG = logging.getLogger(__name__)
+
+# Msvm_* method return codes (Hyper-V WMI provider).
+RETURN_CODES = {
+    32768: 'Failed', 32769: 'Access denied', 32770: 'Not supported',
+    32771: 'Status is unknown', 32772: 'Timeout',
+    32773: 'Invalid parameter', 32774: 'System is in use',
+    32775: 'Invalid state for this operation',
+    32776: 'Incorrect data type', 32777: 'System is not available',
+    32778: 'Out of memory',
+}
+
+SECURITY_FLAGS = ('TpmEnabled', 'ShieldingRequested',
+                  'EncryptStateAndVmMigrationTraffic')
+
+
+def fabric_id(signing_cert_der) -> str:
+    """A fabric's identity: SHA-256 of its guardian's signing certificate.
+
+    Lowercase hex. It is what ``HostCapabilities.fabric_id`` carries, what
+    ``AttachResult.fabrics`` lists and what the scheduler filter compares.
+    """
+    return hashlib.sha256(bytes(signing_cert_der)).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyProtectorInfo:
+    """Who a KeyProtector names, by signing certificate (DER)."""
+
+    owner: bytes
+    guardians: tuple[bytes, ...]
+
+    @property
+    def fabric_ids(self) -> tuple[str, ...]:
+        return tuple(fabric_id(g) for g in self.guardians)
+
+
+def _failed(operation, vm, code, description):
+    return exception.HyperVOperationFailed(
+        operation=operation, vm=vm, code=code,
+        description=description or RETURN_CODES.get(code, 'unknown error'))
+
+
+class Hgs:
+    """The host's HGS client: configuration, guardian store, KeyProtectors."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def _call(self, operation, vm, method, **kwargs):
+        try:
+            result = method(**kwargs)
+        except os_win_exc.x_wmi as e:
+            raise _failed(operation, vm, 'n/a', str(e)) from e
+        code = result[0]
+        if code:
+            raise _failed(operation, vm, code, None)
+        return result[1] if len(result) > 1 else None
+
+    def client_configuration(self):
+        return self._call('MSFT_HgsClientConfiguration.Get', 'n/a',
+                          self._conn.MSFT_HgsClientConfiguration.Get)
+
+    def guardians(self, name=None):
+        """The guardian store, or the guardians named ``name``."""
+        try:
+            if name is None:
+                return self._conn.MSFT_HgsGuardian()
+            return self._conn.MSFT_HgsGuardian(Name=name)
+        except os_win_exc.x_wmi as e:
+            raise _failed('MSFT_HgsGuardian enumeration', 'n/a', 'n/a',
+                          str(e)) from e
+
+    def guardian(self, name):
+        found = self.guardians(name)
+        return found[0] if found else None
+
+    def import_guardian(self, vm, name, signing, encryption, *,
+                        allow_expired, allow_untrusted_root):
+        """Import a guardian from certificate bytes (PFX or DER) by name."""
+        LOG.debug('Importing guardian %s for VM %s', name, vm)
+        return self._call(
+            'MSFT_HgsGuardian.NewByAcceptCertificates(%s)' % name, vm,
+            self._conn.MSFT_HgsGuardian.NewByAcceptCertificates,
+            Name=name, SigningCertificate=signing,
+            SigningCertificatePassword=None, EncryptionCertificate=encryption,
+            EncryptionCertificatePassword=None, AllowExpired=allow_expired,
+            AllowUntrustedRoot=allow_untrusted_root)
+
+    def generate_guardian(self, vm, name):
+        LOG.info('Creating the local guardian %s', name)
+        return self._call(
+            'MSFT_HgsGuardian.NewByGenerateCertificates(%s)' % name, vm,
+            self._conn.MSFT_HgsGuardian.NewByGenerateCertificates, Name=name)
+
+    def remove_guardian(self, vm, name):
+        LOG.debug('Removing guardian %s (VM %s)', name, vm)
+        self._call('MSFT_HgsGuardian.Remove(%s)' % name, vm,
+                   self._conn.MSFT_HgsGuardian.Remove, Name=name)
+
+    def new_key_protector(self, vm, owner, guardians, *, allow_expired,
+                          allow_untrusted_root) -> bytes:
+        kp = self._call(
+            'MSFT_HgsKeyProtector.NewByGuardians', vm,
+            self._conn.MSFT_HgsKeyProtector.NewByGuardians, Owner=owner,
+            Guardians=list(guardians), AllowExpired=allow_expired,
+            AllowUntrustedRoot=allow_untrusted_root)
+        return bytes(kp.RawData)
+
+    def describe(self, vm, raw) -> KeyProtectorInfo:
+        """Who a raw KeyProtector names, as Hyper-V reads it."""
+        kp = self._call('MSFT_HgsKeyProtector.ConvertToByRawBytes', vm,
+                        self._conn.MSFT_HgsKeyProtector.ConvertToByRawBytes,
+                        RawData=raw)
+        return KeyProtectorInfo(
+            bytes(kp.Owner.SigningCertificate),
+            tuple(bytes(g.SigningCertificate) for g in kp.Guardians or ()))
+
+
+class SecuritySettings:
+    """A VM's Msvm_SecuritySettingData and key protector."""
+
+    def __init__(self, conn, jobutils):
+        self._conn = conn
+        self._jobutils = jobutils
+        self._service = None
+
+    @property
+    def service(self):
+        if self._service is None:
+            try:
+                self._service = self._conn.Msvm_SecurityService()[0]
+            except os_win_exc.x_wmi as e:
+                raise _failed('Msvm_SecurityService enumeration', 'n/a',
+                              'n/a', str(e)) from e
+        return self._service
+
+    def _job(self, operation, vm, method, **kwargs):
+        try:
+            job_path, code = method(**kwargs)
+            self._jobutils.check_ret_val(code, job_path)
+        except os_win_exc.WMIJobFailed as e:
+            raise _failed(operation, vm, e.error_code, str(e)) from e
+        except (os_win_exc.HyperVException, os_win_exc.x_wmi) as e:
+            raise _failed(operation, vm, 'n/a', str(e)) from e
+
+    def read(self, vm, vm_id):
+        """The VM's security settings instance (a copy to edit and apply)."""
+        try:
+            found = self._conn.query(
+                "SELECT * FROM Msvm_SecuritySettingData WHERE InstanceID "
+                "LIKE 'Microsoft:%s%%'" % vm_id)
+        except os_win_exc.x_wmi as e:
+            raise _failed('Msvm_SecuritySettingData query', vm, 'n/a',
+                          str(e)) from e
+        if not found:
+            raise exception.UnsupportedVM(
+                vm=vm, reason='Hyper-V reports no security settings for it')
+        return found[0]
+
+    def key_protector(self, vm, ssd) -> bytes:
+        try:
+            kp, code = self.service.GetKeyProtector(
+                SecuritySettingData=ssd.GetText_(1))
+        except os_win_exc.x_wmi as e:
+            raise _failed('Msvm_SecurityService.GetKeyProtector', vm, 'n/a',
+                          str(e)) from e
+        if code:
+            raise _failed('Msvm_SecurityService.GetKeyProtector', vm, code,
+                          None)
+        return bytes(kp or b'')
+
+    def set_key_protector(self, vm, ssd, raw):
+        self._job('Msvm_SecurityService.SetKeyProtector', vm,
+                  self.service.SetKeyProtector,
+                  SecuritySettingData=ssd.GetText_(1), KeyProtector=raw)
+
+    def modify(self, vm, ssd, purpose, **flags):
+        """Apply ``flags`` to the VM's security settings; ``purpose`` is
+        for the error message."""
+        for name, value in flags.items():
+            setattr(ssd, name, value)
+        self._job('Msvm_SecurityService.ModifySecuritySettings (%s)'
+                  % purpose, vm,
+                  self.service.ModifySecuritySettings,
+                  SecuritySettingData=ssd.GetText_(1))
