@@ -8,10 +8,20 @@ gunicorn, pinned by ``tools/services-constraints.txt``; kept apart from
 ``.venv`` because keystone and barbican want SQLAlchemy 2.1 and nova's
 harness needs < 2.1), configures both services under ``state_dir`` (SQLite,
 fernet tokens, one gunicorn worker each, free loopback ports), provisions
-Keystone and returns the environment the tests read (see ``ENV`` below).
-``stop(state_dir)`` stops both. A test can stop and start one service with
-``stop_service(state_dir, 'barbican')`` and ``start_service(...)``; the
-state directory is in ``$VTPM_TEST_STATE_DIR``.
+Keystone, checks a secret round trip, and returns the environment the
+tests read (also in ``state_dir/env.json``):
+
+- ``VTPM_TEST_KEYSTONE_URL`` (``http://127.0.0.1:PORT/v3``),
+  ``VTPM_TEST_BARBICAN_URL``, ``VTPM_TEST_REGION``, ``VTPM_TEST_STATE_DIR``;
+- for KIND in OWNER, OTHER, SERVICE: ``VTPM_TEST_<KIND>_USERNAME``,
+  ``_PASSWORD``, ``_PROJECT`` (name), ``_USER_ID``, ``_PROJECT_ID``.
+
+A second start() on a state dir whose services are up restarts them; the
+Keystone database is reused while its configuration and port hold, Barbican
+starts empty. ``stop(state_dir)`` stops both. A test can stop and start
+one service with ``stop_service(state_dir, 'barbican')`` and
+``start_service(...)`` (``tests/realservices.py`` wraps them); the state
+directory is in ``$VTPM_TEST_STATE_DIR``.
 
 Identities, all in domain ``default``:
 
@@ -21,12 +31,11 @@ Identities, all in domain ``default``:
   service credentials look like;
 - barbican: role ``service`` in ``service``, for keystonemiddleware.
 
-Passwords are random per Keystone database and kept in the state directory
-(mode 0600), never printed.
+Passwords are random per Keystone database, kept in the state directory
+(mode 0600) and printed only by ``services.py env``.
 """
 
 import base64
-import concurrent.futures
 import grp
 import hashlib
 import json
@@ -34,6 +43,7 @@ import os
 import pathlib
 import pwd
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -59,7 +69,7 @@ IDENTITIES = (
     ('owner', 'vtpm-owner', 'vtpm-owner', ('member', 'creator')),
     ('other', 'vtpm-other', 'vtpm-other', ('member', 'creator')),
     ('service', 'vtpm-service', 'service', ('member', 'creator')),
-    # keystonemiddleware's user: 'service' is enough for identity:validate_token
+    # keystonemiddleware's user: 'service' is enough to validate tokens
     ('barbican', 'barbican', 'service', ('service',)),
 )
 
@@ -79,7 +89,7 @@ def _venv_python():
 
 
 def ensure_venv():
-    """Create or refresh .venv-services; a no-op while the pins are unchanged."""
+    """Create or refresh .venv-services; a no-op while the pins hold."""
     digest = hashlib.sha256(CONSTRAINTS.read_bytes())
     digest.update(repr((PACKAGES, sys.version_info[:2])).encode())
     wanted = digest.hexdigest()
@@ -90,12 +100,14 @@ def ensure_venv():
     if not _venv_python().exists():
         log('creating %s' % VENV)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    log('installing keystone, barbican and gunicorn into %s (pinned)' % VENV.name)
+    log('installing keystone, barbican and gunicorn into %s (pinned)'
+        % VENV.name)
     pip_log = VENV / 'pip.log'
     with open(pip_log, 'wb') as out:
         result = subprocess.run(
             [str(_venv_python()), '-m', 'pip', 'install', '--quiet',
-             '--disable-pip-version-check', '-c', str(CONSTRAINTS)]
+             '--disable-pip-version-check', '--no-compile',
+             '-c', str(CONSTRAINTS)]
             + list(PACKAGES), stdout=out, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise ServiceError('pip install into %s failed (exit %d):\n%s' % (
@@ -155,7 +167,7 @@ def _run(argv, log_path, env=None, cwd=None):
 
 
 def _http(method, url, body=None, headers=None, timeout=10):
-    """One request; returns (status, headers, body bytes); never raises on 4xx."""
+    """One request: (status, headers, body); an HTTP error is no exception."""
     data = None
     headers = dict(headers or {})
     if body is not None:
@@ -237,7 +249,8 @@ def stop_service(state_dir, name):
         (directory / 'gunicorn.pid').unlink(missing_ok=True)
         return
     workers = _children(pid)
-    os.kill(pid, signal.SIGTERM)
+    # gunicorn's quick shutdown: a graceful one waits on idle keep-alives
+    os.kill(pid, signal.SIGQUIT)
     deadline = time.monotonic() + STOP_TIMEOUT
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.05)
@@ -293,10 +306,12 @@ def _wait_healthy(state_dir, name, timeout=START_TIMEOUT):
     directory = pathlib.Path(state_dir).resolve() / name
     deadline = time.monotonic() + timeout
     seen_pid = False
+    why = 'within %ds' % timeout
     while time.monotonic() < deadline:
         pid = _our_pid(state_dir, name)
         if pid is None and seen_pid:
-            break  # the master died (the app failed to load)
+            why = '(gunicorn exited)'  # the app failed to load
+            break
         seen_pid = seen_pid or pid is not None
         try:
             status, _, _ = _http('GET', url, timeout=2)
@@ -306,10 +321,9 @@ def _wait_healthy(state_dir, name, timeout=START_TIMEOUT):
             pass
         time.sleep(0.1)
     stop_service(state_dir, name)
-    raise ServiceError('%s did not answer on %s within %ds; last lines of '
-                       '%s:\n%s' % (name, url, timeout,
-                                    directory / 'gunicorn.log',
-                                    _tail(directory / 'gunicorn.log')))
+    raise ServiceError('%s did not answer on %s %s; last lines of %s:\n%s'
+                       % (name, url, why, directory / 'gunicorn.log',
+                          _tail(directory / 'gunicorn.log')))
 
 
 def start_service(state_dir, name):
@@ -337,11 +351,24 @@ def _keystone_conf(directory):
         '[cache]', 'enabled = true', 'backend = dogpile.cache.memory', ''])
 
 
+# keystone-manage's steps in one interpreter: each keystone-manage process
+# spends ~2 s importing keystone, and there are four of them
+_KEYSTONE_MANAGE = '''
+import json, sys
+from keystone.cmd import cli
+job = json.load(sys.stdin)
+for command in job['commands']:
+    cli.CONF.clear()
+    cli.main(argv=['keystone-manage', '--config-file', job['conf']] + command)
+'''
+
+
 def _setup_keystone(state_dir, ports, python_env):
     """One-time Keystone setup, reused while its config is unchanged."""
     directory = state_dir / 'keystone'
     conf = _keystone_conf(directory)
-    stamp = hashlib.sha256(('%s|%s' % (conf, ports['keystone'])).encode())
+    stamp = hashlib.sha256(repr((conf, ports['keystone'], IDENTITIES))
+                           .encode())
     ready = directory / '.ready'
     credentials = _read_json(directory / 'credentials.json')
     if (ready.exists() and ready.read_text() == stamp.hexdigest()
@@ -360,37 +387,28 @@ def _setup_keystone(state_dir, ports, python_env):
     credentials = {kind: secrets.token_urlsafe(18)
                    for kind in ['admin'] + [i[0] for i in IDENTITIES]}
     _write_private(directory / 'credentials.json', json.dumps(credentials))
-    manage = [str(VENV / 'bin' / 'keystone-manage'), '--config-file',
-              str(directory / 'keystone.conf')]
     owner = ['--keystone-user', pwd.getpwuid(os.getuid()).pw_name,
              '--keystone-group', grp.getgrgid(os.getgid()).gr_name]
     url = 'http://%s:%d/v3' % (HOST, ports['keystone'])
-    setup_log = state_dir / 'setup.log'
-
-    def database():
-        _run(manage + ['db_sync'], setup_log, env=python_env)
-        _run(manage + ['bootstrap',
-                       '--bootstrap-password', credentials['admin'],
-                       '--bootstrap-username', 'admin',
-                       '--bootstrap-project-name', 'admin',
-                       '--bootstrap-role-name', 'admin',
-                       '--bootstrap-service-name', 'keystone',
-                       '--bootstrap-region-id', REGION,
-                       '--bootstrap-public-url', url,
-                       '--bootstrap-internal-url', url,
-                       '--bootstrap-admin-url', url],
-             setup_log, env=python_env)
-
+    commands = [
+        ['db_sync'], ['fernet_setup'] + owner, ['credential_setup'] + owner,
+        ['bootstrap', '--bootstrap-password', credentials['admin'],
+         '--bootstrap-username', 'admin', '--bootstrap-project-name', 'admin',
+         '--bootstrap-role-name', 'admin', '--bootstrap-service-name',
+         'keystone', '--bootstrap-region-id', REGION,
+         '--bootstrap-public-url', url, '--bootstrap-internal-url', url,
+         '--bootstrap-admin-url', url]]
     started = time.monotonic()
-    # each keystone-manage call is ~2 s of imports: overlap the independent ones
-    with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        jobs = [pool.submit(database),
-                pool.submit(_run, manage + ['fernet_setup'] + owner,
-                            setup_log, python_env),
-                pool.submit(_run, manage + ['credential_setup'] + owner,
-                            setup_log, python_env)]
-        for job in jobs:
-            job.result()
+    # the password goes through stdin, not the process list
+    with open(state_dir / 'setup.log', 'ab') as out:
+        result = subprocess.run(
+            [str(_venv_python()), '-c', _KEYSTONE_MANAGE],
+            input=json.dumps({'conf': str(directory / 'keystone.conf'),
+                              'commands': commands}).encode(),
+            stdout=out, stderr=subprocess.STDOUT, env=python_env)
+    if result.returncode != 0:
+        raise ServiceError('keystone-manage failed (exit %d):\n%s' % (
+            result.returncode, _tail(state_dir / 'setup.log')))
     ready.write_text(stamp.hexdigest())
     log('Keystone database, fernet and credential keys ready in %.1fs'
         % (time.monotonic() - started))
@@ -624,19 +642,31 @@ def stop(state_dir):
 
 
 def main(argv=None):
-    """``python3 tools/services.py {start|stop} [STATE_DIR]`` for humans."""
+    """``python3 tools/services.py {start|stop|env} [STATE_DIR]``.
+
+    ``env`` prints ``export`` lines for a shell, to run single tests by
+    hand: ``eval "$(python3 tools/services.py env)"``.
+    """
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ('start', 'stop'):
-        sys.exit('usage: services.py {start|stop} [STATE_DIR]')
+    if not argv or argv[0] not in ('start', 'stop', 'env'):
+        sys.exit('usage: services.py {start|stop|env} [STATE_DIR]')
     state_dir = pathlib.Path(argv[1] if len(argv) > 1 else ROOT / '.state')
     if argv[0] == 'stop':
         stop(state_dir)
-        return 0
-    try:
-        start(state_dir)
-    except ServiceError as e:
-        sys.exit('services.py: %s' % e)
-    print('environment (with passwords): %s' % (state_dir / 'env.json'))
+    elif argv[0] == 'env':
+        env = _read_json(state_dir / 'env.json')
+        if env is None:
+            sys.exit('services.py: no %s; run start first'
+                     % (state_dir / 'env.json'))
+        for name, value in sorted(env.items()):
+            print('export %s=%s' % (name, shlex.quote(value)))
+    else:
+        try:
+            start(state_dir)
+        except ServiceError as e:
+            sys.exit('services.py: %s' % e)
+        print('environment for the tests: python3 tools/services.py env %s'
+              % state_dir)
     return 0
 
 

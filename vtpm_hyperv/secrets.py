@@ -207,7 +207,8 @@ class BarbicanKeySource:
             raise exception.KeyNotFound(
                 'Barbican secret %r named by os_vtpm_keys (image property) '
                 'is not a secret UUID; allowed: a UUID such as '
-                '8f14e45f-ceea-467a-9575-7a6c8c2b3a11' % (ref,), ref=ref)
+                '8f14e45f-ceea-467a-9575-7a6c8c2b3a11' % (ref,),
+                ref=ref) from None
 
     def _endpoint(self, adapter, refs):
         """Barbican's base URL: the override, else the catalog (no HTTP)."""
@@ -256,8 +257,9 @@ class BarbicanKeySource:
                 ref=ref, reason='%s (%s)' % (type(e).__name__, url)) from e
         status = response.status_code
         if status == 200:
+            # the one copy we hand out is wipeable; requests' own bytes
+            # cannot be zeroed, so drop them now rather than at garbage time
             payload = bytearray(response.content)
-            # drop requests' immutable copy now rather than at garbage time
             response._content = None
             LOG.debug('Read Barbican secret %s', ref)
             return SecretPayload(ref, payload)
