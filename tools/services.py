@@ -44,6 +44,7 @@ import pathlib
 import pwd
 import secrets
 import shlex
+import shlex
 import shutil
 import signal
 import socket

@@ -69,12 +69,12 @@ class _Check:
 
     def __init__(self, request, fabrics, max_age, now, instance_uuid):
         self.request = request
-        self.fabrics = fabrics
+        self.fabrics = fabrics or None
         self.needs_vtpm = request is not None and request.enabled
         # Unwrapping a KeyProtector needs a guarded host that HGS attested
         # recently; so does a move of an instance that already has one.
         self.needs_attested = bool(
-            (self.needs_vtpm and request.needs_key_protector) or fabrics)
+            (self.needs_vtpm and request.needs_key_protector) or self.fabrics)
         self.now = now
         self.oldest = now - datetime.timedelta(seconds=max_age)
         self.max_age = max_age
@@ -82,7 +82,8 @@ class _Check:
 
     def passes(self, report):
         if report.caps is None:
-            return False  # absent or unreadable: fail closed
+            # absent or unreadable: fail closed when anything is asked
+            return not (self.needs_vtpm or self.fabrics)
         if self.fabrics is not None and report.fabric not in self.fabrics:
             return False
         if self.needs_vtpm and not report.vtpm:
@@ -109,7 +110,8 @@ class VTPMFilter(filters.BaseHostFilter):
     # consume it, so the later instances of a multi-create need no rerun.
     run_filter_once_per_request = True
 
-    def __init__(self, conf=None):
+    def __init__(self, conf=None, image_api=None):
+        # nova instantiates filters with no arguments; tests pass seams.
         self._conf = conf if conf is not None else nova.conf.CONF
         vtpm_conf.register_opts(self._conf)
         # compute node uuid -> _Report; one entry per host, replaced when the
@@ -117,7 +119,7 @@ class VTPMFilter(filters.BaseHostFilter):
         self._reports = {}
         # host_passes callers: the last request spec per thread and its check.
         self._last = threading.local()
-        self._image_api = None
+        self._image_api = image_api
 
     # --- nova's entry points -------------------------------------------------
 

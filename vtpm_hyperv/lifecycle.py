@@ -166,7 +166,11 @@ def check(operation: str, subject: Subject, *,
     """
     kind = subject.kind
 
-    def refuse(reason):
+    def refuse(reason, details=None):
+        # nova keeps 255 characters of a fault: what to do comes first,
+        # the request and fabric details last
+        if details:
+            reason = '%s [%s]' % (reason, details)
         raise exception.OperationRefused(
             operation=operation, instance=subject.uuid, reason=reason)
 
@@ -179,32 +183,28 @@ def check(operation: str, subject: Subject, *,
     if operation in (RESIZE, MIGRATE, LIVE_MIGRATE) and kind == LOCAL:
         if same_host and operation != LIVE_MIGRATE:
             return
-        refuse('%s; its vTPM has a local key protector that only host %s '
-               'can open (%s (image property) is absent); keep it on this '
-               'host, or boot from an image with %s to get a KeyProtector '
-               'that names fabrics' % (
-                   vtpm, subject.host, constants.IMAGE_VTPM_KEYS,
-                   constants.IMAGE_VTPM_KEYS))
+        refuse('its vTPM has a local key protector that only host %s can '
+               'open (%s (image property) is absent); keep it there, or use '
+               'an image with %s' % (subject.host, constants.IMAGE_VTPM_KEYS,
+                                     constants.IMAGE_VTPM_KEYS), vtpm)
     if operation == LIVE_MIGRATE and destination is not None \
             and not destination:
-        refuse('%s; destination %s cannot unwrap its KeyProtector: %s' % (
-            vtpm, destination_host, destination.reason))
+        refuse('destination %s cannot unwrap its KeyProtector: %s' % (
+            destination_host, destination.reason), vtpm)
     if operation == EVACUATE:
-        refuse('%s; its vTPM state and KeyProtector live in the VM\'s '
-               'configuration on host %s, and a VM recreated from its disk '
-               'would start with an empty vTPM: the secrets the guest sealed '
-               'to it would be lost; bring host %s back, or delete the '
-               'server and boot a new one' % (vtpm, subject.host,
-                                               subject.host))
+        refuse('a VM recreated from its disk would start with an empty vTPM '
+               '(its vTPM state and KeyProtector stay on host %s); bring '
+               'host %s back, or delete the server and boot a new one' % (
+                   subject.host, subject.host), vtpm)
     if operation == REBUILD:
-        refuse('%s; a rebuild recreates the VM with an empty vTPM and the '
-               'secrets the guest sealed to the current one would be lost; '
-               'to start afresh, delete the server and boot a new one' % vtpm)
+        refuse('a rebuild would start an empty vTPM and lose what the guest '
+               'sealed to the current one; to start afresh, delete the '
+               'server and boot a new one', vtpm)
     if operation in (SHELVE, SHELVE_OFFLOAD) and offload:
-        refuse('%s; nova would offload the VM, and its vTPM state with it '
-               '(unshelve would start an empty vTPM); stop the server '
-               'instead, or set [DEFAULT] shelved_offload_time = -1 so that '
-               'shelved VMs stay on their host' % vtpm)
+        refuse('the offload would destroy the vTPM state (unshelve starts an '
+               'empty vTPM); stop the server instead, or set [DEFAULT] '
+               'shelved_offload_time = -1 to keep shelved VMs on their host',
+               vtpm)
 
 
 def _check_flavor_change(subject, new_request, new_request_error, refuse):
@@ -229,6 +229,5 @@ def _describe(subject):
     request = subject.request
     what = request.reasons[0] if request.reasons else 'vTPM on'
     if subject.fabrics:
-        what += '; its KeyProtector names fabric(s) %s' % ', '.join(
-            subject.fabrics)
+        what += '; KeyProtector fabrics: %s' % ', '.join(subject.fabrics)
     return what

@@ -33,7 +33,8 @@ import nova.tests.functional  # noqa: E402,F401,I100
 from nova import context as nova_context  # noqa: E402
 from nova import objects as nova_objects  # noqa: E402
 from nova import test  # noqa: E402
-from nova.api.validation.extra_specs import validators as es_validators  # noqa: E402,E501
+from nova.api.validation.extra_specs import (  # noqa: E402
+    validators as es_validators)
 from nova.tests.functional import integrated_helpers  # noqa: E402
 from nova.virt import fake  # noqa: E402
 from oslo_utils import timeutils  # noqa: E402

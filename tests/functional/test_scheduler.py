@@ -199,6 +199,23 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
         server = self._live_migrate(server)
         self.assertEqual('a1', self.host_of(server))
 
+    def test_g_resize_and_evacuation_stay_in_authorized_fabrics(self):
+        server = self._keyed_server_on_a1()
+        bigger = self._create_flavor(memory_mb=3072)
+        server = self._resize_server(server, bigger)
+        self.assertEqual('a2', self.host_of(server))
+        server = self._confirm_resize(server)
+        # a1 gets a plain server, so b1 is again the emptiest host.
+        plain = self._create_server(flavor_id=self.create_flavor(),
+                                    host='a1', networks='none')
+        self.assertEqual('a1', self.host_of(plain))
+        self.computes['a2'].stop()
+        (service,) = self.admin_api.get_services(host='a2',
+                                                 binary='nova-compute')
+        self.admin_api.put_service_force_down(service['id'], True)
+        server = self._evacuate_server(server, expected_host='a1')
+        self.assertEqual('a1', self.host_of(server))
+
     # h --------------------------------------------------------------------
 
     def test_h_invalid_request_is_not_no_valid_host(self):
@@ -239,3 +256,34 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
         self.set_report('host1', h.attested_host('fabric-a'))
         self.refresh_reports()
         self.assertEqual('host1', self.host_of(self.boot(flavor, image)))
+
+    # placement prefiltering (issue 3, item 4) -------------------------------
+
+    def test_placement_prefilters_on_the_published_traits(self):
+        self.start_hosts({
+            'host1': h.attested_host('fabric-a'),
+            'host2': h.host_capabilities(),
+        })
+        rp1 = self._get_provider_uuid_by_host('host1')
+        rp2 = self._get_provider_uuid_by_host('host2')
+        self.assertLessEqual(
+            {capabilities.TRAIT_TPM, capabilities.TRAIT_GUARDED,
+             capabilities.TRAIT_ATTESTED, 'CUSTOM_HGS_FABRIC_FABRIC_A'},
+            set(self._get_provider_traits(rp1)))
+        self.assertIn(capabilities.TRAIT_TPM, self._get_provider_traits(rp2))
+        self.assertNotIn(capabilities.TRAIT_ATTESTED,
+                         self._get_provider_traits(rp2))
+        # No os:vtpm: VTPMFilter passes everything it gets, and placement
+        # only offers host1.
+        flavor = self.create_flavor(
+            **{'trait:' + capabilities.TRAIT_ATTESTED: 'required'})
+        for _ in range(2):
+            self.assertEqual('host1', self.host_of(self.boot(flavor)))
+        # The trait follows the report at the next periodic update.
+        self._make_expired('host1', 'fabric-a')
+        self.refresh_reports()
+        self.assertNotIn(capabilities.TRAIT_ATTESTED,
+                         self._get_provider_traits(rp1))
+        server = self.boot(flavor, expected_state='ERROR')
+        self.assertIn(NO_VALID_HOST, server['fault']['message'])
+        self.assertNotIn(ZERO_HOSTS, self.stdlog.logger.output)

@@ -288,7 +288,7 @@ def test_evacuate_and_rebuild_roll_back(hook):
     vtpm = compute.VTPMCompute(None, backend=RecordingBackend())
     with pytest.raises(nova_exception.InstanceFaultRollback) as info:
         getattr(vtpm, hook)(inst)
-    assert 'fabric(s) fabric-a' in _rollback_message(info)
+    assert 'KeyProtector fabrics: fabric-a' in _rollback_message(info)
 
 
 def test_plain_instances_pass_every_hook():
