@@ -44,7 +44,6 @@ import pathlib
 import pwd
 import secrets
 import shlex
-import shlex
 import shutil
 import signal
 import socket
