@@ -48,15 +48,18 @@ _IMAGE_UNKNOWN = {constants.IMAGE_VTPM: constants.OPTIONAL,
 class _Report:
     """One host's parsed report, kept until the raw stats string changes."""
 
-    __slots__ = ('raw', 'caps', 'vtpm', 'attested', 'fabric', 'measured_at')
+    __slots__ = ('raw', 'caps', 'vtpm', 'can_unwrap', 'fabric',
+                 'measured_at')
 
     def __init__(self, raw, caps):
         self.raw = raw
         self.caps = caps
         self.vtpm = caps is not None and caps.vtpm_supported
-        self.attested = (caps is not None and caps.guarded and
-                         caps.attestation_status ==
-                         constants.ATTESTATION_PASSED)
+        # Guarded, attested, and with a fabric guardian that a KeyProtector
+        # can name; the report's age is checked per request.
+        self.can_unwrap = bool(
+            caps is not None and caps.guarded and caps.fabric_id and
+            caps.attestation_status == constants.ATTESTATION_PASSED)
         self.fabric = caps.fabric_id if caps is not None else None
         self.measured_at = caps.measured_at if caps is not None else None
 
@@ -71,8 +74,9 @@ class _Check:
         self.request = request
         self.fabrics = fabrics or None
         self.needs_vtpm = request is not None and request.enabled
-        # Unwrapping a KeyProtector needs a guarded host that HGS attested
-        # recently; so does a move of an instance that already has one.
+        # Unwrapping a KeyProtector needs a guarded host of a known fabric
+        # that HGS attested recently; so does a move of an instance that
+        # already has one.
         self.needs_attested = bool(
             (self.needs_vtpm and request.needs_key_protector) or self.fabrics)
         self.now = now
@@ -89,7 +93,7 @@ class _Check:
         if self.needs_vtpm and not report.vtpm:
             return False
         if self.needs_attested and not (
-                report.attested and report.measured_at >= self.oldest):
+                report.can_unwrap and report.measured_at >= self.oldest):
             return False
         return True
 
@@ -198,9 +202,9 @@ class VTPMFilter(filters.BaseHostFilter):
         except exception.VTPMError as e:
             # Not hidden behind "No valid host": the compute side aborts the
             # build with a fault that names the problem (DESIGN.md 3).
-            LOG.info('Instance %(uuid)s has an invalid vTPM request; every '
-                     'host passes VTPMFilter and the compute side refuses '
-                     'the build: %(error)s',
+            LOG.info('Instance %(uuid)s has an invalid vTPM request; '
+                     'VTPMFilter does not refuse hosts for it, the compute '
+                     'side refuses the build: %(error)s',
                      {'uuid': _get(spec_obj, 'instance_uuid'), 'error': e})
             return None
 
@@ -234,9 +238,10 @@ class VTPMFilter(filters.BaseHostFilter):
         mapping.
         """
         cell = _instance_cell(spec_obj)
-        if cell is None:
+        context = getattr(spec_obj, '_context', None)
+        if cell is None or context is None:
             return None
-        context = spec_obj._context.elevated()
+        context = context.elevated()
         uuid = spec_obj.instance_uuid
         try:
             if cell is _LOOK_UP:

@@ -1,0 +1,533 @@
+# SPDX-License-Identifier: Apache-2.0
+"""VTPMFilter as a unit: its decisions, its costs, its logs.
+
+nova's RequestSpec and HostState objects are real; Glance and the cell
+database are the filter's collaborators and are faked here (the functional
+tests use nova's own services for both).
+"""
+
+import contextlib
+import datetime
+import logging
+import subprocess
+import sys
+from unittest import mock
+
+import hypothesis
+from hypothesis import strategies as st
+from nova import context as nova_context
+from nova import exception as nova_exception
+from nova import objects as nova_objects
+from nova.scheduler import filters as nova_filters
+from nova.scheduler import host_manager
+from oslo_config import cfg
+from oslo_utils import timeutils
+import pytest
+
+import vtpm_filters
+from tests import strategies
+from vtpm_core import capabilities
+from vtpm_core import constants
+from vtpm_core import objects
+from vtpm_filters import conf as vtpm_conf
+from vtpm_filters import vtpm_filter
+
+nova_objects.register_all()
+
+NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.timezone.utc)
+IMAGE_ID = '7b4f8e38-58a1-4a63-9b2e-5d3f1f0c9a11'
+INSTANCE = 'c2b3a5d0-43a6-4d7e-8b5f-3f1d2c0b9e77'
+KEY = '8f14e45f-ceea-467a-9575-7a6c8c2b3a11'
+LOGGER = vtpm_filter.__name__
+
+
+@pytest.fixture(autouse=True)
+def frozen_time():
+    def utcnow(with_timezone=False):
+        return NOW if with_timezone else NOW.replace(tzinfo=None)
+
+    with mock.patch.object(timeutils, 'utcnow', side_effect=utcnow):
+        yield
+
+
+class FakeImageAPI:
+    """nova.image.glance.API().get, counting calls."""
+
+    def __init__(self, properties=None, error=None):
+        self.properties = properties or {}
+        self.error = error
+        self.calls = []
+
+    def get(self, context, image_id):
+        self.calls.append(image_id)
+        if self.error:
+            raise self.error
+        return {'id': image_id, 'properties': dict(self.properties)}
+
+
+def make_conf(**overrides):
+    conf = cfg.ConfigOpts()
+    vtpm_conf.register_opts(conf)
+    for name, value in overrides.items():
+        conf.set_override(name, value, group=vtpm_conf.GROUP)
+    return conf
+
+
+def make_filter(image_properties=None, image_error=None, **conf):
+    api = FakeImageAPI(image_properties, image_error)
+    return vtpm_filter.VTPMFilter(conf=make_conf(**conf), image_api=api), api
+
+
+def spec(extra_specs=None, image_id=IMAGE_ID, cell=None, hints=None):
+    image = {'properties': {'hw_machine_type': 'hyperv-gen2'}}
+    if image_id:
+        image['id'] = image_id
+    spec_obj = nova_objects.RequestSpec(
+        flavor=nova_objects.Flavor(extra_specs=dict(extra_specs or {})),
+        image=nova_objects.ImageMeta.from_dict(image),
+        instance_uuid=INSTANCE, scheduler_hints=dict(hints or {}))
+    if cell is not None:
+        spec_obj.requested_destination = nova_objects.Destination(cell=cell)
+    spec_obj._context = nova_context.RequestContext('user', 'project',
+                                                  is_admin=False)
+    return spec_obj
+
+
+def caps(age=0, **overrides):
+    values = dict(vtpm_supported=True, guarded=True,
+                  attestation_status='Passed', attestation_mode='TpmTrusted',
+                  fabric_id='fabric-a',
+                  measured_at=NOW - datetime.timedelta(seconds=age))
+    values.update(overrides)
+    return objects.HostCapabilities(**values)
+
+
+_uuids = iter(range(10 ** 9))
+
+
+def host(name, report):
+    """A nova HostState whose stats carry ``report``."""
+    state = host_manager.HostState(name, name, None)
+    state.uuid = '00000000-0000-4000-8000-%012d' % next(_uuids)
+    if isinstance(report, objects.HostCapabilities):
+        state.stats = dict(capabilities.to_stats(report), num_instances='0')
+    else:
+        state.stats = dict(report or {})
+    return state
+
+
+VTPM = {'os_vtpm': 'required', 'hw_machine_type': 'hyperv-gen2'}
+KEYED = dict(VTPM, os_vtpm_keys=KEY)
+
+
+def names(hosts):
+    return [h.host for h in hosts]
+
+
+# --- what passes -----------------------------------------------------------
+
+HOSTS = {
+    'attested': caps(),
+    'stale': caps(age=601),
+    'at-limit': caps(age=600),
+    'expired': caps(attestation_status='Expired'),
+    'unguarded': caps(guarded=False, attestation_status='NotConfigured'),
+    'fabric-b': caps(fabric_id='fabric-b'),
+    'no-fabric': caps(fabric_id=None),
+    'no-vtpm': caps(vtpm_supported=False),
+    'absent': None,
+    'unreadable': {capabilities.STATS_KEY: '{"vtpm_object.name": 1'},
+}
+
+
+@pytest.mark.parametrize('image,flavor,expected', [
+    # no vTPM asked: every host, reports or not
+    ({}, {}, list(HOSTS)),
+    (dict(VTPM, os_vtpm='optional'), {'os:vtpm': 'optional'}, list(HOSTS)),
+    # a vTPM without keys: any host that supports it, whatever HGS says
+    (VTPM, {}, ['attested', 'stale', 'at-limit', 'expired', 'unguarded',
+                'fabric-b', 'no-fabric']),
+    (dict(VTPM, os_vtpm='optional'), {'os:vtpm': 'required'},
+     ['attested', 'stale', 'at-limit', 'expired', 'unguarded', 'fabric-b',
+      'no-fabric']),
+    # keys: guarded, Passed, a fabric guardian to name, report at most
+    # max_report_age old; any fabric
+    (KEYED, {}, ['attested', 'at-limit', 'fabric-b']),
+    # shielded: the same
+    (dict(KEYED, os_shielded_vm='required'), {'os:vtpm': 'optional'},
+     ['attested', 'at-limit', 'fabric-b']),
+], ids=['nothing-asked', 'optional-both', 'vtpm-image', 'vtpm-flavor',
+        'keys', 'shielded'])
+def test_hosts_that_pass(image, flavor, expected):
+    filt, _ = make_filter(image)
+    hosts = [host(n, r) for n, r in HOSTS.items()]
+    assert names(filt.filter_all(hosts, spec(flavor))) == expected
+    # host_passes, nova's per-host interface, agrees
+    spec_obj = spec(flavor)
+    assert [h.host for h in hosts if filt.host_passes(h, spec_obj)] == \
+        expected
+
+
+def test_max_report_age_is_the_configured_one():
+    filt, _ = make_filter(KEYED, max_report_age=60)
+    hosts = [host('61s', caps(age=61)), host('60s', caps(age=60))]
+    assert names(filt.filter_all(hosts, spec())) == ['60s']
+
+
+def test_default_max_report_age_is_600():
+    assert make_conf().vtpm_filter.max_report_age == 600
+
+
+def _attested_in(report, fabric):
+    report.guarded = True
+    report.attestation_status = 'Passed'
+    report.fabric_id = fabric
+    return report
+
+
+# Random reports, and attested ones in a fabric that a move may name (random
+# ones rarely get that far).
+_reports = st.one_of(
+    st.none(), strategies.host_capabilities,
+    st.builds(_attested_in, strategies.host_capabilities,
+              st.sampled_from(('fabric-a', 'fabric-b'))))
+
+
+@hypothesis.given(request=strategies.vtpm_requests, report=_reports,
+                  fabrics=st.one_of(st.none(), st.frozensets(
+                      st.sampled_from(('fabric-a', 'fabric-b', 'x')))),
+                  max_age=st.integers(1, 10 ** 6),
+                  data=st.data())
+def test_fast_path_agrees_with_satisfies(request, report, fabrics, max_age,
+                                         data):
+    """For any request, report, fabrics and clock, _Check.passes is
+    capabilities.satisfies: the filter's per-host shortcut changes no
+    decision."""
+    if report is None:
+        now = data.draw(strategies.timestamps)
+    else:
+        # at the age limit to the microsecond, or anywhere around it,
+        # including reports from the future
+        seconds = data.draw(st.one_of(
+            st.just(max_age), st.integers(-2 * max_age, 2 * max_age)))
+        now = report.measured_at + datetime.timedelta(
+            seconds=seconds, microseconds=data.draw(st.integers(-2, 2)))
+    check = vtpm_filter._Check(request, fabrics, max_age, now, INSTANCE)
+    raw = capabilities.to_stats(report) if report is not None else {}
+    parsed = vtpm_filter._Report(raw.get(capabilities.STATS_KEY),
+                                 capabilities.from_stats(raw))
+    expected = capabilities.satisfies(
+        request, report, max_report_age=max_age, now=now,
+        allowed_fabrics=fabrics)
+    assert check.passes(parsed) == expected.passes
+
+
+# --- fail closed, and say why -----------------------------------------------
+
+def test_every_rejection_is_logged_at_debug_with_its_reason(caplog):
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    filt, _ = make_filter(KEYED)
+    hosts = [host(n, r) for n, r in HOSTS.items()]
+    filt.filter_all(hosts, spec())
+    rejections = [r for r in caplog.records if r.levelno == logging.DEBUG and
+                  'fails the vTPM request' in r.getMessage()]
+    by_host = {r.args['host']: r.getMessage() for r in rejections}
+    assert set(by_host) == {'stale', 'expired', 'unguarded', 'no-fabric',
+                            'no-vtpm', 'absent', 'unreadable'}
+    assert 'no readable vTPM capability report' in by_host['absent']
+    assert 'no readable vTPM capability report' in by_host['unreadable']
+    assert 'report is 601 s old (max 600 s)' in by_host['stale']
+    assert 'attestation status is Expired' in by_host['expired']
+    assert 'not guarded' in by_host['unguarded']
+    assert 'no fabric guardian' in by_host['no-fabric']
+    assert 'does not support vTPM' in by_host['no-vtpm']
+    assert all(INSTANCE in m for m in by_host.values())
+
+
+def test_newer_report_with_unknown_fields_is_read():
+    # A compute one minor version ahead adds a field this scheduler lacks.
+    raw = capabilities.to_stats(caps())
+    newer = raw[capabilities.STATS_KEY].replace(
+        '"vtpm_object.version":"1.1"', '"vtpm_object.version":"1.9"').replace(
+        '"vtpm_supported":true', '"vtpm_supported":true,"future_field":7')
+    filt, _ = make_filter(KEYED)
+    hosts = [host('newer', {capabilities.STATS_KEY: newer})]
+    assert names(filt.filter_all(hosts, spec())) == ['newer']
+
+
+def test_older_report_is_read():
+    # A compute not yet upgraded publishes version 1.0.
+    filt, _ = make_filter(KEYED)
+    hosts = [host('older', capabilities.to_stats(caps(), target_version='1.0'))]
+    assert '"vtpm_object.version":"1.0"' in \
+        hosts[0].stats[capabilities.STATS_KEY]
+    assert names(filt.filter_all(hosts, spec())) == ['older']
+
+
+def test_report_of_a_future_major_version_is_refused():
+    raw = capabilities.to_stats(caps())[capabilities.STATS_KEY].replace(
+        '"vtpm_object.version":"1.1"', '"vtpm_object.version":"2.0"')
+    filt, _ = make_filter(VTPM)
+    assert filt.filter_all([host('v2', {capabilities.STATS_KEY: raw})],
+                           spec()) == []
+
+
+# --- the request: once per request ---------------------------------------
+
+def test_image_read_once_per_request_not_per_host():
+    filt, api = make_filter(KEYED)
+    hosts = [host('h%d' % i, caps()) for i in range(50)]
+    assert len(filt.filter_all(hosts, spec())) == 50
+    assert api.calls == [IMAGE_ID]
+
+
+def test_flavor_that_settles_needs_no_image_read():
+    filt, api = make_filter(KEYED)
+    hosts = [host('absent', None)]
+    # os:vtpm=disabled: no vTPM whatever the image says (or a conflict,
+    # which the compute side refuses)
+    assert filt.filter_all(hosts, spec({'os:vtpm': 'disabled'})) == hosts
+    assert api.calls == []
+
+
+def test_image_lookup_off_decides_on_the_flavor_alone():
+    filt, api = make_filter(KEYED, image_lookup=False)
+    hosts = [host('no-vtpm', caps(vtpm_supported=False)),
+             host('unguarded', caps(guarded=False))]
+    # the image's keys are unknown, so an unguarded host passes
+    assert names(filt.filter_all(hosts, spec({'os:vtpm': 'required'}))) == \
+        ['unguarded']
+    assert filt.filter_all(hosts, spec({})) == hosts
+    assert api.calls == []
+
+
+def test_glance_failure_falls_back_to_the_flavor(caplog):
+    filt, api = make_filter(
+        image_error=nova_exception.ImageNotFound(image_id=IMAGE_ID))
+    hosts = [host('no-vtpm', caps(vtpm_supported=False)),
+             host('vtpm', caps())]
+    assert names(filt.filter_all(hosts, spec({'os:vtpm': 'required'}))) == \
+        ['vtpm']
+    assert api.calls == [IMAGE_ID]
+    assert 'could not read image %s' % IMAGE_ID in caplog.text
+
+
+def test_no_image_id_decides_on_the_flavor_alone():
+    filt, api = make_filter(KEYED)
+    hosts = [host('no-vtpm', caps(vtpm_supported=False))]
+    assert filt.filter_all(hosts, spec({'os:vtpm': 'required'},
+                                       image_id=None)) == []
+    assert api.calls == []
+
+
+@pytest.mark.parametrize('image,flavor,words', [
+    ({}, {'os:vtpm': 'required'}, "os_vtpm (image property) is '<absent>'"),
+    (dict(VTPM, os_vtpm='Required'), {},
+     "os_vtpm (image property) is 'Required'; allowed: disabled, optional, "
+     "required"),
+    (VTPM, {'os:vtpm': 'bogus'}, "os:vtpm (flavor extra spec) is 'bogus'"),
+    (dict(VTPM, hw_machine_type='hyperv-gen1'), {},
+     "hw_machine_type (image property) is 'hyperv-gen1'"),
+], ids=['conflict', 'bad-image-value', 'bad-flavor-value', 'gen1'])
+def test_invalid_request_lets_every_host_through_and_logs_once(
+        caplog, image, flavor, words):
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    filt, _ = make_filter(image)
+    hosts = [host(n, r) for n, r in HOSTS.items()]
+    assert filt.filter_all(hosts, spec(flavor)) == hosts
+    logged = [r for r in caplog.records if words in r.getMessage()]
+    assert len(logged) == 1
+    assert logged[0].levelno == logging.INFO
+    assert INSTANCE in logged[0].getMessage()
+
+
+def test_keys_are_refs_and_nothing_secret_is_logged(caplog):
+    caplog.set_level(logging.DEBUG)
+    filt, _ = make_filter(KEYED)
+    filt.filter_all([host(n, r) for n, r in HOSTS.items()], spec())
+    # The filter never sees key material; it does not even log the refs.
+    assert KEY not in caplog.text
+
+
+# --- host reports: parsed once per change ----------------------------------
+
+def test_report_parsed_once_per_change_of_its_raw_string():
+    filt, _ = make_filter(KEYED)
+    hosts = [host('h%d' % i, caps()) for i in range(20)]
+    with mock.patch.object(capabilities, 'from_stats',
+                           wraps=capabilities.from_stats) as parse:
+        for _ in range(3):
+            # nova refreshes HostState.stats from the database per request:
+            # equal strings in new objects must not be parsed again
+            for h in hosts:
+                h.stats = {k: ''.join(v) for k, v in h.stats.items()}
+            assert len(filt.filter_all(hosts, spec())) == 20
+        assert parse.call_count == 20
+        # one host's attestation expires: only that host is parsed again
+        hosts[3].stats = capabilities.to_stats(
+            caps(attestation_status='Expired'))
+        assert len(filt.filter_all(hosts, spec())) == 19
+        assert parse.call_count == 21
+        # ... and passes again
+        hosts[3].stats = capabilities.to_stats(caps(age=1))
+        assert len(filt.filter_all(hosts, spec())) == 20
+        assert parse.call_count == 22
+
+
+def test_request_without_vtpm_reads_no_report():
+    filt, _ = make_filter({})
+    hosts = [host('h', caps())]
+    with mock.patch.object(capabilities, 'from_stats') as parse:
+        assert filt.filter_all(hosts, spec()) == hosts
+    parse.assert_not_called()
+
+
+# --- moves -------------------------------------------------------------------
+
+CELL = nova_objects.CellMapping(uuid='7a1bfc43-0c2f-4a1e-9b5d-2f8e3c6d4a10',
+                                name='cell1')
+
+
+@contextlib.contextmanager
+def cell_db(system_metadata, missing=False):
+    """The cell database: Instance.get_by_uuid, counting reads."""
+    instance = nova_objects.Instance(uuid=INSTANCE, host='source',
+                                     system_metadata=system_metadata)
+    reads = []
+
+    def get_by_uuid(context, uuid, expected_attrs=None):
+        reads.append((context.cell_uuid, uuid, tuple(expected_attrs)))
+        if missing:
+            raise nova_exception.InstanceNotFound(instance_id=uuid)
+        return instance
+
+    @contextlib.contextmanager
+    def target_cell(context, cell):
+        targeted = context.elevated()
+        targeted.cell_uuid = cell.uuid
+        yield targeted
+
+    with mock.patch.object(nova_objects.Instance, 'get_by_uuid',
+                           side_effect=get_by_uuid), \
+            mock.patch.object(nova_context, 'target_cell', target_cell):
+        yield reads
+
+
+MOVE_HOSTS = {
+    'a': caps(fabric_id='fabric-a'),
+    'b': caps(fabric_id='fabric-b'),
+    'dr': caps(fabric_id='fabric-dr'),
+    'a-expired': caps(fabric_id='fabric-a', attestation_status='Expired'),
+    'a-stale': caps(fabric_id='fabric-a', age=601),
+    'no-fabric': caps(fabric_id=None),
+    'absent': None,
+}
+
+
+@pytest.mark.parametrize('image', [KEYED, {}], ids=['keyed', 'image-gone'])
+def test_move_passes_only_hosts_of_the_recorded_fabrics(image):
+    filt, _ = make_filter(image)
+    hosts = [host(n, r) for n, r in MOVE_HOSTS.items()]
+    with cell_db({constants.SYSMETA_FABRICS: 'fabric-a, fabric-dr'}) as reads:
+        passed = filt.filter_all(hosts, spec(cell=CELL))
+    # one cell read, for the system metadata, whatever the number of hosts
+    assert reads == [(CELL.uuid, INSTANCE, ('system_metadata',))]
+    assert names(passed) == ['a', 'dr']
+
+
+def test_invalid_request_on_a_move_keeps_the_fabric_rule():
+    # The KeyProtector moves with the VM, whatever the image says now.
+    filt, _ = make_filter(dict(VTPM, os_vtpm='Required'))
+    hosts = [host(n, r) for n, r in MOVE_HOSTS.items()]
+    with cell_db({constants.SYSMETA_FABRICS: 'fabric-a'}):
+        assert names(filt.filter_all(hosts, spec(cell=CELL))) == ['a']
+
+
+def test_move_without_recorded_fabrics_is_not_restricted():
+    filt, _ = make_filter(VTPM)
+    hosts = [host(n, r) for n, r in MOVE_HOSTS.items()]
+    with cell_db({}) as reads:
+        passed = filt.filter_all(hosts, spec(cell=CELL))
+    assert len(reads) == 1
+    assert names(passed) == ['a', 'b', 'dr', 'a-expired', 'a-stale',
+                             'no-fabric']
+
+
+def test_vanished_instance_is_not_restricted():
+    filt, _ = make_filter({})
+    hosts = [host('absent', None)]
+    with cell_db({}, missing=True) as reads:
+        assert filt.filter_all(hosts, spec(cell=CELL)) == hosts
+    assert len(reads) == 1
+
+
+def test_first_boot_reads_no_database():
+    filt, _ = make_filter(KEYED)
+    with cell_db({constants.SYSMETA_FABRICS: 'fabric-b'}) as reads:
+        # a boot onto a named host carries a destination, but no cell
+        spec_obj = spec()
+        spec_obj.requested_destination = nova_objects.Destination(host='a')
+        assert names(filt.filter_all(
+            [host(n, r) for n, r in MOVE_HOSTS.items()], spec_obj)) == [
+                'a', 'b', 'dr']
+    assert reads == []
+
+
+def test_restrict_moves_off_reads_no_database():
+    filt, _ = make_filter({}, restrict_moves_to_fabrics=False)
+    hosts = [host(n, r) for n, r in MOVE_HOSTS.items()]
+    with cell_db({constants.SYSMETA_FABRICS: 'fabric-a'}) as reads:
+        assert filt.filter_all(hosts, spec(cell=CELL)) == hosts
+    assert reads == []
+
+
+def test_rebuild_is_filtered():
+    # A rebuild with a new image asks the current host again.
+    filt, _ = make_filter(VTPM)
+    assert filt.RUN_ON_REBUILD
+    hosts = [host('current', caps(vtpm_supported=False))]
+    spec_obj = spec(hints={'_nova_check_type': ['rebuild']})
+    assert filt.filter_all(hosts, spec_obj) == []
+    assert not filt._filter_one(hosts[0], spec_obj)
+
+
+# --- loading and options -------------------------------------------------
+
+def test_all_filters_finds_the_filter_through_stevedore():
+    assert vtpm_filters.all_filters() == [vtpm_filter.VTPMFilter]
+
+
+@pytest.mark.parametrize('available', [
+    ['vtpm_filters.all_filters'],
+    ['vtpm_filters.vtpm_filter.VTPMFilter'],
+], ids=['function', 'class-path'])
+def test_nova_loads_the_filter_from_available_filters(available):
+    handler = nova_filters.HostFilterHandler()
+    assert handler.get_matching_classes(available) == [
+        vtpm_filter.VTPMFilter]
+
+
+def test_filter_registers_its_options_on_the_conf_it_is_given():
+    conf = cfg.ConfigOpts()
+    vtpm_filter.VTPMFilter(conf=conf)
+    assert conf.vtpm_filter.max_report_age == 600
+    assert conf.vtpm_filter.image_lookup is True
+    assert conf.vtpm_filter.restrict_moves_to_fabrics is True
+
+
+def test_list_opts_returns_copies():
+    (group, opts), = vtpm_conf.list_opts()
+    assert group == 'vtpm_filter'
+    assert [o.name for o in opts] == [o.name for o in vtpm_conf.OPTS]
+    assert all(a is not b for a, b in zip(opts, vtpm_conf.OPTS))
+
+
+def test_oslo_config_generator_prints_the_options():
+    generator = [sys.executable, '-c',
+                 'from oslo_config import generator; generator.main()']
+    result = subprocess.run(generator + ['--namespace', 'vtpm_filters'],
+                            capture_output=True, text=True, check=True)
+    assert '[vtpm_filter]' in result.stdout
+    assert '#max_report_age = 600' in result.stdout
+    assert '#image_lookup = true' in result.stdout
+    assert '#restrict_moves_to_fabrics = true' in result.stdout
