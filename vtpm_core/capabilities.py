@@ -15,6 +15,7 @@ import datetime
 import json
 
 from oslo_utils import versionutils
+from oslo_versionedobjects import fields as ovo_fields
 
 from vtpm_core import constants
 from vtpm_core import objects
@@ -28,9 +29,6 @@ TRAIT_GUARDED = 'CUSTOM_HGS_GUARDED'
 TRAIT_ATTESTED = 'CUSTOM_HGS_ATTESTATION_PASSED'
 TRAIT_FABRIC_PREFIX = 'CUSTOM_HGS_FABRIC_'
 
-_PRIMITIVE_KEYS = ('vtpm_object.name', 'vtpm_object.namespace',
-                   'vtpm_object.version', 'vtpm_object.data')
-
 
 def to_stats(caps: objects.HostCapabilities,
              target_version: str | None = None) -> dict[str, str]:
@@ -40,6 +38,9 @@ def to_stats(caps: objects.HostCapabilities,
         schedulers have not been upgraded yet.
     """
     primitive = caps.obj_to_primitive(target_version=target_version)
+    # Which fields were set is no news to a reader, and its set order would
+    # change the string (and so force a re-parse) for an unchanged report.
+    primitive.pop('vtpm_object.changes', None)
     return {STATS_KEY: json.dumps(primitive, separators=(',', ':'),
                                   sort_keys=True)}
 
@@ -56,10 +57,13 @@ def from_stats(stats: Mapping[str, str] | None
         raw = stats.get(STATS_KEY) if stats else None
         if not isinstance(raw, str):
             return None
-        primitive = json.loads(raw)
-        return _from_primitive(primitive)
+        return _from_primitive(json.loads(raw))
     except Exception:  # noqa: BLE001 - any malformed report means "unknown"
         return None
+
+
+_OUR_MAJOR, _OUR_MINOR = versionutils.convert_version_to_tuple(
+    objects.HostCapabilities.VERSION)
 
 
 def _from_primitive(primitive):
@@ -67,32 +71,53 @@ def _from_primitive(primitive):
             or primitive.get('vtpm_object.name') != 'HostCapabilities'
             or primitive.get('vtpm_object.namespace') != 'vtpm'):
         return None
-    version = primitive.get('vtpm_object.version')
     data = primitive.get('vtpm_object.data')
-    if not isinstance(version, str) or not isinstance(data, dict):
+    major, _, minor = primitive.get('vtpm_object.version').partition('.')
+    if not isinstance(data, dict) or int(major) != _OUR_MAJOR:
         return None
-    ours = objects.HostCapabilities.VERSION
-    if versionutils.convert_version_to_tuple(version) > \
-            versionutils.convert_version_to_tuple(ours):
-        if version.split('.')[0] != ours.split('.')[0]:
+    minor = int(minor)
+    values = {}
+    for name, value in data.items():
+        kind = _FIELD_KINDS.get(name)
+        if kind is None:
+            if minor > _OUR_MINOR:
+                continue  # a newer compute's field: not ours to read
             return None
-        # A newer compute: keep what we know, as a report of our version.
-        known = objects.HostCapabilities.fields
-        primitive = dict(primitive, **{
-            'vtpm_object.version': ours,
-            'vtpm_object.data': {k: v for k, v in data.items() if k in known},
-            'vtpm_object.changes': []})
-    caps = objects.HostCapabilities.obj_from_primitive(primitive)
-    for name in _REQUIRED_FIELDS:
-        if not caps.obj_attr_is_set(name):
+        value = _read_value(kind, value)
+        if value is _INVALID:
             return None
-    if caps.measured_at.tzinfo is None:
+        values[name] = value
+    if not _REQUIRED_FIELDS.issubset(values):
         return None
-    return caps
+    return objects.HostCapabilities.from_validated(**values)
 
 
-_REQUIRED_FIELDS = ('vtpm_supported', 'guarded', 'attestation_status',
-                    'measured_at')
+# What each field's primitive must be: (type, nullable). The stats entry is
+# parsed for every changed report of every host, so the types are checked
+# here, without oslo's per-field coercion.
+_FIELD_KINDS = {
+    name: ({ovo_fields.BooleanField: bool, ovo_fields.StringField: str,
+            ovo_fields.DateTimeField: datetime.datetime}[type(field)],
+           field.nullable)
+    for name, field in objects.HostCapabilities.fields.items()}
+_REQUIRED_FIELDS = frozenset(
+    name for name, field in objects.HostCapabilities.fields.items()
+    if field.default is ovo_fields.UnspecifiedDefault)
+_INVALID = object()
+
+
+def _read_value(kind, value):
+    kind, nullable = kind
+    if value is None:
+        return None if nullable else _INVALID
+    if kind is datetime.datetime:
+        if not isinstance(value, str):
+            return _INVALID
+        value = datetime.datetime.fromisoformat(value)
+        if value.utcoffset() is None:
+            return _INVALID  # measured_at must say which time zone
+        return value.astimezone(datetime.timezone.utc)
+    return value if type(value) is kind else _INVALID
 
 
 def traits(caps: objects.HostCapabilities | None) -> set[str]:

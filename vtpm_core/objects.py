@@ -36,6 +36,24 @@ class VTPMObject(base.VersionedObject):
         return {name: getattr(self, name) for name in self.fields
                 if self.obj_attr_is_set(name)}
 
+    @classmethod
+    def from_validated(cls, **values):
+        """Build an object from values that already have the field types.
+
+        ``build_request`` (per scheduling request and per spawn) and
+        ``capabilities.from_stats`` (per changed host report) validate every
+        value themselves; the per-field coercion of ``__init__`` would cost
+        more than the rest of their work. Tests hold the result equal to
+        ``cls(**values)``.
+        """
+        obj = cls()
+        for name, value in values.items():
+            # oslo.versionedobjects' storage for a field's value (unchanged
+            # since its first release; the equality tests catch a change).
+            setattr(obj, '_obj_' + name, value)
+        obj._changed_fields.update(values)
+        return obj
+
     def obj_load_attr(self, attrname):
         """Read an unset field as its default.
 
@@ -72,21 +90,6 @@ class VTPMRequest(VTPMObject):
         'reasons': fields.ListOfStringsField(default=[]),
     }
 
-    @classmethod
-    def from_validated(cls, **values):
-        """Build a request from values that are already of the field types.
-
-        ``build_request`` runs once per scheduling request and per spawn; it
-        has validated every value itself, and the per-field coercion of
-        ``__init__`` would cost more than the whole merge. Tests check that
-        the result equals ``VTPMRequest(**values)``.
-        """
-        request = cls()
-        for name, value in values.items():
-            setattr(request, _ATTRNAMES[name], value)
-        request._changed_fields.update(values)
-        return request
-
     @property
     def needs_key_protector(self):
         """True when the host must unwrap an HGS KeyProtector (keys or shielding)."""
@@ -97,11 +100,6 @@ class VTPMRequest(VTPMObject):
         target = versionutils.convert_version_to_tuple(target_version)
         if target < (1, 1):
             primitive.pop('reasons', None)
-
-
-# Where oslo.versionedobjects stores a field's value (its storage naming,
-# unchanged since its first release; the equality test would catch a change).
-_ATTRNAMES = {name: '_obj_' + name for name in VTPMRequest.fields}
 
 
 @VTPMObjectRegistry.register

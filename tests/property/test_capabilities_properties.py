@@ -47,3 +47,14 @@ def test_stats_round_trip(caps):
     stats = capabilities.to_stats(caps)
     assert all(isinstance(v, str) for v in stats.values())
     assert capabilities.from_stats(stats) == caps
+
+
+@given(s.host_capabilities, st.sampled_from(('1.0', '1.1')))
+def test_from_stats_reads_what_oslo_reads(caps, version):
+    """from_stats (which checks types itself, for speed) gives the same
+    object as oslo.versionedobjects' own obj_from_primitive, for reports of
+    every version."""
+    stats = capabilities.to_stats(caps, target_version=version)
+    primitive = json.loads(stats[capabilities.STATS_KEY])
+    assert capabilities.from_stats(stats) == \
+        objects.HostCapabilities.obj_from_primitive(primitive)
