@@ -1,0 +1,377 @@
+# SPDX-License-Identifier: Apache-2.0
+"""One boot from nova-api to a simulated Hyper-V vTPM (issue 5, section 4).
+
+Everything is real but the hypervisor: nova-api (microversion latest),
+conductor, scheduler with ``VTPMFilter``, placement, and computes running
+``vtpm_hyperv.nova_driver.FakeHyperVDriver``, whose vTPM side is
+``vtpm_hyperv.compute`` over the real ``HyperVBackend``, os-win's own
+``VMUtils10``/``HostUtils10`` and the ``vtpm_hyperv.fake`` simulator. Key
+material lives in the real Barbican, read with the real Keystone token of
+the instance owner: nova's in-process API has no Keystone, so the servers
+are created in the owner's Keystone project and the compute maps that
+project to the owner's credentials (what ``context.get_auth_plugin()``
+gives a real compute). Missing services fail these tests; they never skip.
+"""
+
+import base64
+import functools
+
+import fixtures
+from keystoneauth1 import session as ks_session
+from nova import objects as nova_objects
+from oslo_config import cfg
+
+from tests import realservices
+from tests.functional import nova_harness
+from vtpm_core import constants
+from vtpm_hyperv import nova_driver  # noqa: I100 (imports os-win first)
+from vtpm_hyperv import conf as hv_conf  # noqa: I100
+from vtpm_hyperv import fake  # noqa: I100
+
+GEN2 = {constants.IMAGE_MACHINE_TYPE: constants.MACHINE_TYPE_GEN2}
+
+
+@functools.lru_cache(maxsize=None)
+def fabric(name):
+    """A guarded fabric (its HGS guardian), made once per test run."""
+    return fake.Fabric(name)
+
+
+@functools.lru_cache(maxsize=None)
+def guardian(name):
+    """A tenant's guardian with its private keys, made once per run."""
+    return fake.make_guardian(name)
+
+
+@functools.lru_cache(maxsize=None)
+def secret(what, kind='owner'):
+    """The Barbican secret holding ``what``, stored once per run."""
+    if what == 'owner-bundle':
+        payload = fake.export_owner_pkcs12(guardian('tenant-owner'))
+    else:
+        payload = fake.export_guardian_certificates(guardian(what), 'PEM')
+    return realservices.store_secret(payload, kind, name='e2e %s' % what)
+
+
+def backend_conf():
+    conf = cfg.ConfigOpts()
+    hv_conf.register_opts(conf)
+    # The tenant's guardians are self-signed ("New-HgsGuardian
+    # -GenerateCertificates"), as in most deployments.
+    conf.set_override('allow_untrusted_root', True, group=hv_conf.GROUP)
+    return conf
+
+
+class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
+
+    def setUp(self):
+        # Fails (never skips) without the services, before nova starts.
+        self.owner = realservices.user('owner')
+        self.other = realservices.user('other')
+        plugins = {self.owner['project_id']: realservices.auth('owner'),
+                   self.other['project_id']: realservices.auth('other')}
+
+        def auth_for(context):
+            return plugins.get(context.project_id) or \
+                context.get_auth_plugin()
+
+        self.plugins = plugins
+        self.cloud = nova_driver.SimulatedCloud(backend_conf(),
+                                                auth_for=auth_for)
+        # nova's log capture at DEBUG, so that the leak check sees it all
+        self.useFixture(fixtures.EnvironmentVariable('OS_DEBUG', '1'))
+        super().setUp()
+        # The servers belong to the owner's Keystone project.
+        self.api.project_id = self.owner['project_id']
+
+    def make_driver(self, virtapi):
+        return self.cloud.make_driver(virtapi)
+
+    # --- the cloud -----------------------------------------------------------
+
+    def hosts(self, **specs):
+        """Simulated hosts, then their nova computes: name=(fabric, status)."""
+        for name, (fabric_name, status) in specs.items():
+            kwargs = {}
+            if fabric_name:
+                kwargs = {'fabric': fabric(fabric_name),
+                          'attestation_status': status}
+            self.cloud.add_host(name, **kwargs)
+        for name in specs:
+            self._start_compute(name)
+        return self.cloud.hosts
+
+    def image(self, **properties):
+        return self.create_image(**dict(GEN2, **properties))
+
+    def keyed_image(self, *secrets, shielded=True):
+        props = {'os_vtpm': 'required',
+                 'os_vtpm_keys': ','.join(secrets or (
+                     secret('owner-bundle'), secret('dr-site')))}
+        if shielded:
+            props['os_shielded_vm'] = 'required'
+        return self.image(**props)
+
+    def vm(self, server):
+        """The server's simulated VM, where nova says it runs."""
+        hv = self.cloud.hosts[self.host_of(server)]
+        name = server['OS-EXT-SRV-ATTR:instance_name']
+        return hv, hv.vm_security(name)
+
+    def instance(self, server):
+        with self.instance_context(server['id']) as cctxt:
+            return nova_objects.Instance.get_by_uuid(
+                cctxt, server['id'], expected_attrs=['system_metadata'])
+
+    def latest_fault(self, server):
+        with self.instance_context(server['id']) as cctxt:
+            faults = nova_objects.InstanceFaultList.\
+                get_latest_by_instance_uuids(cctxt, [server['id']])
+        return faults[0].message if faults else None
+
+    def assert_unwraps(self, raw_kp, allowed, refused):
+        for name, key in allowed:
+            self.assertTrue(fake.unwrap_key_protector(raw_kp, key), name)
+        for name, key in refused:
+            self.assertRaises(fake.UnwrapError, fake.unwrap_key_protector,
+                              raw_kp, key)
+
+    def snapshot(self):
+        """Every simulated host's VMs (with settings) and guardian store."""
+        return {name: ({vm: hv.vm_security(vm) for vm in hv.vms},
+                       hv.guardian_names())
+                for name, hv in self.cloud.hosts.items()}
+
+    # --- 4.1 a shielded instance in fabric A ---------------------------------
+
+    def test_shielded_instance_lands_in_fabric_a_and_unwraps_only_there(self):
+        hosts = self.hosts(a1=('fabric-a', 'Passed'),
+                           b1=('fabric-b', 'Expired'),
+                           plain=(None, None))
+        before = self.snapshot()
+        # a DR secret of its own: the test deletes it before the server
+        dr_secret = realservices.store_secret(
+            fake.export_guardian_certificates(guardian('dr-site'), 'DER'))
+        server = self.boot(self.create_flavor(), self.keyed_image(
+            secret('owner-bundle'), dr_secret))
+        self.assertEqual('a1', self.host_of(server))
+
+        hv, vm = self.vm(server)
+        name = server['OS-EXT-SRV-ATTR:instance_name']
+        self.assertEqual(2, hv.vms[name].generation)
+        self.assertTrue(vm['TpmEnabled'])
+        self.assertTrue(vm['ShieldingRequested'])
+        self.assertTrue(vm['EncryptStateAndVmMigrationTraffic'])
+        self.assertEqual(fake.host.VM_ENABLED, vm['EnabledState'])
+        owner, dr = guardian('tenant-owner'), guardian('dr-site')
+        self.assert_unwraps(
+            vm['KeyProtector'],
+            allowed=[('owner', owner.encryption_key),
+                     ('fabric A', fabric('fabric-a').guardian.encryption_key),
+                     ('DR', dr.encryption_key)],
+            refused=[('fabric B', fabric('fabric-b').guardian.encryption_key),
+                     ('stranger', guardian('stranger').encryption_key),
+                     ('owner signing key', owner.signing_key)])
+        # os-win's own code reads what the backend set up
+        vmutils, _ = hv.os_win_utils()
+        self.assertTrue(vmutils.is_secure_vm(name))
+        self.assertEqual(2, vmutils.get_vm_generation(name))
+        # The fabrics are recorded where the scheduler finds them on a move.
+        recorded = self.instance(server).system_metadata[
+            constants.SYSMETA_FABRICS].split(',')
+        self.assertEqual({fabric('fabric-a').fabric_id,
+                          fake.thumbprint(dr.signing_der)}, set(recorded))
+
+        # Neither key material nor the owner's token reached a log line.
+        log = self.stdlog.logger.output
+        self.assertIn('Reading 2 Barbican secrets', log)  # DEBUG is on
+        bundle = fake.export_owner_pkcs12(owner)
+        token = self.plugins[self.owner['project_id']].get_token(
+            ks_session.Session())
+        for needle in (token, base64.b64encode(bundle[:48]).decode(),
+                       repr(bundle[:24])[2:-1], 'PRIVATE KEY'):
+            self.assertNotIn(needle, log)
+
+        # 4.5: delete leaves each host as it was before the boot, even
+        # though one of its secrets is gone by then.
+        realservices.delete_secret(dr_secret)
+        self._delete_server(server)
+        self.assertEqual(before, self.snapshot())
+        self.assertEqual({}, hosts['a1'].vms)
+
+    # --- 4.2 migrations stay within the fabrics ------------------------------
+
+    def test_migrations_stay_within_the_fabrics_and_carry_the_vtpm(self):
+        hosts = self.hosts(a1=('fabric-a', 'Passed'),
+                           a2=('fabric-a', 'Passed'),
+                           b1=('fabric-b', 'Expired'))
+        flavor = self.create_flavor()
+        server = self._create_server(flavor_id=flavor, host='a1',
+                                     image_uuid=self.keyed_image(),
+                                     networks='none')
+        _, vm_before = self.vm(server)
+        # Fabric B passes attestation now: a better host for nova's
+        # weighers (empty), but not one the KeyProtector names.
+        hosts['b1'].set_attestation('Passed')
+        self.refresh_reports()
+
+        server = self._migrate_server(server)
+        self.assertEqual('a2', self.host_of(server))
+        hv, vm_after = self.vm(server)
+        # The configuration moved: same KeyProtector, vTPM on, and the VM
+        # started on a2 (the simulator unwraps with fabric A's key).
+        self.assertEqual(vm_before['KeyProtector'], vm_after['KeyProtector'])
+        self.assertTrue(vm_after['TpmEnabled'])
+        self.assertEqual(fake.host.VM_ENABLED, vm_after['EnabledState'])
+        server = self._confirm_resize(server)
+        self.assertEqual({}, hosts['a1'].vms)
+
+        server = self._live_migrate(server)
+        self.assertEqual('a1', self.host_of(server))
+        _, vm_live = self.vm(server)
+        self.assertEqual(vm_before['KeyProtector'], vm_live['KeyProtector'])
+        self.assertEqual({}, hosts['a2'].vms)
+
+        # A resize that keeps the vTPM on is a migration like the others.
+        server = self._resize_server(server, self._create_flavor(
+            memory_mb=4096, extra_spec={'os:vtpm': 'required'}))
+        self.assertEqual('a2', self.host_of(server))
+        self.assertEqual(vm_before['KeyProtector'],
+                         self.vm(server)[1]['KeyProtector'])
+        server = self._confirm_resize(server)
+
+        # No authorized host left: no valid host, nothing touched.
+        hosts['a1'].set_attestation('Expired')
+        self.refresh_reports()
+        before = self.snapshot()
+        self.api.post_server_action(server['id'], {'migrate': None})
+        self._assert_resize_migrate_action_fail(server, 'migrate',
+                                                'NoValidHost')
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual('a2', self.host_of(server))
+        self.assertEqual(before, self.snapshot())
+
+    # --- 4.3 another project's secret ----------------------------------------
+
+    def test_another_projects_secret_is_refused_by_barbican(self):
+        self.hosts(a1=('fabric-a', 'Passed'))
+        before = self.snapshot()
+        foreign = secret('dr-site', kind='other')
+        image = self.keyed_image(secret('owner-bundle'), foreign)
+        server = self.boot(self.create_flavor(), image,
+                           expected_state='ERROR')
+        message = server['fault']['message']
+        self.assertIn(foreign, message)
+        self.assertIn('Barbican refused secret %s' % foreign, message)
+        # no guardian, no VM, no key protector left from it
+        self.assertEqual(before, self.snapshot())
+
+    # --- 4.4 a WMI failure halfway through attach ----------------------------
+
+    def test_wmi_failure_halfway_leaves_no_partial_state(self):
+        hosts = self.hosts(a1=('fabric-a', 'Passed'))
+        before = self.snapshot()
+        # the KeyProtector is set; enabling the TPM then fails in its job
+        hosts['a1'].fail('Msvm_SecurityService.ModifySecuritySettings',
+                         job_error=32768, description='simulated failure',
+                         at=2)
+        server = self.boot(self.create_flavor(), self.keyed_image(),
+                           expected_state='ERROR')
+        # nova rescheduled it and, with no other host, gave up; the
+        # failed host logged what Hyper-V said
+        self.assertIn('Exhausted all hosts', server['fault']['message'])
+        self.assertIn('Error from last host: a1', self.stdlog.logger.output)
+        self.assertIn('Hyper-V Msvm_SecurityService.ModifySecuritySettings '
+                      '(enable the TPM) failed', self.stdlog.logger.output)
+        self.assertEqual(before, self.snapshot())
+        # the host is usable again once Hyper-V is
+        hosts['a1'].clear_faults()
+        server = self.boot(self.create_flavor(), self.keyed_image())
+        self.assertEqual('a1', self.host_of(server))
+
+    # --- 4.6 refused lifecycle operations ------------------------------------
+
+    def assert_refused(self, server, operation, fragment, action, event):
+        """The compute refused ``action``: its event failed, the instance
+        fault says why, and the server is back to ACTIVE."""
+        self._wait_for_instance_action_event(server, action, event, 'Error')
+        server = self._wait_for_server_parameter(
+            server, {'status': 'ACTIVE', 'OS-EXT-STS:task_state': None})
+        message = self.latest_fault(server)
+        self.assertIsNotNone(message)
+        self.assertIn('%s of instance %s refused' % (operation, server['id']),
+                      message)
+        self.assertIn(fragment, message)
+        return server
+
+    def test_refused_operations_on_a_keyed_instance_change_nothing(self):
+        hosts = self.hosts(a1=('fabric-a', 'Passed'),
+                           a2=('fabric-a', 'Passed'))
+        flavor = self.create_flavor(vtpm='optional')
+        server = self._create_server(
+            flavor_id=flavor, host='a1', networks='none',
+            image_uuid=self.keyed_image(shielded=False))
+        before = self.snapshot()
+
+        # resize to a flavor that disables the vTPM: conflict, named
+        self.api.post_server_action(server['id'], {'resize': {
+            'flavorRef': self.create_flavor(vtpm='disabled')}})
+        self._wait_for_migration_status(server, ['error'])
+        self.assert_refused(server, 'resize',
+                            "os:vtpm (flavor extra spec) is 'disabled'",
+                            'resize', 'compute_resize_instance')
+        self.assertEqual(before, self.snapshot())
+
+        # rebuild with its own image
+        self.api.post_server_action(server['id'], {'rebuild': {
+            'imageRef': server['image']['id']}})
+        self.assert_refused(server, 'rebuild', 'empty vTPM', 'rebuild',
+                            'compute_rebuild_instance')
+        self.assertEqual(before, self.snapshot())
+
+        # shelve (nova offloads at once by default)
+        self.api.post_server_action(server['id'], {'shelve': {}})
+        self.assert_refused(server, 'shelve', 'shelved_offload_time',
+                            'shelve', 'compute_shelve_instance')
+        self.assertEqual(before, self.snapshot())
+        self.assertEqual(fake.host.VM_ENABLED,
+                         self.vm(server)[1]['EnabledState'])
+
+        # evacuate while a1 is down
+        self.computes['a1'].stop()
+        service = self.api.get_services(binary='nova-compute', host='a1')[0]
+        self.api.put_service_force_down(service['id'], True)
+        self.api.post_server_action(server['id'], {'evacuate': {}})
+        self._wait_for_migration_status(server, ['failed'])
+        server = self.assert_refused(server, 'evacuation',
+                                     'bring host a1 back', 'evacuate',
+                                     'compute_rebuild_instance')
+        self.assertEqual('a1', self.host_of(server))
+        self.assertEqual(before, self.snapshot())
+        self.assertEqual({}, hosts['a2'].vms)
+
+    def test_refused_moves_of_a_local_key_protector_change_nothing(self):
+        self.hosts(p1=(None, None), p2=(None, None))
+        server = self._create_server(
+            flavor_id=self.create_flavor(), host='p1', networks='none',
+            image_uuid=self.image(os_vtpm='required'))
+        self.assertEqual('', self.instance(server).system_metadata[
+            constants.SYSMETA_FABRICS])
+        before = self.snapshot()
+
+        self.api.post_server_action(server['id'], {'migrate': None})
+        self._wait_for_migration_status(server, ['error'])
+        self.assert_refused(server, 'cold migration',
+                            'local key protector that only host p1 can open',
+                            'migrate', 'compute_resize_instance')
+        self.assertEqual(before, self.snapshot())
+
+        # the destination refuses in its pre-check; no host is left
+        self.api.post_server_action(server['id'], {
+            'os-migrateLive': {'host': None, 'block_migration': 'auto'}})
+        self._wait_for_migration_status(server, ['error'])
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual('p1', self.host_of(server))
+        self.assertEqual(before, self.snapshot())
+        self.assertIn('live migration of instance %s refused' % server['id'],
+                      self.stdlog.logger.output)

@@ -1,0 +1,315 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The demonstration: one small cloud, a few servers, a readable table.
+
+``python3 run.py demo`` runs ``main()`` in the project's virtualenv. It
+
+1. starts the real Keystone and Barbican on loopback (``tools.services``);
+2. stores the tenant's key material in Barbican: an owner guardian (a
+   PKCS#12 bundle with its signing key) and a disaster-recovery guardian
+   (certificates only), plus one secret of another project;
+3. runs nova's own services in this process (API, conductor, scheduler with
+   ``VTPMFilter``, placement) with five simulated Hyper-V hosts: two in
+   fabric ``contoso-a``, two in ``contoso-b`` (all guarded, attested), one
+   unguarded; their driver is ``vtpm_hyperv.nova_driver`` over the real
+   backend and os-win's own code;
+4. boots five servers (plain, vTPM, shielded with keys, a conflicting
+   flavor, another project's secret) through nova's API, cold-migrates the
+   shielded one, and prints what happened;
+5. deletes the servers and the secrets and stops the services.
+"""
+
+import contextlib
+import functools
+import io
+import os
+import pathlib
+import sys
+import time
+import unittest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+STATE = ROOT / '.state' / 'demo'
+STARTED = time.monotonic()
+
+# What the table prints, filled in by the scenario.
+ROWS = []
+NOTES = []
+
+
+def say(message):
+    # the real stdout: nova's services print to sys.stdout, which the
+    # demo collects and shows only if something fails
+    out = sys.__stdout__
+    out.write('[%5.1fs] %s\n' % (time.monotonic() - STARTED, message))
+    out.flush()
+
+
+# --- the scenario, inside nova's in-process services -------------------------
+
+def _scenario_case(env):
+    """The TestCase class that runs the scenario (imports nova lazily)."""
+    from barbicanclient import client as barbican_client
+    from keystoneauth1.identity import v3
+    from keystoneauth1 import session as ks_session
+    from oslo_config import cfg
+
+    from tests.functional import nova_harness
+    from vtpm_core import constants
+    from vtpm_hyperv import nova_driver
+    from vtpm_hyperv import conf as hv_conf
+    from vtpm_hyperv import fake
+
+    def auth(kind):
+        prefix = 'VTPM_TEST_%s_' % kind.upper()
+        return v3.Password(
+            auth_url=env['VTPM_TEST_KEYSTONE_URL'],
+            username=env[prefix + 'USERNAME'],
+            password=env[prefix + 'PASSWORD'],
+            project_name=env[prefix + 'PROJECT'],
+            user_domain_id='default', project_domain_id='default')
+
+    @functools.lru_cache(maxsize=None)
+    def barbican(kind):
+        return barbican_client.Client(
+            session=ks_session.Session(auth=auth(kind)),
+            region_name=env.get('VTPM_TEST_REGION'))
+
+    class Demo(nova_harness.VTPMServicesTestCase):
+
+        def setUp(self):
+            self.owner_project = env['VTPM_TEST_OWNER_PROJECT_ID']
+            plugins = {self.owner_project: auth('owner'),
+                       env['VTPM_TEST_OTHER_PROJECT_ID']: auth('other')}
+            conf = cfg.ConfigOpts()
+            hv_conf.register_opts(conf)
+            conf.set_override('allow_untrusted_root', True,
+                              group=hv_conf.GROUP)
+            self.cloud = nova_driver.SimulatedCloud(
+                conf, auth_for=lambda ctx: plugins.get(ctx.project_id))
+            self.secrets = []
+            super().setUp()
+            self.api.project_id = self.owner_project
+
+        def make_driver(self, virtapi):
+            return self.cloud.make_driver(virtapi)
+
+        def store(self, kind, payload, name):
+            ref = barbican(kind).secrets.create(
+                name=name, payload=payload, secret_type='opaque').store()
+            self.secrets.append((kind, ref))
+            return ref.rsplit('/', 1)[1]
+
+        def tearDown(self):
+            for kind, ref in self.secrets:
+                barbican(kind).secrets.delete(ref)
+            super().tearDown()
+
+        def test_demo(self):
+            say('generating guardians (RSA keys) for two fabrics and the '
+                'tenant')
+            fabrics = {n: fake.Fabric(n) for n in ('contoso-a', 'contoso-b')}
+            owner = fake.make_guardian('tenant-owner')
+            dr = fake.make_guardian('tenant-dr-site')
+            stranger = fake.make_guardian('other-tenant')
+            names = {fake.thumbprint(g.signing_der): label for g, label in (
+                (owner, 'tenant-owner (owner)'), (dr, 'tenant-dr-site'),
+                (fabrics['contoso-a'].guardian, 'fabric contoso-a'),
+                (fabrics['contoso-b'].guardian, 'fabric contoso-b'))}
+
+            say('storing the tenant\'s key material in Barbican')
+            bundle = self.store('owner', fake.export_owner_pkcs12(owner),
+                                'demo owner guardian (PKCS#12)')
+            dr_certs = self.store(
+                'owner', fake.export_guardian_certificates(dr),
+                'demo DR guardian (certificates)')
+            foreign = self.store(
+                'other', fake.export_guardian_certificates(stranger),
+                'demo guardian of another project')
+
+            say('starting nova-compute on 5 simulated Hyper-V hosts')
+            self.fabric_of = {}
+            for name, fabric in (('hv-a1', 'contoso-a'),
+                                 ('hv-a2', 'contoso-a'),
+                                 ('hv-b1', 'contoso-b'),
+                                 ('hv-b2', 'contoso-b'), ('hv-p1', None)):
+                self.fabric_of[name] = fabric or 'not guarded'
+                kwargs = {'fabric': fabrics[fabric]} if fabric else {}
+                self.cloud.add_host(name, **kwargs)
+                self._start_compute(name)
+                NOTES.append('%s: %s' % (name, (
+                    'guarded, fabric %s, attestation Passed' % fabric)
+                    if fabric else 'not guarded (local key protectors only)'))
+
+            gen2 = {constants.IMAGE_MACHINE_TYPE: constants.MACHINE_TYPE_GEN2}
+            plain = self.create_image(**gen2)
+            capable = self.create_image(os_vtpm='optional', **gen2)
+            shielded = self.create_image(
+                os_vtpm='required', os_shielded_vm='required',
+                os_vtpm_keys='%s,%s' % (bundle, dr_certs), **gen2)
+            borrowed = self.create_image(
+                os_vtpm='required', os_vtpm_keys='%s,%s' % (bundle, foreign),
+                **gen2)
+            small = self.create_flavor()
+            vtpm = self.create_flavor(vtpm='required')
+            no_vtpm = self.create_flavor(vtpm='disabled')
+
+            plan = [
+                ('plain', 'no vTPM', small, plain, 'ACTIVE'),
+                ('vtpm', 'vTPM (flavor os:vtpm=required), no keys', vtpm,
+                 capable, 'ACTIVE'),
+                ('shielded', 'shielded, keys: owner + DR guardian', small,
+                 shielded, 'ACTIVE'),
+                ('conflict', 'image requires vTPM, flavor os:vtpm=disabled',
+                 no_vtpm, shielded, 'ERROR'),
+                ('forbidden', "keys: owner + another project's secret",
+                 small, borrowed, 'ERROR'),
+            ]
+            servers = {}
+            for name, asked, flavor, image, state in plan:
+                say('booting %-9s (%s)' % (name, asked))
+                server = self._create_server(
+                    name=name, flavor_id=flavor, image_uuid=image,
+                    networks='none', expected_state=state)
+                servers[name] = server
+                ROWS.append(self.row(name, asked, server, names))
+
+            say('cold-migrating "shielded" (its KeyProtector names its '
+                'fabric and the DR site only)')
+            server = self._migrate_server(servers['shielded'])
+            server = self._confirm_resize(server)
+            ROWS.append(self.row('shielded', 'after a cold migration',
+                                 server, names))
+
+            say('cold-migrating "vtpm" (a local key protector opens on its '
+                'own host only)')
+            server = servers['vtpm']
+            self.api.post_server_action(server['id'], {'migrate': None})
+            self._wait_for_instance_action_event(
+                server, 'migrate', 'compute_resize_instance', 'Error')
+            server = self._wait_for_server_parameter(
+                server, {'status': 'ACTIVE', 'OS-EXT-STS:task_state': None})
+            # the fault without its trailing [details] (nova keeps 255
+            # characters of it)
+            fault = self.latest_fault(server).split(' [')[0]
+            ROWS.append(('vtpm', 'a cold migration', 'REFUSED, stays on %s: '
+                         '%s' % (self.host_of(server), fault),
+                         '(unchanged)'))
+
+            say('deleting the servers')
+            for server in servers.values():
+                self._delete_server(server)
+            left = ['%s: VMs %s, instance guardians %s' % (
+                n, sorted(hv.vms), [g for g in hv.guardian_names()
+                                    if g.startswith('openstack-vtpm-')])
+                for n, hv in self.cloud.hosts.items()
+                if hv.vms or any(g.startswith('openstack-vtpm-')
+                                 for g in hv.guardian_names())]
+            NOTES.append('after the deletes: %s' % (
+                '; '.join(left) or 'no VM and no instance guardian left on '
+                'any host'))
+
+        def latest_fault(self, server):
+            from nova import objects
+            with self.instance_context(server['id']) as cctxt:
+                faults = objects.InstanceFaultList.\
+                    get_latest_by_instance_uuids(cctxt, [server['id']])
+            return faults[0].message if faults else None
+
+        def row(self, name, asked, server, names):
+            if server['status'] == 'ERROR':
+                return (name, asked, 'ERROR: %s' % server['fault']['message'],
+                        '-')
+            host = self.host_of(server)
+            hv = self.cloud.hosts[host]
+            vm = hv.vm_security(server['OS-EXT-SRV-ATTR:instance_name'])
+            where = '%s (%s)' % (host, self.fabric_of[host])
+            if not vm['TpmEnabled']:
+                return (name, asked, where, 'no vTPM')
+            parsed = fake.parse_key_protector(vm['KeyProtector'])
+            parties = [parsed.owner] + list(parsed.guardians)
+            labels = [names.get(fake.thumbprint(g.signing_der),
+                                '%s (local guardian of %s)' % (g.name, host))
+                      for g in parties]
+            if vm['ShieldingRequested']:
+                labels.append('[shielded]')
+            return (name, asked, where, ', '.join(labels))
+
+    return Demo
+
+
+def _table(rows):
+    headers = ('server', 'what was asked', 'host chosen, or the error',
+               "KeyProtector's guardians")
+    widths = (9, 24, 44, 34)
+
+    def wrap(text, width):
+        words, lines, line = str(text).split(' '), [], ''
+        for word in words:
+            while len(word) > width:
+                if line:
+                    lines.append(line)
+                    line = ''
+                lines.append(word[:width])
+                word = word[width:]
+            if line and len(line) + 1 + len(word) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = (line + ' ' + word).strip()
+        lines.append(line)
+        return lines
+
+    out = []
+    sep = '+' + '+'.join('-' * (w + 2) for w in widths) + '+'
+    for i, row in enumerate((headers,) + tuple(rows)):
+        cells = [wrap(c, w) for c, w in zip(row, widths)]
+        out.append(sep if i < 2 else '')
+        for n in range(max(len(c) for c in cells)):
+            out.append('| ' + ' | '.join(
+                (c[n] if n < len(c) else '').ljust(w)
+                for c, w in zip(cells, widths)) + ' |')
+    out.append(sep)
+    return '\n'.join(line for line in out if line != '')
+
+
+def main(argv=None):
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    os.environ['OS_NOVA_DISABLE_EVENTLET_PATCHING'] = '1'
+    os.environ.setdefault('PYTHONWARNINGS', 'ignore')
+    import warnings
+    warnings.simplefilter('ignore')
+    from tools import services
+
+    say('starting Keystone and Barbican on loopback (state in %s)'
+        % STATE.relative_to(ROOT))
+    env = services.start(STATE)
+    try:
+        say('starting nova (API, conductor, scheduler with VTPMFilter, '
+            'placement) in this process')
+        noise = io.StringIO()
+        with contextlib.redirect_stdout(noise), \
+                contextlib.redirect_stderr(noise):
+            # imported here, so that nova's log handlers write to ``noise``
+            case = _scenario_case(env)('test_demo')
+            result = unittest.TextTestRunner(stream=noise,
+                                             verbosity=0).run(case)
+    finally:
+        say('stopping Keystone and Barbican')
+        services.stop(STATE)
+    if not result.wasSuccessful():
+        print(noise.getvalue(), file=sys.stderr)
+    for _, trace in result.errors + result.failures:
+        print(trace, file=sys.stderr)
+    print()
+    for note in NOTES:
+        print('  ' + note)
+    print()
+    print(_table(ROWS))
+    print()
+    say('done' if result.wasSuccessful() else 'FAILED')
+    return 0 if result.wasSuccessful() else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

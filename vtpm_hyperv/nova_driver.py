@@ -1,0 +1,316 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A fake Hyper-V compute driver for nova's in-process services.
+
+For the demo and the end-to-end tests; no real compute host runs it.
+``FakeHyperVDriver`` is nova's ``MediumFakeDriver`` whose hosts are
+``vtpm_hyperv.fake`` simulated Hyper-V hosts, with the vTPM side wired
+exactly as an out-of-tree Hyper-V driver would wire it: through
+``vtpm_hyperv.compute.VTPMCompute`` and the real backend, so every VM
+setting goes through os-win's own code and the simulator's WMI.
+
+What it models of Hyper-V: a VM per instance (Generation 2 when the image
+says ``hw_machine_type=hyperv-gen2``); the VM powers on only where its
+KeyProtector unwraps (the simulator's rule); a cold or live migration moves
+the VM's configuration, with its KeyProtector and vTPM, to the destination's
+simulated host (Hyper-V's export and import); a confirmed migration removes
+the source's copy.
+
+Use it with a ``SimulatedCloud``, which owns the simulated hosts and says
+how each host's backend is built and whose credentials a request carries::
+
+    cloud = nova_driver.SimulatedCloud(conf, auth_for=...)
+    cloud.add_host('hv1', fabric=fabric_a)
+    # nova.virt.driver.load_compute_driver -> cloud.make_driver(virtapi)
+
+nova loads compute drivers only from ``nova.virt`` by name, so the demo and
+the tests hand it this driver through ``load_compute_driver``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import logging
+import sys
+
+from nova.compute import task_states
+import nova.conf
+from nova.virt import fake as nova_fake
+
+
+def import_os_win():
+    """Import os-win where nova runs on native threads.
+
+    os-win imports eventlet at import time (it calls it only from inside a
+    green thread), and nova in native-threading mode
+    (``OS_NOVA_DISABLE_EVENTLET_PATCHING=1``) refuses any eventlet import
+    once its services are set up. Importing eventlet patches nothing, so
+    the guard is lifted for os-win's modules and put back. Call it after
+    nova has set up its threading mode (nova raises if eventlet was imported
+    before); idempotent.
+    """
+    guards = [f for f in sys.meta_path
+              if type(f).__name__ == 'PoisonEventletImport']
+    with contextlib.ExitStack() as stack:
+        for guard in guards:
+            sys.meta_path.remove(guard)
+            stack.callback(sys.meta_path.insert, 0, guard)
+        for name in ('eventlet', 'eventlet.tpool', 'os_win',
+                     'os_win.utils.compute.vmutils10',
+                     'os_win.utils.hostutils10', 'os_win.utilsfactory'):
+            importlib.import_module(name)
+
+
+import_os_win()
+
+from vtpm_core import constants  # noqa: E402
+from vtpm_hyperv import backend  # noqa: E402
+from vtpm_hyperv import compute  # noqa: E402
+from vtpm_hyperv import fake  # noqa: E402
+from vtpm_hyperv import lifecycle  # noqa: E402
+
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
+
+_SHELVING = (task_states.SHELVING, task_states.SHELVING_OFFLOADING)
+
+
+def simulated_backend(conf, hv_host):
+    """The real ``HyperVBackend`` on os-win's own utils over ``hv_host``."""
+    vmutils, hostutils = hv_host.os_win_utils()
+    # One process runs every simulated host, so each backend is told its
+    # host's name rather than taking nova's conf.host.
+    return backend.HyperVBackend(conf, vmutils=vmutils, hostutils=hostutils,
+                                 conn=hv_host, host_name=hv_host.name)
+
+
+class SimulatedCloud:
+    """The simulated Hyper-V hosts behind nova's computes, by host name.
+
+    :param conf: the oslo.config object the backends read.
+    :param auth_for: ``context -> keystoneauth1 plugin`` for the instance
+        owner. On a real cloud that is ``context.get_auth_plugin()`` (the
+        default); nova's in-process API has no Keystone, so the demo and the
+        tests map the request's project to a real Keystone user's plugin.
+    :param make_backend: ``(conf, FakeHyperVHost) -> VTPMBackend``.
+    """
+
+    def __init__(self, conf, auth_for=None, make_backend=None):
+        self.conf = conf
+        self.auth_for = auth_for
+        self.make_backend = make_backend or simulated_backend
+        self.hosts: dict[str, fake.FakeHyperVHost] = {}
+        self.drivers: dict[str, FakeHyperVDriver] = {}
+
+    def add_host(self, name, **kwargs) -> fake.FakeHyperVHost:
+        """A simulated host for nova compute ``name`` (start it after)."""
+        hv = fake.FakeHyperVHost(name, **kwargs)
+        self.hosts[name] = hv
+        return hv
+
+    def make_driver(self, virtapi):
+        """What ``nova.virt.driver.load_compute_driver`` should return."""
+        return FakeHyperVDriver(virtapi, self)
+
+    def host_ip(self, name):
+        # stable: hosts are only ever added
+        return '192.0.2.%d' % (list(self.hosts).index(name) + 1)
+
+
+class FakeHyperVDriver(nova_fake.MediumFakeDriver):
+    """nova's fake driver, with a simulated Hyper-V host underneath."""
+
+    def __init__(self, virtapi, cloud: SimulatedCloud):
+        super().__init__(virtapi)
+        self.cloud = cloud
+        self.hv = None
+        self.vtpm = None
+
+    def init_host(self, host):
+        super().init_host(host)
+        self.hv = self.cloud.hosts[host]
+        self.cloud.drivers[host] = self
+        self.vtpm = compute.VTPMCompute(
+            self.cloud.conf,
+            backend=self.cloud.make_backend(self.cloud.conf, self.hv),
+            auth_for=self.cloud.auth_for)
+
+    def get_host_ip_addr(self):
+        # distinct per host, so a move can tell whether it stays
+        return self.cloud.host_ip(self._host)
+
+    # --- build and delete ----------------------------------------------------
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None):
+        gen = 2 if image_meta.properties.get('hw_machine_type') == \
+            constants.MACHINE_TYPE_GEN2 else 1
+        self.hv.add_vm(instance.name, generation=gen,
+                       instance_uuid=instance.uuid)
+        try:
+            self.vtpm.spawn(context, instance, instance.name)
+            if power_on:
+                self.hv.start_vm(instance.name)
+        except Exception:
+            # nothing of this build stays on the host
+            self._remove_vm(instance)
+            raise
+        self._track(context, instance, power_on)
+
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True):
+        self._remove_vm(instance)
+        super().destroy(context, instance, network_info,
+                        block_device_info=block_device_info,
+                        destroy_disks=destroy_disks,
+                        destroy_secrets=destroy_secrets)
+
+    def _remove_vm(self, instance):
+        name = instance.name if instance.name in self.hv.vms else None
+        if name is not None:
+            # Hyper-V changes security settings of a stopped VM only
+            self.hv.stop_vm(name)
+        self.vtpm.destroy(instance, name)
+        if name is not None:
+            self.hv.remove_vm(name)
+
+    def _track(self, context, instance, power_on):
+        # nova's fake bookkeeping (resources, power state), nothing else
+        nova_fake.FakeDriver.spawn(self, context, instance, None, None, None,
+                                   None, power_on=power_on)
+
+    # --- capability reporting ------------------------------------------------
+
+    def get_available_resource(self, nodename):
+        resources = super().get_available_resource(nodename)
+        if resources:
+            resources['stats'] = dict(resources.get('stats') or {},
+                                      **self.vtpm.stats())
+        return resources
+
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        super().update_provider_tree(provider_tree, nodename, allocations)
+        self.vtpm.update_traits(provider_tree, nodename)
+
+    # --- power ---------------------------------------------------------------
+
+    def power_off(self, instance, timeout=0, retry_interval=0):
+        if instance.task_state in _SHELVING:
+            offload = (instance.task_state == task_states.SHELVING_OFFLOADING
+                       or CONF.shelved_offload_time != -1)
+            operation = (lifecycle.SHELVE_OFFLOAD
+                         if instance.task_state ==
+                         task_states.SHELVING_OFFLOADING else lifecycle.SHELVE)
+            self.vtpm.before_shelve(instance, offload, operation)
+        if instance.name in self.hv.vms:
+            self.hv.stop_vm(instance.name)
+        super().power_off(instance, timeout, retry_interval)
+
+    def power_on(self, context, instance, network_info,
+                 block_device_info=None, accel_info=None, share_info=None):
+        if instance.name in self.hv.vms:
+            self.hv.start_vm(instance.name)
+        super().power_on(context, instance, network_info,
+                         block_device_info=block_device_info,
+                         accel_info=accel_info, share_info=share_info)
+
+    # --- rebuild and evacuate ------------------------------------------------
+
+    def rebuild(self, context, instance, image_meta, injected_files,
+                admin_password, allocations, bdms, detach_block_devices,
+                attach_block_devices, network_info=None, evacuate=False,
+                block_device_info=None, preserve_ephemeral=False,
+                accel_uuids=None, reimage_boot_volume=False):
+        if not evacuate:
+            self.vtpm.before_rebuild(instance)
+        # nova's default: destroy, then spawn
+        raise NotImplementedError()
+
+    def instance_on_disk(self, instance):
+        # nova's first driver call on the destination of an evacuation
+        if instance.host != self._host:
+            self.vtpm.before_evacuation_here(instance)
+        return False
+
+    # --- resize and cold migration -------------------------------------------
+
+    def migrate_disk_and_power_off(self, context, instance, dest, flavor,
+                                   network_info, block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        self.vtpm.before_move(instance, flavor,
+                              same_host=dest == self.get_host_ip_addr())
+        if instance.name in self.hv.vms:
+            self.hv.stop_vm(instance.name)
+        return ''
+
+    def finish_migration(self, context, migration, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None, power_on=True,
+                         share_info=None):
+        # Hyper-V imports the exported configuration: the KeyProtector and
+        # the vTPM state come along; the source keeps its copy until the
+        # migration is confirmed (a revert powers it on again).
+        if migration.source_compute != self._host:
+            self._import_vm(self.cloud.hosts[migration.source_compute],
+                            instance.name, keep_source=True)
+        if power_on:
+            self.hv.start_vm(instance.name)
+        self._track(context, instance, power_on)
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration, block_device_info=None,
+                                power_on=True, share_info=None):
+        if power_on and instance.name in self.hv.vms:
+            self.hv.start_vm(instance.name)
+        super().finish_revert_migration(
+            context, instance, network_info, migration,
+            block_device_info=block_device_info, power_on=power_on,
+            share_info=share_info)
+
+    def _import_vm(self, source, name, keep_source):
+        with source.lock, self.hv.lock:
+            vm = source.vms[name]
+            self.hv.vms[name] = copy.deepcopy(vm) if keep_source else vm
+            self.hv.vms[name].state = fake.host.VM_DISABLED
+            if not keep_source:
+                del source.vms[name]
+
+    # --- live migration ------------------------------------------------------
+
+    def check_can_live_migrate_destination(self, context, instance,
+                                           src_compute_info, dst_compute_info,
+                                           block_migration=False,
+                                           disk_over_commit=False):
+        self.vtpm.before_live_migration_here(instance, host=self._host)
+        return super().check_can_live_migrate_destination(
+            context, instance, src_compute_info, dst_compute_info,
+            block_migration=block_migration,
+            disk_over_commit=disk_over_commit)
+
+    def live_migration(self, context, instance, dest, post_method,
+                       recover_method, block_migration=False,
+                       migrate_data=None):
+        target = self.cloud.drivers[dest]
+        target._import_vm(self.hv, instance.name, keep_source=False)
+        try:
+            target.hv.start_vm(instance.name)
+        except Exception:
+            self._import_vm(target.hv, instance.name, keep_source=False)
+            self.hv.start_vm(instance.name)
+            recover_method(context, instance, dest, migrate_data)
+            return
+        post_method(context, instance, dest, block_migration, migrate_data)
+
+    def post_live_migration(self, context, instance, block_device_info,
+                            migrate_data=None):
+        # the source drops what it imported for the instance
+        self.vtpm.destroy(instance, None)
+        self.instances.pop(instance.uuid, None)
+
+    def post_live_migration_at_destination(self, context, instance,
+                                           network_info,
+                                           block_migration=False,
+                                           block_device_info=None):
+        self._track(context, instance, True)
