@@ -92,3 +92,77 @@ def test_human_report_says_when_all_is_well():
     assert text.splitlines() == [
         '0 image(s) and 0 flavor(s) carry vTPM properties',
         'no problems found']
+
+
+class _Response:
+    def __init__(self, status_code):
+        self.status_code = status_code
+
+
+class _KeyManager:
+    """conn.key_manager: answers with a status, or raises."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.calls = []
+
+    def get(self, url, **kwargs):
+        self.calls.append((url, kwargs))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return _Response(self.answer)
+
+
+class _Conn:
+    def __init__(self, answer):
+        self.key_manager = _KeyManager(answer)
+
+
+def test_secret_checker_reads_metadata_as_json_only():
+    conn = _Conn(200)
+    assert audit.secret_checker(conn)(K1) is None
+    # any other Accept gets the payload from Barbican
+    assert conn.key_manager.calls == [(
+        '/secrets/%s' % K1,
+        {'raise_exc': False, 'headers': {'Accept': 'application/json'}})]
+
+
+def test_secret_checker_names_each_refusal():
+    problems = {status: audit.secret_checker(_Conn(status))(K1)
+                for status in (403, 404, 500)}
+    assert problems == {403: 'the caller may not read it',
+                        404: 'does not exist',
+                        500: 'Barbican answered HTTP 500'}
+
+
+def test_an_unreachable_barbican_is_a_finding_not_a_crash():
+    from keystoneauth1 import exceptions as ks_exceptions
+
+    check = audit.secret_checker(_Conn(
+        ks_exceptions.ConnectFailure('Unable to establish connection')))
+    found = audit.audit(images(dict(GEN2, os_vtpm='required',
+                                    os_vtpm_keys=K1)), [], check)
+    assert [(f.kind, f.problem) for f in found] == [(
+        'secret', 'Barbican secret %s named by os_vtpm_keys (image '
+        'property): could not be checked: ConnectFailure: Unable to '
+        'establish connection' % K1)]
+
+
+def test_a_cloud_that_cannot_be_read_exits_2(monkeypatch):
+    import openstack
+    from openstack import exceptions as sdk_exceptions
+
+    def connect(cloud):
+        raise sdk_exceptions.ConfigException('Cloud %s was not found.'
+                                             % cloud)
+
+    monkeypatch.setattr(openstack, 'connect', connect)
+    text, status = audit.run('nowhere', 'human')
+    assert (status, text) == (2, (
+        'error: could not read images and flavors from the cloud nowhere: '
+        'ConfigException: Cloud nowhere was not found.'))
+    text, status = audit.run('nowhere', 'json')
+    assert status == 2
+    assert json.loads(text) == {'error': (
+        'could not read images and flavors from the cloud nowhere: '
+        'ConfigException: Cloud nowhere was not found.')}

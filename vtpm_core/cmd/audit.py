@@ -10,6 +10,9 @@ clouds.yaml) and reports:
 * keyed images whose secrets the caller cannot read (metadata only: no
   payload is fetched);
 * image and flavor pairs that conflict.
+
+Exit status: 0 when nothing is wrong, 1 with findings, 2 when the cloud
+could not be read at all (the report is then the error).
 """
 
 from __future__ import annotations
@@ -150,10 +153,26 @@ def gather(conn):
             carriers('flavor', flavors, c.FLAVOR_KEYS))
 
 
+def _client_errors():
+    """What openstacksdk and keystoneauth raise for an unreadable cloud."""
+    from keystoneauth1 import exceptions as ks_exceptions
+    from openstack import exceptions as sdk_exceptions
+    return (ks_exceptions.ClientException, sdk_exceptions.SDKException)
+
+
 def secret_checker(conn):
     """Return secret_problem(ref) that reads a secret's metadata only."""
+    errors = _client_errors()
+
     def secret_problem(ref):
-        response = conn.key_manager.get('/secrets/%s' % ref, raise_exc=False)
+        try:
+            # Barbican answers a secret's URL with its payload when asked
+            # for anything but JSON: ask for JSON, always
+            response = conn.key_manager.get(
+                '/secrets/%s' % ref, raise_exc=False,
+                headers={'Accept': 'application/json'})
+        except errors as e:
+            return 'could not be checked: %s' % _describe(e)
         if response.status_code == 404:
             return 'does not exist'
         if response.status_code == 403:
@@ -164,11 +183,24 @@ def secret_checker(conn):
     return secret_problem
 
 
+def _describe(error):
+    # keystoneauth's and openstacksdk's messages name the URL and the HTTP
+    # status; neither carries a token
+    return '%s: %s' % (type(error).__name__, error)
+
+
 def run(cloud, fmt):
     """Audit the cloud; return (report text, exit status)."""
     import openstack
 
-    conn = openstack.connect(cloud=cloud)
-    images, flavors = gather(conn)
+    try:
+        conn = openstack.connect(cloud=cloud)
+        images, flavors = gather(conn)
+    except _client_errors() as e:
+        error = ('could not read images and flavors from the cloud %s: %s'
+                 % (cloud or '(OS_* environment)', _describe(e)))
+        if fmt == 'json':
+            return json.dumps({'error': error}, indent=2), 2
+        return 'error: %s' % error, 2
     findings = audit(images, flavors, secret_checker(conn))
     return render(images, flavors, findings, fmt), 1 if findings else 0
