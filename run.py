@@ -6,11 +6,12 @@ Needs only python3 (3.11 or newer) and git. It creates ``.venv`` with the
 pinned versions of ``constraints.txt`` (reused while the pins and setup.cfg
 are unchanged), then:
 
-  python3 run.py demo   runs the demonstration: Keystone and Barbican on
+  python3 run.py demo   runs the demonstration: Keystone, Barbican, Glance on
                         loopback, nova's services in process, simulated
                         Hyper-V hosts in two fabrics, a handful of boots
-  python3 run.py test   starts Keystone and Barbican on loopback, runs every
-                        test, builds the docs, and stops the services
+  python3 run.py test   starts Keystone, Barbican and Glance on loopback,
+                        runs every test, builds the docs, and stops the
+                        services
 
 Extra arguments after ``test`` go to pytest.
 """
@@ -71,7 +72,7 @@ def venv_env(**extra):
     env['PATH'] = '%s%s%s' % (VENV / 'bin', os.pathsep, env.get('PATH', ''))
     env.pop('PYTHONPATH', None)
     # nova's in-process services with native threads, not eventlet: the
-    # same process also talks to Keystone and Barbican over real sockets.
+    # same process also talks to Keystone, Barbican and Glance over real sockets.
     env['OS_NOVA_DISABLE_EVENTLET_PATCHING'] = '1'
     env.update(extra)
     return env

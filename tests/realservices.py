@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The real Keystone and Barbican that ``python3 run.py test`` starts.
+"""The real Keystone, Barbican and Glance that ``python3 run.py test`` starts.
 
 For any test that needs them (``from tests import realservices``):
 
@@ -25,7 +25,7 @@ from keystoneauth1 import session as ks_session
 from tools import services
 
 KINDS = ('owner', 'other', 'service')
-_HINT = ('the real Keystone and Barbican are not running (no %s in the '
+_HINT = ('the real Keystone, Barbican and Glance are not running (no %s in the '
          'environment): run the tests with `python3 run.py test`, or start '
          'them with `python3 tools/services.py start` and '
          '`eval "$(python3 tools/services.py env)"`')
