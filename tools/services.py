@@ -443,6 +443,17 @@ def _setup_keystone(state_dir, ports, python_env):
     return credentials
 
 
+def _authtoken_section(keystone, user, password):
+    """keystonemiddleware's section for a service user of project service."""
+    return [
+        '[keystone_authtoken]', 'www_authenticate_uri = %s/v3' % keystone,
+        'auth_url = %s/v3' % keystone, 'auth_type = password',
+        'username = %s' % user, 'password = %s' % password,
+        'project_name = service', 'user_domain_id = default',
+        'project_domain_id = default', 'service_token_roles_required = true',
+        '']
+
+
 def _setup_barbican(state_dir, ports, credentials):
     """A fresh Barbican (database and KEK) for every start()."""
     directory = state_dir / 'barbican'
@@ -468,12 +479,7 @@ def _setup_barbican(state_dir, ports, credentials):
         'enabled_crypto_plugins = simple_crypto', '',
         '[simple_crypto_plugin]', 'kek = %s' % kek, '',
         '[queue]', 'enable = false', '',
-        '[keystone_authtoken]', 'www_authenticate_uri = %s/v3' % keystone,
-        'auth_url = %s/v3' % keystone, 'auth_type = password',
-        'username = barbican', 'password = %s' % credentials['barbican'],
-        'project_name = service', 'user_domain_id = default',
-        'project_domain_id = default', 'service_token_roles_required = true',
-        ''])
+        ] + _authtoken_section(keystone, 'barbican', credentials['barbican']))
     _write_private(directory / 'barbican.conf', conf)
     # the shipped paste file hard-codes /etc paths; this is its
     # keystone-authenticated pipeline
@@ -556,12 +562,7 @@ def _setup_glance(state_dir, ports, credentials, python_env):
         '[oslo_concurrency]', 'lock_path = %s/locks' % directory, '',
         '[paste_deploy]', 'flavor = keystone',
         'config_file = %s/glance-api-paste.ini' % directory, '',
-        '[keystone_authtoken]', 'www_authenticate_uri = %s/v3' % keystone,
-        'auth_url = %s/v3' % keystone, 'auth_type = password',
-        'username = glance', 'password = %s' % credentials['glance'],
-        'project_name = service', 'user_domain_id = default',
-        'project_domain_id = default', 'service_token_roles_required = true',
-        ''])
+        ] + _authtoken_section(keystone, 'glance', credentials['glance']))
     _write_private(directory / 'glance-api.conf', conf)
     # the wheel's paste file, with the healthcheck's switch-off file moved
     # out of /etc/glance
