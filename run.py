@@ -97,11 +97,9 @@ def test(args):
             return result.returncode
     finally:
         services.stop(ROOT / '.state')
-    log('building the documentation (warnings are errors)')
-    return subprocess.run(
-        [str(PYTHON), '-m', 'sphinx', '-W', '--keep-going', '-q', '-b',
-         'html', 'doc/source', 'doc/build/html'], cwd=ROOT,
-        env=venv_env()).returncode
+    log('building the documentation: tox -e docs (warnings are errors)')
+    return subprocess.run([str(VENV / 'bin' / 'tox'), '-q', '-e', 'docs'],
+                          cwd=ROOT, env=venv_env()).returncode
 
 
 def main():
