@@ -12,6 +12,7 @@ copyright = 'hyperv-vtpm developers'
 extensions = [
     'sphinx.ext.autodoc',
     'oslo_config.sphinxext',
+    'reno.sphinxext',
 ]
 exclude_patterns = []
 html_theme = 'alabaster'
