@@ -281,7 +281,7 @@ def main(argv=None):
     warnings.simplefilter('ignore')
     from tools import services
 
-    say('starting Keystone and Barbican on loopback (state in %s)'
+    say('starting Keystone, Barbican and Glance on loopback (state in %s)'
         % STATE.relative_to(ROOT))
     env = services.start(STATE)
     try:
@@ -295,7 +295,7 @@ def main(argv=None):
             result = unittest.TextTestRunner(stream=noise,
                                              verbosity=0).run(case)
     finally:
-        say('stopping Keystone and Barbican')
+        say('stopping Keystone, Barbican and Glance')
         services.stop(STATE)
     if not result.wasSuccessful():
         print(noise.getvalue(), file=sys.stderr)

@@ -17,8 +17,13 @@ from vtpm_core import constants as c
 from vtpm_core import exception
 from vtpm_core import objects
 
-_UUID = re.compile(
-    r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z', re.I)
+_UUID_TEXT = (r'[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-'
+              r'[0-9a-fA-F]{4}-[0-9a-fA-F]{12}')
+_UUID = re.compile(_UUID_TEXT + r'\Z')
+# A whole well-formed list in one match: the common case takes no per-item
+# regex; anything else is parsed item by item to name the offending one.
+_UUID_LIST = re.compile(r'\s*%(u)s\s*(?:,\s*%(u)s\s*){0,%(more)d}\Z' % {
+    'u': _UUID_TEXT, 'more': c.MAX_KEYS - 1})
 
 # (image os_vtpm, flavor os:vtpm or None) -> vTPM on? Cells absent from this
 # table are conflicts (DESIGN.md 2.1).
@@ -138,6 +143,10 @@ def _key_refs(raw):
     if len(raw) > c.MAX_KEYS_LENGTH:
         # nova would silently cut it when copying it to system metadata.
         raise invalid('%d characters' % len(raw))
+    if _UUID_LIST.match(raw):
+        refs = [item.strip().lower() for item in raw.split(',')]
+        if len(set(refs)) == len(refs):
+            return refs
     items = raw.split(',')
     if len(items) > c.MAX_KEYS:
         raise invalid('%d items' % len(items))
