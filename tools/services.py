@@ -411,7 +411,9 @@ def _setup_keystone(state_dir, ports, python_env):
     (directory / 'ks_wsgi.py').write_text(
         'import sys\nsys.argv = sys.argv[:1]\n'
         'from keystone.wsgi.api import application  # noqa: E402,F401\n')
-    credentials = {kind: secrets.token_urlsafe(18)
+    # hex: never starts with '-', so no argument parser takes one for an
+    # option
+    credentials = {kind: secrets.token_hex(18)
                    for kind in ['admin'] + [i[0] for i in IDENTITIES]}
     _write_private(directory / 'credentials.json', json.dumps(credentials))
     owner = ['--keystone-user', pwd.getpwuid(os.getuid()).pw_name,
@@ -419,8 +421,7 @@ def _setup_keystone(state_dir, ports, python_env):
     url = 'http://%s:%d/v3' % (HOST, ports['keystone'])
     commands = [
         ['db_sync'], ['fernet_setup'] + owner, ['credential_setup'] + owner,
-        # one argument: a password may start with '-' (token_urlsafe)
-        ['bootstrap', '--bootstrap-password=' + credentials['admin'],
+        ['bootstrap', '--bootstrap-password', credentials['admin'],
          '--bootstrap-username', 'admin', '--bootstrap-project-name', 'admin',
          '--bootstrap-role-name', 'admin', '--bootstrap-service-name',
          'keystone', '--bootstrap-region-id', REGION,
