@@ -153,6 +153,11 @@ class Virtualization(wmi.Namespace):
         raise wmi.MethodError(wmi.NOT_AVAILABLE, 'no VM %s' % vm_id)
 
     @staticmethod
+    def _settings_arg(args, kwargs):
+        """The SecuritySettingData argument, by name or first position."""
+        return kwargs.get('SecuritySettingData') or (args[0] if args else None)
+
+    @staticmethod
     def _split(args, kwargs, blob_name):
         """os-win passes (blob, settings) positionally, the MOF lists
         (settings, blob): accept both, and names."""
@@ -203,7 +208,7 @@ class Virtualization(wmi.Namespace):
         return {}
 
     def _get_kp(self, _instance, *args, **kwargs):
-        ssd = kwargs.get('SecuritySettingData') or (args[0] if args else None)
+        ssd = self._settings_arg(args, kwargs)
         vm, _ = self._vm_of(ssd)
         return {'KeyProtector': bytes(vm.key_protector)}
 
@@ -218,7 +223,7 @@ class Virtualization(wmi.Namespace):
         return {}
 
     def _modify(self, _instance, *args, **kwargs):
-        ssd = kwargs.get('SecuritySettingData') or (args[0] if args else None)
+        ssd = self._settings_arg(args, kwargs)
         vm, props = self._vm_of(ssd)
         self._check_off(vm)
         new = dict(vm.flags)
@@ -237,7 +242,7 @@ class Virtualization(wmi.Namespace):
         return {}
 
     def _restore_lkg(self, _instance, *args, **kwargs):
-        ssd = kwargs.get('SecuritySettingData') or (args[0] if args else None)
+        ssd = self._settings_arg(args, kwargs)
         vm, _ = self._vm_of(ssd)
         self._check_off(vm)
         if not vm.lkg_key_protector:
