@@ -43,7 +43,8 @@ host_capabilities = st.builds(
     attestation_mode=maybe(st.sampled_from(('TpmTrusted', 'HostGuardianActiveDirectory'))),
     fabric_id=maybe(st.text(min_size=1, max_size=40)),
     measured_at=timestamps,
-    os_version=maybe(st.sampled_from(('10.0.14393', '10.0.20348'))))
+    os_version=maybe(st.sampled_from(('10.0.14393', '10.0.20348'))),
+    local_key_protector=maybe(st.booleans()))
 
 vtpm_requests = st.builds(
     objects.VTPMRequest,

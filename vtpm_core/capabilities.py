@@ -188,6 +188,11 @@ def satisfies(request: objects.VTPMRequest | None,
                            caps.fabric_id, ', '.join(sorted(allowed_fabrics))))
     if needs_vtpm and not caps.vtpm_supported:
         return Verdict(False, 'host does not support vTPM on Generation 2 VMs')
+    if (needs_vtpm and not request.needs_key_protector
+            and caps.local_key_protector is False):
+        # Hyper-V opens a local key protector only in local mode.
+        return Verdict(False, 'host opens no local key protector (its HGS '
+                       'client is in HGS mode) and the request has no keys')
     if (needs_vtpm and request.needs_key_protector) or allowed_fabrics:
         if not caps.guarded:
             return Verdict(False, 'host is not guarded (HGS) and the request '

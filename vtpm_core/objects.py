@@ -113,7 +113,8 @@ class HostCapabilities(VTPMObject):
 
     # Version 1.0: Initial version
     # Version 1.1: Added 'os_version'
-    VERSION = '1.1'
+    # Version 1.2: Added 'local_key_protector'
+    VERSION = '1.2'
 
     fields = {
         'vtpm_supported': fields.BooleanField(),
@@ -126,10 +127,17 @@ class HostCapabilities(VTPMObject):
         'measured_at': fields.DateTimeField(),
         # The host's Windows version (for example '10.0.20348'), for operators.
         'os_version': fields.StringField(nullable=True, default=None),
+        # Whether Hyper-V here opens a local key protector (a vTPM without
+        # keys): only a host whose HGS client is in local mode does. None:
+        # not reported (a compute older than 1.2), taken as "may".
+        'local_key_protector': fields.BooleanField(nullable=True,
+                                                   default=None),
     }
 
     def obj_make_compatible(self, primitive, target_version):
         super().obj_make_compatible(primitive, target_version)
         target = versionutils.convert_version_to_tuple(target_version)
+        if target < (1, 2):
+            primitive.pop('local_key_protector', None)
         if target < (1, 1):
             primitive.pop('os_version', None)

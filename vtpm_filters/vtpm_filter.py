@@ -48,13 +48,16 @@ _IMAGE_UNKNOWN = {constants.IMAGE_VTPM: constants.OPTIONAL,
 class _Report:
     """One host's parsed report, kept until the raw stats string changes."""
 
-    __slots__ = ('raw', 'caps', 'vtpm', 'can_unwrap', 'fabric',
+    __slots__ = ('raw', 'caps', 'vtpm', 'local', 'can_unwrap', 'fabric',
                  'measured_at')
 
     def __init__(self, raw, caps):
         self.raw = raw
         self.caps = caps
         self.vtpm = caps is not None and caps.vtpm_supported
+        # Opens a local key protector (unknown, from an older compute: may).
+        self.local = caps is not None and caps.local_key_protector \
+            is not False
         # Guarded, attested, and with a fabric guardian that a KeyProtector
         # can name; the report's age is checked per request.
         self.can_unwrap = bool(
@@ -67,8 +70,9 @@ class _Report:
 class _Check:
     """What one request needs of a host, evaluated once per request."""
 
-    __slots__ = ('request', 'fabrics', 'needs_vtpm', 'needs_attested',
-                 'now', 'oldest', 'max_age', 'instance_uuid')
+    __slots__ = ('request', 'fabrics', 'needs_vtpm', 'needs_local',
+                 'needs_attested', 'now', 'oldest', 'max_age',
+                 'instance_uuid')
 
     def __init__(self, request, fabrics, max_age, now, instance_uuid):
         self.request = request
@@ -79,6 +83,8 @@ class _Check:
         # already has one.
         self.needs_attested = bool(
             (self.needs_vtpm and request.needs_key_protector) or self.fabrics)
+        # A vTPM without keys gets a local key protector.
+        self.needs_local = self.needs_vtpm and not request.needs_key_protector
         self.now = now
         self.oldest = now - datetime.timedelta(seconds=max_age)
         self.max_age = max_age
@@ -91,6 +97,8 @@ class _Check:
         if self.fabrics is not None and report.fabric not in self.fabrics:
             return False
         if self.needs_vtpm and not report.vtpm:
+            return False
+        if self.needs_local and not report.local:
             return False
         if self.needs_attested and not (
                 report.can_unwrap and report.measured_at >= self.oldest):

@@ -67,6 +67,15 @@ def test_an_older_report_is_read():
     assert read.guarded is True and not read.obj_attr_is_set('os_version')
 
 
+def test_a_1_1_report_is_read_without_local_key_protector():
+    stats = capabilities.to_stats(caps(local_key_protector=False),
+                                  target_version='1.1')
+    read = capabilities.from_stats(stats)
+    assert read.local_key_protector is None  # not reported: "may"
+    assert capabilities.satisfies(request(), read, max_report_age=AGE,
+                                  now=NOW)
+
+
 def test_a_newer_minor_report_is_read_without_its_new_fields():
     primitive = json.loads(capabilities.to_stats(caps())['vtpm:capabilities'])
     primitive['vtpm_object.version'] = '1.7'
@@ -133,6 +142,14 @@ MATCHES = [
      True, ''),
     ('shielded: guarded and attested', request(keys=['k'], shielded=True),
      caps(), True, ''),
+    ('no keys: a host in HGS mode opens no local key protector', request(),
+     caps(local_key_protector=False), False, 'local key protector'),
+    ('no keys: a host in local mode', request(),
+     caps(guarded=False, local_key_protector=True), True, ''),
+    ('no keys: an older report without the field still passes', request(),
+     caps(), True, ''),
+    ('keys: HGS mode is what keys need', request(keys=['k']),
+     caps(local_key_protector=False), True, ''),
 ]
 
 

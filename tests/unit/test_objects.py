@@ -14,12 +14,13 @@ from vtpm_core import objects
 # test fails, bump the object's VERSION, add a '# Version' line, teach
 # obj_make_compatible to drop the new field, and update the hash here.
 EXPECTED_FINGERPRINTS = {
-    'HostCapabilities': '1.1-42fb69cf9272dc78983f2d4918fe1338',
+    'HostCapabilities': '1.2-657bcb2fead701fb933a9cb8ff5259c9',
     'VTPMRequest': '1.1-f97ce730b5a030ac75cdabdcd5af2c45',
 }
 
 # Every version each object has had (from its '# Version' history).
-VERSIONS = {'HostCapabilities': ('1.0', '1.1'), 'VTPMRequest': ('1.0', '1.1')}
+VERSIONS = {'HostCapabilities': ('1.0', '1.1', '1.2'),
+            'VTPMRequest': ('1.0', '1.1')}
 
 
 def _our_classes():
@@ -78,6 +79,16 @@ def test_capabilities_backport_to_1_0_drops_os_version():
     data = caps.obj_to_primitive(target_version='1.0')['vtpm_object.data']
     assert 'os_version' not in data
     assert data['attestation_status'] == 'NotConfigured'
+
+
+def test_capabilities_backport_to_1_1_drops_local_key_protector():
+    caps = objects.HostCapabilities(
+        vtpm_supported=True, guarded=False, attestation_status='NotConfigured',
+        measured_at=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        os_version='10.0.20348', local_key_protector=True)
+    data = caps.obj_to_primitive(target_version='1.1')['vtpm_object.data']
+    assert 'local_key_protector' not in data
+    assert data['os_version'] == '10.0.20348'
 
 
 def test_from_validated_equals_coerced_construction():

@@ -248,7 +248,8 @@ def test_newer_report_with_unknown_fields_is_read():
     # A compute one minor version ahead adds a field this scheduler lacks.
     raw = capabilities.to_stats(caps())
     newer = raw[capabilities.STATS_KEY].replace(
-        '"vtpm_object.version":"1.1"', '"vtpm_object.version":"1.9"').replace(
+        '"vtpm_object.version":"%s"' % objects.HostCapabilities.VERSION,
+        '"vtpm_object.version":"1.9"').replace(
         '"vtpm_supported":true', '"vtpm_supported":true,"future_field":7')
     filt, _ = make_filter(KEYED)
     hosts = [host('newer', {capabilities.STATS_KEY: newer})]
@@ -266,7 +267,8 @@ def test_older_report_is_read():
 
 def test_report_of_a_future_major_version_is_refused():
     raw = capabilities.to_stats(caps())[capabilities.STATS_KEY].replace(
-        '"vtpm_object.version":"1.1"', '"vtpm_object.version":"2.0"')
+        '"vtpm_object.version":"%s"' % objects.HostCapabilities.VERSION,
+        '"vtpm_object.version":"2.0"')
     filt, _ = make_filter(VTPM)
     assert filt.filter_all([host('v2', {capabilities.STATS_KEY: raw})],
                            spec()) == []
