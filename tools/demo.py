@@ -4,15 +4,20 @@
 ``python3 run.py demo`` runs ``main()`` in the project's virtualenv. It
 
 1. starts the real Keystone and Barbican on loopback (``tools.services``);
-2. stores the tenant's key material in Barbican: an owner guardian (a
-   PKCS#12 bundle with its signing key) and a disaster-recovery guardian
-   (certificates only), plus one secret of another project;
+2. stores the tenant's key material in Barbican: a shielding data file
+   (PDK) the tenant made for fabric ``contoso-a`` and its disaster-recovery
+   site (``New-ShieldingDataFile``: the owner's keys never leave the
+   tenant), an owner guardian bundle (PKCS#12, for a VM that trusts the
+   hoster) with the DR site's guardian file, plus one secret of another
+   project;
 3. runs nova's own services in this process (API, conductor, scheduler with
-   ``VTPMFilter``, placement) with five simulated Hyper-V hosts: two in
-   fabric ``contoso-a``, two in ``contoso-b`` (all guarded, attested), one
-   unguarded; their driver is ``vtpm_hyperv.nova_driver`` over the real
-   backend and os-win's own code;
-4. boots five servers (plain, vTPM, shielded with keys, a conflicting
+   ``VTPMFilter``, placement) with six simulated Hyper-V hosts: two in
+   fabric ``contoso-a``, two in ``contoso-b`` (all guarded, in HGS mode,
+   attested), two in local mode (the only hosts where a local key
+   protector, for a vTPM without keys, opens); their driver is
+   ``vtpm_hyperv.nova_driver`` over the real backend and os-win's own code;
+4. boots seven servers (plain, vTPM, shielded from the PDK, keyed with the
+   owner bundle, shielded with the owner bundle (refused), a conflicting
    flavor, another project's secret) through nova's API, cold-migrates the
    shielded one, and prints what happened;
 5. deletes the servers and the secrets and stops the services.
@@ -117,35 +122,47 @@ def _scenario_case(env):
                 (fabrics['contoso-b'].guardian, 'fabric contoso-b'))}
 
             say('storing the tenant\'s key material in Barbican')
+            # What the tenant made on its own machine, for fabric
+            # contoso-a and its DR site: New-ShieldingDataFile.
+            pdk = self.store('owner', fake.make_shielding_data_file(
+                owner, [fabrics['contoso-a'].guardian.public(),
+                        dr.public()]), 'demo shielding data file (PDK)')
             bundle = self.store('owner', fake.export_owner_pkcs12(owner),
                                 'demo owner guardian (PKCS#12)')
-            dr_certs = self.store(
-                'owner', fake.export_guardian_certificates(dr),
-                'demo DR guardian (certificates)')
+            dr_file = self.store(
+                'owner', fake.export_guardian_file(dr),
+                'demo DR guardian (Export-HgsGuardian file)')
             foreign = self.store(
-                'other', fake.export_guardian_certificates(stranger),
+                'other', fake.export_guardian_file(stranger),
                 'demo guardian of another project')
 
-            say('starting nova-compute on 5 simulated Hyper-V hosts')
+            say('starting nova-compute on 6 simulated Hyper-V hosts')
             self.fabric_of = {}
             for name, fabric in (('hv-a1', 'contoso-a'),
                                  ('hv-a2', 'contoso-a'),
                                  ('hv-b1', 'contoso-b'),
-                                 ('hv-b2', 'contoso-b'), ('hv-p1', None)):
-                self.fabric_of[name] = fabric or 'not guarded'
+                                 ('hv-b2', 'contoso-b'), ('hv-p1', None),
+                                 ('hv-p2', None)):
+                self.fabric_of[name] = fabric or 'local mode'
                 kwargs = {'fabric': fabrics[fabric]} if fabric else {}
                 self.cloud.add_host(name, **kwargs)
                 self._start_compute(name)
                 NOTES.append('%s: %s' % (name, (
                     'guarded, fabric %s, attestation Passed' % fabric)
-                    if fabric else 'not guarded (local key protectors only)'))
+                    if fabric else 'local mode (local key protectors only)'))
 
             gen2 = {constants.IMAGE_MACHINE_TYPE: constants.MACHINE_TYPE_GEN2}
             plain = self.create_image(**gen2)
             capable = self.create_image(os_vtpm='optional', **gen2)
             shielded = self.create_image(
                 os_vtpm='required', os_shielded_vm='required',
-                os_vtpm_keys='%s,%s' % (bundle, dr_certs), **gen2)
+                os_vtpm_keys=pdk, **gen2)
+            keyed = self.create_image(
+                os_vtpm='required', os_vtpm_keys='%s,%s' % (bundle, dr_file),
+                **gen2)
+            owner_keys = self.create_image(
+                os_vtpm='required', os_shielded_vm='required',
+                os_vtpm_keys='%s,%s' % (bundle, dr_file), **gen2)
             borrowed = self.create_image(
                 os_vtpm='required', os_vtpm_keys='%s,%s' % (bundle, foreign),
                 **gen2)
@@ -157,8 +174,12 @@ def _scenario_case(env):
                 ('plain', 'no vTPM', small, plain, 'ACTIVE'),
                 ('vtpm', 'vTPM (flavor os:vtpm=required), no keys', vtpm,
                  capable, 'ACTIVE'),
-                ('shielded', 'shielded, keys: owner + DR guardian', small,
+                ('shielded', 'shielded, keys: the tenant\'s PDK', small,
                  shielded, 'ACTIVE'),
+                ('keyed', 'keys: owner bundle + DR guardian', small, keyed,
+                 'ACTIVE'),
+                ('owner-keys', 'shielded, keys: owner bundle + DR guardian',
+                 small, owner_keys, 'ERROR'),
                 ('conflict', 'image requires vTPM, flavor os:vtpm=disabled',
                  no_vtpm, shielded, 'ERROR'),
                 ('forbidden', "keys: owner + another project's secret",

@@ -110,8 +110,21 @@ class InvalidKeyMaterial(KeyMaterialError):
 class InvalidKeySet(VTPMError):
     msg_fmt = ("the secrets named by os_vtpm_keys (image property) are not a "
                "valid set: %(reason)s; allowed: exactly one owner PKCS#12 "
-               "bundle plus up to five guardian certificate sets, or one raw "
-               "KeyProtector alone")
+               "bundle plus up to five guardian files, or one raw "
+               "KeyProtector or shielding data file alone")
+
+
+class OwnerKeysRefused(KeyMaterialError):
+    """An owner bundle where the owner's private keys must stay away.
+
+    Retrying on another host cannot help: the build is aborted.
+    """
+
+    msg_fmt = ("Barbican secret %(ref)s named by os_vtpm_keys (image "
+               "property) is an owner PKCS#12 bundle, refused because "
+               "%(why)s: it would hand the owner's private keys to the "
+               "compute host; allowed instead: a raw KeyProtector or a "
+               "shielding data file (PDK) that the tenant made, alone")
 
 
 # --- the host ----------------------------------------------------------------

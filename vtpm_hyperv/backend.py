@@ -3,24 +3,35 @@
 
 ``attach`` follows the PowerShell sequence (New-HgsGuardian,
 New-HgsKeyProtector, Set-VMKeyProtector, Set-VMSecurityPolicy,
-Enable-VMTPM) through WMI:
+Enable-VMTPM) through the WMI calls ``vtpm_hyperv.wmi_schema`` documents:
 
 1. the VM is Generation 2 (os-win's ``get_vm_generation``);
-2. with keys: the host is guarded, attested, and has a fabric guardian;
-   the secrets are fetched (instance owner's credentials) and checked as
-   a set (``material``); a raw KeyProtector is read by Hyper-V and must
-   name this host's fabric;
-3. a VM that already has this vTPM is left alone (idempotent);
-4. the guardians are imported under names tied to the instance, the
-   KeyProtector is made (owner + this fabric + additional guardians; or a
-   local one owned by the host's local guardian when there are no keys),
-   and the imported guardians are removed at once: the KeyProtector is
-   self-contained and the owner's private key must not stay on the host;
-5. the KeyProtector is set, the security policy applied, the TPM enabled.
+2. with keys or shielding: the host is guarded, in HGS mode, attested,
+   and has a fabric guardian; without: the host is in local mode, the only
+   mode in which Hyper-V opens a local key protector (in HGS mode "the host
+   must get the key from HGS": Microsoft's "Shielded VM local mode and HGS
+   mode", 2018);
+3. the secrets are fetched (instance owner's credentials) and checked as a
+   set (``material``); an owner bundle is refused for a shielded VM, and
+   everywhere when ``[hyperv_vtpm] allow_owner_bundles`` is off (DESIGN.md
+   2.4); a raw KeyProtector or a shielding data file is read by Hyper-V
+   and must name this host's fabric;
+4. a VM that already has this vTPM is left alone (idempotent);
+5. for an owner bundle, the guardians are imported under names tied to the
+   instance (the owner from two password-protected PFX files, the others
+   from their guardian files), the KeyProtector is made (owner + this
+   fabric + the other guardians), and the imported guardians are removed at
+   once: the KeyProtector is self-contained and the owner's private keys
+   must not stay on the host; without keys, a local KeyProtector owned by
+   the host's local guardian;
+6. the KeyProtector is set (and a shielding data file's security policy),
+   then the TPM, shielding and encryption are switched on in one call.
 
-A failure at any step undoes the steps before it, so the VM's security
-settings are as they were and no instance guardian remains; payloads are
-wiped when the call ends, whatever happens.
+A failure at any step undoes the steps before it with documented calls: the
+security settings as they were, the previous key protector set again (no
+documented call removes one, so a VM that had none keeps the new one, with
+its TPM off), no instance guardian left; payloads are wiped and the private
+files removed when the call ends, whatever happens.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from __future__ import annotations
 import datetime
 import logging
 import socket
+import typing
 
 from os_win import exceptions as os_win_exc
 
@@ -38,13 +50,12 @@ from vtpm_core import objects
 from vtpm_hyperv import conf as hv_conf
 from vtpm_hyperv import keyprotector
 from vtpm_hyperv import material
+from vtpm_hyperv import wmi_schema
 
 LOG = logging.getLogger(__name__)
 
 # A Gen2 vTPM needs Windows Server 2016 (10.0) or later.
 MIN_VERSION = (10, 0)
-# MSFT_HgsClientConfiguration.AttestationOperationMode.
-ATTESTATION_MODES = {1: 'TPM', 2: 'AD', 3: 'HostKey'}
 # Removing an instance guardian is retried: the owner's private signing key
 # must not stay on the host because of one transient WMI failure.
 REMOVE_ATTEMPTS = 3
@@ -149,6 +160,10 @@ class HyperVBackend(backend.VTPMBackend):
         conn = self._conn.virt if self._conn else self._vmutils._conn
         return keyprotector.SecuritySettings(conn, self._vmutils._jobutils)
 
+    @property
+    def _msps(self):
+        return self._conn.msps if self._conn else self._vmutils._conn_msps
+
     # -- capabilities ---------------------------------------------------------
     def get_capabilities(self) -> objects.HostCapabilities:
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -159,13 +174,16 @@ class HyperVBackend(backend.VTPMBackend):
         except (os_win_exc.OSWinException, os_win_exc.x_wmi, ValueError,
                 AttributeError, IndexError) as e:
             LOG.warning('Cannot read the Windows version: %s', e)
-        guarded, status, mode, fabric = False, 'Unknown', None, None
+        guarded, status, mode, fabric, local = False, 'Unknown', None, None, \
+            None
         try:
             hgs = self._hgs
             guarded = bool(self._hostutils.is_host_guarded())
             config = hgs.client_configuration()
-            status = config.AttestationStatus or 'Unknown'
-            mode = ATTESTATION_MODES.get(config.AttestationOperationMode)
+            status = wmi_schema.attestation_word(config.AttestationStatus)
+            mode = wmi_schema.ATTESTATION_MODES.get(
+                config.AttestationOperationMode)
+            local = config.Mode == wmi_schema.MODE_LOCAL
             guardian = self._fabric_guardian(hgs)
             if guardian is not None:
                 fabric = keyprotector.fabric_id(guardian.SigningCertificate)
@@ -178,7 +196,8 @@ class HyperVBackend(backend.VTPMBackend):
         return objects.HostCapabilities(
             vtpm_supported=supported, guarded=guarded,
             attestation_status=status, attestation_mode=mode,
-            fabric_id=fabric, measured_at=now, os_version=version)
+            fabric_id=fabric, measured_at=now, os_version=version,
+            local_key_protector=local)
 
     def _windows_version(self):
         # Not os-win's get_windows_version(): it caches one version per
@@ -206,6 +225,8 @@ class HyperVBackend(backend.VTPMBackend):
         fabric_guardian = None
         if request.needs_key_protector:
             fabric_guardian = self._check_host(hgs)
+        else:
+            self._check_local_mode(hgs)
         items = self.key_source.fetch(request.key_refs, auth=auth) \
             if request.key_refs else []
         undo = _Undo()
@@ -213,8 +234,11 @@ class HyperVBackend(backend.VTPMBackend):
             keys = material.check_set(
                 [material.parse(i.ref, i.payload) for i in items]) \
                 if items else None
-            return self._attach(instance_uuid, vm_name, request, keys, hgs,
-                                security, fabric_guardian, undo)
+            self._check_owner_allowed(keys, request)
+            with keyprotector.PrivateFiles(self._opts.private_dir) as files:
+                return self._attach(instance_uuid, vm_name, request, keys,
+                                    hgs, security, fabric_guardian, files,
+                                    undo)
         except BaseException as e:
             failed = undo.run(vm_name)
             if failed:
@@ -260,22 +284,40 @@ class HyperVBackend(backend.VTPMBackend):
                 'property %s=%s)') % (generation, constants.IMAGE_MACHINE_TYPE,
                                      constants.MACHINE_TYPE_GEN2))
 
+    def _configuration(self, hgs):
+        try:
+            return hgs.client_configuration()
+        except exception.HyperVOperationFailed as e:
+            raise exception.HostNotSuitable(host=self._host, reason=(
+                'the HGS client cannot be read: %s' % e)) from e
+
+    def _check_local_mode(self, hgs):
+        """A vTPM without keys: only where a local key protector opens."""
+        config = self._configuration(hgs)
+        if config.Mode != wmi_schema.MODE_LOCAL:
+            raise exception.HostNotSuitable(host=self._host, reason=(
+                'its HGS client is not in local mode (Mode %s): in HGS mode '
+                'Hyper-V gets every key protector\'s key from HGS, so the '
+                'local key protector of a vTPM without keys would never '
+                'open' % config.Mode))
+
     def _check_host(self, hgs):
         """The fabric guardian of a host that can run a KeyProtector VM."""
         def refuse(reason):
             return exception.HostNotSuitable(host=self._host, reason=reason)
+        config = self._configuration(hgs)
         try:
             guarded = self._hostutils.is_host_guarded()
-            config = hgs.client_configuration()
             guardian = self._fabric_guardian(hgs)
         except (exception.HyperVOperationFailed, os_win_exc.OSWinException,
                 os_win_exc.x_wmi) as e:
             raise refuse('the HGS client cannot be read: %s' % e) from e
-        if not guarded:
-            raise refuse('it is not a guarded host')
-        if config.AttestationStatus != constants.ATTESTATION_PASSED:
+        status = wmi_schema.attestation_word(config.AttestationStatus)
+        if not guarded or config.Mode != wmi_schema.MODE_HGS:
+            raise refuse('it is not a guarded host in HGS mode')
+        if status != constants.ATTESTATION_PASSED:
             raise refuse('HGS attestation status is %s, not %s' % (
-                config.AttestationStatus, constants.ATTESTATION_PASSED))
+                status, constants.ATTESTATION_PASSED))
         if guardian is None:
             raise refuse(
                 'no fabric guardian in its guardian store ([%s] '
@@ -283,17 +325,30 @@ class HyperVBackend(backend.VTPMBackend):
                     hv_conf.GROUP, self._opts.fabric_guardian_name))
         return guardian
 
+    def _check_owner_allowed(self, keys, request):
+        """Refuse an owner bundle where its private keys must not go."""
+        if keys is None or keys.owner is None:
+            return
+        if request.shielded:
+            raise exception.OwnerKeysRefused(ref=keys.owner.ref, why=(
+                '%s=%s asks for a shielded VM, whose owner keys stay with '
+                'the tenant' % (constants.IMAGE_SHIELDED, constants.REQUIRED)))
+        if not self._opts.allow_owner_bundles:
+            raise exception.OwnerKeysRefused(ref=keys.owner.ref, why=(
+                'this cloud sets [%s] allow_owner_bundles = False'
+                % hv_conf.GROUP))
+
     def _attach(self, instance_uuid, vm_name, request, keys, hgs, security,
-                fabric_guardian, undo):
-        raw_info = None
-        if keys is not None and keys.raw is not None:
-            raw_info = self._describe_raw(hgs, vm_name, keys.raw)
+                fabric_guardian, files, undo):
+        artifact = None
+        if keys is not None and keys.artifact is not None:
+            artifact = self._read_artifact(hgs, vm_name, files, keys.artifact)
             host_fabric = keyprotector.fabric_id(
                 fabric_guardian.SigningCertificate)
-            if host_fabric not in raw_info.fabric_ids:
+            if host_fabric not in artifact.info.fabric_ids:
                 raise exception.HostNotSuitable(host=self._host, reason=(
-                    'the raw KeyProtector in secret %s does not name this '
-                    'host\'s fabric %s') % (keys.raw.ref, host_fabric))
+                    'the %s in secret %s does not name this host\'s fabric '
+                    '%s') % (artifact.kind, keys.artifact.ref, host_fabric))
 
         vm_id = self._vm_id(vm_name)
         ssd = security.read(vm_name, vm_id)
@@ -302,41 +357,39 @@ class HyperVBackend(backend.VTPMBackend):
         before_kp = security.key_protector(vm_name, ssd)
         target = {'TpmEnabled': True, 'ShieldingRequested': request.shielded,
                   'EncryptStateAndVmMigrationTraffic': True}
-        wanted = self._wanted(hgs, vm_name, keys, raw_info, fabric_guardian)
 
         if before['TpmEnabled'] and before_kp:
-            current = hgs.describe(vm_name, before_kp)
-            if (current.owner, set(current.guardians)) != \
-                    (wanted[0], set(wanted[1])):
-                raise exception.UnsupportedVM(vm=vm_name, reason=(
-                    'it already has a vTPM whose KeyProtector names other '
-                    'guardians; replacing it would make the vTPM\'s '
-                    'contents unreadable'))
+            fabrics = self._check_same_vtpm(hgs, vm_name, before_kp, keys,
+                                            artifact, fabric_guardian)
             if before != target:
-                undo.push('restore the security policy',
+                undo.push('restore the security settings',
                           lambda: security.modify(vm_name, ssd, 'rollback',
                                                   **before))
-                security.modify(vm_name, ssd, 'set the security policy',
+                security.modify(vm_name, ssd, 'set the security settings',
                                 **target)
             LOG.info('VM %s already has its vTPM', vm_name)
-            return backend.AttachResult(fabrics=self._fabrics(wanted))
+            return backend.AttachResult(fabrics=fabrics)
 
-        kp = self._key_protector(instance_uuid, vm_name, hgs, keys,
-                                 fabric_guardian)
-        undo.push('restore the key protector',
-                  lambda: security.set_key_protector(vm_name, ssd,
-                                                     before_kp))
+        if artifact is not None:
+            kp, fabrics = artifact.key_protector, artifact.info.fabric_ids
+        else:
+            kp, fabrics = self._key_protector(instance_uuid, vm_name, hgs,
+                                              keys, fabric_guardian, files)
+        if before_kp:
+            undo.push('restore the key protector',
+                      lambda: security.set_key_protector(vm_name, ssd,
+                                                         before_kp))
         security.set_key_protector(vm_name, ssd, kp)
-        undo.push('restore the security policy',
+        if artifact is not None and artifact.policy:
+            security.set_policy(vm_name, ssd, artifact.policy)
+        undo.push('restore the security settings',
                   lambda: security.modify(vm_name, ssd, 'rollback', **before))
-        security.modify(vm_name, ssd, 'set the security policy',
-                        ShieldingRequested=target['ShieldingRequested'],
-                        EncryptStateAndVmMigrationTraffic=True)
-        security.modify(vm_name, ssd, 'enable the TPM', TpmEnabled=True)
-        fabrics = self._fabrics(wanted)
+        security.modify(vm_name, ssd, 'enable the TPM', **target)
+        fabrics = tuple(dict.fromkeys(fabrics))
         LOG.info('VM %s (instance %s) has a vTPM; KeyProtector: %s, '
                  'shielded: %s, fabrics: %s', vm_name, instance_uuid,
-                 'raw' if raw_info else ('keys' if keys else 'local'),
+                 artifact.kind if artifact else (
+                     'owner bundle' if keys else 'local'),
                  request.shielded, ', '.join(fabrics) or 'none (local)')
         return backend.AttachResult(fabrics=fabrics)
 
@@ -348,66 +401,83 @@ class HyperVBackend(backend.VTPMBackend):
                 operation='get_vm_id', vm=vm_name, code='n/a',
                 description=str(e)) from e
 
-    @staticmethod
-    def _fabrics(wanted):
-        seen = []
-        for g in wanted[1]:
-            fid = keyprotector.fabric_id(g)
-            if fid not in seen:
-                seen.append(fid)
-        return tuple(seen)
-
-    def _describe_raw(self, hgs, vm_name, raw):
+    def _read_artifact(self, hgs, vm_name, files, item):
+        """What Hyper-V reads in a tenant artifact: a raw KeyProtector, or
+        else a shielding data file."""
         try:
-            return hgs.describe(vm_name, raw.payload)
-        except exception.HyperVOperationFailed as e:
-            raise exception.InvalidKeyMaterial(ref=raw.ref, reason=(
-                'it parses as no owner PKCS#12 bundle, no guardian '
-                'certificates, and Hyper-V does not read it as a raw '
-                'KeyProtector (%s)') % e.description) from e
+            info = hgs.describe(vm_name, item.payload)
+            return _Artifact('raw KeyProtector', bytes(item.payload), b'',
+                             info)
+        except exception.HyperVOperationFailed as raw_error:
+            try:
+                kp, policy = keyprotector.read_shielding_data(
+                    self._msps, vm_name, files, item.payload)
+                return _Artifact('shielding data file', kp, policy,
+                                 hgs.describe(vm_name, kp))
+            except exception.HyperVOperationFailed as e:
+                raise exception.InvalidKeyMaterial(ref=item.ref, reason=(
+                    'Hyper-V reads it neither as a raw KeyProtector (%s) nor '
+                    'as a shielding data file (%s)') % (
+                        raw_error.description, e.description)) from e
 
-    def _wanted(self, hgs, vm_name, keys, raw_info, fabric_guardian):
-        """(owner, guardians) signing certificates the KeyProtector names."""
-        if raw_info is not None:
-            return raw_info.owner, raw_info.guardians
-        if keys is None:
+    def _check_same_vtpm(self, hgs, vm_name, current, keys, artifact,
+                         fabric_guardian):
+        """The fabrics of the VM's vTPM, when it is the one asked for.
+
+        Guardian files are read by Windows only, so for an owner bundle the
+        check is: the same owner, this fabric, and as many other guardians.
+        """
+        info = hgs.describe(vm_name, current)
+        if artifact is not None:
+            same = (info.owner, set(info.guardians)) == (
+                artifact.info.owner, set(artifact.info.guardians))
+        elif keys is None:
             local = hgs.guardian(self._opts.local_guardian_name)
-            owner = bytes(local.SigningCertificate) if local else None
-            return owner, ()
-        fabric = bytes(fabric_guardian.SigningCertificate)
-        return keys.owner.signing_der, (fabric,) + tuple(
-            g.signing_der for g in keys.guardians)
+            same = local is not None and not info.guardians and \
+                info.owner == bytes(local.SigningCertificate)
+        else:
+            fabric = bytes(fabric_guardian.SigningCertificate)
+            same = (info.owner == keys.owner.signing_der
+                    and fabric in info.guardians
+                    and len(set(info.guardians)) == 1 + len(keys.guardians))
+        if not same:
+            raise exception.UnsupportedVM(vm=vm_name, reason=(
+                'it already has a vTPM whose KeyProtector names other '
+                'guardians; replacing it would make the vTPM\'s '
+                'contents unreadable'))
+        return tuple(dict.fromkeys(info.fabric_ids))
 
     def _key_protector(self, instance_uuid, vm_name, hgs, keys,
-                       fabric_guardian):
+                       fabric_guardian, files):
+        """A new KeyProtector and the fabrics it names."""
         opts = self._opts
-        if keys is not None and keys.raw is not None:
-            return bytes(keys.raw.payload)
         if keys is None:
             owner = hgs.guardian(opts.local_guardian_name) or \
                 hgs.generate_guardian(vm_name, opts.local_guardian_name)
             # The host's own, self-signed guardian: Hyper-V trusts it.
             return hgs.new_key_protector(
                 vm_name, owner, [], allow_expired=opts.allow_expired,
-                allow_untrusted_root=True)
+                allow_untrusted_root=True), ()
         prefix = '%s%s' % (opts.guardian_name_prefix, instance_uuid)
         self._sweep(hgs, vm_name, prefix)
         imported = []
         try:
             flags = {'allow_expired': opts.allow_expired,
                      'allow_untrusted_root': opts.allow_untrusted_root}
-            owner = hgs.import_guardian(
-                vm_name, '%s-%s' % (prefix, keys.owner.ref),
-                keys.owner.payload, keys.owner.encryption_der, **flags)
+            owner = hgs.accept_certificates(
+                vm_name, '%s-%s' % (prefix, keys.owner.ref), files,
+                keys.owner.signing, keys.owner.encryption, **flags)
             imported.append(owner.Name)
             guardians = [fabric_guardian]
             for g in keys.guardians:
-                guardian = hgs.import_guardian(
-                    vm_name, '%s-%s' % (prefix, g.ref), g.signing_der,
-                    g.encryption_der, **flags)
+                guardian = hgs.import_file(
+                    vm_name, '%s-%s' % (prefix, g.ref), files, g.payload,
+                    **flags)
                 imported.append(guardian.Name)
                 guardians.append(guardian)
-            return hgs.new_key_protector(vm_name, owner, guardians, **flags)
+            kp = hgs.new_key_protector(vm_name, owner, guardians, **flags)
+            return kp, tuple(keyprotector.fabric_id(g.SigningCertificate)
+                             for g in guardians)
         finally:
             self._remove(hgs, vm_name, imported)
 
@@ -435,13 +505,8 @@ class HyperVBackend(backend.VTPMBackend):
 
     def _sweep(self, hgs, vm_name, prefix):
         """Remove guardians an earlier, interrupted call left behind."""
-        try:
-            names = [g.Name for g in hgs.guardians()
-                     if g.Name.startswith(prefix)]
-        except os_win_exc.x_wmi as e:
-            raise exception.HyperVOperationFailed(
-                operation='MSFT_HgsGuardian enumeration', vm=vm_name,
-                code='n/a', description=str(e)) from e
+        names = [g.Name for g in hgs.guardians()
+                 if g.Name.startswith(prefix)]
         self._remove(hgs, vm_name, names)
 
     # -- detach ---------------------------------------------------------------
@@ -454,10 +519,19 @@ class HyperVBackend(backend.VTPMBackend):
         security = self._security
         ssd = security.read(vm_name, self._vm_id(vm_name))
         if any(getattr(ssd, f) for f in keyprotector.SECURITY_FLAGS):
+            # No documented call removes a key protector: with the TPM,
+            # shielding and encryption off, Hyper-V uses it for nothing.
             security.modify(vm_name, ssd, 'disable the TPM',
                             **dict.fromkeys(keyprotector.SECURITY_FLAGS,
                                             False))
-        if security.key_protector(vm_name, ssd):
-            security.set_key_protector(vm_name, ssd, b'')
         LOG.info('VM %s (instance %s) has no vTPM any more', vm_name,
                  instance_uuid)
+
+
+class _Artifact(typing.NamedTuple):
+    """What Hyper-V read in a tenant's raw KeyProtector or PDK."""
+
+    kind: str
+    key_protector: bytes
+    policy: bytes
+    info: keyprotector.KeyProtectorInfo

@@ -48,7 +48,8 @@ IMAGE_PREFIX = 'image_'
 # What another host cannot fix: abort the build, do not reschedule.
 _ABORT = (exception.InvalidVTPMRequest, exception.KeyNotFound,
           exception.KeyAccessDenied, exception.InvalidKeyMaterial,
-          exception.InvalidKeySet, exception.UnsupportedVM)
+          exception.InvalidKeySet, exception.OwnerKeysRefused,
+          exception.UnsupportedVM)
 
 # The host measured its report seconds ago; a destination checks itself.
 _FRESH = 24 * 3600

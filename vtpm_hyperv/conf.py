@@ -51,6 +51,24 @@ opts = [
              'off when tenants\' guardians are issued by a CA the hosts '
              'trust.'),
     cfg.BoolOpt(
+        'allow_owner_bundles',
+        default=True,
+        help='Accept owner PKCS#12 bundles in os_vtpm_keys. With one, this '
+             'host receives the owner guardian\'s private keys to sign the '
+             'KeyProtector: the hoster is trusted (Microsoft\'s '
+             '"encryption supported" VM). Shielded VMs (os_shielded_vm='
+             'required) never accept one, whatever this says; set False to '
+             'accept only what tenants make themselves (a raw KeyProtector '
+             'or a shielding data file), for every vTPM instance.'),
+    cfg.StrOpt(
+        'private_dir',
+        help='Directory under which the backend creates, for one call at a '
+             'time, a directory private to the service for the files '
+             'Windows reads by path (password-protected PFX files, guardian '
+             'files, shielding data files); they are removed before the '
+             'call returns. Unset: the service account\'s temporary '
+             'directory. It must not be shared with other users.'),
+    cfg.BoolOpt(
         'allow_expired',
         default=False,
         help='Accept guardians whose certificates are expired or not yet '

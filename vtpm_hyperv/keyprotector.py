@@ -4,10 +4,17 @@
 os-win has no calls for HGS guardians and KeyProtectors, nor a way to set a
 KeyProtector from bytes (its ``add_vtpm`` reads a shielding data file), so
 this module talks WMI through the connections os-win opened
-(``Root/Microsoft/Windows/Hgs`` and ``root/virtualization/v2``) and waits on
-Hyper-V jobs with os-win's own ``JobUtils.check_ret_val``. Every failure
-becomes a ``HyperVOperationFailed`` that names the operation, the VM, the
-return code and Hyper-V's description.
+(``Root/Microsoft/Windows/Hgs``, ``root/virtualization/v2``, ``root/msps``)
+and waits on Hyper-V jobs with os-win's own ``JobUtils.check_ret_val``.
+Every call is one that ``vtpm_hyperv.wmi_schema`` lists, by keyword, with
+the documented types. Every failure becomes a ``HyperVOperationFailed``
+that names the operation, the VM, the return code and Hyper-V's
+description.
+
+Where Windows takes a file (PFX files, a guardian file, a shielding data
+file), ``PrivateFiles`` writes it in a directory private to the service
+and removes it before the call returns, whatever happens; PFX files are
+protected with a random password.
 """
 
 from __future__ import annotations
@@ -15,22 +22,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
+import secrets
+import shutil
+import tempfile
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 from os_win import exceptions as os_win_exc
 
 from vtpm_core import exception
+from vtpm_hyperv import wmi_schema
 
 LOG = logging.getLogger(__name__)
-
-# Msvm_* method return codes (Hyper-V WMI provider).
-RETURN_CODES = {
-    32768: 'Failed', 32769: 'Access denied', 32770: 'Not supported',
-    32771: 'Status is unknown', 32772: 'Timeout',
-    32773: 'Invalid parameter', 32774: 'System is in use',
-    32775: 'Invalid state for this operation',
-    32776: 'Incorrect data type', 32777: 'System is not available',
-    32778: 'Out of memory',
-}
 
 SECURITY_FLAGS = ('TpmEnabled', 'ShieldingRequested',
                   'EncryptStateAndVmMigrationTraffic')
@@ -60,7 +64,45 @@ class KeyProtectorInfo:
 def _failed(operation, vm, code, description):
     return exception.HyperVOperationFailed(
         operation=operation, vm=vm, code=code,
-        description=description or RETURN_CODES.get(code, 'unknown error'))
+        description=description or wmi_schema.RETURN_CODES.get(
+            code, 'unknown error'))
+
+
+class PrivateFiles:
+    """Files Windows' API reads by path, private to this service.
+
+    A new directory (mode 0700; on Windows it inherits the ACL of the
+    service account's temporary directory) under ``base`` (None: the
+    system's), removed with everything in it when the ``with`` block ends.
+    """
+
+    def __init__(self, base=None):
+        self._base = base
+        self._dir = None
+
+    def __enter__(self):
+        self._dir = tempfile.mkdtemp(prefix='vtpm-', dir=self._base)
+        return self
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self._dir, ignore_errors=True)
+        if os.path.exists(self._dir):
+            LOG.error('Could not remove the private directory %s', self._dir)
+
+    def write(self, name, data) -> str:
+        path = os.path.join(self._dir, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        return path
+
+    def write_pfx(self, name, key, cert) -> tuple[str, str]:
+        """A PFX of ``key`` and ``cert`` under a new random password."""
+        password = secrets.token_urlsafe(32)
+        data = pkcs12.serialize_key_and_certificates(
+            None, key, cert, None,
+            serialization.BestAvailableEncryption(password.encode()))
+        return self.write(name, data), password
 
 
 class Hgs:
@@ -74,7 +116,7 @@ class Hgs:
             result = method(**kwargs)
         except os_win_exc.x_wmi as e:
             raise _failed(operation, vm, 'n/a', str(e)) from e
-        code = result[0]
+        code = result[0]  # ReturnValue sorts before cmdletOutput (PyMI)
         if code:
             raise _failed(operation, vm, code, None)
         return result[1] if len(result) > 1 else None
@@ -97,23 +139,41 @@ class Hgs:
         found = self.guardians(name)
         return found[0] if found else None
 
-    def import_guardian(self, vm, name, signing, encryption, *,
-                        allow_expired, allow_untrusted_root):
-        """Import a guardian from certificate bytes (PFX or DER) by name."""
+    def accept_certificates(self, vm, name, files, signing, encryption, *,
+                            allow_expired, allow_untrusted_root):
+        """Import a guardian with private keys (New-HgsGuardian
+        -AcceptCertificates): ``signing`` and ``encryption`` are
+        ``(private key, certificate)``; each becomes a PFX file."""
+        sign_path, sign_pw = files.write_pfx('signing.pfx', *signing)
+        enc_path, enc_pw = files.write_pfx('encryption.pfx', *encryption)
         LOG.debug('Importing guardian %s for VM %s', name, vm)
         return self._call(
             'MSFT_HgsGuardian.NewByAcceptCertificates(%s)' % name, vm,
             self._conn.MSFT_HgsGuardian.NewByAcceptCertificates,
-            Name=name, SigningCertificate=signing,
-            SigningCertificatePassword=None, EncryptionCertificate=encryption,
-            EncryptionCertificatePassword=None, AllowExpired=allow_expired,
+            Name=name, SigningCertificate=sign_path,
+            SigningCertificatePassword=sign_pw,
+            EncryptionCertificate=enc_path,
+            EncryptionCertificatePassword=enc_pw,
+            AllowExpired=allow_expired,
+            AllowUntrustedRoot=allow_untrusted_root)
+
+    def import_file(self, vm, name, files, guardian_file, *, allow_expired,
+                    allow_untrusted_root):
+        """Import a public guardian from the file Export-HgsGuardian wrote."""
+        path = files.write('guardian-%s.xml' % name, bytes(guardian_file))
+        LOG.debug('Importing guardian %s for VM %s', name, vm)
+        return self._call(
+            'MSFT_HgsGuardian.Import(%s)' % name, vm,
+            self._conn.MSFT_HgsGuardian.Import, Path=path, Name=name,
+            AllowExpired=allow_expired,
             AllowUntrustedRoot=allow_untrusted_root)
 
     def generate_guardian(self, vm, name):
         LOG.info('Creating the local guardian %s', name)
         return self._call(
             'MSFT_HgsGuardian.NewByGenerateCertificates(%s)' % name, vm,
-            self._conn.MSFT_HgsGuardian.NewByGenerateCertificates, Name=name)
+            self._conn.MSFT_HgsGuardian.NewByGenerateCertificates, Name=name,
+            GenerateCertificates=True)
 
     def remove_guardian(self, vm, name):
         LOG.debug('Removing guardian %s (VM %s)', name, vm)
@@ -125,7 +185,7 @@ class Hgs:
         kp = self._call(
             'MSFT_HgsKeyProtector.NewByGuardians', vm,
             self._conn.MSFT_HgsKeyProtector.NewByGuardians, Owner=owner,
-            Guardians=list(guardians), AllowExpired=allow_expired,
+            Guardian=list(guardians), AllowExpired=allow_expired,
             AllowUntrustedRoot=allow_untrusted_root)
         return bytes(kp.RawData)
 
@@ -133,10 +193,25 @@ class Hgs:
         """Who a raw KeyProtector names, as Hyper-V reads it."""
         kp = self._call('MSFT_HgsKeyProtector.ConvertToByRawBytes', vm,
                         self._conn.MSFT_HgsKeyProtector.ConvertToByRawBytes,
-                        RawData=raw)
+                        Bytes=bytes(raw))
         return KeyProtectorInfo(
             bytes(kp.Owner.SigningCertificate),
             tuple(bytes(g.SigningCertificate) for g in kp.Guardians or ()))
+
+
+def read_shielding_data(msps_conn, vm, files, pdk) -> tuple[bytes, bytes]:
+    """(KeyProtector, PolicyData) of a shielding data file, as Hyper-V's
+    provisioning provider reads it (the path os-win's ``add_vtpm`` takes)."""
+    path = files.write('shielding.pdk', bytes(pdk))
+    operation = 'Msps_ProvisioningFileProcessor.PopulateFromFile'
+    try:
+        found, code = msps_conn.Msps_ProvisioningFileProcessor\
+            .PopulateFromFile(FilePath=path)
+    except os_win_exc.x_wmi as e:
+        raise _failed(operation, vm, 'n/a', str(e)) from e
+    if code:
+        raise _failed(operation, vm, code, None)
+    return bytes(found.KeyProtector), bytes(found.PolicyData or ())
 
 
 class SecuritySettings:
@@ -196,6 +271,11 @@ class SecuritySettings:
         self._job('Msvm_SecurityService.SetKeyProtector', vm,
                   self.service.SetKeyProtector,
                   SecuritySettingData=ssd.GetText_(1), KeyProtector=raw)
+
+    def set_policy(self, vm, ssd, policy):
+        self._job('Msvm_SecurityService.SetSecurityPolicy', vm,
+                  self.service.SetSecurityPolicy,
+                  SecuritySettingData=ssd.GetText_(1), SecurityPolicy=policy)
 
     def modify(self, vm, ssd, purpose, **flags):
         """Apply ``flags`` to the VM's security settings; ``purpose`` is

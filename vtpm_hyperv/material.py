@@ -2,19 +2,27 @@
 """Classify and check the key material ``os_vtpm_keys`` names (DESIGN 2.4).
 
 Each secret is one of:
-- an owner bundle: PKCS#12 without a password, holding the owner
-  guardian's private signing key, its signing certificate and its
-  encryption certificate (the owner signs the KeyProtector);
-- a guardian: its signing and encryption certificates, PEM or DER
-  (concatenated), or a PKCS#12 without a private key;
-- a raw KeyProtector made with Microsoft's tools: anything else of a
-  plausible size, which only Hyper-V itself can read
-  (``MSFT_HgsKeyProtector.ConvertToByRawBytes``; the backend asks it before
-  changing the VM).
+- an owner bundle: the owner guardian's signing and encryption
+  certificates, each with its private key, as two PKCS#12 files without a
+  password, concatenated (``Export-PfxCertificate`` of each; Windows'
+  ``MSFT_HgsGuardian.NewByAcceptCertificates`` takes exactly these two
+  files). The owner signs the KeyProtector, so the host sees its private
+  keys: never for a shielded VM;
+- a guardian file, as ``Export-HgsGuardian`` writes it (XML, public
+  certificates only): a fabric or site that may also run the VM. Windows
+  imports public guardians only from such a file
+  (``MSFT_HgsGuardian.Import``); certificates alone (PEM, DER) have no
+  documented way into a guardian store and are refused;
+- a tenant artifact that only Hyper-V reads: a raw KeyProtector
+  (``New-HgsKeyProtector``, ``Get-KeyProtectorFromShieldingDataFile``) or a
+  shielding data file (PDK, ``New-ShieldingDataFile``). Their formats are
+  Microsoft's; the backend asks Hyper-V which one it is before changing the
+  VM (``MSFT_HgsKeyProtector.ConvertToByRawBytes``,
+  ``Msps_ProvisioningFileProcessor.PopulateFromFile``).
 
-A valid set is exactly one owner plus up to five guardians, or one raw
-KeyProtector alone. Every refusal names the secret. Payloads are read in
-place (no copies), so the caller can wipe them afterwards.
+A valid set is one owner plus up to five guardian files, or one tenant
+artifact alone. Every refusal names the secret. Payloads are read in place
+(no copies of the secret bytes), so the caller can wipe them afterwards.
 """
 
 from __future__ import annotations
@@ -34,49 +42,47 @@ from vtpm_core import exception
 # HGS guardians use RSA keys of at least 2048 bits.
 MIN_RSA_BITS = 2048
 # A KeyProtector holds at least one RSA-2048 wrapping and one signature.
-MIN_RAW_KEY_PROTECTOR_BYTES = 512
+MIN_ARTIFACT_BYTES = 512
 MAX_GUARDIANS = constants.MAX_KEYS - 1
 
 
 class Kind(enum.Enum):
     OWNER = 'owner PKCS#12 bundle'
-    GUARDIAN = 'guardian certificates'
-    RAW_KEY_PROTECTOR = 'raw KeyProtector'
+    GUARDIAN = 'guardian file'
+    TENANT_ARTIFACT = 'raw KeyProtector or shielding data file'
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class Material:
-    """One classified secret; ``payload`` is the caller's buffer (no copy)."""
+    """One classified secret; ``payload`` is the caller's buffer (no copy).
+
+    For an owner bundle, ``signing`` and ``encryption`` are (private key,
+    certificate) pairs.
+    """
 
     ref: str
     kind: Kind
     payload: object
-    signing_cert: x509.Certificate | None = None
-    encryption_cert: x509.Certificate | None = None
+    signing: tuple | None = None
+    encryption: tuple | None = None
 
     def __repr__(self):
         return '<Material %s: %s>' % (self.ref, self.kind.value)
 
     @property
     def signing_der(self) -> bytes | None:
-        if self.signing_cert is None:
+        if self.signing is None:
             return None
-        return self.signing_cert.public_bytes(serialization.Encoding.DER)
-
-    @property
-    def encryption_der(self) -> bytes | None:
-        if self.encryption_cert is None:
-            return None
-        return self.encryption_cert.public_bytes(serialization.Encoding.DER)
+        return self.signing[1].public_bytes(serialization.Encoding.DER)
 
 
 @dataclasses.dataclass(frozen=True)
 class KeySet:
-    """A valid set: an owner and guardians, or one raw KeyProtector."""
+    """A valid set: an owner and guardian files, or one tenant artifact."""
 
     owner: Material | None = None
     guardians: tuple[Material, ...] = ()
-    raw: Material | None = None
+    artifact: Material | None = None
 
 
 def _invalid(ref, reason):
@@ -103,50 +109,33 @@ def parse(ref: str, payload) -> Material:
         raise _invalid(ref, 'unreadable (%s)' % type(e).__name__) from e
 
 
+_CERTIFICATES_ALONE = (
+    'certificates alone have no documented way into a Hyper-V guardian '
+    'store; give the guardian as the file "Export-HgsGuardian" writes')
+
+
 def _parse(ref, view):
-    head = bytes(view[:64])
-    if b'-----BEGIN' in head or head.lstrip().startswith(b'-----'):
-        return _parse_pem(ref, view)
+    head = bytes(view[:64]).lstrip(b'\xef\xbb\xbf \t\r\n')
+    if head.startswith(b'<'):
+        return Material(ref, Kind.GUARDIAN, view.obj)
+    if head.startswith(b'-----'):
+        raise _invalid(ref, 'PEM: ' + _CERTIFICATES_ALONE)
     if head[:1] == b'\x30':
-        bundle = _load_pkcs12(view)
-        if bundle is not None:
-            return _from_pkcs12(ref, view, bundle)
-        certs = _split_der(view)
-        if certs:
-            return _guardian(ref, view, certs)
-    if len(view) < MIN_RAW_KEY_PROTECTOR_BYTES:
+        parts = _split_der(bytes(view))
+        found = _from_der(ref, view, parts) if parts else None
+        if found is not None:
+            return found
+    if len(view) < MIN_ARTIFACT_BYTES:
         raise _invalid(ref, (
-            '%d bytes that parse as no owner PKCS#12 bundle (without a '
-            'password), no guardian certificates (PEM or DER) and are too '
-            'short for a raw KeyProtector') % len(view))
-    return Material(ref, Kind.RAW_KEY_PROTECTOR, view.obj)
+            '%d bytes that parse as no owner bundle (two PKCS#12 files), no '
+            'guardian file and are too short for a raw KeyProtector or a '
+            'shielding data file') % len(view))
+    return Material(ref, Kind.TENANT_ARTIFACT, view.obj)
 
 
-def _load_pkcs12(view):
-    for password in (None, b''):
-        try:
-            return pkcs12.load_pkcs12(view, password)
-        except (ValueError, TypeError):
-            continue
-    return None
-
-
-def _parse_pem(ref, view):
-    data = bytes(view)
-    if b'PRIVATE KEY-----' in data:
-        raise _invalid(ref, 'PEM with a private key: an owner guardian must '
-                       'be a PKCS#12 bundle, a guardian certificates only')
-    try:
-        certs = x509.load_pem_x509_certificates(data)
-    except ValueError as e:
-        raise _invalid(ref, 'PEM that holds no readable certificate') from e
-    return _guardian(ref, view, certs)
-
-
-def _split_der(view):
-    """Concatenated DER certificates, or None if that is not what it is."""
-    data = bytes(view)
-    certs, offset = [], 0
+def _split_der(data):
+    """Concatenated DER structures, or None if that is not what it is."""
+    parts, offset = [], 0
     while offset < len(data):
         if data[offset] != 0x30 or offset + 2 > len(data):
             return None
@@ -161,12 +150,63 @@ def _split_der(view):
         end = offset + header + length
         if end > len(data):
             return None
-        try:
-            certs.append(x509.load_der_x509_certificate(data[offset:end]))
-        except ValueError:
-            return None
+        parts.append(data[offset:end])
         offset = end
-    return certs or None
+    return parts
+
+
+def _from_der(ref, view, parts):
+    """An owner bundle; None for DER that is neither PKCS#12 nor
+    certificates (a tenant artifact may be DER too)."""
+    bundles = [_load_pkcs12(p) for p in parts]
+    if all(b is None for b in bundles):
+        if all(_is_certificate(p) for p in parts):
+            raise _invalid(ref, 'DER certificates: ' + _CERTIFICATES_ALONE)
+        return None
+    if len(parts) != 2 or any(b is None or b.key is None or b.cert is None
+                              for b in bundles):
+        raise _invalid(ref, (
+            '%d DER structure(s); an owner bundle is two PKCS#12 files '
+            'without a password, the signing certificate with its private '
+            'key and then the encryption certificate with its private key')
+            % len(parts))
+    pairs = [(b.key, b.cert.certificate) for b in bundles]
+    usages = [_usage(cert) for _, cert in pairs]
+    if usages != [{'signing'}, {'encryption'}]:
+        raise _invalid(ref, (
+            'the PKCS#12 files are for %s; an owner bundle holds the signing '
+            'certificate (digitalSignature) first, then the encryption '
+            'certificate (keyEncipherment)') % ' and '.join(
+                '/'.join(sorted(u)) or 'no key usage' for u in usages))
+    for key, cert in pairs:
+        if not isinstance(key, rsa.RSAPrivateKey) or \
+                key.key_size < MIN_RSA_BITS:
+            raise _invalid(ref, 'certificate %s has no RSA key of at least '
+                           '%d bits' % (cert.subject.rfc4514_string(),
+                                        MIN_RSA_BITS))
+        if key.public_key().public_numbers() != \
+                cert.public_key().public_numbers():
+            raise _invalid(ref, 'PKCS#12 file whose private key is not its '
+                           'certificate\'s (%s)'
+                           % cert.subject.rfc4514_string())
+    return Material(ref, Kind.OWNER, view.obj, pairs[0], pairs[1])
+
+
+def _load_pkcs12(data):
+    for password in (None, b''):
+        try:
+            return pkcs12.load_pkcs12(data, password)
+        except (ValueError, TypeError):
+            continue
+    return None
+
+
+def _is_certificate(data):
+    try:
+        x509.load_der_x509_certificate(data)
+        return True
+    except ValueError:
+        return False
 
 
 def _usage(cert):
@@ -182,69 +222,27 @@ def _usage(cert):
     return usage
 
 
-def _pair(ref, certs):
-    """(signing, encryption) certificates out of ``certs``."""
-    signing = [c for c in certs if _usage(c) == {'signing'}]
-    encryption = [c for c in certs if _usage(c) == {'encryption'}]
-    if len(certs) != 2 or len(signing) != 1 or len(encryption) != 1:
-        raise _invalid(ref, (
-            '%d certificate(s), %d for signing and %d for encryption (by key '
-            'usage); a guardian has exactly one signing certificate '
-            '(digitalSignature) and one encryption certificate '
-            '(keyEncipherment)') % (len(certs), len(signing),
-                                     len(encryption)))
-    for cert in certs:
-        key = cert.public_key()
-        if not isinstance(key, rsa.RSAPublicKey) or \
-                key.key_size < MIN_RSA_BITS:
-            raise _invalid(ref, 'certificate %s has no RSA key of at least '
-                           '%d bits' % (cert.subject.rfc4514_string(),
-                                        MIN_RSA_BITS))
-    return signing[0], encryption[0]
-
-
-def _guardian(ref, view, certs):
-    signing, encryption = _pair(ref, certs)
-    return Material(ref, Kind.GUARDIAN, view.obj, signing, encryption)
-
-
-def _from_pkcs12(ref, view, bundle):
-    certs = [c.certificate for c in bundle.additional_certs]
-    if bundle.cert is not None:
-        certs.insert(0, bundle.cert.certificate)
-    if bundle.key is None:
-        return _guardian(ref, view, certs)
-    signing, encryption = _pair(ref, certs)
-    if not isinstance(bundle.key, rsa.RSAPrivateKey) or \
-            bundle.key.public_key().public_numbers() != \
-            signing.public_key().public_numbers():
-        raise _invalid(ref, 'PKCS#12 bundle whose private key is not the '
-                       'signing certificate\'s; an owner bundle holds the '
-                       'owner guardian\'s private signing key')
-    return Material(ref, Kind.OWNER, view.obj, signing, encryption)
-
-
 def check_set(materials: Sequence[Material]) -> KeySet:
     """Check that the classified secrets form a valid set.
 
     :raises vtpm_core.exception.InvalidKeySet: the message names the
         secrets at fault.
     """
-    raws = [m for m in materials if m.kind is Kind.RAW_KEY_PROTECTOR]
+    artifacts = [m for m in materials if m.kind is Kind.TENANT_ARTIFACT]
     owners = [m for m in materials if m.kind is Kind.OWNER]
     guardians = [m for m in materials if m.kind is Kind.GUARDIAN]
-    if raws:
+    if artifacts:
         if len(materials) != 1:
             raise exception.InvalidKeySet(reason=(
-                'secret %s is a raw KeyProtector, which must be the only '
-                'secret, but %d were given (%s)') % (
-                    raws[0].ref, len(materials),
+                'secret %s is a raw KeyProtector or shielding data file, '
+                'which must be the only secret, but %d were given (%s)') % (
+                    artifacts[0].ref, len(materials),
                     ', '.join(m.ref for m in materials)))
-        return KeySet(raw=raws[0])
+        return KeySet(artifact=artifacts[0])
     if not owners:
         raise exception.InvalidKeySet(reason=(
             'no owner PKCS#12 bundle among secrets %s (all guardian '
-            'certificates)') % ', '.join(m.ref for m in materials))
+            'files)') % ', '.join(m.ref for m in materials))
     if len(owners) > 1:
         raise exception.InvalidKeySet(reason=(
             'secrets %s are all owner bundles; a KeyProtector has one '
@@ -252,11 +250,12 @@ def check_set(materials: Sequence[Material]) -> KeySet:
     if len(guardians) > MAX_GUARDIANS:
         raise exception.InvalidKeySet(reason='%d guardians; at most %d' % (
             len(guardians), MAX_GUARDIANS))
-    seen = {owners[0].signing_der: owners[0].ref}
+    seen = {}
     for g in guardians:
-        if g.signing_der in seen:
+        key = bytes(memoryview(g.payload))
+        if key in seen:
             raise exception.InvalidKeySet(reason=(
                 'secrets %s and %s hold the same guardian') % (
-                    seen[g.signing_der], g.ref))
-        seen[g.signing_der] = g.ref
+                    seen[key], g.ref))
+        seen[key] = g.ref
     return KeySet(owner=owners[0], guardians=tuple(guardians))

@@ -45,11 +45,24 @@ def guardian(name):
 
 @functools.lru_cache(maxsize=None)
 def secret(what, kind='owner'):
-    """The Barbican secret holding ``what``, stored once per run."""
+    """The Barbican secret holding ``what``, stored once per run.
+
+    'owner-bundle': the owner guardian's PKCS#12 files; 'raw-kp' and 'pdk':
+    what the tenant makes with Microsoft's tools (New-HgsKeyProtector,
+    New-ShieldingDataFile) for fabric A and its DR site; any other name:
+    that guardian's file, as Export-HgsGuardian writes it.
+    """
+    owner = guardian('tenant-owner')
+    for_fabric_a = [fabric('fabric-a').guardian.public(),
+                    guardian('dr-site').public()]
     if what == 'owner-bundle':
-        payload = fake.export_owner_pkcs12(guardian('tenant-owner'))
+        payload = fake.export_owner_pkcs12(owner)
+    elif what == 'raw-kp':
+        payload = fake.build_key_protector(owner, for_fabric_a)
+    elif what == 'pdk':
+        payload = fake.make_shielding_data_file(owner, for_fabric_a)
     else:
-        payload = fake.export_guardian_certificates(guardian(what), 'PEM')
+        payload = fake.export_guardian_file(guardian(what))
     return realservices.store_secret(payload, kind, name='e2e %s' % what)
 
 
@@ -104,7 +117,7 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
     def image(self, **properties):
         return self.create_image(**dict(GEN2, **properties))
 
-    def keyed_image(self, *secrets, shielded=True):
+    def keyed_image(self, *secrets, shielded=False):
         props = {'os_vtpm': 'required',
                  'os_vtpm_keys': ','.join(secrets or (
                      secret('owner-bundle'), secret('dr-site')))}
@@ -136,22 +149,29 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
             self.assertRaises(fake.UnwrapError, fake.unwrap_key_protector,
                               raw_kp, key)
 
+    @staticmethod
+    def parties(raw_kp):
+        """Who a KeyProtector names (its bytes change on every start: the
+        transport key is rolled)."""
+        parsed = fake.parse_key_protector(raw_kp)
+        return [g.signing_der for g in (parsed.owner,) + parsed.guardians]
+
     def snapshot(self):
         """Every simulated host's VMs (with settings) and guardian store."""
         return {name: ({vm: hv.vm_security(vm) for vm in hv.vms},
                        hv.guardian_names())
                 for name, hv in self.cloud.hosts.items()}
 
-    # --- 4.1 a shielded instance in fabric A ---------------------------------
+    # --- 4.1 a keyed instance in fabric A ------------------------------------
 
-    def test_shielded_instance_lands_in_fabric_a_and_unwraps_only_there(self):
+    def test_keyed_instance_lands_in_fabric_a_and_unwraps_only_there(self):
         hosts = self.hosts(a1=('fabric-a', 'Passed'),
                            b1=('fabric-b', 'Expired'),
                            plain=(None, None))
         before = self.snapshot()
         # a DR secret of its own: the test deletes it before the server
         dr_secret = realservices.store_secret(
-            fake.export_guardian_certificates(guardian('dr-site'), 'DER'))
+            fake.export_guardian_file(guardian('dr-site')))
         server = self.boot(self.create_flavor(), self.keyed_image(
             secret('owner-bundle'), dr_secret))
         self.assertEqual('a1', self.host_of(server))
@@ -160,7 +180,8 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
         name = server['OS-EXT-SRV-ATTR:instance_name']
         self.assertEqual(2, hv.vms[name].generation)
         self.assertTrue(vm['TpmEnabled'])
-        self.assertTrue(vm['ShieldingRequested'])
+        # an owner bundle: encryption supported, never shielded
+        self.assertFalse(vm['ShieldingRequested'])
         self.assertTrue(vm['EncryptStateAndVmMigrationTraffic'])
         self.assertEqual(fake.host.VM_ENABLED, vm['EnabledState'])
         owner, dr = guardian('tenant-owner'), guardian('dr-site')
@@ -175,6 +196,7 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
         # os-win's own code reads what the backend set up
         vmutils, _ = hv.os_win_utils()
         self.assertTrue(vmutils.is_secure_vm(name))
+        self.assertEqual(set(hv.guardian_names()), {'fabric-a'})
         self.assertEqual(2, vmutils.get_vm_generation(name))
         # The fabrics are recorded where the scheduler finds them on a move.
         recorded = self.instance(server).system_metadata[
@@ -199,6 +221,48 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
         self.assertEqual(before, self.snapshot())
         self.assertEqual({}, hosts['a1'].vms)
 
+    # --- shielded VMs: the owner's keys stay with the tenant -----------------
+
+    def test_shielded_boot_with_an_owner_bundle_fails_with_our_message(self):
+        self.hosts(a1=('fabric-a', 'Passed'))
+        before = self.snapshot()
+        bundle = secret('owner-bundle')
+        server = self.boot(self.create_flavor(), self.keyed_image(
+            bundle, secret('dr-site'), shielded=True), expected_state='ERROR')
+        message = server['fault']['message']
+        self.assertIn('Barbican secret %s' % bundle, message)
+        self.assertIn('is an owner PKCS#12 bundle, refused because '
+                      'os_shielded_vm=required', message)
+        # aborted, not rescheduled: nothing was changed anywhere
+        self.assertNotIn('Exhausted all hosts', message)
+        self.assertEqual(before, self.snapshot())
+
+    def test_shielded_boots_from_a_raw_key_protector_and_a_pdk(self):
+        self.hosts(a1=('fabric-a', 'Passed'), b1=('fabric-b', 'Passed'),
+                   plain=(None, None))
+        owner, dr = guardian('tenant-owner'), guardian('dr-site')
+        for what in ('raw-kp', 'pdk'):
+            server = self.boot(self.create_flavor(), self.keyed_image(
+                secret(what), shielded=True))
+            # fabric B passes attestation too, but the artifact names A only
+            self.assertEqual('a1', self.host_of(server), what)
+            hv, vm = self.vm(server)
+            self.assertTrue(vm['TpmEnabled'] and vm['ShieldingRequested'])
+            self.assertEqual(fake.host.VM_ENABLED, vm['EnabledState'])
+            self.assert_unwraps(
+                vm['KeyProtector'],
+                allowed=[('fabric A',
+                          fabric('fabric-a').guardian.encryption_key),
+                         ('DR', dr.encryption_key)],
+                refused=[('fabric B',
+                          fabric('fabric-b').guardian.encryption_key),
+                         ('stranger', guardian('stranger').encryption_key)])
+            self.assertEqual([owner.signing_der],
+                             self.parties(vm['KeyProtector'])[:1])
+            # nothing of the tenant's was imported on the host
+            self.assertEqual(['fabric-a'], hv.guardian_names())
+            self._delete_server(server)
+
     # --- 4.2 migrations stay within the fabrics ------------------------------
 
     def test_migrations_stay_within_the_fabrics_and_carry_the_vtpm(self):
@@ -218,9 +282,10 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
         server = self._migrate_server(server)
         self.assertEqual('a2', self.host_of(server))
         hv, vm_after = self.vm(server)
-        # The configuration moved: same KeyProtector, vTPM on, and the VM
-        # started on a2 (the simulator unwraps with fabric A's key).
-        self.assertEqual(vm_before['KeyProtector'], vm_after['KeyProtector'])
+        # The configuration moved: same KeyProtector parties, vTPM on, and
+        # the VM started on a2 (the simulator unwraps with fabric A's key).
+        self.assertEqual(self.parties(vm_before['KeyProtector']),
+                         self.parties(vm_after['KeyProtector']))
         self.assertTrue(vm_after['TpmEnabled'])
         self.assertEqual(fake.host.VM_ENABLED, vm_after['EnabledState'])
         server = self._confirm_resize(server)
@@ -229,15 +294,16 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
         server = self._live_migrate(server)
         self.assertEqual('a1', self.host_of(server))
         _, vm_live = self.vm(server)
-        self.assertEqual(vm_before['KeyProtector'], vm_live['KeyProtector'])
+        self.assertEqual(self.parties(vm_before['KeyProtector']),
+                         self.parties(vm_live['KeyProtector']))
         self.assertEqual({}, hosts['a2'].vms)
 
         # A resize that keeps the vTPM on is a migration like the others.
         server = self._resize_server(server, self._create_flavor(
             memory_mb=4096, extra_spec={'os:vtpm': 'required'}))
         self.assertEqual('a2', self.host_of(server))
-        self.assertEqual(vm_before['KeyProtector'],
-                         self.vm(server)[1]['KeyProtector'])
+        self.assertEqual(self.parties(vm_before['KeyProtector']),
+                         self.parties(self.vm(server)[1]['KeyProtector']))
         server = self._confirm_resize(server)
 
         # No authorized host left: no valid host, nothing touched.
@@ -273,8 +339,7 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
         before = self.snapshot()
         # the KeyProtector is set; enabling the TPM then fails in its job
         hosts['a1'].fail('Msvm_SecurityService.ModifySecuritySettings',
-                         job_error=32768, description='simulated failure',
-                         at=2)
+                         job_error=32768, description='simulated failure')
         server = self.boot(self.create_flavor(), self.keyed_image(),
                            expected_state='ERROR')
         # nova rescheduled it and, with no other host, gave up; the

@@ -1,6 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Simulated hosts, guardians, an in-memory key source and the backend."""
+"""Simulated hosts, guardians, an in-memory key source and the backend.
 
+``conformance``: a test that uses it fails if it made a WMI call that
+``vtpm_hyperv.wmi_schema`` does not document; the session's summary prints
+how many calls those tests validated and how many were undocumented.
+"""
+
+import collections
 import uuid
 
 from oslo_config import cfg
@@ -64,10 +70,53 @@ def other_fabric():
 
 @pytest.fixture
 def host(fabric):
+    """A guarded host in HGS mode, attested, with one Gen2 VM."""
     h = fake.FakeHyperVHost('hv-%s' % uuid.uuid4().hex[:8], fabric=fabric)
     h.add_vm(VM, generation=2)
     yield h
     h.close()
+
+
+@pytest.fixture
+def local_host():
+    """A host in local mode (no HGS), with one Gen2 VM."""
+    h = fake.FakeHyperVHost('hv-local-%s' % uuid.uuid4().hex[:8])
+    h.add_vm(VM, generation=2)
+    yield h
+    h.close()
+
+
+CONFORMANCE = collections.Counter()
+HOST_CHECK = []  # what vtpm-hyperv-check found in the recorded sample
+
+
+@pytest.fixture
+def conformance():
+    """Count this test's WMI calls; fail it on an undocumented one."""
+    before = collections.Counter(fake.STATS)
+    yield
+    delta = collections.Counter(fake.STATS)
+    delta.subtract(before)
+    CONFORMANCE['tests'] += 1
+    CONFORMANCE['validated'] += delta['validated']
+    CONFORMANCE['undocumented'] += delta['undocumented']
+    assert delta['undocumented'] == 0, (
+        'undocumented WMI calls: %s' % fake.wmi.UNDOCUMENTED[
+            -delta['undocumented']:])
+
+
+def pytest_terminal_summary(terminalreporter):
+    if HOST_CHECK:
+        terminalreporter.write_line(
+            'vtpm-hyperv-check --compare tests/data/wmi-signatures-sample'
+            '.json: %d difference(s)' % len(HOST_CHECK))
+        for line in HOST_CHECK:
+            terminalreporter.write_line('  ' + line)
+    if CONFORMANCE['tests']:
+        terminalreporter.write_line(
+            'WMI conformance: %(tests)d tests, %(validated)d WMI calls '
+            'validated against vtpm_hyperv.wmi_schema, %(undocumented)d '
+            'undocumented' % CONFORMANCE)
 
 
 @pytest.fixture
@@ -100,6 +149,26 @@ def make_backend(conf, keys):
 @pytest.fixture
 def hv(make_backend, host):
     return make_backend(host)
+
+
+@pytest.fixture
+def local_hv(make_backend, local_host):
+    return make_backend(local_host)
+
+
+def as_before(host, before, vm=VM):
+    """The VM as it was: flags and, where it had one, its key protector.
+
+    No documented call removes a key protector or a security policy, nor
+    reads a policy back, so a VM that had none may keep the ones an undone
+    attach set; with its TPM, shielding and encryption off, Hyper-V uses
+    them for nothing.
+    """
+    now = host.vm_security(vm)
+    for blob in ('KeyProtector', 'SecurityPolicy'):
+        if not before[blob]:
+            now[blob] = b''
+    return now == before
 
 
 def request(keys=(), shielded=False):

@@ -1,12 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
-"""HyperVBackend against the simulator, through os-win's own code."""
+"""HyperVBackend against the simulator, through os-win's own code.
+
+Tests that take the ``conformance`` fixture fail on any WMI call that
+Microsoft does not document (``vtpm_hyperv.wmi_schema``).
+"""
 
 import base64
 import functools
 import logging
+import os
 
 import hypothesis
 from hypothesis import strategies as st
+from os_win import constants as os_win_constants
 from oslo_config import cfg
 import pytest
 
@@ -16,6 +22,7 @@ from vtpm_core import exception
 from vtpm_hyperv import backend
 from vtpm_hyperv import fake
 from vtpm_hyperv import keyprotector
+from vtpm_hyperv import wmi_schema
 
 VM = conftest.VM
 INSTANCE = '5d1f1c53-6a1d-4a4e-9bd4-0d0b8f3c2c77'
@@ -24,8 +31,8 @@ request = conftest.request
 
 def _keyed(keys, guardians, *extra):
     refs = [keys.add(fake.export_owner_pkcs12(guardians['owner']))]
-    refs += [keys.add(fake.export_guardian_certificates(guardians[g], enc))
-             for g, enc in zip(extra, ('PEM', 'DER', 'PEM'))]
+    refs += [keys.add(fake.export_guardian_file(guardians[g]))
+             for g in extra]
     return refs
 
 
@@ -33,15 +40,25 @@ def _instance_guardians(host):
     return [n for n in host.guardian_names() if n.startswith('openstack-')]
 
 
-# --- attach with keys --------------------------------------------------------
+def _raw(guardians, *parties):
+    return fake.build_key_protector(guardians['owner'], [
+        p.public() for p in parties])
+
+
+def _pdk(guardians, *parties, policy='Shielded'):
+    return fake.make_shielding_data_file(
+        guardians['owner'], [p.public() for p in parties], policy=policy)
+
+
+# --- attach with an owner bundle (the hoster is trusted) -------------------
 
 def test_keyed_attach_seals_for_owner_fabric_and_guardians(
-        hv, host, keys, guardians, fabric):
+        hv, host, keys, guardians, fabric, conformance):
     refs = _keyed(keys, guardians, 'dr', 'branch')
-    result = hv.attach(INSTANCE, VM, request(refs, shielded=True))
+    result = hv.attach(INSTANCE, VM, request(refs))
 
     state = host.vm_security(VM)
-    assert state['TpmEnabled'] and state['ShieldingRequested']
+    assert state['TpmEnabled'] and not state['ShieldingRequested']
     assert state['EncryptStateAndVmMigrationTraffic']
     kp = state['KeyProtector']
     tk = fake.unwrap_key_protector(kp, guardians['owner'].encryption_key)
@@ -59,17 +76,47 @@ def test_keyed_attach_seals_for_owner_fabric_and_guardians(
         keyprotector.fabric_id(guardians['branch'].signing_der))
     assert result.fabrics[0] == hv.get_capabilities().fabric_id
     # Nothing of the instance stays in the guardian store, and the VM
-    # starts on this guarded host.
+    # starts on this guarded host, through os-win.
     assert _instance_guardians(host) == []
-    host.start_vm(VM)
+    vmutils, _ = host.os_win_utils()
+    vmutils.set_vm_state(VM, os_win_constants.HYPERV_VM_STATE_ENABLED)
+    assert host.vm_security(VM)['EnabledState'] == wmi_schema.ENABLED
 
 
-def test_not_shielded_keeps_encryption_but_no_shielding(hv, host, keys,
-                                                        guardians):
+def test_owner_is_imported_from_private_password_protected_pfx_files(
+        hv, host, keys, guardians, monkeypatch, tmp_path, conformance):
+    """NewByAcceptCertificates gets two PFX paths and their passwords; the
+    files are encrypted, private, and gone when attach returns."""
+    seen = []
+    load_pfx = fake.host.ns._load_pfx
+
+    def spy(path, password):
+        mode = os.stat(path).st_mode & 0o777
+        parent = os.stat(os.path.dirname(path)).st_mode & 0o777
+        with open(path, 'rb') as f:
+            data = f.read()
+        with pytest.raises(ValueError):  # encrypted: no password, no key
+            fake.crypto.pkcs12.load_key_and_certificates(data, None)
+        seen.append((path, password, mode, parent))
+        return load_pfx(path, password)
+    monkeypatch.setattr(fake.host.ns, '_load_pfx', spy)
+    hv.conf.set_override('private_dir', str(tmp_path), group='hyperv_vtpm')
     hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
-    state = host.vm_security(VM)
-    assert state['TpmEnabled'] and not state['ShieldingRequested']
-    assert state['EncryptStateAndVmMigrationTraffic']
+    assert len(seen) == 2
+    (p1, pw1, m1, d1), (p2, pw2, m2, d2) = seen
+    assert len(pw1) >= 32 and len(pw2) >= 32 and pw1 != pw2  # random
+    assert (m1, m2, d1, d2) == (0o600, 0o600, 0o700, 0o700)
+    assert not os.path.exists(p1) and not os.path.exists(p2)
+    assert os.listdir(tmp_path) == []
+
+
+def test_private_files_are_removed_when_the_import_fails(
+        hv, host, keys, guardians, tmp_path):
+    hv.conf.set_override('private_dir', str(tmp_path), group='hyperv_vtpm')
+    host.fail('MSFT_HgsGuardian.Import', return_code=32768)
+    with pytest.raises(exception.HyperVOperationFailed):
+        hv.attach(INSTANCE, VM, request(_keyed(keys, guardians, 'dr')))
+    assert os.listdir(tmp_path) == []
 
 
 def test_payloads_are_wiped_after_success_and_failure(hv, host, keys,
@@ -84,8 +131,9 @@ def test_payloads_are_wiped_after_success_and_failure(hv, host, keys,
         assert payload and payload == bytearray(len(payload))
 
 
-def test_second_attach_converges_without_changes(hv, host, keys, guardians):
-    req = request(_keyed(keys, guardians, 'dr'), shielded=True)
+def test_second_attach_converges_without_changes(hv, host, keys, guardians,
+                                                 conformance):
+    req = request(_keyed(keys, guardians, 'dr'))
     first = hv.attach(INSTANCE, VM, req)
     before = host.vm_security(VM)
     host.calls.clear()
@@ -105,12 +153,81 @@ def test_other_keys_on_a_vm_with_a_vtpm_are_refused(hv, host, keys,
     assert host.vm_security(VM) == before
 
 
-# --- raw KeyProtector and no keys --------------------------------------------
+# --- shielded VMs keep the owner's keys with the tenant ---------------------
+
+def test_shielded_owner_bundle_is_refused_before_anything_changes(
+        hv, host, keys, guardians, conformance):
+    refs = _keyed(keys, guardians, 'dr')
+    before, store = host.vm_security(VM), host.guardian_names()
+    host.calls.clear()
+    with pytest.raises(exception.OwnerKeysRefused) as err:
+        hv.attach(INSTANCE, VM, request(refs, shielded=True))
+    message = str(err.value)
+    assert refs[0] in message and 'os_shielded_vm=required' in message
+    assert 'private keys' in message and 'raw KeyProtector' in message
+    assert host.vm_security(VM) == before
+    assert host.guardian_names() == store
+    assert not [c for c in host.calls if not c.endswith('.Get')]
+
+
+def test_operator_can_refuse_owner_bundles_altogether(
+        make_backend, host, keys, guardians):
+    hv = make_backend(host, allow_owner_bundles=False)
+    with pytest.raises(exception.OwnerKeysRefused,
+                       match='allow_owner_bundles = False'):
+        hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
+    # What tenants make themselves is still accepted.
+    hv.attach(INSTANCE, VM, request([keys.add(_raw(
+        guardians, hv_fabric(host)))]))
+    assert host.vm_security(VM)['TpmEnabled']
+
+
+def hv_fabric(host):
+    return host.fabric.guardian
+
+
+@pytest.mark.parametrize('form', ['raw', 'pdk'])
+def test_shielded_from_a_tenant_artifact_opens_only_on_its_fabrics(
+        hv, host, keys, guardians, fabric, other_fabric, form, conformance):
+    payload = (_raw if form == 'raw' else _pdk)(
+        guardians, fabric.guardian, guardians['dr'])
+    result = hv.attach(INSTANCE, VM, request([keys.add(payload)],
+                                             shielded=True))
+    state = host.vm_security(VM)
+    assert state['TpmEnabled'] and state['ShieldingRequested']
+    assert result.fabrics == (
+        fabric.fabric_id, keyprotector.fabric_id(guardians['dr'].signing_der))
+    if form == 'pdk':
+        assert state['SecurityPolicy'] == fake.crypto.read_shielding_data_file(
+            payload)[1]
+    assert host.guardian_names() == [fabric.name]  # nothing imported
+    host.start_vm(VM)  # opens here
+    # ... and not on a host of another fabric.
+    stranger = fake.FakeHyperVHost('hv-%s-other' % form, fabric=other_fabric)
+    stranger.add_vm(VM)
+    stranger.vms[VM].key_protector = state['KeyProtector']
+    stranger.vms[VM].flags.update(TpmEnabled=True, ShieldingRequested=True)
+    with pytest.raises(fake.WmiMethodError, match='could not be unwrapped'):
+        stranger.start_vm(VM)
+    stranger.close()
+
+
+@pytest.mark.parametrize('form', ['raw', 'pdk'])
+def test_tenant_artifact_for_another_fabric_refuses_the_host(
+        hv, host, keys, guardians, other_fabric, form):
+    before = host.vm_security(VM)
+    payload = (_raw if form == 'raw' else _pdk)(guardians,
+                                                 other_fabric.guardian)
+    ref = keys.add(payload)
+    with pytest.raises(exception.HostNotSuitable) as err:
+        hv.attach(INSTANCE, VM, request([ref], shielded=True))
+    assert ref in str(err.value)
+    assert host.vm_security(VM) == before
+
 
 def test_raw_key_protector_is_applied_as_is(hv, host, keys, guardians,
-                                            fabric):
-    raw = fake.build_key_protector(guardians['owner'], [
-        fabric.guardian.public(), guardians['dr'].public()])
+                                            fabric, conformance):
+    raw = _raw(guardians, fabric.guardian, guardians['dr'])
     result = hv.attach(INSTANCE, VM, request([keys.add(raw)]))
     assert host.vm_security(VM)['KeyProtector'] == raw
     assert result.fabrics == (
@@ -118,36 +235,32 @@ def test_raw_key_protector_is_applied_as_is(hv, host, keys, guardians,
     assert host.guardian_names() == [fabric.name]
 
 
-def test_raw_key_protector_for_another_fabric_refuses_the_host(
-        hv, host, keys, guardians, other_fabric):
-    before = host.vm_security(VM)
-    raw = fake.build_key_protector(guardians['owner'],
-                                   [other_fabric.guardian.public()])
-    ref = keys.add(raw)
-    with pytest.raises(exception.HostNotSuitable) as err:
-        hv.attach(INSTANCE, VM, request([ref]))
-    assert ref in str(err.value)
-    assert host.vm_security(VM) == before
+# --- no keys: a local key protector, only where one opens -----------------
 
-
-def test_no_keys_gives_a_local_key_protector(hv, host, other_fabric):
-    result = hv.attach(INSTANCE, VM, request())
+def test_no_keys_gives_a_local_key_protector(local_hv, local_host,
+                                             other_fabric, conformance):
+    result = local_hv.attach(INSTANCE, VM, request())
     assert result.fabrics == ()
-    state = host.vm_security(VM)
+    state = local_host.vm_security(VM)
     assert state['TpmEnabled'] and not state['ShieldingRequested']
-    local = host.store[fake.LOCAL_GUARDIAN].guardian
+    local = local_host.store[fake.LOCAL_GUARDIAN].guardian
     fake.unwrap_key_protector(state['KeyProtector'], local.encryption_key)
     with pytest.raises(fake.UnwrapError):
         fake.unwrap_key_protector(state['KeyProtector'],
                                   other_fabric.guardian.encryption_key)
-    # A vTPM without keys needs no guarded host.
-    unguarded = fake.FakeHyperVHost('hv-unguarded')
-    unguarded.add_vm(VM)
-    vmutils, hostutils = unguarded.os_win_utils()
-    backend.HyperVBackend(hv.conf, key_source=hv.key_source, vmutils=vmutils,
-                          hostutils=hostutils).attach(INSTANCE, VM, request())
-    assert unguarded.vm_security(VM)['TpmEnabled']
-    unguarded.start_vm(VM)
+    local_host.start_vm(VM)
+    assert local_hv.get_capabilities().local_key_protector is True
+
+
+def test_no_keys_on_a_host_in_hgs_mode_is_refused(hv, host):
+    """In HGS mode Hyper-V gets every key from HGS: a local key protector
+    would never open, so the host refuses before changing anything."""
+    before, store = host.vm_security(VM), host.guardian_names()
+    with pytest.raises(exception.HostNotSuitable, match='local mode'):
+        hv.attach(INSTANCE, VM, request())
+    assert host.vm_security(VM) == before
+    assert host.guardian_names() == store
+    assert hv.get_capabilities().local_key_protector is False
 
 
 # --- refusals before anything changes ----------------------------------------
@@ -173,11 +286,13 @@ def test_missing_vm_is_refused(hv):
 
 
 @pytest.mark.parametrize('status, guarded, reason', [
-    # local mode: no HGS to unwrap a KeyProtector that names a fabric
-    ('NotConfigured', False, 'not a guarded host'),
+    # guarded flag off: no HGS to unwrap a KeyProtector that names a fabric
+    (0, False, 'not a guarded host'),
     # guarded but attestation lapsed
-    ('Expired', True, 'attestation status is Expired'),
-], ids=['unguarded', 'attestation-expired'])
+    (200, True, 'attestation status is Expired'),
+    # an AttestationStatus Microsoft does not document
+    (999, True, 'attestation status is Unknown'),
+], ids=['unguarded', 'attestation-expired', 'undocumented-status'])
 def test_keys_need_a_guarded_attested_host(hv, host, keys, guardians, status,
                                            guarded, reason):
     host.set_attestation(status, guarded=guarded)
@@ -203,17 +318,19 @@ def test_keys_need_a_fabric_guardian(conf, make_backend, fabric, keys,
 
 def test_invalid_set_is_refused_and_names_secrets(hv, host, keys, guardians):
     before = host.vm_security(VM)
-    refs = [keys.add(fake.export_guardian_certificates(guardians['dr']))]
+    refs = [keys.add(fake.export_guardian_file(guardians['dr']))]
     with pytest.raises(exception.InvalidKeySet, match=refs[0]):
         hv.attach(INSTANCE, VM, request(refs))
     assert host.vm_security(VM) == before
 
 
-def test_unreadable_raw_key_protector_names_the_secret(hv, host, keys):
+def test_unreadable_tenant_artifact_names_the_secret(hv, host, keys):
     ref = keys.add(b'\x01' * 2048)
     with pytest.raises(exception.InvalidKeyMaterial) as err:
         hv.attach(INSTANCE, VM, request([ref]))
     assert err.value.ref == ref and ref in str(err.value)
+    assert 'raw KeyProtector' in str(err.value)
+    assert 'shielding data file' in str(err.value)
     assert host.vm_security(VM)['KeyProtector'] == b''
 
 
@@ -235,8 +352,8 @@ def test_self_signed_guardians_need_allow_untrusted_root(
 
 # --- a fault at every step ---------------------------------------------------
 
-# (target, fault, expected). Every WMI call and query a keyed, shielded
-# attach makes, in order; 'absorbed' marks a fault the backend retries.
+# (target, fault, expected). Every WMI call and query a keyed attach makes,
+# in order; 'absorbed' marks a fault the backend retries.
 STEPS = [
     ('Win32_OperatingSystem', {}, exception.HostNotSuitable),
     ('Msvm_VirtualSystemSettingData', {}, exception.HyperVOperationFailed),
@@ -253,8 +370,7 @@ STEPS = [
     ('MSFT_HgsGuardian', {'at': 2}, exception.HyperVOperationFailed),
     ('MSFT_HgsGuardian.NewByAcceptCertificates', {'return_code': 32768},
      exception.HyperVOperationFailed),
-    ('MSFT_HgsGuardian.NewByAcceptCertificates', {'return_code': 32768,
-                                                  'at': 2},
+    ('MSFT_HgsGuardian.Import', {'return_code': 32768},
      exception.HyperVOperationFailed),
     ('MSFT_HgsKeyProtector.NewByGuardians', {'return_code': 32768},
      exception.HyperVOperationFailed),
@@ -267,11 +383,7 @@ STEPS = [
      exception.HyperVOperationFailed),
     ('Msvm_SecurityService.ModifySecuritySettings', {'job_error': 32768},
      exception.HyperVOperationFailed),
-    ('Msvm_SecurityService.ModifySecuritySettings', {'job_error': 32777,
-                                                     'at': 2},
-     exception.HyperVOperationFailed),
-    ('Msvm_SecurityService.ModifySecuritySettings', {'return_code': 32775,
-                                                     'at': 2},
+    ('Msvm_SecurityService.ModifySecuritySettings', {'return_code': 32775},
      exception.HyperVOperationFailed),
 ]
 
@@ -285,9 +397,10 @@ def _step_id(step):
 @pytest.mark.parametrize('target, fault, expected', STEPS,
                          ids=[_step_id(s) for s in STEPS])
 def test_fault_at_each_step_leaves_the_vm_as_before(
-        hv, host, keys, guardians, fabric, target, fault, expected):
+        hv, host, keys, guardians, fabric, target, fault, expected,
+        conformance):
     refs = _keyed(keys, guardians, 'dr')
-    req = request(refs, shielded=True)
+    req = request(refs)
     before = host.vm_security(VM)
     store = host.guardian_names()
     if target == 'fetch':
@@ -303,7 +416,7 @@ def test_fault_at_each_step_leaves_the_vm_as_before(
     else:
         with pytest.raises(expected):
             hv.attach(INSTANCE, VM, req)
-        assert host.vm_security(VM) == before
+        assert conftest.as_before(host, before)
     assert host.guardian_names() == store
     if planted is not None:
         assert planted.times == 0, 'the fault was never reached'
@@ -312,14 +425,15 @@ def test_fault_at_each_step_leaves_the_vm_as_before(
     keys.fail.clear()
     result = hv.attach(INSTANCE, VM, req)
     state = host.vm_security(VM)
-    assert state['TpmEnabled'] and state['ShieldingRequested']
+    assert state['TpmEnabled']
     fake.unwrap_key_protector(state['KeyProtector'],
                               fabric.guardian.encryption_key)
     assert result.fabrics[0] == fabric.fabric_id
     assert host.guardian_names() == store
 
 
-# The same for the two other kinds of KeyProtector: local (no keys) and raw.
+# The same for the other kinds of KeyProtector: local (no keys, on a host
+# in local mode), raw and PDK (shielded, on the guarded host).
 OTHER_STEPS = [
     ('local', 'MSFT_HgsGuardian', {}),
     ('local', 'MSFT_HgsGuardian.NewByGenerateCertificates',
@@ -327,36 +441,55 @@ OTHER_STEPS = [
     ('local', 'MSFT_HgsKeyProtector.NewByGuardians', {'return_code': 32768}),
     ('local', 'Msvm_SecurityService.SetKeyProtector', {'job_error': 32768}),
     ('local', 'Msvm_SecurityService.ModifySecuritySettings',
-     {'job_error': 32768, 'at': 2}),
+     {'job_error': 32768}),
     ('raw', 'MSFT_HgsKeyProtector.ConvertToByRawBytes',
      {'return_code': 32768}),
     ('raw', 'Msvm_SecurityService.SetKeyProtector', {'return_code': 32773}),
     ('raw', 'Msvm_SecurityService.ModifySecuritySettings',
      {'job_error': 32768}),
-    ('raw', 'Msvm_SecurityService.ModifySecuritySettings',
-     {'job_error': 32768, 'at': 2}),
+    ('pdk', 'Msps_ProvisioningFileProcessor.PopulateFromFile',
+     {'return_code': 32768}),
+    ('pdk', 'Msvm_SecurityService.SetSecurityPolicy', {'job_error': 32768}),
+    ('pdk', 'Msvm_SecurityService.ModifySecuritySettings',
+     {'job_error': 32768}),
 ]
 
 
 @pytest.mark.parametrize('kind, target, fault', OTHER_STEPS,
                          ids=['%s-%s' % (k, _step_id((t, f, None)))
                               for k, t, f in OTHER_STEPS])
-def test_fault_in_local_and_raw_attach_leaves_the_vm_as_before(
-        hv, host, keys, guardians, fabric, kind, target, fault):
+def test_fault_in_local_raw_and_pdk_attach_leaves_the_vm_as_before(
+        hv, host, local_hv, local_host, keys, guardians, fabric, kind,
+        target, fault, conformance):
     refs = []
-    if kind == 'raw':
-        refs = [keys.add(fake.build_key_protector(
-            guardians['owner'], [fabric.guardian.public()]))]
+    if kind != 'local':
+        make = _raw if kind == 'raw' else _pdk
+        refs = [keys.add(make(guardians, fabric.guardian))]
+    else:
+        hv, host = local_hv, local_host
+    req = request(refs, shielded=bool(refs))
     before = host.vm_security(VM)
     planted = host.fail(target, **fault)
     with pytest.raises(exception.VTPMError):
-        hv.attach(INSTANCE, VM, request(refs))
+        hv.attach(INSTANCE, VM, req)
     assert planted.times == 0, 'the fault was never reached'
-    assert host.vm_security(VM) == before
+    assert conftest.as_before(host, before)
     # Only the host's own local guardian may have been created.
     assert set(host.guardian_names()) <= {fabric.name, fake.LOCAL_GUARDIAN}
-    hv.attach(INSTANCE, VM, request(refs))
+    hv.attach(INSTANCE, VM, req)
     assert host.vm_security(VM)['TpmEnabled']
+
+
+def test_rollback_sets_the_previous_key_protector_again(
+        hv, host, keys, guardians, fabric, conformance):
+    """A VM that had a key protector (TPM off) gets it back, documented."""
+    old = _raw(guardians, fabric.guardian)
+    host.vms[VM].key_protector = old
+    host.fail('Msvm_SecurityService.ModifySecuritySettings', job_error=32768)
+    with pytest.raises(exception.HyperVOperationFailed):
+        hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
+    assert host.vm_security(VM)['KeyProtector'] == old
+    assert not host.vm_security(VM)['TpmEnabled']
 
 
 def test_backend_waits_for_running_jobs(make_backend, fabric, keys,
@@ -364,27 +497,31 @@ def test_backend_waits_for_running_jobs(make_backend, fabric, keys,
     host = fake.FakeHyperVHost('hv-jobs', fabric=fabric, job_polls=1)
     host.add_vm(VM)
     host.fail('Msvm_SecurityService.ModifySecuritySettings', job_error=32768,
-              description='the job failed late', at=2)
+              description='the job failed late')
     hv = make_backend(host)
     with pytest.raises(exception.HyperVOperationFailed,
                        match='the job failed late') as err:
         hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
     assert err.value.code == 32768 and VM in str(err.value)
-    assert host.vm_security(VM)['KeyProtector'] == b''
+    assert not host.vm_security(VM)['TpmEnabled']
     hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
     assert host.vm_security(VM)['TpmEnabled']
 
 
-def test_steps_cover_every_call_of_an_attach(hv, host, keys, guardians):
-    """The table above lists every WMI method a keyed attach calls."""
+def test_steps_cover_every_call_of_an_attach(hv, host, local_hv, local_host,
+                                             keys, guardians, fabric):
+    """The tables above list every WMI method an attach calls."""
+    tested = {t for t, _, _ in STEPS if '.' in t} | {
+        t for _, t, _ in OTHER_STEPS}
     host.calls.clear()
-    hv.attach(INSTANCE, VM, request(_keyed(keys, guardians, 'dr'), True))
-    tested = {t for t, _, _ in STEPS if '.' in t}
-    assert set(host.calls) <= tested
-    host.add_vm('vm-local')
-    host.calls.clear()
-    hv.attach('other', 'vm-local', request())
-    assert set(host.calls) <= tested | {t for _, t, _ in OTHER_STEPS}
+    hv.attach(INSTANCE, VM, request(_keyed(keys, guardians, 'dr')))
+    for i, make in enumerate((_raw, _pdk)):
+        host.add_vm('vm-%d' % i)
+        hv.attach('i-%d' % i, 'vm-%d' % i, request(
+            [keys.add(make(guardians, fabric.guardian))], shielded=True))
+    local_host.calls.clear()
+    local_hv.attach(INSTANCE, VM, request())
+    assert set(host.calls) | set(local_host.calls) <= tested
 
 
 def test_guardian_that_cannot_be_removed_is_named_and_swept_later(
@@ -403,27 +540,47 @@ def test_guardian_that_cannot_be_removed_is_named_and_swept_later(
 
 # --- detach ------------------------------------------------------------------
 
-def test_detach_removes_what_attach_added(hv, host, keys, guardians, fabric):
-    hv.attach(INSTANCE, VM, request(_keyed(keys, guardians), shielded=True))
+def test_detach_switches_the_vtpm_off_with_documented_calls(
+        hv, host, keys, guardians, fabric, conformance):
+    hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
     # A guardian an interrupted attach left behind.
     host.import_guardian(guardians['dr'].public(),
                          'openstack-vtpm-%s-leftover' % INSTANCE)
+    host.calls.clear()
     hv.detach(INSTANCE, VM)
     state = host.vm_security(VM)
     assert not state['TpmEnabled'] and not state['ShieldingRequested']
-    assert state['KeyProtector'] == b''
+    assert not state['EncryptStateAndVmMigrationTraffic']
+    # No documented call removes a key protector; none is attempted.
+    assert 'Msvm_SecurityService.SetKeyProtector' not in host.calls
     assert host.guardian_names() == [fabric.name]
     hv.detach(INSTANCE, VM)       # idempotent
     hv.detach(INSTANCE, None)     # VM already gone
 
 
+# --- attestation: the documented numbers, in HGS's words -------------------
+
+@pytest.mark.parametrize('number, word', sorted(
+    wmi_schema.ATTESTATION_STATUS.items()) + [(999, 'Unknown')],
+    ids=lambda v: str(v))
+def test_attestation_status_numbers_map_to_hgs_words(make_backend, fabric,
+                                                     number, word,
+                                                     conformance):
+    host = fake.FakeHyperVHost('hv-att-%s' % number, fabric=fabric,
+                               attestation_status=number)
+    caps = make_backend(host).get_capabilities()
+    assert caps.attestation_status == word
+    host.close()
+
+
 # --- capabilities ------------------------------------------------------------
 
-def test_capabilities_of_a_guarded_host(hv, fabric):
+def test_capabilities_of_a_guarded_host(hv, fabric, conformance):
     caps = hv.get_capabilities()
     assert caps.vtpm_supported and caps.guarded
     assert caps.attestation_status == 'Passed'
     assert caps.attestation_mode == 'TPM'
+    assert caps.local_key_protector is False
     assert caps.fabric_id == fabric.fabric_id
     assert caps.os_version == '10.0.20348'
     assert caps.measured_at.tzinfo is not None
@@ -432,13 +589,15 @@ def test_capabilities_of_a_guarded_host(hv, fabric):
 @pytest.mark.parametrize('kwargs, expected', [
     # local mode
     ({}, dict(vtpm_supported=True, guarded=False,
-              attestation_status='NotConfigured', fabric_id=None)),
+              attestation_status='NotConfigured', fabric_id=None,
+              local_key_protector=True)),
     # Windows Server 2012 R2: no Gen2 vTPM
     ({'os_version': '6.3.9600'}, dict(vtpm_supported=False)),
     # no HGS client feature: no KeyProtector can be made
     ({'hgs_installed': False}, dict(vtpm_supported=False, guarded=False)),
 ], ids=['local-mode', 'ws2012r2', 'no-hgs-client'])
-def test_capabilities_of_other_hosts(make_backend, kwargs, expected):
+def test_capabilities_of_other_hosts(make_backend, kwargs, expected,
+                                     conformance):
     host = fake.FakeHyperVHost('hv-caps', **kwargs)
     caps = make_backend(host).get_capabilities()
     for name, value in expected.items():

@@ -14,19 +14,9 @@ from vtpm_hyperv import material
 REF = '0b6e2b14-8d3c-4b8e-9b59-3f1c5f0b7a11'
 
 
-def _pem_key(key):
-    return key.private_bytes(serialization.Encoding.PEM,
-                             serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-@pytest.mark.parametrize('encoding', ['PEM', 'DER'])
-def test_guardian_certificates(guardians, encoding):
-    g = guardians['dr']
-    m = material.parse(REF, fake.export_guardian_certificates(g, encoding))
-    assert m.kind is material.Kind.GUARDIAN
-    assert m.signing_der == g.signing_der
-    assert m.encryption_der == g.encryption_der
+def _pfx(key, cert):
+    return pkcs12.serialize_key_and_certificates(
+        None, key, cert, None, serialization.NoEncryption())
 
 
 def test_owner_bundle(guardians):
@@ -35,22 +25,38 @@ def test_owner_bundle(guardians):
     m = material.parse(REF, payload)
     assert m.kind is material.Kind.OWNER
     assert m.signing_der == g.signing_der
-    assert m.encryption_der == g.encryption_der
+    assert m.signing[1] == g.signing_cert
+    assert m.encryption[1] == g.encryption_cert
+    assert m.encryption[0].private_numbers() == \
+        g.encryption_key.private_numbers()
     assert m.payload is payload  # read in place, so the caller can wipe it
     assert 'PRIVATE' not in repr(m) and REF in repr(m)
 
 
-def test_pkcs12_without_key_is_a_guardian(guardians):
-    g = guardians['dr']
-    bundle = pkcs12.serialize_key_and_certificates(
-        None, None, None, [g.signing_cert, g.encryption_cert],
-        serialization.NoEncryption())
-    assert material.parse(REF, bundle).kind is material.Kind.GUARDIAN
+def test_guardian_file(guardians):
+    payload = fake.export_guardian_file(guardians['dr'])
+    m = material.parse(REF, payload)
+    assert m.kind is material.Kind.GUARDIAN and m.payload is payload
 
 
-def test_raw_key_protector_candidate(guardians):
-    raw = fake.build_key_protector(guardians['owner'])
-    assert material.parse(REF, raw).kind is material.Kind.RAW_KEY_PROTECTOR
+@pytest.mark.parametrize('encoding', ['PEM', 'DER'])
+def test_certificates_alone_are_refused_with_the_way_to_fix_it(
+        guardians, encoding):
+    """No documented call imports a guardian from bare certificates."""
+    with pytest.raises(exception.InvalidKeyMaterial) as err:
+        material.parse(REF, fake.export_guardian_certificates(
+            guardians['dr'], encoding))
+    assert 'Export-HgsGuardian' in str(err.value) and REF in str(err.value)
+
+
+def test_tenant_artifacts_are_left_to_hyper_v(guardians, fabric):
+    raw = fake.build_key_protector(guardians['owner'],
+                                   [fabric.guardian.public()])
+    pdk = fake.make_shielding_data_file(guardians['owner'],
+                                        [fabric.guardian.public()])
+    for payload in (raw, pdk):
+        assert material.parse(REF, payload).kind is \
+            material.Kind.TENANT_ARTIFACT
 
 
 @pytest.mark.parametrize('payload, problem', [
@@ -58,12 +64,9 @@ def test_raw_key_protector_candidate(guardians):
     (b'', 'empty'),
     # too short to be anything
     (b'\x00' * 40, 'too short'),
-    # a DER SEQUENCE that is no certificate
+    # a DER SEQUENCE that is neither PKCS#12 nor a certificate
     (b'\x30\x03\x02\x01\x01', 'too short'),
-    # PEM text without a certificate
-    (b'-----BEGIN NOTHING-----\nAAAA\n-----END NOTHING-----\n',
-     'no readable certificate'),
-], ids=['empty', 'short-bytes', 'der-not-a-cert', 'pem-without-cert'])
+], ids=['empty', 'short-bytes', 'der-not-a-cert'])
 def test_unusable_payload_names_the_secret(payload, problem):
     with pytest.raises(exception.InvalidKeyMaterial) as err:
         material.parse(REF, payload)
@@ -71,93 +74,86 @@ def test_unusable_payload_names_the_secret(payload, problem):
     assert REF in str(err.value) and problem in str(err.value)
 
 
-def test_one_certificate_is_not_a_guardian(guardians):
-    g = guardians['dr']
-    one = g.signing_cert.public_bytes(serialization.Encoding.PEM)
-    with pytest.raises(exception.InvalidKeyMaterial, match='1 certificate'):
-        material.parse(REF, one)
-
-
-def test_pem_private_key_is_refused(guardians):
-    g = guardians['owner']
-    payload = fake.export_guardian_certificates(g) + _pem_key(g.signing_key)
-    with pytest.raises(exception.InvalidKeyMaterial, match='PKCS#12'):
-        material.parse(REF, payload)
-
-
-def test_bundle_with_the_encryption_key_is_refused(guardians):
-    g = guardians['owner']
-    bundle = pkcs12.serialize_key_and_certificates(
-        b'x', g.encryption_key, g.encryption_cert, [g.signing_cert],
-        serialization.NoEncryption())
-    with pytest.raises(exception.InvalidKeyMaterial,
-                       match='private signing key'):
-        material.parse(REF, bundle)
+@pytest.mark.parametrize('build, problem', [
+    # one PKCS#12 file: the encryption key is missing
+    (lambda g: _pfx(g.signing_key, g.signing_cert), '1 DER structure'),
+    # the files in the wrong order
+    (lambda g: _pfx(g.encryption_key, g.encryption_cert)
+     + _pfx(g.signing_key, g.signing_cert), 'signing certificate'),
+    # a file without its private key
+    (lambda g: _pfx(g.signing_key, g.signing_cert)
+     + pkcs12.serialize_key_and_certificates(
+         None, None, None, [g.encryption_cert],
+         serialization.NoEncryption()), 'private key'),
+], ids=['one-file', 'wrong-order', 'no-key'])
+def test_malformed_owner_bundles_are_refused(guardians, build, problem):
+    with pytest.raises(exception.InvalidKeyMaterial, match=problem):
+        material.parse(REF, build(guardians['owner']))
 
 
 # --- sets --------------------------------------------------------------------
 
-def _m(ref, kind, guardian=None):
-    return material.Material(
-        ref, kind, b'', guardian.signing_cert if guardian else None,
-        guardian.encryption_cert if guardian else None)
+def _m(ref, kind, payload=b''):
+    return material.Material(ref, kind, payload)
 
 
-def test_owner_plus_five_guardians_is_valid(guardians):
-    extra = [fake.make_guardian('g%d' % i, reuse_keys=True)
-             for i in range(5)]
-    owner = _m('o', material.Kind.OWNER, guardians['owner'])
+def test_owner_plus_five_guardians_is_valid():
+    owner = _m('o', material.Kind.OWNER)
     ks = material.check_set(
-        [owner] + [_m('g%d' % i, material.Kind.GUARDIAN, g)
-                   for i, g in enumerate(extra)])
-    assert ks.owner is owner and len(ks.guardians) == 5 and ks.raw is None
+        [owner] + [_m('g%d' % i, material.Kind.GUARDIAN, b'<%d/>' % i)
+                   for i in range(5)])
+    assert ks.owner is owner and len(ks.guardians) == 5
+    assert ks.artifact is None
 
 
-def test_raw_alone_is_valid():
-    raw = _m('r', material.Kind.RAW_KEY_PROTECTOR)
-    assert material.check_set([raw]).raw is raw
+def test_artifact_alone_is_valid():
+    artifact = _m('r', material.Kind.TENANT_ARTIFACT)
+    assert material.check_set([artifact]).artifact is artifact
 
 
 @pytest.mark.parametrize('kinds, names', [
     # guardians without an owner
     (['GUARDIAN'], 'no owner'),
     # two owners
-    (['OWNER', 'OWNER2'], 'all owner bundles'),
-    # a raw KeyProtector mixed with an owner
-    (['RAW', 'OWNER'], 'must be the only secret'),
-    # two raw KeyProtectors
-    (['RAW', 'RAW'], 'must be the only secret'),
-    # the same guardian twice
+    (['OWNER', 'OWNER'], 'all owner bundles'),
+    # a tenant artifact mixed with an owner
+    (['ARTIFACT', 'OWNER'], 'must be the only secret'),
+    # two tenant artifacts
+    (['ARTIFACT', 'ARTIFACT'], 'must be the only secret'),
+    # the same guardian file twice
     (['OWNER', 'GUARDIAN', 'GUARDIAN'], 'same guardian'),
-], ids=['no-owner', 'two-owners', 'raw-mixed', 'two-raw', 'duplicate'])
-def test_invalid_sets_name_the_secrets(guardians, kinds, names):
-    table = {
-        'OWNER': (material.Kind.OWNER, guardians['owner']),
-        'OWNER2': (material.Kind.OWNER, guardians['owner2']),
-        'GUARDIAN': (material.Kind.GUARDIAN, guardians['dr']),
-        'RAW': (material.Kind.RAW_KEY_PROTECTOR, None),
-    }
-    items = [_m('secret-%d' % i, *table[k]) for i, k in enumerate(kinds)]
+    # six guardians
+    (['OWNER'] + ['GUARDIAN%d' % i for i in range(6)], 'at most 5'),
+], ids=['no-owner', 'two-owners', 'artifact-mixed', 'two-artifacts',
+        'duplicate', 'six-guardians'])
+def test_invalid_sets_name_the_secrets(kinds, names):
+    def make(i, k):
+        if k.startswith('GUARDIAN'):
+            return _m('secret-%d' % i, material.Kind.GUARDIAN,
+                      b'<g%s/>' % k[8:].encode())
+        return _m('secret-%d' % i, {
+            'OWNER': material.Kind.OWNER,
+            'ARTIFACT': material.Kind.TENANT_ARTIFACT}[k])
     with pytest.raises(exception.InvalidKeySet) as err:
-        material.check_set(items)
+        material.check_set([make(i, k) for i, k in enumerate(kinds)])
     assert names in str(err.value)
-    assert 'secret-' in str(err.value)
+    if 'at most' not in names:
+        assert 'secret-' in str(err.value)
 
 
 # --- properties --------------------------------------------------------------
 
 @hypothesis.given(payload=st.binary(max_size=2048))
-def test_random_bytes_are_a_vtpm_error_or_a_raw_candidate(payload):
-    """Any bytes classify as a raw KeyProtector candidate (which Hyper-V
-    then reads) or raise InvalidKeyMaterial naming the secret; never
-    another exception."""
+def test_random_bytes_are_a_vtpm_error_or_left_to_hyper_v(payload):
+    """Any bytes classify as a guardian file or tenant artifact (which
+    Windows then reads) or raise InvalidKeyMaterial naming the secret;
+    never another exception."""
     try:
         m = material.parse(REF, payload)
     except exception.InvalidKeyMaterial as e:
         assert e.ref == REF
         return
-    assert m.kind is material.Kind.RAW_KEY_PROTECTOR
-    assert len(payload) >= material.MIN_RAW_KEY_PROTECTOR_BYTES
+    assert m.kind in (material.Kind.TENANT_ARTIFACT, material.Kind.GUARDIAN)
 
 
 @hypothesis.given(data=st.data())
@@ -167,7 +163,7 @@ def test_mutated_material_is_a_vtpm_error_or_still_material(guardians, data):
     source = data.draw(st.sampled_from([
         fake.export_owner_pkcs12(guardians['owner']),
         fake.export_guardian_certificates(guardians['dr'], 'DER'),
-        fake.export_guardian_certificates(guardians['dr'], 'PEM'),
+        fake.export_guardian_file(guardians['dr']),
     ]))
     payload = bytearray(source)
     for _ in range(data.draw(st.integers(1, 8))):

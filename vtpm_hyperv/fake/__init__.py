@@ -16,8 +16,10 @@ Typical use::
 
     owner = fake.make_guardian('tenant-owner')
     dr = fake.make_guardian('dr-site')
-    secrets = [fake.export_owner_pkcs12(owner),
-               fake.export_guardian_certificates(dr, 'PEM')]
+    secrets = [fake.export_owner_pkcs12(owner),   # or, for shielded VMs:
+               fake.export_guardian_file(dr)]     # a raw KeyProtector
+    raw_kp = fake.build_key_protector(owner, [fabric.guardian.public()])
+    pdk = fake.make_shielding_data_file(owner, [fabric.guardian.public()])
 
     host.fail('Msvm_SecurityService.ModifySecuritySettings',
               job_error=32768, at=2)                 # fault injection
@@ -27,10 +29,12 @@ Typical use::
     backend = vtpm_hyperv.backend.HyperVBackend(
         conf, vmutils=vmutils, hostutils=hostutils, key_source=...)
 
-What is modelled (``host`` lists the rules, ``namespaces`` holds the WMI
-classes and ``crypto`` the KeyProtector format): the WMI classes os-win and
-the backend touch, in ``root/virtualization/v2``, ``root/msps``,
-``Root/Microsoft/Windows/Hgs`` and ``root/cimv2``; Hyper-V's return codes
+What is modelled (``host`` lists the rules, ``namespaces`` implements the
+WMI methods of ``vtpm_hyperv.wmi_schema``, the documented table every call
+is validated against, and ``crypto`` the KeyProtector and tenant file
+formats): the WMI classes os-win and the backend touch, in
+``root/virtualization/v2``, ``root/msps``, ``Root/Microsoft/Windows/Hgs``
+and ``root/cimv2``; Hyper-V's return codes
 (0, 4096 with an asynchronous ``Msvm_ConcreteJob``, 32768 and up);
 guardian stores; KeyProtectors made with real RSA-OAEP wrapping and RSA-PSS
 owner signatures; HGS attestation state; fault injection by method and
@@ -51,6 +55,8 @@ make_ca = crypto.make_ca
 make_guardian = crypto.make_guardian
 export_owner_pkcs12 = crypto.export_owner_pkcs12
 export_guardian_certificates = crypto.export_guardian_certificates
+export_guardian_file = crypto.export_guardian_file
+make_shielding_data_file = crypto.make_shielding_data_file
 build_key_protector = crypto.build_key_protector
 parse_key_protector = crypto.parse_key_protector
 unwrap_key_protector = crypto.unwrap_key_protector
@@ -65,12 +71,16 @@ LOCAL_GUARDIAN = host.LOCAL_GUARDIAN
 NO_KP_MESSAGE = host.NO_KP_MESSAGE
 
 WmiMethodError = wmi.MethodError
+WrongType = wmi.WrongType
 x_wmi = wmi.x_wmi
+STATS = wmi.STATS
 
 __all__ = [
     'CertificateAuthority', 'Fabric', 'FakeHyperVHost', 'Guardian',
     'KeyProtectorError', 'LOCAL_GUARDIAN', 'NO_KP_MESSAGE', 'UnwrapError',
-    'WmiMethodError', 'build_key_protector', 'export_guardian_certificates',
+    'STATS', 'WmiMethodError', 'WrongType', 'build_key_protector',
+    'export_guardian_certificates', 'export_guardian_file',
     'export_owner_pkcs12', 'install_wmi_module', 'make_ca', 'make_guardian',
-    'parse_key_protector', 'thumbprint', 'unwrap_key_protector', 'x_wmi',
+    'make_shielding_data_file', 'parse_key_protector', 'thumbprint',
+    'unwrap_key_protector', 'x_wmi',
 ]

@@ -8,14 +8,24 @@ certificate (keyEncipherment, dataEncipherment).
 Microsoft's KeyProtector wire format (MS-KPS) is not public in a form we
 can reproduce, so the simulator uses its own, with the same structure:
 
-    MAGIC | u32 length | body (JSON) | owner signature (RSA-PSS, SHA-256)
+    MAGIC | u32 length | body (JSON) | signature (RSA-PSS, SHA-256)
 
 The body names the owner and the guardians (their certificates, DER,
 base64) and holds, for each of them, the random 256-bit transport key
 wrapped with that party's encryption certificate (RSA-OAEP, SHA-256),
 plus an HMAC of the wrappings keyed with the transport key (MS-KPS's
 ``TransportKeySignature``). Only a private key of the owner or of a
-listed guardian recovers the transport key; any other key fails.
+listed guardian recovers the transport key; any other key fails. The
+owner signs a new KeyProtector; one rolled on start (a new transport key
+for the same parties) is signed by the guardian that unwrapped it (MS-KPS's
+``GuardianSignature``), and the body says which party signed.
+
+The tenant-side files whose formats Microsoft does not publish are
+simulated here too, each with its own magic: the guardian file that
+``Export-HgsGuardian`` writes (XML on Windows; ``export_guardian_file``)
+and the shielding data file (PDK) that ``New-ShieldingDataFile`` writes
+(``make_shielding_data_file``), which only the simulated
+``Msps_ProvisioningFileProcessor.PopulateFromFile`` reads.
 """
 
 from __future__ import annotations
@@ -184,15 +194,20 @@ def make_guardian(name: str, *, ca: CertificateAuthority | None = None,
 
 
 def export_owner_pkcs12(guardian: Guardian) -> bytes:
-    """The owner bundle a tenant stores in Barbican (unencrypted PKCS#12).
+    """The owner bundle a tenant stores in Barbican.
 
-    It holds the signing key and certificate and the encryption
-    certificate: signing a KeyProtector needs no other private key.
-    Barbican encrypts secrets at rest, so the bundle carries no password.
+    Two PKCS#12 files, concatenated: the signing certificate with its
+    private key, then the encryption certificate with its private key, as
+    ``Export-PfxCertificate`` writes each certificate of the owner guardian
+    from the "Shielded VM Local Certificates" store;
+    ``NewByAcceptCertificates`` takes exactly these two files. Barbican encrypts secrets at rest, so
+    they carry no password.
     """
-    return pkcs12.serialize_key_and_certificates(
-        guardian.name.encode(), guardian.signing_key, guardian.signing_cert,
-        [guardian.encryption_cert], serialization.NoEncryption())
+    return b''.join(pkcs12.serialize_key_and_certificates(
+        guardian.name.encode(), key, cert, None,
+        serialization.NoEncryption()) for key, cert in (
+            (guardian.signing_key, guardian.signing_cert),
+            (guardian.encryption_key, guardian.encryption_cert)))
 
 
 def export_guardian_certificates(guardian: Guardian,
@@ -202,6 +217,76 @@ def export_guardian_certificates(guardian: Guardian,
            'DER': serialization.Encoding.DER}[encoding]
     return (guardian.signing_cert.public_bytes(enc)
             + guardian.encryption_cert.public_bytes(enc))
+
+
+GUARDIAN_FILE_MAGIC = b'<?xml version="1.0"?>\n<!-- VTPMSIM-GUARDIAN1 -->\n'
+
+
+def export_guardian_file(guardian: Guardian) -> bytes:
+    """The guardian file ``Export-HgsGuardian`` writes (simulated format).
+
+    Public certificates only: what a tenant gives for a DR site or another
+    fabric, and what ``MSFT_HgsGuardian.Import`` reads.
+    """
+    body = json.dumps({'name': guardian.name,
+                       'signing': _b64(guardian.signing_der),
+                       'encryption': _b64(guardian.encryption_der)},
+                      sort_keys=True)
+    return GUARDIAN_FILE_MAGIC + ('<Guardian>%s</Guardian>\n'
+                                  % body).encode()
+
+
+def read_guardian_file(data: bytes) -> Guardian:
+    """:raises KeyProtectorError: not a guardian file."""
+    data = bytes(data)
+    if not data.startswith(GUARDIAN_FILE_MAGIC):
+        raise KeyProtectorError('not a guardian file')
+    text = data[len(GUARDIAN_FILE_MAGIC):].decode('utf-8', 'replace')
+    inner = text.strip().removeprefix('<Guardian>').removesuffix(
+        '</Guardian>')
+    try:
+        return _guardian_of(json.loads(inner))
+    except ValueError as e:
+        raise KeyProtectorError('malformed guardian file') from e
+
+
+PDK_MAGIC = b'VTPMSIM-PDK1\n'
+# The security policies New-ShieldingDataFile -Policy takes.
+POLICIES = ('Shielded', 'EncryptionSupported')
+
+
+def make_shielding_data_file(owner: Guardian, guardians=(), *,
+                             policy: str = 'Shielded') -> bytes:
+    """A shielding data file (PDK) as a tenant makes it (simulated format).
+
+    What ``New-ShieldingDataFile -Owner -Guardian -Policy`` does: a new
+    KeyProtector owned by ``owner`` for ``guardians``, the security policy,
+    and the encrypted provisioning secrets (random bytes here). Only the
+    clear parts are readable on a host (Msps_PDK: KeyProtector, PolicyData).
+    """
+    if policy not in POLICIES:
+        raise ValueError('policy must be one of %s' % ', '.join(POLICIES))
+    kp = build_key_protector(owner, guardians)
+    return PDK_MAGIC + json.dumps({
+        'key_protector': _b64(kp),
+        'policy': _b64(json.dumps({'policy': policy}).encode()),
+        'encrypted': _b64(os.urandom(64))}, sort_keys=True).encode()
+
+
+def read_shielding_data_file(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """(KeyProtector, PolicyData, RawData) of a PDK.
+
+    :raises KeyProtectorError: not a shielding data file.
+    """
+    data = bytes(data)
+    if not data.startswith(PDK_MAGIC):
+        raise KeyProtectorError('not a shielding data file')
+    try:
+        body = json.loads(data[len(PDK_MAGIC):])
+        return tuple(base64.b64decode(body[k]) for k in (
+            'key_protector', 'policy', 'encrypted'))
+    except (ValueError, KeyError, TypeError) as e:
+        raise KeyProtectorError('malformed shielding data file') from e
 
 
 def thumbprint(cert_der: bytes) -> str:
@@ -231,27 +316,33 @@ def _mac(transport_key, parties):
 
 def build_key_protector(owner: Guardian, guardians=(), *,
                         transport_key: bytes | None = None,
-                        kp_id: str | None = None) -> bytes:
+                        kp_id: str | None = None,
+                        signer: Guardian | None = None) -> bytes:
     """Make a KeyProtector's RawData, signed by ``owner``.
 
     A tenant's "raw KeyProtector" made with Microsoft's tools is, in this
-    simulated world, made with this function. ``owner`` must hold its
-    private signing key.
+    simulated world, made with this function. The signer (``owner``, or
+    for a rolled KeyProtector one of ``guardians``) must hold its private
+    signing key.
     """
-    if owner.signing_key is None:
-        raise ValueError('the owner guardian %s has no private signing key'
-                         % owner.name)
+    signer = signer or owner
+    if signer.signing_key is None:
+        raise ValueError('the guardian %s has no private signing key'
+                         % signer.name)
     transport_key = transport_key or os.urandom(TRANSPORT_KEY_BYTES)
-    parties = [_party(owner, transport_key)]
-    parties += [_party(g, transport_key) for g in guardians]
+    everyone = [owner] + list(guardians)
+    signer_index = next(i for i, g in enumerate(everyone)
+                        if g.signing_der == signer.signing_der)
+    parties = [_party(g, transport_key) for g in everyone]
     body = json.dumps({
         'id': kp_id or str(uuid.uuid4()),
         'owner': parties[0],
         'guardians': parties[1:],
+        'signer': signer_index,
         'transport_key_mac': _mac(transport_key, parties),
     }, sort_keys=True).encode()
     signed = MAGIC + struct.pack('>I', len(body)) + body
-    return signed + owner.signing_key.sign(signed, _PSS, hashes.SHA256())
+    return signed + signer.signing_key.sign(signed, _PSS, hashes.SHA256())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,15 +386,16 @@ def parse_key_protector(raw: bytes) -> ParsedKeyProtector:
         parties = [owner_party] + list(body['guardians'])
         kp_id = str(body['id'])
         mac = str(body['transport_key_mac'])
-    except (ValueError, KeyError, TypeError) as e:
+        signer = parties[int(body.get('signer', 0))]
+    except (ValueError, KeyError, TypeError, IndexError) as e:
         raise KeyProtectorError('malformed KeyProtector body') from e
     owner = _guardian_of(owner_party)
     guardians = tuple(_guardian_of(p) for p in parties[1:])
     try:
-        owner.signing_cert.public_key().verify(signature, signed, _PSS,
-                                               hashes.SHA256())
+        _guardian_of(signer).signing_cert.public_key().verify(
+            signature, signed, _PSS, hashes.SHA256())
     except Exception as e:  # noqa: BLE001 - any failure is a bad signature
-        raise KeyProtectorError('the owner signature does not verify') from e
+        raise KeyProtectorError('the signature does not verify') from e
     return ParsedKeyProtector(kp_id, owner, guardians, tuple(parties), mac)
 
 

@@ -10,25 +10,31 @@ Msvm_VirtualSystemManagementService), ``root/msps``
 ``Root/Microsoft/Windows/Hgs`` (MSFT_HgsClientConfiguration,
 MSFT_HgsGuardian, MSFT_HgsKeyProtector).
 
-Hyper-V's rules it enforces:
+Hyper-V's rules it enforces (each marked ``# Windows:`` with its source
+where it is coded):
 - security settings change only while the VM is off (32775);
 - the TPM cannot be enabled, nor shielding requested, without a key
-  protector: the job fails with Hyper-V's message;
+  protector: the job fails with Hyper-V's message; no call removes a key
+  protector (an empty one is refused);
 - a KeyProtector's owner never changes; Grant and Revoke need the owner's
   private signing key in the guardian store;
 - a guardian or KeyProtector whose certificates chain to no trusted root
   needs AllowUntrustedRoot, an expired one AllowExpired;
-- a VM with a KeyProtector starts only where the KeyProtector unwraps: a
-  guarded host whose attestation passed and whose fabric guardian it
-  names, or a host whose local guardian it names.
+- in HGS mode (``Mode`` 2) a key protector opens only through the host's
+  fabric (HGS), after a passed attestation; in local mode (``Mode`` 1)
+  only with a guardian in the local store that holds its private keys;
+- the transport key is rolled on start: a new key protector for the same
+  parties comes back, and the one that opened becomes the last known good.
 
-Where Windows takes a file path for certificates (PFX), the simulator takes
-the bytes: key material never touches the disk.
+Where Windows takes a file path (PFX files, a guardian file, a shielding
+data file), the simulator reads that file, as Windows would.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
+import tempfile
 import threading
 import uuid
 
@@ -40,6 +46,7 @@ from os_win.utils.compute import vmutils10
 from vtpm_hyperv.fake import crypto
 from vtpm_hyperv.fake import namespaces as ns
 from vtpm_hyperv.fake import wmi
+from vtpm_hyperv import wmi_schema
 
 VIRT, MSPS, HGS, CIMV2 = ns.VIRT, ns.MSPS, ns.HGS, ns.CIMV2
 VM_ENABLED, VM_DISABLED = ns.VM_ENABLED, ns.VM_DISABLED
@@ -88,8 +95,12 @@ class FakeHyperVHost:
         (default: the fabric's name), as an operator does with
         ``Import-HgsGuardian``. None: a host in local mode.
     :param guarded: defaults to True with a fabric.
-    :param attestation_status: HGS's word; defaults to ``Passed`` for a
-        guarded host, ``NotConfigured`` otherwise.
+    :param attestation_status: the documented ``uint16`` (or HGS's word
+        for it); defaults to 100 (Passed) for a guarded host, 0
+        (NotConfigured) otherwise. A host with a fabric is in HGS mode
+        (``Mode`` 2), one without in local mode (1).
+    :param latency: seconds each WMI method call takes before it acts,
+        outside the host's lock (to let concurrent callers interleave).
     :param async_jobs: Msvm methods answer 4096 and a job (as Hyper-V
         does) rather than 0.
     :param job_polls: how many reads a job stays running (os-win polls
@@ -100,13 +111,17 @@ class FakeHyperVHost:
                  attestation_status=None, attestation_mode=1,
                  os_version='10.0.20348', trusted_roots=(),
                  async_jobs=True, job_polls=0, fabric_guardian_name=None,
-                 hgs_installed=True):
+                 hgs_installed=True, latency=0.0):
         self.name = name
         self.fabric = fabric
         self.guarded = bool(fabric) if guarded is None else guarded
-        self.attestation_status = attestation_status or (
-            'Passed' if self.guarded else 'NotConfigured')
+        self.mode = (wmi_schema.MODE_HGS if fabric is not None
+                     else wmi_schema.MODE_LOCAL)
+        self.attestation_status = _status(attestation_status) if \
+            attestation_status is not None else (100 if self.guarded else 0)
+        self.attestation_substatus = 0
         self.attestation_mode = attestation_mode if self.guarded else 0
+        self.latency = latency
         self.os_version = os_version
         self.trusted_roots = list(trusted_roots)
         self.async_jobs = async_jobs
@@ -117,7 +132,7 @@ class FakeHyperVHost:
         self.faults: list[wmi.Fault] = []
         self.vms: dict[str, ns.VMRecord] = {}
         self.store: dict[str, ns.StoredGuardian] = {}
-        self.pdks: dict[str, tuple[bytes, bytes]] = {}
+        self._files = None  # a temporary directory, for add_pdk
         self._jobs: dict[str, wmi.Job] = {}
         self._namespaces = {
             CIMV2.lower(): ns.Cimv2(self, CIMV2),
@@ -137,6 +152,9 @@ class FakeHyperVHost:
     def close(self):
         """Stop answering os-win's monikers for this host."""
         WMI_MODULE.unregister(self)
+        if self._files is not None:
+            self._files.cleanup()
+            self._files = None
 
     # -- connections ----------------------------------------------------------
     def namespace(self, name):
@@ -211,8 +229,17 @@ class FakeHyperVHost:
         with self.lock:
             vm = self.vms[name]
             if vm.flags['TpmEnabled'] or vm.flags['ShieldingRequested']:
-                self._unwrap_for_start(vm)
+                opener = self._unwrap_for_start(vm)
+                # Windows: the transport key is rolled on start, and the
+                # key protector that opened is kept as the last known good
+                # (msvm-tpmsettingdata.md; MS-KPS: the egress key
+                # protector is signed by the guardian that unwrapped).
+                parsed = crypto.parse_key_protector(vm.key_protector)
+                rolled = crypto.build_key_protector(
+                    parsed.owner, parsed.guardians, kp_id=parsed.kp_id,
+                    signer=opener)
                 vm.lkg_key_protector = vm.key_protector
+                vm.key_protector = rolled
             vm.state = VM_ENABLED
 
     def stop_vm(self, name):
@@ -220,22 +247,32 @@ class FakeHyperVHost:
             self.vms[name].state = VM_DISABLED
 
     def _unwrap_for_start(self, vm):
+        """The guardian (with private keys) that opens the VM's KP."""
         if not vm.key_protector:
             raise wmi.MethodError(wmi.FAILED, NO_KP_MESSAGE % vm.name)
-        keys = []
-        if self.guarded and self.fabric is not None:
-            if self.attestation_status != 'Passed':
+        if self.mode == wmi_schema.MODE_HGS:
+            # Windows: in HGS mode the host gets the key from HGS, which
+            # releases it only to a host that passed attestation; local
+            # guardians are not used ("Shielded VM local mode and HGS
+            # mode", Microsoft Datacenter Security blog, 2018-01-05;
+            # guarded-fabric-troubleshoot-hosts.md).
+            word = wmi_schema.attestation_word(self.attestation_status)
+            if not self.guarded or word != 'Passed':
                 raise wmi.MethodError(wmi.ACCESS_DENIED, UNWRAP_MESSAGE % (
-                    vm.name, 'The host failed attestation (%s).'
-                    % self.attestation_status), as_job=True)
-            keys.append(self.fabric.guardian.encryption_key)
-        local = self.store.get(LOCAL_GUARDIAN)
-        if local is not None and local.guardian.encryption_key is not None:
-            keys.append(local.guardian.encryption_key)
-        for key in keys:
+                    vm.name, 'The host failed attestation (%s).' % word),
+                    as_job=True)
+            openers = [self.fabric.guardian]
+        else:
+            # Windows: "In local mode, there is no attestation and the
+            # client keeps key material" (Set-HgsClientConfiguration.md):
+            # a guardian of the local store with its private keys.
+            openers = [s.guardian for s in self.store.values()
+                       if s.guardian.encryption_key is not None]
+        for guardian in openers:
             try:
-                crypto.unwrap_key_protector(vm.key_protector, key)
-                return
+                crypto.unwrap_key_protector(vm.key_protector,
+                                            guardian.encryption_key)
+                return guardian
             except crypto.UnwrapError:
                 continue
         raise wmi.MethodError(wmi.ACCESS_DENIED, UNWRAP_MESSAGE % (
@@ -255,28 +292,41 @@ class FakeHyperVHost:
             return sorted(self.store)
 
     def set_attestation(self, status, guarded=None):
+        """``status``: the documented uint16, or HGS's word for it."""
         with self.lock:
-            self.attestation_status = status
+            self.attestation_status = _status(status)
             if guarded is not None:
                 self.guarded = guarded
 
-    def add_pdk(self, path, key_protector, policy_data=b''):
-        """A shielding data file os-win's ``add_vtpm`` can read by path."""
-        self.pdks[path] = (bytes(key_protector), bytes(policy_data))
+    def add_pdk(self, pdk: bytes) -> str:
+        """Put a shielding data file on this host's disk; its path."""
+        with self.lock:
+            if self._files is None:
+                self._files = tempfile.TemporaryDirectory(
+                    prefix='vtpmsim-%s-' % self.name)
+            fd, path = tempfile.mkstemp(suffix='.pdk', dir=self._files.name)
+            with os.fdopen(fd, 'wb') as f:
+                f.write(bytes(pdk))
+            return path
 
     # -- fault injection ------------------------------------------------------
     def fail(self, target, *, return_code=None, job_error=None,
-             description='simulated failure', at=1, times=1):
+             description='simulated failure', at=1, times=1, mode=None):
         """Fail ``target`` at its ``at``-th call from now, ``times`` times.
 
         ``target`` is ``'Class.Method'`` for a method, or ``'Class'`` to make
         enumerating or querying that class raise ``x_wmi``. Give
         ``return_code`` (answered directly) or ``job_error`` (the call
-        answers 4096 and its job ends in the Exception state with it).
+        answers 4096 and its job ends in the Exception state with it);
+        ``mode`` (see ``wmi.Fault``) defaults to 'job' or 'return' by which
+        one is given; 'raise' raises x_wmi; 'applied' lets the call take
+        effect before it reports the failure.
         """
+        if mode is None:
+            mode = 'job' if job_error is not None else 'return'
         with self.lock:
             fault = wmi.Fault(target, return_code, job_error, description,
-                              at, times)
+                              at, times, mode=mode)
             self.faults.append(fault)
             return fault
 
@@ -322,6 +372,9 @@ class FakeHyperVHost:
 
     # -- certificate rules ----------------------------------------------------
     def check_certificates(self, certs, allow_expired, allow_untrusted_root):
+        # Windows: AllowExpired and AllowUntrustedRoot, "when specified",
+        # allow expired and self-signed certificates (the HgsClientWmi
+        # method pages).
         now = datetime.datetime.now(datetime.timezone.utc)
         for cert in certs:
             if not allow_expired and not (
@@ -349,3 +402,12 @@ class FakeHyperVHost:
             except Exception:  # noqa: BLE001 - any failure: not trusted
                 continue
         return False
+
+
+_WORDS = {word: number for number, word in
+          wmi_schema.ATTESTATION_STATUS.items()}
+
+
+def _status(status):
+    """A documented AttestationStatus number from a number or HGS's word."""
+    return _WORDS[status] if isinstance(status, str) else int(status)

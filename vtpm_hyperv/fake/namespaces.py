@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 
-from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from vtpm_hyperv.fake import crypto
@@ -86,22 +85,16 @@ class Virtualization(wmi.Namespace):
     def __init__(self, host, name):
         super().__init__(host, name)
         sec = 'Msvm_SecurityService'
-        self.register(sec, 'SetKeyProtector', self._set_kp,
-                      out=('Job', 'ReturnValue'), job=True)
-        self.register(sec, 'GetKeyProtector', self._get_kp,
-                      out=('KeyProtector', 'ReturnValue'))
-        self.register(sec, 'SetSecurityPolicy', self._set_policy,
-                      out=('Job', 'ReturnValue'), job=True)
-        self.register(sec, 'ModifySecuritySettings', self._modify,
-                      out=('Job', 'ReturnValue'), job=True)
+        self.register(sec, 'SetKeyProtector', self._set_kp)
+        self.register(sec, 'GetKeyProtector', self._get_kp)
+        self.register(sec, 'SetSecurityPolicy', self._set_policy)
+        self.register(sec, 'ModifySecuritySettings', self._modify)
         self.register(sec, 'RestoreLastKnownGoodKeyProtector',
-                      self._restore_lkg, out=('Job', 'ReturnValue'), job=True)
+                      self._restore_lkg)
         self.register('Msvm_ConcreteJob', 'GetErrorEx',
-                      lambda job: {'Errors': [job.ErrorDescription]},
-                      out=('Errors', 'ReturnValue'))
+                      lambda job: {'Errors': [job.ErrorDescription]})
         self.register('Msvm_ComputerSystem', 'RequestStateChange',
-                      self._request_state, out=('Job', 'ReturnValue'),
-                      job=True)
+                      self._request_state)
 
     def key_of(self, class_name):
         return 'Name' if class_name == 'Msvm_ComputerSystem' else 'InstanceID'
@@ -153,78 +146,58 @@ class Virtualization(wmi.Namespace):
         raise wmi.MethodError(wmi.NOT_AVAILABLE, 'no VM %s' % vm_id)
 
     @staticmethod
-    def _settings_arg(args, kwargs):
-        """The SecuritySettingData argument, by name or first position."""
-        return kwargs.get('SecuritySettingData') or (args[0] if args else None)
-
-    @staticmethod
-    def _split(args, kwargs, blob_name):
-        """os-win passes (blob, settings) positionally, the MOF lists
-        (settings, blob): accept both, and names."""
-        ssd = kwargs.get('SecuritySettingData')
-        blob = kwargs.get(blob_name)
-        for arg in args:
-            if isinstance(arg, str):
-                ssd = arg
-            else:
-                blob = arg
-        if ssd is None:
-            raise wmi.MethodError(wmi.INVALID_PARAMETER,
-                                  'SecuritySettingData is missing')
-        return ssd, bytes(blob or b'')
-
-    @staticmethod
     def _check_off(vm):
+        # Windows: security settings change only while the VM is off
+        # (guarded-fabric-create-vm-move-to-guarded-fabric.md: Stop-VM first).
         if vm.state != VM_DISABLED:
             raise wmi.MethodError(
                 wmi.INVALID_STATE, "The virtual machine '%s' must be turned "
                 "off to change its security settings." % vm.name)
 
     # -- methods -------------------------------------------------------------
-    def _set_kp(self, _instance, *args, **kwargs):
-        ssd, kp = self._split(args, kwargs, 'KeyProtector')
-        vm, _ = self._vm_of(ssd)
+    def _set_kp(self, _instance, SecuritySettingData, KeyProtector):
+        vm, _ = self._vm_of(SecuritySettingData)
         self._check_off(vm)
-        if not kp:
-            if vm.flags['TpmEnabled'] or vm.flags['ShieldingRequested']:
-                raise wmi.MethodError(wmi.INVALID_STATE, (
-                    "The key protector of virtual machine '%s' cannot be "
-                    "removed while its TPM is enabled.") % vm.name)
-        else:
-            try:
-                parsed = crypto.parse_key_protector(kp)
-            except crypto.KeyProtectorError as e:
-                raise wmi.MethodError(wmi.INVALID_PARAMETER,
-                                      'The key protector is invalid: %s' % e,
-                                      as_job=True) from e
-            if vm.key_protector and (vm.flags['TpmEnabled']
-                                     or vm.flags['ShieldingRequested']):
-                old = crypto.parse_key_protector(vm.key_protector)
-                if old.owner.signing_der != parsed.owner.signing_der:
-                    raise wmi.MethodError(wmi.ACCESS_DENIED, (
-                        "The owner of the key protector of virtual machine "
-                        "'%s' cannot change.") % vm.name, as_job=True)
-        vm.key_protector = kp
+        if not KeyProtector:
+            # Windows: nothing documents an empty key protector (the page
+            # says "the key protector to set"); no call removes one.
+            raise wmi.MethodError(wmi.INVALID_PARAMETER, (
+                "An empty key protector is not a key protector (virtual "
+                "machine '%s').") % vm.name)
+        try:
+            parsed = crypto.parse_key_protector(KeyProtector)
+        except crypto.KeyProtectorError as e:
+            raise wmi.MethodError(wmi.INVALID_PARAMETER,
+                                  'The key protector is invalid: %s' % e,
+                                  as_job=True) from e
+        if vm.key_protector and (vm.flags['TpmEnabled']
+                                 or vm.flags['ShieldingRequested']):
+            old = crypto.parse_key_protector(vm.key_protector)
+            # Windows: "You cannot change the owner" (New-HgsKeyProtector.md).
+            if old.owner.signing_der != parsed.owner.signing_der:
+                raise wmi.MethodError(wmi.ACCESS_DENIED, (
+                    "The owner of the key protector of virtual machine "
+                    "'%s' cannot change.") % vm.name, as_job=True)
+        vm.key_protector = KeyProtector
         return {}
 
-    def _get_kp(self, _instance, *args, **kwargs):
-        ssd = self._settings_arg(args, kwargs)
-        vm, _ = self._vm_of(ssd)
+    def _get_kp(self, _instance, SecuritySettingData):
+        vm, _ = self._vm_of(SecuritySettingData)
         return {'KeyProtector': bytes(vm.key_protector)}
 
-    def _set_policy(self, _instance, *args, **kwargs):
-        ssd, policy = self._split(args, kwargs, 'SecurityPolicy')
-        vm, _ = self._vm_of(ssd)
+    def _set_policy(self, _instance, SecuritySettingData, SecurityPolicy):
+        vm, _ = self._vm_of(SecuritySettingData)
         self._check_off(vm)
+        # Windows: no security change without a key protector (the error
+        # Hyper-V gives, hashicorp/vagrant#11978).
         if not vm.key_protector:
             raise wmi.MethodError(wmi.FAILED, NO_KP_MESSAGE % vm.name,
                                   as_job=True)
-        vm.policy = policy
+        vm.policy = SecurityPolicy
         return {}
 
-    def _modify(self, _instance, *args, **kwargs):
-        ssd = self._settings_arg(args, kwargs)
-        vm, props = self._vm_of(ssd)
+    def _modify(self, _instance, SecuritySettingData):
+        vm, props = self._vm_of(SecuritySettingData)
         self._check_off(vm)
         new = dict(vm.flags)
         for name in SECURITY_FLAGS:
@@ -234,6 +207,7 @@ class Virtualization(wmi.Namespace):
             raise wmi.MethodError(wmi.NOT_SUPPORTED, (
                 "Virtual machine '%s' is generation %d; a virtual TPM needs "
                 "generation 2.") % (vm.name, vm.generation))
+        # Windows: no vTPM enable without a key protector (vagrant#11978).
         if (new['TpmEnabled'] or new['ShieldingRequested']) and \
                 not vm.key_protector:
             raise wmi.MethodError(wmi.FAILED, NO_KP_MESSAGE % vm.name,
@@ -241,10 +215,11 @@ class Virtualization(wmi.Namespace):
         vm.flags = new
         return {}
 
-    def _restore_lkg(self, _instance, *args, **kwargs):
-        ssd = self._settings_arg(args, kwargs)
-        vm, _ = self._vm_of(ssd)
+    def _restore_lkg(self, _instance, SecuritySettingData):
+        vm, _ = self._vm_of(SecuritySettingData)
         self._check_off(vm)
+        # Windows: the last known good key protector is the one that
+        # opened the TPM at the last boot (msvm-tpmsettingdata.md).
         if not vm.lkg_key_protector:
             raise wmi.MethodError(wmi.INVALID_STATE, (
                 "Virtual machine '%s' has no last known good key "
@@ -252,7 +227,7 @@ class Virtualization(wmi.Namespace):
         vm.key_protector = vm.lkg_key_protector
         return {}
 
-    def _request_state(self, instance, RequestedState=None, *args, **kwargs):
+    def _request_state(self, instance, RequestedState, TimeoutPeriod):
         vm = next((v for v in self.host.vms.values()
                    if v.vm_id == instance.Name), None)
         if vm is None:
@@ -267,43 +242,50 @@ class Virtualization(wmi.Namespace):
         return {}
 
 
+def _read_file(path):
+    """A file the caller named by path, as Windows' providers read it."""
+    try:
+        with open(path, 'rb') as f:
+            return f.read()
+    except OSError as e:
+        raise wmi.MethodError(wmi.NOT_AVAILABLE,
+                              'The file %s cannot be read: %s'
+                              % (path, e.strerror)) from e
+
+
 class Msps(wmi.Namespace):
     def __init__(self, host, name):
         super().__init__(host, name)
         self.register('Msps_ProvisioningFileProcessor', 'PopulateFromFile',
-                      self._populate, out=('ProvisioningFile', 'ReturnValue'))
-        self.register('Msps_ProvisioningFileProcessor', 'SerializeToFile',
-                      lambda *a, **k: {}, out=('ReturnValue',))
-        self.register('Msps_ProvisioningService', 'ProvisionMachine',
-                      lambda *a, **k: {}, out=('Job', 'ReturnValue'),
-                      job=True)
+                      self._populate)
 
-    def _populate(self, _instance, path=None, **kwargs):
-        path = path or kwargs.get('FilePath')
-        if path not in self.host.pdks:
-            raise wmi.MethodError(wmi.NOT_AVAILABLE, 'no file %s' % path)
-        kp, policy = self.host.pdks[path]
+    def _populate(self, _instance, FilePath):
+        try:
+            kp, policy, raw = crypto.read_shielding_data_file(
+                _read_file(FilePath))
+        except crypto.KeyProtectorError as e:
+            raise wmi.MethodError(wmi.INVALID_PARAMETER, (
+                '%s is not a shielding data file: %s') % (FilePath, e)) from e
         return {'ProvisioningFile': wmi.Instance(
-            self, 'Msps_PDK', {'InstanceID': path, 'KeyProtector': kp,
-                               'PolicyData': policy})}
+            self, 'Msps_PDK', {'InstanceID': FilePath, 'KeyProtector': kp,
+                               'PolicyData': policy, 'RawData': raw,
+                               'VolumeIDFilters': []})}
 
 
 class Hgs(wmi.Namespace):
     def __init__(self, host, name):
         super().__init__(host, name)
-        out = ('ReturnValue', 'cmdletOutput')
-        self.register('MSFT_HgsClientConfiguration', 'Get', self._config,
-                      out=out)
+        self.register('MSFT_HgsClientConfiguration', 'Get', self._config)
         g = 'MSFT_HgsGuardian'
-        self.register(g, 'NewByAcceptCertificates', self._accept, out=out)
-        self.register(g, 'NewByGenerateCertificates', self._generate,
-                      out=out)
-        self.register(g, 'Remove', self._remove, out=('ReturnValue',))
+        self.register(g, 'Import', self._import)
+        self.register(g, 'NewByAcceptCertificates', self._accept)
+        self.register(g, 'NewByGenerateCertificates', self._generate)
+        self.register(g, 'Remove', self._remove)
         kp = 'MSFT_HgsKeyProtector'
-        self.register(kp, 'NewByGuardians', self._new_kp, out=out)
-        self.register(kp, 'ConvertToByRawBytes', self._convert, out=out)
-        self.register(kp, 'Grant', self._grant, out=out)
-        self.register(kp, 'Revoke', self._revoke, out=out)
+        self.register(kp, 'NewByGuardians', self._new_kp)
+        self.register(kp, 'ConvertToByRawBytes', self._convert)
+        self.register(kp, 'Grant', self._grant)
+        self.register(kp, 'Revoke', self._revoke)
 
     def key_of(self, class_name):
         return 'Name' if class_name == 'MSFT_HgsGuardian' else 'InstanceID'
@@ -321,10 +303,10 @@ class Hgs(wmi.Namespace):
         return {'cmdletOutput': wmi.Instance(
             self, 'MSFT_HgsClientConfiguration', {
                 'InstanceID': 'HgsClientConfiguration',
-                'Mode': 'HostGuardianService' if h.guarded else 'Local',
+                'Mode': h.mode,
                 'IsHostGuarded': h.guarded,
                 'AttestationStatus': h.attestation_status,
-                'AttestationSubstatus': [],
+                'AttestationSubstatus': h.attestation_substatus,
                 'AttestationOperationMode': h.attestation_mode,
                 'KeyProtectionServerUrl': (
                     'http://%s/KeyProtection' % h.fabric.name
@@ -334,38 +316,54 @@ class Hgs(wmi.Namespace):
                     if h.fabric else None)})}
 
     # -- guardians ------------------------------------------------------------
-    def _accept(self, _instance, Name=None, SigningCertificate=None,
-                SigningCertificatePassword=None, EncryptionCertificate=None,
-                EncryptionCertificatePassword=None, AllowExpired=False,
-                AllowUntrustedRoot=False):
-        if not Name:
-            raise wmi.MethodError(wmi.INVALID_PARAMETER, 'Name is required')
-        if Name in self.host.store:
+    def _new_name(self, name):
+        if name in self.host.store:
             raise wmi.MethodError(wmi.IN_USE,
-                                  'A guardian named %s exists.' % Name)
-        sign_key, sign_cert = _load_cert(SigningCertificate,
-                                         SigningCertificatePassword)
-        enc_key, enc_cert = _load_cert(EncryptionCertificate,
-                                       EncryptionCertificatePassword)
+                                  'A guardian named %s exists.' % name)
+
+    def _store(self, guardian, has_private):
+        stored = StoredGuardian(guardian, has_private)
+        self.host.store[guardian.name] = stored
+        return {'cmdletOutput': self._guardian_instance(stored)}
+
+    def _import(self, _instance, Path, Name, AllowExpired,
+                AllowUntrustedRoot):
+        self._new_name(Name)
+        try:
+            g = crypto.read_guardian_file(_read_file(Path))
+        except crypto.KeyProtectorError as e:
+            raise wmi.MethodError(wmi.INVALID_PARAMETER, (
+                '%s is not a guardian file: %s') % (Path, e)) from e
+        self.host.check_certificates((g.signing_cert, g.encryption_cert),
+                                     AllowExpired, AllowUntrustedRoot)
+        return self._store(crypto.Guardian(Name, g.signing_cert,
+                                           g.encryption_cert), False)
+
+    def _accept(self, _instance, Name, EncryptionCertificate,
+                SigningCertificate, SigningCertificatePassword,
+                EncryptionCertificatePassword, AllowExpired,
+                AllowUntrustedRoot):
+        self._new_name(Name)
+        # Windows: two password-protected PFX files, each "that contains
+        # the public and private keys" (newbyacceptcertificates.md).
+        sign_key, sign_cert = _load_pfx(SigningCertificate,
+                                        SigningCertificatePassword)
+        enc_key, enc_cert = _load_pfx(EncryptionCertificate,
+                                      EncryptionCertificatePassword)
         self.host.check_certificates((sign_cert, enc_cert), AllowExpired,
                                      AllowUntrustedRoot)
-        stored = StoredGuardian(
-            crypto.Guardian(Name, sign_cert, enc_cert, sign_key, enc_key),
-            sign_key is not None)
-        self.host.store[Name] = stored
-        return {'cmdletOutput': self._guardian_instance(stored)}
+        return self._store(crypto.Guardian(Name, sign_cert, enc_cert,
+                                           sign_key, enc_key), True)
 
-    def _generate(self, _instance, Name=None, **kwargs):
-        if not Name or Name in self.host.store:
-            raise wmi.MethodError(wmi.IN_USE,
-                                  'A guardian named %s exists.' % Name)
+    def _generate(self, _instance, Name, GenerateCertificates):
+        self._new_name(Name)
+        if not GenerateCertificates:
+            raise wmi.MethodError(wmi.INVALID_PARAMETER,
+                                  'GenerateCertificates is not set.')
         # Fresh keys: each host's local guardian is its own.
-        g = crypto.make_guardian(Name)
-        stored = StoredGuardian(g, True)
-        self.host.store[Name] = stored
-        return {'cmdletOutput': self._guardian_instance(stored)}
+        return self._store(crypto.make_guardian(Name), True)
 
-    def _remove(self, _instance, Name=None):
+    def _remove(self, _instance, Name):
         if Name not in self.host.store:
             raise wmi.MethodError(wmi.NOT_AVAILABLE,
                                   'No guardian named %s.' % Name)
@@ -373,12 +371,12 @@ class Hgs(wmi.Namespace):
         return {}
 
     def _stored(self, guardian):
-        name = guardian if isinstance(guardian, str) else getattr(
-            guardian, 'Name', None)
-        stored = self.host.store.get(name)
-        if stored is None:
+        """The store's guardian an embedded instance names."""
+        stored = self.host.store.get(guardian.Name)
+        if stored is None or bytes(stored.guardian.signing_der) != bytes(
+                guardian.SigningCertificate):
             raise wmi.MethodError(wmi.NOT_AVAILABLE,
-                                  'No guardian named %s.' % name)
+                                  'No guardian named %s.' % guardian.Name)
         return stored
 
     # -- key protectors -------------------------------------------------------
@@ -396,6 +394,8 @@ class Hgs(wmi.Namespace):
             'Guardians': [inst(g) for g in parsed.guardians]})
 
     def _make(self, owner, guardians, kp_id=None, transport_key=None):
+        # Windows: the owner signs; it needs its private signing key
+        # (msft-hgsguardian.md, HasPrivateSigningKey).
         if not owner.has_private:
             raise wmi.MethodError(wmi.ACCESS_DENIED, (
                 'The owner guardian %s has no private signing key.')
@@ -409,29 +409,27 @@ class Hgs(wmi.Namespace):
         _TRANSPORT_KEYS[parsed.kp_id] = transport_key
         return {'cmdletOutput': self._kp_instance(raw)}
 
-    def _new_kp(self, _instance, Owner=None, Guardians=(), AllowExpired=False,
-                AllowUntrustedRoot=False):
+    def _new_kp(self, _instance, AllowUntrustedRoot, AllowExpired, Owner,
+                Guardian):
         owner = self._stored(Owner)
-        guardians = [self._stored(g) for g in (Guardians or ())]
+        guardians = [self._stored(g) for g in (Guardian or ())]
         certs = []
         for s in [owner] + guardians:
             certs += [s.guardian.signing_cert, s.guardian.encryption_cert]
         self.host.check_certificates(certs, AllowExpired, AllowUntrustedRoot)
         return self._make(owner, guardians)
 
-    def _convert(self, _instance, RawData=None):
+    def _convert(self, _instance, Bytes):
         try:
-            return {'cmdletOutput': self._kp_instance(bytes(RawData or b''))}
-        except (crypto.KeyProtectorError, TypeError, ValueError) as e:
-            raise wmi.MethodError(wmi.INVALID_PARAMETER,
-                                  'The key protector is invalid: %s' % e)
-
-    def _regrant(self, raw, change):
-        try:
-            parsed = crypto.parse_key_protector(bytes(raw or b''))
+            return {'cmdletOutput': self._kp_instance(Bytes)}
         except crypto.KeyProtectorError as e:
             raise wmi.MethodError(wmi.INVALID_PARAMETER,
                                   'The key protector is invalid: %s' % e)
+
+    def _regrant(self, key_protector, change):
+        parsed = crypto.parse_key_protector(bytes(key_protector.RawData))
+        # Windows: Grant and Revoke need "the owner signing private key"
+        # (grant-msft-hgskeyprotector.md, revoke-msft-hgskeyprotector.md).
         owner = next((s for s in self.host.store.values()
                       if s.guardian.signing_der == parsed.owner.signing_der
                       and s.has_private), None)
@@ -444,37 +442,35 @@ class Hgs(wmi.Namespace):
             raise wmi.MethodError(wmi.NOT_SUPPORTED, 'unknown transport key')
         guardians = change(list(parsed.guardians))
         stored = [StoredGuardian(g, False) for g in guardians]
-        # The owner stays the owner: the same guardian signs the new KP.
+        # Windows: the owner stays the owner (New-HgsKeyProtector.md).
         return self._make(owner, stored, kp_id=parsed.kp_id, transport_key=tk)
 
-    def _grant(self, _instance, KeyProtector=None, Guardian=None,
-               AllowExpired=False, AllowUntrustedRoot=False):
+    def _grant(self, _instance, KeyProtector, Guardian, AllowExpired,
+               AllowUntrustedRoot):
         new = self._stored(Guardian).guardian
         self.host.check_certificates(
             (new.signing_cert, new.encryption_cert), AllowExpired,
             AllowUntrustedRoot)
         return self._regrant(KeyProtector, lambda gs: gs + [new.public()])
 
-    def _revoke(self, _instance, KeyProtector=None, Guardian=None):
+    def _revoke(self, _instance, KeyProtector, Guardian):
         gone = self._stored(Guardian).guardian
         return self._regrant(KeyProtector, lambda gs: [
             g for g in gs if g.signing_der != gone.signing_der])
 
 
-def _load_cert(data, password):
-    """A DER certificate, or a PKCS#12 with (optionally) its private key."""
-    data = bytes(data or b'')
-    try:
-        return None, x509.load_der_x509_certificate(data)
-    except ValueError:
-        pass
+def _load_pfx(path, password):
+    """A PFX file's private key and certificate; both must be there."""
+    data = _read_file(path)
     try:
         key, cert, _ = pkcs12.load_key_and_certificates(
-            data, password.encode() if password else None)
+            data, password.encode() if password is not None else None)
     except (ValueError, TypeError) as e:
-        raise wmi.MethodError(wmi.INVALID_PARAMETER,
-                              'The certificate cannot be read.') from e
-    if cert is None:
-        raise wmi.MethodError(wmi.INVALID_PARAMETER,
-                              'The PFX holds no certificate.')
+        raise wmi.MethodError(wmi.INVALID_PARAMETER, (
+            'The PFX file %s cannot be read with the password given.')
+            % path) from e
+    if cert is None or key is None:
+        raise wmi.MethodError(wmi.INVALID_PARAMETER, (
+            'The PFX file %s does not hold a certificate with its private '
+            'key.') % path)
     return key, cert

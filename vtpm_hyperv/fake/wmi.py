@@ -12,17 +12,28 @@ takes it is called, as on Windows.
 ``WmiModule`` stands in for the ``wmi`` module that
 ``os_win.utils.baseutils`` imports on Windows; it resolves monikers
 (namespaces and object paths, such as a job's) to the simulated hosts.
+
+Every method call is checked against ``vtpm_hyperv.wmi_schema`` the way
+PyMI binds it (see that module): keyword arguments by name, positional ones
+in PyMI's order; an undocumented method, an unknown parameter, a value of
+the wrong CIM type or a missing required input raises ``x_wmi`` and changes
+nothing. ``STATS`` counts the calls validated and the undocumented ones
+refused, for the conformance suite's report.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
 import threading
+import time
 import uuid
 from xml.etree import ElementTree
 
 from os_win import exceptions as os_win_exc
+
+from vtpm_hyperv import wmi_schema
 
 # Hyper-V's method return codes (Msvm_SecurityService and friends).
 OK = 0
@@ -45,6 +56,26 @@ JOB_COMPLETED = 7
 JOB_EXCEPTION = 10
 
 x_wmi = os_win_exc.x_wmi
+
+# 'validated': calls that matched the documented signature; 'undocumented':
+# calls of methods, parameters or types Microsoft does not document.
+STATS: collections.Counter = collections.Counter()
+UNDOCUMENTED: list[str] = []  # what was asked for, newest last
+
+
+class WrongType(x_wmi, TypeError):
+    """A value that is not of the documented CIM type.
+
+    PyMI's converter raises TypeError for such a value (PyMI/Utils.cpp,
+    ``Py2MI``; a str given for an embedded instance fails in
+    ``wmi._unwrap_element``); either way nothing reaches the provider.
+    """
+
+
+def _refuse(cls, message):
+    STATS['undocumented'] += 1
+    UNDOCUMENTED.append(message)
+    return cls(message)
 
 
 class MethodError(Exception):
@@ -69,16 +100,24 @@ class Instance:
     def __getattr__(self, name):
         props = self.__dict__['_props']
         if name in props:
-            return props[name]
+            return typed(props[name], self._property_type(name))
         if name.startswith('_'):
             raise AttributeError(name)
-        handler = self._ns.method(self._class, name)
-        if handler is None:
+        if self._ns.method(self._class, name) is None:
             raise AttributeError('%s has no property or method %s'
                                  % (self._class, name))
         return lambda *a, **kw: self._ns.invoke(self._class, name, self, a, kw)
 
+    def _property_type(self, name):
+        cls = wmi_schema.wmi_class(self._ns.name, self._class)
+        return cls.properties.get(name) if cls else None
+
     def __setattr__(self, name, value):
+        cls = wmi_schema.wmi_class(self._ns.name, self._class)
+        if cls is not None and name not in cls.properties:
+            # PyMI: _Instance.__setattr__ reads the element first.
+            raise _refuse(x_wmi, '%s has no property %s' % (self._class,
+                                                          name))
         self._props[name] = value
 
     def __repr__(self):
@@ -104,6 +143,88 @@ class Instance:
 
     def properties(self):
         return dict(self._props)
+
+    @property
+    def class_name(self):
+        return self._class
+
+
+def typed(value, cim_type):
+    """A value as PyMI returns it: arrays as tuples, uint8[] as ints."""
+    if value is None or cim_type is None:
+        return value
+    if cim_type == 'uint8[]':
+        return tuple(bytes(value))
+    if cim_type.endswith('[]'):
+        return tuple(value)
+    return value
+
+
+_UINT_BITS = {'uint8': 8, 'uint16': 16, 'uint32': 32, 'uint64': 64}
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def _conforms(value, cim_type):
+    """Whether ``value`` converts to ``cim_type`` (one item of an array)."""
+    if cim_type in _UINT_BITS:
+        return (type(value) is int
+                and 0 <= value < 2 ** _UINT_BITS[cim_type])
+    if cim_type == 'boolean':
+        return type(value) is bool
+    if cim_type in ('string', 'datetime'):
+        return isinstance(value, str)
+    # An embedded instance of that class (or of a subclass the page names).
+    return isinstance(value, Instance) and value.class_name in (
+        cim_type, *_SUBCLASSES.get(cim_type, ()))
+
+
+# Msps_PDK derives from Msps_ProvisioningFile (msps-pdk).
+_SUBCLASSES = {'Msps_ProvisioningFile': ('Msps_PDK',)}
+
+
+def check_value(method, param, value):
+    """Refuse a value PyMI would not convert to the documented type."""
+    if value is None:
+        if param.required:
+            raise _refuse(x_wmi, '%s: the required input %s is missing'
+                          % (method.target, param.name))
+        return None
+    if param.cim_type == 'uint8[]' and isinstance(value, _BYTES):
+        return bytes(value)
+    if param.is_array:
+        if isinstance(value, (str,) + _BYTES) or not isinstance(
+                value, (list, tuple)):
+            raise _refuse(WrongType, '%s: %s is a %s array, not a %s' % (
+                method.target, param.name, param.item_type,
+                type(value).__name__))
+        items = tuple(value)
+    else:
+        items = (value,)
+    for item in items:
+        if not _conforms(item, param.item_type):
+            raise _refuse(WrongType, '%s: %s is documented as %s, not %s' % (
+                method.target, param.name, param.cim_type,
+                type(item).__name__))
+    if param.cim_type == 'uint8[]':
+        return bytes(items)
+    return items if param.is_array else value
+
+
+def bind(method, args, kwargs):
+    """The in-parameters by name, as PyMI binds ``args`` and ``kwargs``."""
+    inputs = {p.name: p for p in method.inputs}
+    order = method.positional_order
+    if len(args) > len(order):
+        raise _refuse(x_wmi, '%s takes %d inputs, %d given' % (
+            method.target, len(order), len(args)))
+    given = dict(zip((p.name for p in order), args))
+    for name, value in kwargs.items():
+        if name not in inputs:
+            raise _refuse(x_wmi, '%s has no parameter %s (documented: %s)' % (
+                method.target, name, ', '.join(inputs)))
+        given[name] = value
+    return {name: check_value(method, param, given.get(name))
+            for name, param in inputs.items()}
 
 
 def to_cim_xml(class_name, props):
@@ -204,7 +325,14 @@ def _matches(props, where):
 
 @dataclasses.dataclass
 class Fault:
-    """A failure planned for the ``at``-th call of a method (1-based)."""
+    """A failure planned for the ``at``-th call of a method (1-based).
+
+    ``mode``: 'raise' (the call raises x_wmi, nothing happens), 'return'
+    (it answers ``return_code``, nothing happens), 'job' (it starts a job
+    that ends in ``job_error``, nothing happens), or 'applied' (the call
+    takes effect, then reports ``return_code``/``job_error``, or raises
+    when neither is given: a time-out after the provider acted).
+    """
 
     target: str
     return_code: int | None = None
@@ -213,35 +341,42 @@ class Fault:
     at: int = 1
     times: int = 1
     seen: int = 0
+    mode: str = 'return'
 
 
 class Namespace:
     """One WMI namespace of a host: classes, their instances and methods.
 
     Subclasses provide ``_instances(class_name)`` (a list of property
-    dicts) and register method handlers with ``register``; a handler
-    returns the out parameters (a dict) or raises ``MethodError``.
+    dicts) and register a handler per documented method; a handler gets
+    the instance it is called on (None for a static method) and the
+    validated inputs by name, and returns its out parameters (a dict) or
+    raises ``MethodError``.
     """
 
     def __init__(self, host, name):
         self.host = host
         self.name = name
         self._methods = {}
-        self._out_order = {}
 
     @property
     def host_name(self):
         return self.host.name
 
     # -- what a connection offers --------------------------------------------
-    def register(self, class_name, method, handler, out=('ReturnValue',),
-                 job=False):
-        """``out`` is the order of the returned tuple; ``job`` marks methods
-        that answer 4096 and report through a Msvm_ConcreteJob."""
-        self._methods[(class_name, method)] = (handler, tuple(out), job)
+    def register(self, class_name, method, handler):
+        documented = wmi_schema.method(self.name, class_name, method)
+        if documented is None:
+            raise ValueError('%s.%s is not in vtpm_hyperv.wmi_schema'
+                             % (class_name, method))
+        self._methods[(class_name, method)] = (handler, documented)
 
     def method(self, class_name, method):
-        return self._methods.get((class_name, method))
+        found = self._methods.get((class_name, method))
+        if found is None and not method.startswith('_'):
+            UNDOCUMENTED.append('%s.%s' % (class_name, method))
+            STATS['undocumented'] += 1
+        return found
 
     def instances(self, class_name, filters):
         self.host.check_fault(class_name, query=True)
@@ -275,17 +410,27 @@ class Namespace:
         return []
 
     def invoke(self, class_name, method, instance, args, kwargs):
-        handler, out, job = self._methods[(class_name, method)]
-        target = '%s.%s' % (class_name, method)
+        handler, documented = self._methods[(class_name, method)]
+        target = documented.target
+        inputs = bind(documented, args, kwargs)
+        STATS['validated'] += 1
+        job = any(p.cim_type == 'REF CIM_ConcreteJob'
+                  for p in documented.outputs)
+        if self.host.latency:
+            time.sleep(self.host.latency)  # a WMI round trip, lock not held
         with self.host.lock:
             self.host.calls.append(target)
             fault = self.host.take_fault(target)
+            if fault is not None and fault.mode == 'raise':
+                raise x_wmi('%s: %s' % (target, fault.description))
             try:
-                if fault is not None:
-                    code = fault.return_code or fault.job_error or FAILED
-                    raise MethodError(code, fault.description,
-                                      as_job=fault.job_error is not None)
-                result = handler(instance, *args, **kwargs) or {}
+                if fault is not None and fault.mode != 'applied':
+                    raise _fault_error(fault)
+                result = handler(instance, **inputs) or {}
+                if fault is not None:  # applied, then reported failed
+                    if fault.return_code is None and fault.job_error is None:
+                        raise x_wmi('%s: %s' % (target, fault.description))
+                    raise _fault_error(fault)
                 code, description, as_job = OK, None, False
             except MethodError as e:
                 result, code, description = {}, e.code, e.description
@@ -296,7 +441,15 @@ class Namespace:
             elif job:
                 result['Job'] = None
             result['ReturnValue'] = code
-            return tuple(result.get(name) for name in out)
+            types = {p.name: p.cim_type for p in documented.outputs}
+            return tuple(typed(result.get(name), types.get(name))
+                         for name in documented.result_order)
+
+
+def _fault_error(fault):
+    code = fault.job_error or fault.return_code or FAILED
+    return MethodError(code, fault.description,
+                       as_job=fault.job_error is not None)
 
 
 class Connection:
@@ -359,6 +512,17 @@ class Job:
                                         else None),
             'PercentComplete': 100 if done else 50,
             'Cancellable': False,
+            # os-win logs these (msvm-concretejob.md lists them).
+            'ElapsedTime': '00000000000000.000000:000',
+            'JobType': 0,
+            'Owner': 'simulated',
+            'StatusDescriptions': [self.description or 'OK'],
+            'OperationalStatus': [2 if not (done and failed) else 6],
+            'DetailedStatus': self.description or 'OK',
+            'TimeSubmitted': '20260101000000.000000+000',
+            'UntilTime': '99991231235959.999999+999',
+            'TimeOfLastStateChange': '20260101000000.000000+000',
+            'LocalOrUtcTime': 2,
         }
 
 

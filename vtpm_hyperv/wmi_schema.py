@@ -1,0 +1,305 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The WMI surface this project uses, as Microsoft documents it.
+
+One table, as data, to hold against Microsoft's pages line by line: every
+class, method, parameter (name, direction, CIM type, position on the page,
+required) and property type that the backend, os-win's code it calls, and
+the simulator (``vtpm_hyperv.fake``) rely on. ``source`` is the page in
+``MicrosoftDocs/win32`` (``desktop-src/...``) or, for the ``root/msps``
+classes, whose pages are only on learn.microsoft.com, its path there.
+
+The simulator offers exactly this and validates every call against it; the
+Windows-host check (``vtpm_hyperv.check_host``) compares a live host's
+classes with it. Nothing here imports the simulator, os-win or PyMI.
+
+How PyMI binds arguments (``wmi/__init__.py`` of cloudbase/PyMI,
+``_Connection.invoke_method``): a keyword argument by name (an unknown name
+raises ``x_wmi``); the i-th positional argument to the i-th element of the
+method's in-parameter instance, which ``Application::NewMethodParamsInstance``
+(``MI/MI++.cpp``) fills from ``MethodInfo::m_parameters``, a
+``std::map<std::wstring, ...>``: in-parameters in code-unit order of their
+names, not in the order of the MOF or of the page. So os-win's
+``SetKeyProtector(key_protector, settings)`` binds ``KeyProtector`` first,
+as it means to, although the page lists ``SecuritySettingData`` first.
+Out parameters come back as a tuple sorted by name (``ReturnValue`` sorts
+before ``cmdletOutput``); arrays come back as tuples (``uint8[]`` as a
+tuple of ints).
+
+What "required" means here: the page describes the input as what the
+method acts on (a name, a path, an embedded instance, the bytes). Inputs the
+page introduces with "When specified" (PowerShell switches) and certificate
+passwords (a PFX may have none) are optional. The pages mark no input
+``optional`` explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+HGS = 'Root/Microsoft/Windows/Hgs'
+VIRT = 'root/virtualization/v2'
+MSPS = 'root/msps'
+
+_HGS_DOCS = 'desktop-src/HgsClientWmi/'
+_VIRT_DOCS = 'desktop-src/HyperV_v2/'
+_MSPS_DOCS = ('learn.microsoft.com/previous-versions/windows/desktop/'
+              'mspsprov/')
+
+# CIM types as the pages spell them. An embedded instance is the class
+# name; an array ends in '[]'; a reference is 'REF <class>'; a string that
+# holds an embedded instance as text (the Msvm_SecurityService methods)
+# is 'string'.
+SCALARS = frozenset({'boolean', 'string', 'datetime', 'uint8', 'uint16',
+                     'uint32', 'uint64'})
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    name: str
+    cim_type: str
+    direction: str  # 'in' or 'out'
+    required: bool = False
+
+    @property
+    def is_array(self) -> bool:
+        return self.cim_type.endswith('[]')
+
+    @property
+    def item_type(self) -> str:
+        return self.cim_type[:-2] if self.is_array else self.cim_type
+
+
+def In(name, cim_type, required=False):  # noqa: N802 - reads as the MOF
+    return Param(name, cim_type, 'in', required)
+
+
+def Out(name, cim_type):  # noqa: N802 - reads as the MOF
+    return Param(name, cim_type, 'out')
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    namespace: str
+    class_name: str
+    name: str
+    params: tuple[Param, ...]  # in the page's order
+    source: str
+    static: bool = True  # called on the class, not on an instance
+
+    @property
+    def target(self) -> str:
+        return '%s.%s' % (self.class_name, self.name)
+
+    @property
+    def inputs(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.direction == 'in')
+
+    @property
+    def outputs(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.direction == 'out')
+
+    @property
+    def positional_order(self) -> tuple[Param, ...]:
+        """The in-parameters in the order PyMI binds positional arguments."""
+        return tuple(sorted(self.inputs, key=lambda p: p.name))
+
+    @property
+    def result_order(self) -> tuple[str, ...]:
+        """The out tuple PyMI returns: out parameters and ReturnValue."""
+        return tuple(sorted([p.name for p in self.outputs] + ['ReturnValue']))
+
+
+@dataclasses.dataclass(frozen=True)
+class WmiClass:
+    namespace: str
+    name: str
+    properties: dict[str, str]
+    source: str
+
+
+def _hgs(class_name, name, params, page):
+    return Method(HGS, class_name, name, tuple(params), _HGS_DOCS + page)
+
+
+def _virt(class_name, name, params, page, static=False, docs=_VIRT_DOCS):
+    return Method(VIRT, class_name, name, tuple(params), docs + page,
+                  static=static)
+
+
+_GUARDIAN = 'MSFT_HgsGuardian'
+_KP = 'MSFT_HgsKeyProtector'
+_CONFIG = 'MSFT_HgsClientConfiguration'
+_JOB = 'REF CIM_ConcreteJob'
+
+METHODS = (
+    # --- Root/Microsoft/Windows/Hgs (HgsClientWmi.mof) ---------------------
+    _hgs(_CONFIG, 'Get', [Out('cmdletOutput', _CONFIG)],
+         'get-msft-hgsclientconfiguration.md'),
+    _hgs(_CONFIG, 'SetByChangeToLocalMode', [
+        In('EnableLocalMode', 'boolean'), Out('cmdletOutput', _CONFIG)],
+        'msft-hgsclientconfiguration-setbychangetolocalmode.md'),
+    _hgs(_CONFIG, 'SetBySecureHostingServiceMode', [
+        In('KeyProtectionServerUrl', 'string', True),
+        In('AttestationServerUrl', 'string', True),
+        Out('cmdletOutput', _CONFIG)],
+        'msft-hgsclientconfiguration-setbysecurehostingservicemode.md'),
+    _hgs(_GUARDIAN, 'Export', [
+        In('Path', 'string', True), In('InputObject', _GUARDIAN, True)],
+        'export-msft-hgsguardian.md'),
+    _hgs(_GUARDIAN, 'Import', [
+        In('Path', 'string', True), In('Name', 'string', True),
+        In('AllowExpired', 'boolean'), In('AllowUntrustedRoot', 'boolean'),
+        Out('cmdletOutput', _GUARDIAN)],
+        'import-msft-hgsguardian.md'),
+    _hgs(_GUARDIAN, 'NewByAcceptCertificates', [
+        In('Name', 'string', True),
+        In('EncryptionCertificate', 'string', True),
+        In('SigningCertificate', 'string', True),
+        In('SigningCertificatePassword', 'string'),
+        In('EncryptionCertificatePassword', 'string'),
+        In('AllowExpired', 'boolean'), In('AllowUntrustedRoot', 'boolean'),
+        Out('cmdletOutput', _GUARDIAN)],
+        'msft-hgsguardian-newbyacceptcertificates.md'),
+    _hgs(_GUARDIAN, 'NewByCertificateThumbprints', [
+        In('Name', 'string', True),
+        In('SigningCertificateThumbprint', 'string', True),
+        In('EncryptionCertificateThumbprint', 'string', True),
+        In('AllowExpired', 'boolean'), In('AllowUntrustedRoot', 'boolean'),
+        Out('cmdletOutput', _GUARDIAN)],
+        'msft-hgsguardian-newbycertificatethumbprints.md'),
+    _hgs(_GUARDIAN, 'NewByGenerateCertificates', [
+        In('Name', 'string', True), In('GenerateCertificates', 'boolean'),
+        Out('cmdletOutput', _GUARDIAN)],
+        'msft-hgsguardian-newbygeneratecertificates.md'),
+    _hgs(_GUARDIAN, 'Remove', [In('Name', 'string', True)],
+         'remove-msft-hgsguardian.md'),
+    _hgs(_KP, 'ConvertToByRawBytes', [
+        In('Bytes', 'uint8[]', True), Out('cmdletOutput', _KP)],
+        'msft-hgskeyprotector-converttobyrawbytes.md'),
+    _hgs(_KP, 'Grant', [
+        In('KeyProtector', _KP, True), In('Guardian', _GUARDIAN, True),
+        In('AllowExpired', 'boolean'), In('AllowUntrustedRoot', 'boolean'),
+        Out('cmdletOutput', _KP)],
+        'grant-msft-hgskeyprotector.md'),
+    _hgs(_KP, 'NewByGuardians', [
+        In('AllowUntrustedRoot', 'boolean'), In('AllowExpired', 'boolean'),
+        In('Owner', _GUARDIAN, True), In('Guardian', _GUARDIAN + '[]'),
+        Out('cmdletOutput', _KP)],
+        'msft-hgskeyprotector-newbyguardians.md'),
+    _hgs(_KP, 'Revoke', [
+        In('KeyProtector', _KP, True), In('Guardian', _GUARDIAN, True),
+        Out('cmdletOutput', _KP)],
+        'revoke-msft-hgskeyprotector.md'),
+    # --- root/virtualization/v2 (WindowsVirtualization.V2.mof) ------------
+    _virt('Msvm_SecurityService', 'GetKeyProtector', [
+        In('SecuritySettingData', 'string', True),
+        Out('KeyProtector', 'uint8[]')],
+        'msvm-securityservice-getkeyprotector.md'),
+    _virt('Msvm_SecurityService', 'ModifySecuritySettings', [
+        In('SecuritySettingData', 'string', True), Out('Job', _JOB)],
+        'msvm-securityservice-modifysecuritysettings.md'),
+    _virt('Msvm_SecurityService', 'RestoreLastKnownGoodKeyProtector', [
+        In('SecuritySettingData', 'string', True), Out('Job', _JOB)],
+        'msvm-securityservice-restorelastknowngoodkeyprotector.md'),
+    _virt('Msvm_SecurityService', 'SetKeyProtector', [
+        In('SecuritySettingData', 'string', True),
+        In('KeyProtector', 'uint8[]', True), Out('Job', _JOB)],
+        'msvm-securityservice-setkeyprotector.md'),
+    _virt('Msvm_SecurityService', 'SetSecurityPolicy', [
+        In('SecuritySettingData', 'string', True),
+        In('SecurityPolicy', 'uint8[]', True), Out('Job', _JOB)],
+        'msvm-securityservice-setsecuritypolicy.md'),
+    # os-win powers VMs on and off (vmutils.set_vm_state).
+    _virt('Msvm_ComputerSystem', 'RequestStateChange', [
+        In('RequestedState', 'uint16', True), Out('Job', _JOB),
+        In('TimeoutPeriod', 'datetime')],
+        'requeststatechange-msvm-computersystem.md',
+        docs='desktop-src/Virtual/'),
+    # os-win reads a failed job's errors (jobutils._get_job_error_details).
+    _virt('Msvm_ConcreteJob', 'GetErrorEx', [Out('Errors', 'string[]')],
+          'msvm-concretejob-geterrorex.md', docs='desktop-src/ClusHyperV/'),
+    # --- root/msps (the shielded VM provisioning provider) ----------------
+    Method(MSPS, 'Msps_ProvisioningFileProcessor', 'PopulateFromFile', (
+        In('FilePath', 'string', True),
+        Out('ProvisioningFile', 'Msps_ProvisioningFile')),
+        _MSPS_DOCS + 'populatefromfile-msps-provisioningfileprocessor'),
+)
+
+CLASSES = (
+    WmiClass(HGS, _CONFIG, {
+        'Mode': 'uint16', 'IsHostGuarded': 'boolean',
+        'KeyProtectionServerUrl': 'string', 'AttestationServerUrl': 'string',
+        'AttestationOperationMode': 'uint16', 'AttestationStatus': 'uint16',
+        'AttestationSubstatus': 'uint64'},
+        _HGS_DOCS + 'msft-hgsclientconfiguration.md'),
+    WmiClass(HGS, _GUARDIAN, {
+        'Name': 'string', 'SigningCertificate': 'uint8[]',
+        'EncryptionCertificate': 'uint8[]',
+        'EncryptionCertificateSignature': 'string',
+        'EncryptionCertificateSignatureAlgorithm': 'string',
+        'HasPrivateSigningKey': 'boolean'},
+        _HGS_DOCS + 'msft-hgsguardian.md'),
+    WmiClass(HGS, _KP, {
+        'Owner': _GUARDIAN, 'Guardians': _GUARDIAN + '[]',
+        'RawData': 'uint8[]'},
+        _HGS_DOCS + 'msft-hgskeyprotector.md'),
+    # InstanceID and ElementName are CIM_SettingData's (cim-settingdata.md).
+    WmiClass(VIRT, 'Msvm_SecuritySettingData', {
+        'InstanceID': 'string', 'ElementName': 'string',
+        'TpmEnabled': 'boolean', 'KsdEnabled': 'boolean',
+        'ShieldingRequested': 'boolean', 'DataProtectionRequested': 'boolean',
+        'EncryptStateAndVmMigrationTraffic': 'boolean',
+        'VirtualizationBasedSecurityOptOut': 'boolean'},
+        _VIRT_DOCS + 'msvm-securitysettingdata.md'),
+    WmiClass(VIRT, 'Msvm_TPMSettingData', {
+        'InstanceID': 'string', 'Shielded': 'boolean',
+        'DataProtected': 'boolean', 'EnabledState': 'uint16',
+        'KeyProtector': 'uint8[]', 'LastKnownGoodKeyProtector': 'uint8[]'},
+        _VIRT_DOCS + 'msvm-tpmsettingdata.md'),
+    WmiClass(MSPS, 'Msps_PDK', {
+        'RawData': 'uint8[]', 'KeyProtector': 'uint8[]',
+        'VolumeIDFilters': 'Msps_VolumeIDFilter[]', 'PolicyData': 'uint8[]'},
+        _MSPS_DOCS + 'msps-pdk'),
+)
+
+# Msvm_* method return codes (every Msvm_SecurityService page lists them).
+RETURN_CODES = {
+    0: 'Completed with No Error', 4096: 'Method Parameters Checked - Job '
+    'Started', 32768: 'Failed', 32769: 'Access Denied',
+    32770: 'Not Supported', 32771: 'Status is unknown', 32772: 'Timeout',
+    32773: 'Invalid parameter', 32774: 'System is in use',
+    32775: 'Invalid state for this operation',
+    32776: 'Incorrect data type', 32777: 'System is not available',
+    32778: 'Out of memory',
+}
+
+# MSFT_HgsClientConfiguration.AttestationStatus (msft-hgsclientconfiguration
+# .md), in the words Get-HgsClientConfiguration prints (DESIGN.md 3).
+ATTESTATION_STATUS = {
+    0: 'NotConfigured', 1: 'Unknown', 100: 'Passed', 200: 'Expired',
+    300: 'TransientError', 301: 'UnauthorizedHost', 302: 'TpmError',
+    303: 'InsecureHostConfiguration',
+}
+# MSFT_HgsClientConfiguration.Mode and .AttestationOperationMode.
+MODE_UNKNOWN, MODE_LOCAL, MODE_HGS = 0, 1, 2
+ATTESTATION_MODES = {1: 'TPM', 2: 'AD'}
+# Msvm_TPMSettingData.EnabledState, Msvm_ComputerSystem.RequestedState.
+ENABLED, DISABLED = 2, 3
+
+_BY_TARGET = {(m.namespace.lower(), m.target): m for m in METHODS}
+_CLASSES = {(c.namespace.lower(), c.name): c for c in CLASSES}
+
+
+def method(namespace: str, class_name: str, name: str) -> Method | None:
+    """The documented method, or None when Microsoft documents none."""
+    return _BY_TARGET.get((namespace.lower(), '%s.%s' % (class_name, name)))
+
+
+def wmi_class(namespace: str, name: str) -> WmiClass | None:
+    return _CLASSES.get((namespace.lower(), name))
+
+
+def attestation_word(value) -> str:
+    """HGS's word for an AttestationStatus number; 'Unknown' otherwise."""
+    return ATTESTATION_STATUS.get(value, 'Unknown') \
+        if type(value) is int else 'Unknown'
