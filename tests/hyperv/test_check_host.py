@@ -1,0 +1,108 @@
+# SPDX-License-Identifier: Apache-2.0
+"""vtpm-hyperv-check: its comparison, against the recorded sample.
+
+The sample (tests/data/wmi-signatures-sample.json) is in the format the
+live read writes; it is synthetic (see its ``_about``), with three
+deliberate deviations. The session summary prints what the comparison
+found, as an operator would see it.
+"""
+
+import copy
+import json
+import pathlib
+
+import pytest
+
+from tests.hyperv import conftest
+from vtpm_hyperv import check_host
+
+SAMPLE = pathlib.Path(__file__).parent.parent / 'data' / \
+    'wmi-signatures-sample.json'
+HGS = 'Root/Microsoft/Windows/Hgs'
+
+
+@pytest.fixture
+def sample():
+    return json.loads(SAMPLE.read_text())
+
+
+def test_the_recorded_sample_shows_its_three_deviations(sample):
+    found = check_host.compare(sample)
+    conftest.HOST_CHECK[:] = found
+    assert len(found) == 3, found
+    assert any('AttestationSubstatus: property is uint32 on the host, '
+               'uint64 in the table' in line for line in found)
+    assert any('Remove: parameter Force ([in] boolean) is not in the table'
+               in line for line in found)
+    assert any('RestoreLastKnownGoodKeyProtector: method missing' in line
+               for line in found)
+
+
+def _method(live, where, name):
+    return {p['name']: p for p in live[where]['methods'][name]}
+
+
+@pytest.mark.parametrize('mutate, words', [
+    # a parameter renamed on the host: the table's is missing, the host's
+    # is unknown
+    (lambda live: _method(live, HGS + ':MSFT_HgsKeyProtector',
+                          'NewByGuardians')['Guardian'].update(
+                              name='Guardians'),
+     ['parameter Guardian missing', 'parameter Guardians']),
+    # another CIM type
+    (lambda live: _method(live, HGS + ':MSFT_HgsKeyProtector',
+                          'ConvertToByRawBytes')['Bytes'].update(
+                              type='String'),
+     ['parameter Bytes is [in] string on the host, [in] uint8[]']),
+    # another direction
+    (lambda live: _method(live, HGS + ':MSFT_HgsGuardian', 'Import')[
+        'Path']['qualifiers'].__setitem__(0, {'name': 'Out',
+                                              'value': 'True'}),
+     ['parameter Path is [out] string']),
+    # a class the host lacks (a Windows feature not installed)
+    (lambda live: live.pop('root/msps:Msps_ProvisioningFileProcessor'),
+     ['Msps_ProvisioningFileProcessor: class missing']),
+], ids=['renamed', 'type', 'direction', 'class'])
+def test_each_kind_of_difference_is_reported(sample, mutate, words):
+    live = copy.deepcopy(sample)
+    mutate(live)
+    found = '\n'.join(check_host.compare(live))
+    for w in words:
+        assert w in found
+
+
+def test_cim_types_read_as_the_table_spells_them():
+    assert check_host.cim_type({'type': 'UInt8Array'}) == 'uint8[]'
+    assert check_host.cim_type({'type': 'InstanceArray', 'qualifiers': [
+        {'name': 'EmbeddedInstance', 'value': 'MSFT_HgsGuardian'}]}) == \
+        'MSFT_HgsGuardian[]'
+    assert check_host.cim_type({'type': 'Reference',
+                                'referenceClassName': 'CIM_ConcreteJob'}) \
+        == 'REF CIM_ConcreteJob'
+
+
+def test_the_console_script_prints_and_fails_on_differences(tmp_path,
+                                                            sample):
+    lines = []
+    assert check_host.main(['--compare', str(SAMPLE)], out=lines.append) == 1
+    assert lines[0].startswith('3 difference(s)')
+    for where, cls in sample.items():
+        if where.startswith('_'):
+            continue
+        if 'MSFT_HgsClientConfiguration' in where:
+            cls['properties']['AttestationSubstatus']['type'] = 'UInt64'
+        if 'MSFT_HgsGuardian' in where:
+            cls['methods']['Remove'] = cls['methods']['Remove'][:1]
+    method = [m for m in check_host.wmi_schema.METHODS
+              if m.name == 'RestoreLastKnownGoodKeyProtector'][0]
+    live = json.loads(json.dumps(sample))
+    live['root/virtualization/v2:Msvm_SecurityService']['methods'][
+        method.name] = copy.deepcopy(live[
+            'root/virtualization/v2:Msvm_SecurityService']['methods'][
+                'ModifySecuritySettings'])
+    clean = tmp_path / 'clean.json'
+    clean.write_text(json.dumps(live))
+    lines.clear()
+    assert check_host.main(['--compare', str(clean)], out=lines.append) == 0
+    assert lines == ['0 difference(s) between this host and '
+                     'vtpm_hyperv.wmi_schema']
