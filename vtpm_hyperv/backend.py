@@ -374,7 +374,8 @@ class HyperVBackend(backend.VTPMBackend):
             kp, fabrics = artifact.key_protector, artifact.info.fabric_ids
         else:
             kp, fabrics = self._key_protector(instance_uuid, vm_name, hgs,
-                                              keys, fabric_guardian, files)
+                                              keys, fabric_guardian, files,
+                                              undo)
         if before_kp:
             undo.push('restore the key protector',
                       lambda: security.set_key_protector(vm_name, ssd,
@@ -448,57 +449,87 @@ class HyperVBackend(backend.VTPMBackend):
         return tuple(dict.fromkeys(info.fabric_ids))
 
     def _key_protector(self, instance_uuid, vm_name, hgs, keys,
-                       fabric_guardian, files):
+                       fabric_guardian, files, undo):
         """A new KeyProtector and the fabrics it names."""
         opts = self._opts
         if keys is None:
-            owner = hgs.guardian(opts.local_guardian_name) or \
-                hgs.generate_guardian(vm_name, opts.local_guardian_name)
+            owner = self._local_guardian(vm_name, hgs, undo)
             # The host's own, self-signed guardian: Hyper-V trusts it.
             return hgs.new_key_protector(
                 vm_name, owner, [], allow_expired=opts.allow_expired,
                 allow_untrusted_root=True), ()
         prefix = '%s%s' % (opts.guardian_name_prefix, instance_uuid)
         self._sweep(hgs, vm_name, prefix)
-        imported = []
+        # Every name a call may have created, whether or not the call said
+        # so: a call can take effect and then report a failure.
+        names = []
         try:
             flags = {'allow_expired': opts.allow_expired,
                      'allow_untrusted_root': opts.allow_untrusted_root}
+            names.append('%s-%s' % (prefix, keys.owner.ref))
             owner = hgs.accept_certificates(
-                vm_name, '%s-%s' % (prefix, keys.owner.ref), files,
-                keys.owner.signing, keys.owner.encryption, **flags)
-            imported.append(owner.Name)
+                vm_name, names[-1], files, keys.owner.signing,
+                keys.owner.encryption, **flags)
             guardians = [fabric_guardian]
             for g in keys.guardians:
-                guardian = hgs.import_file(
-                    vm_name, '%s-%s' % (prefix, g.ref), files, g.payload,
-                    **flags)
-                imported.append(guardian.Name)
-                guardians.append(guardian)
+                names.append('%s-%s' % (prefix, g.ref))
+                guardians.append(hgs.import_file(
+                    vm_name, names[-1], files, g.payload, **flags))
             kp = hgs.new_key_protector(vm_name, owner, guardians, **flags)
             return kp, tuple(keyprotector.fabric_id(g.SigningCertificate)
                              for g in guardians)
         finally:
-            self._remove(hgs, vm_name, imported)
+            self._remove(hgs, vm_name, names)
+
+    def _local_guardian(self, vm_name, hgs, undo):
+        """The host's local guardian, created when missing.
+
+        The local guardian owns every local key protector on this host: the
+        first attach without keys that needs it creates it, and it stays for
+        the host's life, because removing it would make those vTPMs
+        unreadable. An attach that created it and then fails removes it
+        again, so a failure leaves no guardian behind (DESIGN.md 7).
+        """
+        name = self._opts.local_guardian_name
+        guardian = hgs.guardian(name)
+        if guardian is not None:
+            return guardian
+        # Registered before the call: it may create the guardian and still
+        # report a failure.
+        undo.push('remove the local guardian %s' % name,
+                  lambda: self._remove(hgs, vm_name, [name]))
+        return hgs.generate_guardian(vm_name, name)
+
+    def _in_store(self, hgs, name):
+        try:
+            return hgs.guardian(name) is not None
+        except exception.HyperVOperationFailed:
+            return True  # unknown: not proven gone
 
     def _remove(self, hgs, vm_name, names):
-        """Remove guardians, each tried up to REMOVE_ATTEMPTS times."""
-        left, last = [], None
+        """Remove guardians; each removal is verified in the store.
+
+        The store, not Remove's return code, decides: a removal may take
+        effect and report a failure, or fail on a guardian a failed call
+        never created. Each is tried up to REMOVE_ATTEMPTS times.
+        """
+        left = []
         for name in names:
             for attempt in range(1, REMOVE_ATTEMPTS + 1):
+                if not self._in_store(hgs, name):
+                    break
                 try:
                     hgs.remove_guardian(vm_name, name)
-                    break
                 except exception.HyperVOperationFailed as e:
-                    last = e
                     LOG.warning('Removing guardian %s failed (attempt %d of '
                                 '%d): %s', name, attempt, REMOVE_ATTEMPTS, e)
             else:
-                left.append(name)
+                if self._in_store(hgs, name):
+                    left.append(name)
         if left:
             raise exception.HyperVOperationFailed(
-                operation='MSFT_HgsGuardian.Remove', vm=vm_name,
-                code=last.code, description=(
+                operation='MSFT_HgsGuardian.Remove', vm=vm_name, code='n/a',
+                description=(
                     'guardians %s are still in the host\'s guardian store; '
                     'the next attach or detach of the instance removes '
                     'them' % ', '.join(left)))

@@ -38,9 +38,14 @@ opts = [
         'local_guardian_name',
         default='UntrustedGuardian',
         help='Guardian that owns local key protectors (instances with a '
-             'vTPM and no keys). The name Hyper-V Manager and '
-             '"Set-VMKeyProtector -NewLocalKeyProtector" use; it is created '
-             '(self-signed) when missing and kept for later instances.'),
+             'vTPM and no keys), the name Hyper-V Manager and '
+             '"Set-VMKeyProtector -NewLocalKeyProtector" use. The local '
+             'guardian owns every local key protector on this host: the '
+             'first attach without keys that needs it creates it '
+             '(self-signed), and it stays for the host\'s life, because '
+             'removing it would make those vTPMs unreadable. An attach that '
+             'created it and then fails removes it again, so a failure '
+             'leaves no guardian behind.'),
     cfg.BoolOpt(
         'allow_untrusted_root',
         default=False,

@@ -112,6 +112,12 @@ def pytest_terminal_summary(terminalreporter):
             '.json: %d difference(s)' % len(HOST_CHECK))
         for line in HOST_CHECK:
             terminalreporter.write_line('  ' + line)
+    from tests.hyperv import test_rollback
+    if test_rollback.INJECTIONS['injections']:
+        terminalreporter.write_line(
+            'rollback: %(injections)d faults injected at every WMI step of '
+            'every attach path, %(leftovers)d leftovers'
+            % test_rollback.INJECTIONS)
     if CONFORMANCE['tests']:
         terminalreporter.write_line(
             'WMI conformance: %(tests)d tests, %(validated)d WMI calls '
