@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import datetime
 import logging
+import contextlib
 import socket
+import threading
 import typing
 
 from os_win import exceptions as os_win_exc
@@ -59,6 +61,18 @@ MIN_VERSION = (10, 0)
 # Removing an instance guardian is retried: the owner's private signing key
 # must not stay on the host because of one transient WMI failure.
 REMOVE_ATTEMPTS = 3
+
+# Attaches without keys share the host's local guardian: on each host they
+# run one at a time (in this process, which is the host's one nova-compute),
+# so that two cannot both create it, and one that created it and fails can
+# remove it before another uses it.
+_LOCAL_LOCKS: dict[str, threading.Lock] = {}
+_LOCAL_LOCKS_GUARD = threading.Lock()
+
+
+def _local_lock(host):
+    with _LOCAL_LOCKS_GUARD:
+        return _LOCAL_LOCKS.setdefault(host, threading.Lock())
 
 
 def _wipe(item):
@@ -229,6 +243,15 @@ class HyperVBackend(backend.VTPMBackend):
             self._check_local_mode(hgs)
         items = self.key_source.fetch(request.key_refs, auth=auth) \
             if request.key_refs else []
+        serial = contextlib.nullcontext() if request.needs_key_protector \
+            else _local_lock(self._host)
+        with serial:
+            return self._attach_and_undo(instance_uuid, vm_name, request,
+                                         items, hgs, security,
+                                         fabric_guardian)
+
+    def _attach_and_undo(self, instance_uuid, vm_name, request, items, hgs,
+                         security, fabric_guardian):
         undo = _Undo()
         try:
             keys = material.check_set(
