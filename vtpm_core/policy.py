@@ -156,7 +156,8 @@ def _key_refs(raw):
         if not item:
             raise invalid('item %d is empty' % position)
         if not _UUID.match(item):
-            raise invalid('item %d (%r) is not a UUID' % (position, item))
+            raise invalid('item %d (%s) is not a UUID' % (
+                position, exception.excerpt(item)))
         item = item.lower()
         if item in refs:
             raise invalid('item %d (%s) is a duplicate' % (position, item))

@@ -341,6 +341,18 @@ def test_invalid_request_lets_every_host_through_and_logs_once(
     assert INSTANCE in logged[0].getMessage()
 
 
+def test_a_huge_invalid_value_is_logged_as_a_bounded_excerpt(caplog):
+    # a hostile 1 MB property, logged at info on every request
+    filt, _ = make_filter(dict(VTPM, os_vtpm='A' * 10 ** 6))
+    hosts = [host('attested', caps())]
+    assert filt.filter_all(hosts, spec()) == hosts
+    logged, = [r.getMessage() for r in caplog.records
+               if r.levelno == logging.INFO]
+    assert "os_vtpm (image property) is 'AAAA" in logged
+    assert '(1000000 characters); allowed: disabled' in logged
+    assert len(logged) < 1000
+
+
 def test_keys_are_refs_and_nothing_secret_is_logged(caplog):
     caplog.set_level(logging.DEBUG)
     filt, _ = make_filter(KEYED)
