@@ -10,8 +10,8 @@ material or tokens.
 import reprlib
 
 # An error message quotes at most this many characters of a value. 300 holds
-# the repr of any ASCII value that build_request can accept (at most 255
-# characters, constants.MAX_KEYS_LENGTH) with its quotes, so a value near
+# the repr of any ASCII value that build_request can accept (at most 251
+# characters, constants.MAX_VALUE_BYTES) with its quotes, so a value near
 # the limit is shown whole; a longer value is refused for its length, and
 # its first 300 characters and its length are enough to find it. A hostile
 # 1 MB property then costs a log line of a few hundred characters, not a
@@ -97,10 +97,28 @@ class PolicyConflict(InvalidVTPMRequest):
                          why=why)
 
 
+class PropertyNotCopyable(InvalidPropertyValue):
+    """nova would not copy the value to the instance unchanged."""
+
+    msg_fmt = ("%(key)s (%(source)s) is %(value)s: %(problem)s; allowed: a "
+               "string of at most %(max_bytes)d bytes in UTF-8, which nova "
+               "copies to the instance unchanged")
+
+
+class NestedImageProperties(InvalidVTPMRequest):
+    """The caller passed nova's image dict instead of its properties."""
+
+    msg_fmt = ("%(key)s (%(source)s) is %(value)s: image properties nested "
+               "under 'properties', as nova's glance.API().get() returns an "
+               "image; pass the flat properties (image['properties']), as "
+               "Glance's v2 API returns them")
+
+
 class InvalidKeyList(InvalidVTPMRequest):
     msg_fmt = ("%(key)s (%(source)s) is %(value)s: %(problem)s; allowed: "
-               "1 to %(max_keys)d Barbican secret UUIDs separated by commas, "
-               "at most %(max_length)d characters in all")
+               "1 to %(max_keys)d Barbican secret UUIDs separated by commas "
+               "and ASCII whitespace, at most %(max_length)d characters in "
+               "all")
 
 
 class KeysWithoutVTPM(InvalidVTPMRequest):

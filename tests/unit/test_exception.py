@@ -49,6 +49,7 @@ HUGE_INPUTS = [
     ('os_vtpm_keys', dict(GEN2, os_vtpm='required', os_vtpm_keys=HUGE), {}),
     ('hw_machine_type', {'os_vtpm': 'required', 'hw_machine_type': HUGE}, {}),
     ('os_shielded_vm', dict(GEN2, os_shielded_vm=HUGE), {}),
+    ('nested properties', {'properties': {'os_vtpm': HUGE}}, {}),
 ]
 
 
