@@ -29,6 +29,50 @@ any_text = st.one_of(near_misses, st.text(max_size=300),
                               max_size=8).map(','.join))
 maybe = lambda strategy: st.one_of(st.none(), strategy)  # noqa: E731
 
+# nova cuts an image property it copies to system metadata at 255 bytes of
+# UTF-8 (constants.NOVA_SYSTEM_METADATA_BYTES); these values straddle it.
+CUT = 255
+# Whitespace that str.strip() removes, 1 to 3 bytes in UTF-8 (the ASCII ones
+# are what build_request allows around keys).
+WHITESPACE = (' ', '\t', '\n', '\u00a0', '\u2003', '\u3000')
+# Characters of 1 to 4 bytes in UTF-8, and a lone surrogate (not encodable).
+WIDTHS = ('a', '-', '\u00e9', '\u4e2d', '\U0001f512', '\ud800')
+
+
+@st.composite
+def key_lists_near_the_cut(draw):
+    """1 to 7 typed UUIDs, padded after one of them with whitespace of one
+    kind to a UTF-8 length from some 30 characters below nova's cut to a
+    few above it."""
+    items = draw(st.lists(typed_uuids, min_size=1, max_size=7))
+    pad = draw(st.sampled_from(WHITESPACE))
+    width = len(pad.encode())
+    room = (CUT - len(','.join(items).encode())) // width
+    count = max(0, room + draw(st.integers(-30, 6)))
+    where = draw(st.integers(0, len(items) - 1))
+    items[where] += pad * count
+    return ','.join(items)
+
+
+@st.composite
+def text_near_the_cut(draw):
+    """Text of characters of one UTF-8 width, within a few characters of
+    nova's cut, with an ASCII head (hw_machine_type, say, when the vTPM is
+    off)."""
+    char = draw(st.sampled_from(WIDTHS))
+    head = draw(st.sampled_from(('', 'hyperv-gen2', 'x')))
+    width = len(char.encode('utf-8', 'surrogatepass'))
+    count = max(0, (CUT - len(head)) // width + draw(st.integers(-6, 3)))
+    return head + char * count
+
+
+# What a caller other than Glance may pass: not strings.
+non_strings = st.one_of(st.none(), st.integers(), st.booleans(),
+                        st.lists(st.sampled_from(POLICIES + ('hyperv-gen2',)),
+                                 max_size=2),
+                        st.dictionaries(st.sampled_from(('os_vtpm',)),
+                                        st.sampled_from(POLICIES)))
+
 timestamps = st.datetimes(
     min_value=datetime.datetime(2000, 1, 1),
     max_value=datetime.datetime(2100, 1, 1),

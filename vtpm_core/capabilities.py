@@ -165,6 +165,7 @@ _PASS = Verdict(True, 'host satisfies the vTPM request')
 def satisfies(request: objects.VTPMRequest | None,
               caps: objects.HostCapabilities | None, *,
               max_report_age: float,
+              max_clock_skew: float = 0,
               now: datetime.datetime | None = None,
               allowed_fabrics: frozenset[str] | None = None) -> Verdict:
     """Decide whether a host with report ``caps`` can run ``request``.
@@ -172,6 +173,11 @@ def satisfies(request: objects.VTPMRequest | None,
     :param request: the merged request; None or disabled means no vTPM.
     :param max_report_age: seconds; a request that needs a KeyProtector
         refuses a host whose report is older.
+    :param max_clock_skew: seconds a report may lie in the future of
+        ``now`` and still be fresh; such a request refuses a host whose
+        report lies further ahead (its clock is wrong, and the report would
+        otherwise stay fresh until that date). 0 suits a host checking its
+        own report.
     :param now: the time to compare ``measured_at`` with (UTC).
     :param allowed_fabrics: on a move of an instance that has a KeyProtector,
         the fabrics it names; other hosts are refused.
@@ -208,4 +214,8 @@ def satisfies(request: objects.VTPMRequest | None,
         if age > max_report_age:
             return Verdict(False, 'capability report is %d s old (max %d s)'
                            % (age, max_report_age))
+        if -age > max_clock_skew:
+            return Verdict(False, 'capability report is dated %d s in the '
+                           'future (max %d s of clock skew)'
+                           % (-age, max_clock_skew))
     return _PASS

@@ -31,11 +31,19 @@ SHIELDING_POLICIES = (DISABLED, REQUIRED)
 # A vTPM needs a Generation 2 VM; this is the Hyper-V driver's name for it.
 MACHINE_TYPE_GEN2 = 'hyperv-gen2'
 
-# nova copies image properties into instance system metadata and silently
-# truncates values to 255 characters; six hyphenated UUIDs joined by commas
-# take 221, a seventh would not fit.
 MAX_KEYS = 6
-MAX_KEYS_LENGTH = 255
+
+# nova copies every image property into the instance's system metadata cut
+# to 255 bytes of UTF-8, dropping a character that the cut splits
+# (nova.utils.get_system_metadata_from_image and safe_truncate), and the
+# compute side reads the image's keys from that copy. A cut copy therefore
+# keeps 252 to 255 bytes. build_request accepts at most 251: a value it
+# accepts is copied whole, and the cut copy of a longer one is still too
+# long, so the compute host refuses it as the scheduler did, instead of
+# reading a shortened value (a key list without its last key). Six
+# hyphenated UUIDs joined by commas take 221 bytes.
+NOVA_SYSTEM_METADATA_BYTES = 255
+MAX_VALUE_BYTES = NOVA_SYSTEM_METADATA_BYTES - 4
 
 # Instance system metadata key under which the compute side records the
 # fabrics whose guardians the instance's KeyProtector names (comma-separated

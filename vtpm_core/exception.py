@@ -2,26 +2,69 @@
 """Every error the library raises: one hierarchy under VTPMError.
 
 Messages are written for the person who has to fix the problem: they name
-the key, where it came from (image property or flavor extra spec), the value
-as given, and what is allowed. They never carry key material or tokens.
+the key, where it came from (image property or flavor extra spec), an
+excerpt of the value as given, and what is allowed. They never carry key
+material or tokens.
 """
+
+import reprlib
+
+# An error message quotes at most this many characters of a value. 300 holds
+# the repr of any ASCII value that build_request can accept (at most 251
+# characters, constants.MAX_VALUE_BYTES) with its quotes, so a value near
+# the limit is shown whole; a longer value is refused for its length, and
+# its first 300 characters and its length are enough to find it. A hostile
+# 1 MB property then costs a log line of a few hundred characters, not a
+# megabyte (the scheduler filter logs an invalid request once per request).
+EXCERPT_LENGTH = 300
+
+# repr of containers without walking all of them: a handful of items, each
+# bounded (the final cut to EXCERPT_LENGTH bounds the whole).
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 2
+_REPR.maxstring = _REPR.maxother = EXCERPT_LENGTH
+
+
+def excerpt(value) -> str:
+    """Return ``repr(value)``, or its start and the value's size if longer.
+
+    At most EXCERPT_LENGTH characters of the repr, then for example
+    ``... (1000000 characters)``. A string is cut before its repr is built
+    and a container is rendered by ``reprlib``, so the cost does not grow
+    with the value either.
+    """
+    if isinstance(value, str):
+        text = repr(value[:EXCERPT_LENGTH + 1])
+        size = '%d characters' % len(value)
+    else:
+        text = _REPR.repr(value)
+        size = type(value).__name__
+    if len(text) <= EXCERPT_LENGTH:
+        return text
+    return '%s... (%s)' % (text[:EXCERPT_LENGTH], size)
 
 
 class VTPMError(Exception):
     """Base of every error hyperv-vtpm raises.
 
     Subclasses set ``msg_fmt``; keyword arguments fill it and are kept as
-    attributes, so callers can act on ``.key``, ``.ref`` and so on.
+    attributes, so callers can act on ``.key``, ``.ref`` and so on. The
+    arguments named in ``quoted`` hold values as a caller gave them: the
+    message shows them through ``excerpt`` (``%(value)s`` in ``msg_fmt``),
+    the attributes keep them whole.
     """
 
     msg_fmt = 'vTPM error'
+    quoted = ('value',)
 
     def __init__(self, message=None, **kwargs):
         self.kwargs = kwargs
         for name, value in kwargs.items():
             setattr(self, name, value)
         if message is None:
-            message = self.msg_fmt % kwargs
+            message = self.msg_fmt % {
+                name: excerpt(value) if name in self.quoted else value
+                for name, value in kwargs.items()}
         super().__init__(message)
 
     @property
@@ -40,12 +83,13 @@ class InvalidVTPMRequest(VTPMError, ValueError):
 
 
 class InvalidPropertyValue(InvalidVTPMRequest):
-    msg_fmt = "%(key)s (%(source)s) is %(value)r; allowed: %(allowed)s"
+    msg_fmt = "%(key)s (%(source)s) is %(value)s; allowed: %(allowed)s"
 
 
 class PolicyConflict(InvalidVTPMRequest):
-    msg_fmt = ("%(flavor_key)s (flavor extra spec) is %(flavor_value)r but "
-               "%(image_key)s (image property) is %(image_value)r: %(why)s")
+    quoted = ('image_value', 'flavor_value')
+    msg_fmt = ("%(flavor_key)s (flavor extra spec) is %(flavor_value)s but "
+               "%(image_key)s (image property) is %(image_value)s: %(why)s")
 
     def __init__(self, image_value, flavor_value, why):
         super().__init__(image_key='os_vtpm', flavor_key='os:vtpm',
@@ -53,31 +97,50 @@ class PolicyConflict(InvalidVTPMRequest):
                          why=why)
 
 
+class PropertyNotCopyable(InvalidPropertyValue):
+    """nova would not copy the value to the instance unchanged."""
+
+    msg_fmt = ("%(key)s (%(source)s) is %(value)s: %(problem)s; allowed: a "
+               "string of at most %(max_bytes)d bytes in UTF-8, which nova "
+               "copies to the instance unchanged")
+
+
+class NestedImageProperties(InvalidVTPMRequest):
+    """The caller passed nova's image dict instead of its properties."""
+
+    msg_fmt = ("%(key)s (%(source)s) is %(value)s: image properties nested "
+               "under 'properties', as nova's glance.API().get() returns an "
+               "image; pass the flat properties (image['properties']), as "
+               "Glance's v2 API returns them")
+
+
 class InvalidKeyList(InvalidVTPMRequest):
-    msg_fmt = ("%(key)s (%(source)s) is %(value)r: %(problem)s; allowed: "
-               "1 to %(max_keys)d Barbican secret UUIDs separated by commas, "
-               "at most %(max_length)d characters in all")
+    msg_fmt = ("%(key)s (%(source)s) is %(value)s: %(problem)s; allowed: "
+               "1 to %(max_keys)d Barbican secret UUIDs separated by commas "
+               "and ASCII whitespace, at most %(max_length)d characters in "
+               "all")
 
 
 class KeysWithoutVTPM(InvalidVTPMRequest):
-    msg_fmt = ("%(key)s (%(source)s) is %(value)r but the vTPM is off "
+    msg_fmt = ("%(key)s (%(source)s) is %(value)s but the vTPM is off "
                "(%(why)s); keys are allowed only when the vTPM is on")
 
 
 class MachineTypeNotSupported(InvalidVTPMRequest):
-    msg_fmt = ("%(key)s (%(source)s) is %(value)r but a vTPM needs a "
+    msg_fmt = ("%(key)s (%(source)s) is %(value)s but a vTPM needs a "
                "Generation 2 VM; allowed: %(allowed)s")
 
 
 class ShieldingNotPossible(InvalidVTPMRequest):
-    msg_fmt = ("%(key)s (%(source)s) is %(value)r but %(why)s; a shielded VM "
+    msg_fmt = ("%(key)s (%(source)s) is %(value)s but %(why)s; a shielded VM "
                "needs the vTPM on and at least one key in os_vtpm_keys")
 
 
 # --- loading plugins ---------------------------------------------------------
 
 class BackendNotFound(VTPMError):
-    msg_fmt = ("vTPM backend %(name)r is not installed (entry point group "
+    quoted = ('name',)
+    msg_fmt = ("vTPM backend %(name)s is not installed (entry point group "
                "'vtpm.backends'); installed: %(installed)s")
 
 

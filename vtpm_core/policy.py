@@ -6,6 +6,14 @@ everything else, and returns a ``VTPMRequest`` or raises an
 ``InvalidVTPMRequest`` that says what to change. It is called per request by
 the scheduler filter and per spawn by the compute side, so it avoids work a
 valid request does not need.
+
+The scheduler reads the image from Glance, the compute side from nova's copy
+in the instance's system metadata, which holds ``str(value)`` cut to 255
+bytes of UTF-8. Both must decide the same, so every value of the five keys
+is a string and the free-form ones (``os_vtpm_keys``, ``hw_machine_type``)
+take at most ``constants.MAX_VALUE_BYTES``, counted in bytes: nova copies
+such a value whole, and the cut copy of a longer one is refused as the
+original is (the policy values are short words anyway).
 """
 
 from __future__ import annotations
@@ -22,8 +30,15 @@ _UUID_TEXT = (r'[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-'
 _UUID = re.compile(_UUID_TEXT + r'\Z')
 # A whole well-formed list in one match: the common case takes no per-item
 # regex; anything else is parsed item by item to name the offending one.
+# Whitespace around items is ASCII only (re.ASCII, _SPACE): a list that
+# build_request accepts is then ASCII, its characters are its bytes, and the
+# Glance metadefs (JSON schema, which counts characters) state the same rule.
 _UUID_LIST = re.compile(r'\s*%(u)s\s*(?:,\s*%(u)s\s*){0,%(more)d}\Z' % {
-    'u': _UUID_TEXT, 'more': c.MAX_KEYS - 1})
+    'u': _UUID_TEXT, 'more': c.MAX_KEYS - 1}, re.ASCII)
+_SPACE = ' \t\n\r\f\v'
+
+# Tells a key that is absent from one whose value is None (refused).
+_ABSENT = object()
 
 # (image os_vtpm, flavor os:vtpm or None) -> vTPM on? Cells absent from this
 # table are conflicts (DESIGN.md 2.1).
@@ -40,25 +55,31 @@ _ON_OFF = {
     (c.REQUIRED, c.REQUIRED): True,
 }
 
-_ALLOWED_POLICIES = ', '.join(c.VTPM_POLICIES)
-_ALLOWED_SHIELDING = ', '.join(c.SHIELDING_POLICIES)
-
 
 def build_request(image_properties: Mapping[str, str],
                   extra_specs: Mapping[str, str]) -> objects.VTPMRequest:
     """Return the vTPM request that an image and a flavor make together.
 
-    :param image_properties: the image's properties, flat (Glance v2).
+    :param image_properties: the image's properties, flat (Glance v2);
+        nova's image dict, with them nested under ``'properties'``, is
+        refused.
     :param extra_specs: the flavor's extra specs.
     :raises vtpm_core.exception.InvalidVTPMRequest: for any invalid value or
-        combination; the message names the key, its source, the value and
-        what is allowed.
+        combination, including a value that is not a string (``None``
+        too: only a missing key is absent) and one that nova would not copy
+        whole to the instance; the message names the key, its source, an
+        excerpt of the value and what is allowed.
     """
+    nested = image_properties.get('properties', _ABSENT)
+    if nested is not _ABSENT and not isinstance(nested, str):
+        raise exception.NestedImageProperties(
+            key='properties', source=c.IMAGE, value=nested)
     image_policy = _policy(image_properties, c.IMAGE_VTPM, c.IMAGE,
                            c.DISABLED)
     flavor_policy = _policy(extra_specs, c.FLAVOR_VTPM, c.FLAVOR, None)
-    shielding = _shielding(image_properties)
-    raw_keys = image_properties.get(c.IMAGE_VTPM_KEYS)
+    shielding = _policy(image_properties, c.IMAGE_SHIELDED, c.IMAGE,
+                        c.DISABLED, c.SHIELDING_POLICIES)
+    raw_keys = image_properties.get(c.IMAGE_VTPM_KEYS, _ABSENT)
 
     enabled = _ON_OFF.get((image_policy, flavor_policy))
     if enabled is None:
@@ -66,7 +87,7 @@ def build_request(image_properties: Mapping[str, str],
     reasons = [_why(image_policy, flavor_policy, enabled)]
 
     key_refs = []
-    if raw_keys is not None:
+    if raw_keys is not _ABSENT:
         key_refs = _key_refs(raw_keys)
         if not enabled:
             raise exception.KeysWithoutVTPM(
@@ -75,12 +96,17 @@ def build_request(image_properties: Mapping[str, str],
         reasons.append('%d key(s) from %s (%s)' % (
             len(key_refs), c.IMAGE_VTPM_KEYS, c.IMAGE))
 
-    machine_type = image_properties.get(c.IMAGE_MACHINE_TYPE)
-    if enabled and machine_type != c.MACHINE_TYPE_GEN2:
-        raise exception.MachineTypeNotSupported(
-            key=c.IMAGE_MACHINE_TYPE, source=c.IMAGE,
-            value='<absent>' if machine_type is None else machine_type,
-            allowed=c.MACHINE_TYPE_GEN2)
+    machine_type = image_properties.get(c.IMAGE_MACHINE_TYPE, _ABSENT)
+    if machine_type != c.MACHINE_TYPE_GEN2:
+        if machine_type is _ABSENT:
+            machine_type = None
+        else:
+            _check_copyable(machine_type, c.IMAGE_MACHINE_TYPE)
+        if enabled:
+            raise exception.MachineTypeNotSupported(
+                key=c.IMAGE_MACHINE_TYPE, source=c.IMAGE,
+                value='<absent>' if machine_type is None else machine_type,
+                allowed=c.MACHINE_TYPE_GEN2)
 
     shielded = shielding == c.REQUIRED
     if shielded:
@@ -111,52 +137,67 @@ def flavor_settles(extra_specs: Mapping[str, str]) -> bool:
     return extra_specs.get(c.FLAVOR_VTPM) == c.DISABLED
 
 
-def _policy(source_map, key, source, absent):
-    value = source_map.get(key)
-    if value is None:
+def _policy(source_map, key, source, absent, allowed=c.VTPM_POLICIES):
+    value = source_map.get(key, _ABSENT)
+    if value is _ABSENT:
         return absent
-    if value not in c.VTPM_POLICIES:
+    if value not in allowed:
         raise exception.InvalidPropertyValue(
-            key=key, source=source, value=value, allowed=_ALLOWED_POLICIES)
+            key=key, source=source, value=value, allowed=', '.join(allowed))
     return value
 
 
-def _shielding(image_properties):
-    value = image_properties.get(c.IMAGE_SHIELDED)
-    if value is None:
-        return c.DISABLED
-    if value not in c.SHIELDING_POLICIES:
-        raise exception.InvalidPropertyValue(
-            key=c.IMAGE_SHIELDED, source=c.IMAGE, value=value,
-            allowed=_ALLOWED_SHIELDING)
-    return value
+def _not_copyable(value):
+    """Why nova's copy of image property ``value`` could differ, or None."""
+    if not isinstance(value, str):
+        return 'not a string'
+    if value.isascii():
+        size = len(value)
+    else:
+        try:
+            size = len(value.encode('utf-8'))
+        except UnicodeEncodeError:
+            return 'not encodable in UTF-8 (a lone surrogate)'
+    if size > c.MAX_VALUE_BYTES:
+        # nova may cut it, or it may be a copy nova cut (constants)
+        return '%d bytes in UTF-8' % size
+    return None
+
+
+def _check_copyable(value, key):
+    problem = _not_copyable(value)
+    if problem:
+        raise exception.PropertyNotCopyable(
+            key=key, source=c.IMAGE, value=value, problem=problem,
+            max_bytes=c.MAX_VALUE_BYTES)
 
 
 def _key_refs(raw):
+    if (isinstance(raw, str) and len(raw) <= c.MAX_VALUE_BYTES
+            and _UUID_LIST.match(raw)):
+        refs = [item.strip(_SPACE).lower() for item in raw.split(',')]
+        if len(set(refs)) == len(refs):
+            return refs
+
     def invalid(problem):
         return exception.InvalidKeyList(
             key=c.IMAGE_VTPM_KEYS, source=c.IMAGE, value=raw, problem=problem,
-            max_keys=c.MAX_KEYS, max_length=c.MAX_KEYS_LENGTH)
+            max_keys=c.MAX_KEYS, max_length=c.MAX_VALUE_BYTES)
 
-    if not isinstance(raw, str):
-        raise invalid('not a string')
-    if len(raw) > c.MAX_KEYS_LENGTH:
-        # nova would silently cut it when copying it to system metadata.
-        raise invalid('%d characters' % len(raw))
-    if _UUID_LIST.match(raw):
-        refs = [item.strip().lower() for item in raw.split(',')]
-        if len(set(refs)) == len(refs):
-            return refs
+    problem = _not_copyable(raw)
+    if problem:
+        raise invalid(problem)
     items = raw.split(',')
     if len(items) > c.MAX_KEYS:
         raise invalid('%d items' % len(items))
     refs = []
     for position, item in enumerate(items, 1):
-        item = item.strip()
+        item = item.strip(_SPACE)
         if not item:
             raise invalid('item %d is empty' % position)
         if not _UUID.match(item):
-            raise invalid('item %d (%r) is not a UUID' % (position, item))
+            raise invalid('item %d (%s) is not a UUID' % (
+                position, exception.excerpt(item)))
         item = item.lower()
         if item in refs:
             raise invalid('item %d (%s) is a duplicate' % (position, item))

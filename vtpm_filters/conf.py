@@ -23,7 +23,24 @@ OPTS = [
              'cannot tell whether the host still passes attestation, so the '
              'host is refused. Computes refresh the report with nova\'s '
              '[DEFAULT] update_resources_interval periodic task (60 s by '
-             'default); the default allows ten missed updates.'),
+             'default); the default allows ten missed updates. See also '
+             'max_clock_skew, for reports dated in the future.'),
+    cfg.IntOpt(
+        'max_clock_skew',
+        default=60,
+        min=0,
+        help='How many seconds a host\'s vTPM capability report (its '
+             'measured_at) may lie in the future of the scheduler\'s clock '
+             'and still count as fresh, for the requests that '
+             'max_report_age applies to. A report from further ahead comes '
+             'from a host whose clock is wrong; it would stay fresh until '
+             'its date had passed, switching max_report_age off for that '
+             'host, so the host is refused. Hosts and schedulers kept in '
+             'time by NTP or the Windows Time service differ by well under '
+             'a second; the default allows for a clock that drifts between '
+             'synchronisations and is small next to max_report_age (600 s '
+             'by default), so a report is never taken as fresh for more '
+             'than max_report_age plus this.'),
     cfg.BoolOpt(
         'image_lookup',
         default=True,

@@ -71,10 +71,11 @@ class _Check:
     """What one request needs of a host, evaluated once per request."""
 
     __slots__ = ('request', 'fabrics', 'needs_vtpm', 'needs_local',
-                 'needs_attested', 'now', 'oldest', 'max_age',
-                 'instance_uuid')
+                 'needs_attested', 'now', 'oldest', 'newest', 'max_age',
+                 'max_skew', 'instance_uuid')
 
-    def __init__(self, request, fabrics, max_age, now, instance_uuid):
+    def __init__(self, request, fabrics, max_age, max_skew, now,
+                 instance_uuid):
         self.request = request
         self.fabrics = fabrics or None
         self.needs_vtpm = request is not None and request.enabled
@@ -87,7 +88,9 @@ class _Check:
         self.needs_local = self.needs_vtpm and not request.needs_key_protector
         self.now = now
         self.oldest = now - datetime.timedelta(seconds=max_age)
+        self.newest = now + datetime.timedelta(seconds=max_skew)
         self.max_age = max_age
+        self.max_skew = max_skew
         self.instance_uuid = instance_uuid
 
     def passes(self, report):
@@ -101,7 +104,8 @@ class _Check:
         if self.needs_local and not report.local:
             return False
         if self.needs_attested and not (
-                report.can_unwrap and report.measured_at >= self.oldest):
+                report.can_unwrap and
+                self.oldest <= report.measured_at <= self.newest):
             return False
         return True
 
@@ -109,7 +113,8 @@ class _Check:
         """Why ``report`` fails, in satisfies' words (for the debug log)."""
         return capabilities.satisfies(
             self.request, report.caps, max_report_age=self.max_age,
-            now=self.now, allowed_fabrics=self.fabrics).reason
+            max_clock_skew=self.max_skew, now=self.now,
+            allowed_fabrics=self.fabrics).reason
 
 
 class VTPMFilter(filters.BaseHostFilter):
@@ -148,7 +153,7 @@ class VTPMFilter(filters.BaseHostFilter):
             last.check = self._check(spec_obj)
             last.spec = weakref.ref(spec_obj)
         check = last.check
-        return check is None or check.passes(self._report(host_state))
+        return check is None or bool(self._passing([host_state], check))
 
     # --- per host ----------------------------------------------------------
 
@@ -158,10 +163,14 @@ class VTPMFilter(filters.BaseHostFilter):
         debug = LOG.isEnabledFor(logging.DEBUG)
         passed = []
         for host_state in host_states:
-            raw = host_state.stats.get(key)
+            stats = host_state.stats
+            # nova's HostState.stats is a dict; anything else reads as no
+            # report, which fails closed like an absent one.
+            raw = stats.get(key) if isinstance(stats, dict) else None
             report = reports.get(host_state.uuid)
             if report is None or report.raw != raw:
-                report = self._report(host_state)
+                report = reports[host_state.uuid] = _Report(
+                    raw, capabilities.from_stats({key: raw}))
             if check.passes(report):
                 passed.append(host_state)
             elif debug:
@@ -172,15 +181,6 @@ class VTPMFilter(filters.BaseHostFilter):
                            'uuid': check.instance_uuid,
                            'reason': check.reason(report)})
         return passed
-
-    def _report(self, host_state):
-        stats = host_state.stats
-        raw = stats.get(capabilities.STATS_KEY) if stats else None
-        report = self._reports.get(host_state.uuid)
-        if report is None or report.raw != raw:
-            report = _Report(raw, capabilities.from_stats(stats))
-            self._reports[host_state.uuid] = report
-        return report
 
     # --- per request --------------------------------------------------------
 
@@ -193,6 +193,7 @@ class VTPMFilter(filters.BaseHostFilter):
         if not (request is not None and request.enabled) and not fabrics:
             return None
         return _Check(request, fabrics, opts.max_report_age,
+                      opts.max_clock_skew,
                       timeutils.utcnow(with_timezone=True),
                       _get(spec_obj, 'instance_uuid'))
 

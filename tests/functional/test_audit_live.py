@@ -36,7 +36,7 @@ LOGGERS = ('keystoneauth', 'openstack', 'keystonemiddleware', 'barbicanclient',
            'vtpm_core', 'nova')
 AUTHTOKEN = 'keystone_authtoken'
 GEN2 = {'hw_machine_type': 'hyperv-gen2'}
-# seven UUIDs: beyond MAX_KEYS (6) and MAX_KEYS_LENGTH (255)
+# seven UUIDs: beyond MAX_KEYS (6) and MAX_VALUE_BYTES (251)
 TOO_MANY_KEYS = ','.join('%08d-0000-4000-8000-000000000000' % n
                          for n in range(7))
 
@@ -259,7 +259,7 @@ class AuditLiveTest(test.TestCase):
         [over] = problems['image', image('too-many')]
         self.assertIn('os_vtpm_keys (image property) is %r' % TOO_MANY_KEYS,
                       over)
-        self.assertIn('258 characters', over)
+        self.assertIn('258 bytes in UTF-8', over)
         for kind, subject, problem in found:
             if kind == 'pair':
                 self.assertIn("os:vtpm (flavor extra spec) is 'disabled' but "

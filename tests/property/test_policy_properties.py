@@ -1,15 +1,22 @@
 # SPDX-License-Identifier: Apache-2.0
 """Properties of the merge rules (DESIGN.md 2); each rule is a docstring."""
 
+from hypothesis import event
 from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from nova import objects as nova_objects
+from nova import utils as nova_utils
 
 from tests import strategies as s
+from vtpm_core import constants
 from vtpm_core import exception
 from vtpm_core import objects
 from vtpm_core import policy
+from vtpm_hyperv import compute
+
+nova_objects.register_all()
 
 GEN2 = {'hw_machine_type': 'hyperv-gen2'}
 
@@ -77,19 +84,139 @@ def test_any_strings_give_a_request_or_a_vtpm_error(image, specs, unrelated):
        st.sampled_from(('required', 'optional')))
 def test_accepted_key_lists_are_canonical(items, image_value):
     """Accepted key lists are canonical lowercase UUIDs, in the order given,
-    at most 6, no duplicate, and came from at most 255 characters."""
+    at most 6, no duplicate, and came from at most 251 characters."""
     raw = ','.join(items)
     image, specs = _sides(image_value, 'required', os_vtpm_keys=raw)
     try:
         request = policy.build_request(image, specs)
     except exception.InvalidKeyList:
         canonical = [item.strip().lower() for item in items]
-        assert (len(raw) > 255 or len(items) > 6 or
+        assert (len(raw) > constants.MAX_VALUE_BYTES or len(items) > 6 or
                 len(set(canonical)) != len(canonical))
     else:
-        assert len(raw) <= 255 and 1 <= len(request.key_refs) <= 6
+        assert len(raw) <= constants.MAX_VALUE_BYTES
+        assert 1 <= len(request.key_refs) <= 6
         assert request.key_refs == [item.strip().lower() for item in items]
         assert len(set(request.key_refs)) == len(request.key_refs)
+
+
+def _read_back(image):
+    """The image properties as the compute side reads them: nova's own copy
+    into a real nova Instance's system metadata, read by compute."""
+    system_metadata = nova_utils.get_system_metadata_from_image(
+        {'properties': image})
+    return compute.image_properties(
+        nova_objects.Instance(system_metadata=system_metadata))
+
+
+def _outcome(image, specs):
+    try:
+        return policy.build_request(image, specs)
+    except exception.InvalidVTPMRequest as e:
+        return e
+
+
+# String values of the five keys: valid ones often (so that a good share
+# of the examples is accepted), values around nova's 255-byte cut, and
+# arbitrary text.
+_STRINGS = {
+    'os_vtpm': st.one_of(st.just('required'), st.just('required'),
+                         st.just('required'), st.just('optional'),
+                         s.any_text),
+    'os_vtpm_keys': st.one_of(
+        s.key_lists_near_the_cut(), s.key_lists_near_the_cut(),
+        st.lists(s.typed_uuids, min_size=1, max_size=6).map(','.join),
+        s.any_text),
+    'hw_machine_type': st.one_of(st.just('hyperv-gen2'),
+                                 st.just('hyperv-gen2'),
+                                 s.text_near_the_cut(), s.any_text),
+    'os_shielded_vm': st.one_of(st.just('disabled'), st.just('disabled'),
+                                st.just('required'), s.any_text),
+}
+
+
+@st.composite
+def _images(draw):
+    """Image properties; in one image in ten, a value is not a string."""
+    image = draw(st.fixed_dictionaries({}, optional=_STRINGS))
+    if draw(st.integers(0, 9)) == 9:
+        image[draw(st.sampled_from(FIVE_KEYS))] = draw(s.non_strings)
+    return image
+
+
+# A keyed vTPM whose key list straddles the cut: the case that lost keys.
+_keyed_near_the_cut = st.fixed_dictionaries(
+    {'os_vtpm': st.just('required'),
+     'hw_machine_type': st.just('hyperv-gen2'),
+     'os_vtpm_keys': s.key_lists_near_the_cut()},
+    optional={'os_shielded_vm': st.sampled_from(('disabled', 'required'))})
+
+
+K = ('8f14e45f-ceea-467a-9575-7a6c8c2b3a11',
+     '45c48cce-2e2d-4fbd-a7b0-9ea0e5e4a1b2',
+     '1679091c-5a88-4faf-8fb7-3ac8f9b2c4d5')
+
+
+@settings(max_examples=10_000)
+@given(st.one_of(_images(), _keyed_near_the_cut),
+       st.fixed_dictionaries({}, optional={'os:vtpm': st.one_of(
+           st.just('required'), st.just('required'),
+           st.sampled_from(s.POLICIES), s.any_text, s.non_strings)}),
+       st.dictionaries(st.text(max_size=10), st.text(max_size=300),
+                       max_size=3))
+# DR guardian C padded past the cut with ideographic spaces (issue 10 #1)
+@example({'os_vtpm': 'required', 'hw_machine_type': 'hyperv-gen2',
+          'os_vtpm_keys': K[0] + ',' + K[1] + '\u3000' * 100 + ',' + K[2]},
+         {}, {})
+# the same with ASCII spaces: the cut copy keeps A and B alone
+@example({'os_vtpm': 'required', 'hw_machine_type': 'hyperv-gen2',
+          'os_vtpm_keys': K[0] + ',' + K[1] + ' ' * 200 + ',' + K[2]},
+         {}, {})
+# a long machine type while the vTPM is off
+@example({'hw_machine_type': 'x' * 300}, {}, {})
+@example({'hw_machine_type': ['hyperv-gen2']}, {}, {})
+def test_what_build_request_accepts_nova_copies_unchanged(image, specs,
+                                                         unrelated):
+    """What build_request accepts, nova's get_system_metadata_from_image
+    copy gives back unchanged.
+
+    Precisely: nova copies the image's properties into a nova Instance's
+    system metadata with its own get_system_metadata_from_image, and the
+    compute side reads them back with compute.image_properties. Then for
+    any values of the five keys (and unrelated properties):
+
+    * build_request accepts the original -> build_request on the copy read
+      back returns an equal VTPMRequest (same keys in the same order, same
+      machine type, same reasons);
+    * build_request refuses an original whose values are strings ->
+      build_request on the copy refuses too (a value nova cut is never
+      read shortened, such as a key list without its last key);
+    * nova cannot copy the image (a value not encodable in UTF-8) ->
+      build_request refused the original.
+
+    Values that are not strings are refused (nova's copy would make a
+    string of them).
+    """
+    image = {**unrelated, **image}
+    original = _outcome(image, specs)
+    try:
+        read_back = _read_back(image)
+    except UnicodeEncodeError:
+        event('nova cannot copy: refused')
+        assert isinstance(original, exception.InvalidVTPMRequest)
+        return
+    copied = _outcome(read_back, specs)
+    if isinstance(original, objects.VTPMRequest):
+        event('accepted: %s' % ('vTPM on' if original.enabled else 'off'))
+        assert copied == original
+        for key in FIVE_KEYS:
+            assert read_back.get(key) == image.get(key)
+    elif all(isinstance(image[k], str) for k in FIVE_KEYS if k in image):
+        event('refused: %s' % type(original).__name__)
+        assert isinstance(copied, exception.InvalidVTPMRequest), copied
+    else:
+        event('refused: not a string')
+        assert isinstance(original, exception.InvalidVTPMRequest)
 
 
 @given(s.vtpm_requests)
@@ -115,3 +242,19 @@ def test_backport_never_raises(obj, version):
     back = type(obj).obj_from_primitive(primitive)
     for name in primitive['vtpm_object.data']:
         assert getattr(back, name) == getattr(obj, name)
+
+
+@settings(max_examples=2_000)
+@given(_images(), st.fixed_dictionaries({}, optional={'os:vtpm': st.one_of(
+    st.sampled_from(s.POLICIES), s.any_text, s.non_strings)}))
+@example({'hw_machine_type': ['hyperv-gen2']}, {})
+@example({'hw_machine_type': 2}, {})
+def test_every_accepted_request_survives_the_primitive_round_trip(image,
+                                                                  specs):
+    """Whatever the values of the five keys (strings, other types), a request
+    that build_request accepts reads back equal from its primitive: every
+    value it keeps has its field's type."""
+    result = _outcome(image, specs)
+    if isinstance(result, objects.VTPMRequest):
+        primitive = result.obj_to_primitive()
+        assert objects.VTPMRequest.obj_from_primitive(primitive) == result

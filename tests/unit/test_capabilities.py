@@ -115,6 +115,7 @@ def test_traits(report, expected):
 
 
 AGE = 600
+SKEW = 60
 
 # (id, request, host report, passes?, words the reason must contain)
 MATCHES = [
@@ -136,6 +137,15 @@ MATCHES = [
      'old'),
     ('keys: report just fresh enough', request(keys=['k']),
      caps(measured_at=NOW - datetime.timedelta(seconds=AGE)), True, ''),
+    ('keys: report dated in year 9999 (a wrong clock)', request(keys=['k']),
+     caps(measured_at=NOW.replace(year=9999)), False, 'in the future'),
+    ('keys: report further ahead than the clock skew', request(keys=['k']),
+     caps(measured_at=NOW + datetime.timedelta(seconds=SKEW, microseconds=1)),
+     False, 'dated 60 s in the future (max 60 s of clock skew)'),
+    ('keys: report ahead by the clock skew', request(keys=['k']),
+     caps(measured_at=NOW + datetime.timedelta(seconds=SKEW)), True, ''),
+    ('vTPM without keys: a report from the future is fine', request(),
+     caps(measured_at=NOW.replace(year=9999)), True, ''),
     ('keys: no fabric guardian', request(keys=['k']), caps(fabric_id=None),
      False, 'no fabric'),
     ('no keys: no fabric guardian is fine', request(), caps(fabric_id=None),
@@ -156,9 +166,19 @@ MATCHES = [
 @pytest.mark.parametrize('req,report,passes,words', [m[1:] for m in MATCHES],
                          ids=[m[0] for m in MATCHES])
 def test_satisfies(req, report, passes, words):
-    verdict = capabilities.satisfies(req, report, max_report_age=AGE, now=NOW)
+    verdict = capabilities.satisfies(req, report, max_report_age=AGE,
+                                     max_clock_skew=SKEW, now=NOW)
     assert bool(verdict) is passes
     assert words in verdict.reason
+
+
+def test_clock_skew_defaults_to_none_allowed():
+    # A host checking its own report: the same clock measured it.
+    ahead = caps(measured_at=NOW + datetime.timedelta(microseconds=1))
+    assert not capabilities.satisfies(request(keys=['k']), ahead,
+                                      max_report_age=AGE, now=NOW)
+    assert capabilities.satisfies(request(keys=['k']), caps(),
+                                  max_report_age=AGE, now=NOW)
 
 
 def test_a_move_keeps_the_instance_in_its_fabrics():

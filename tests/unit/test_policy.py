@@ -60,6 +60,9 @@ KEYS_ACCEPTED = [
     ('whitespace around items is ignored',
      {'os_vtpm_keys': '  %s ,\t%s ' % (K1, K2)}, [K1, K2]),
     ('order is kept', {'os_vtpm_keys': '%s,%s' % (K2, K1)}, [K2, K1]),
+    ('251 characters, the most nova never cuts',
+     {'os_vtpm_keys': ' ' * 30 + ','.join(SIX)}, SIX),
+    ('a trailing newline, as from a file', {'os_vtpm_keys': K1 + '\n'}, [K1]),
     ('no keys: a new local key protector', {}, []),
 ]
 
@@ -73,8 +76,7 @@ def test_keys_accepted(image, expected):
 
 # (id, os_vtpm_keys value, text the message must contain)
 KEYS_REFUSED = [
-    ('seven UUIDs do not fit in 255 characters', ','.join(SIX + [K1]),
-     '258 characters'),
+    ('seven UUIDs do not fit', ','.join(SIX + [K1]), '258 bytes in UTF-8'),
     ('seven items', 'a,b,c,d,e,f,g', '7 items'),
     ('empty value', '', 'item 1 is empty'),
     ('empty item in the middle', '%s,,%s' % (K1, K2), 'item 2 is empty'),
@@ -85,8 +87,16 @@ KEYS_REFUSED = [
     ('not a UUID', '%s,secret-1' % K1, "item 2 ('secret-1') is not a UUID"),
     ('UUID without hyphens', K1.replace('-', ''), 'is not a UUID'),
     ('URN form', 'urn:uuid:' + K1, 'is not a UUID'),
-    ('longer than 255 characters (nova would cut it)',
-     ' ' * 40 + ','.join(SIX), '261 characters'),
+    # nova keeps 255 bytes, cutting a split character; a cut copy has 252
+    # to 255, so the compute host could not tell these from a cut one
+    ('252 characters', ' ' * 31 + ','.join(SIX), '252 bytes in UTF-8'),
+    ('255 characters', ' ' * 34 + ','.join(SIX), '255 bytes in UTF-8'),
+    # issue 10: nova's copy keeps K1 and K2 and drops K3 silently
+    ('ideographic spaces push the last key past nova\'s cut',
+     K1 + ',' + K2 + '\u3000' * 100 + ',' + SIX[0], '410 bytes in UTF-8'),
+    ('non-ASCII whitespace around an item', K1 + '\u00a0,' + K2,
+     "item 1 ('%s\\xa0') is not a UUID" % K1),
+    ('not encodable in UTF-8', K1 + '\ud800', 'not encodable in UTF-8'),
 ]
 
 
@@ -97,8 +107,11 @@ def test_keys_refused(raw, fragment):
         policy.build_request(dict(REQUIRED, os_vtpm_keys=raw), {})
     message = str(e.value)
     assert fragment in message
-    assert message.startswith('os_vtpm_keys (image property) is %r' % raw)
-    assert 'allowed: 1 to 6 Barbican secret UUIDs' in message
+    assert message.startswith(
+        'os_vtpm_keys (image property) is %s' % exception.excerpt(raw))
+    assert ('allowed: 1 to 6 Barbican secret UUIDs separated by commas and '
+            'ASCII whitespace, at most 251 characters in all') in message
+    assert e.value.value == raw
 
 
 @pytest.mark.parametrize('image,specs', [
@@ -143,6 +156,80 @@ def test_machine_type(machine_type, on, accepted):
             "hw_machine_type (image property) is %r but a vTPM needs a "
             "Generation 2 VM; allowed: hyperv-gen2"
             % (machine_type or '<absent>'))
+
+
+# (id, hw_machine_type, vTPM on?, text the message must contain): values
+# that nova's copy would change, refused whether the vTPM is on or off
+MACHINE_TYPES_NOT_COPYABLE = [
+    ('a list, vTPM off', ['hyperv-gen2'], False,
+     "is ['hyperv-gen2']: not a string"),
+    ('a list, vTPM on', ['hyperv-gen2'], True,
+     "is ['hyperv-gen2']: not a string"),
+    ('an integer, vTPM off', 2, False, 'is 2: not a string'),
+    ('None, vTPM off', None, False, 'is None: not a string'),
+    ('longer than nova keeps, vTPM off', 'x' * 300, False,
+     '300 bytes in UTF-8'),
+    ('252 bytes of 2-byte characters', '\u00e9' * 126, False,
+     '252 bytes in UTF-8'),
+    ('a lone surrogate', 'hyperv-gen2\ud800', False,
+     'not encodable in UTF-8'),
+]
+
+
+@pytest.mark.parametrize('machine_type,on,fragment',
+                         [r[1:] for r in MACHINE_TYPES_NOT_COPYABLE],
+                         ids=[r[0] for r in MACHINE_TYPES_NOT_COPYABLE])
+def test_machine_type_that_nova_would_change_is_refused(machine_type, on,
+                                                        fragment):
+    image = {'os_vtpm': 'required' if on else 'disabled',
+             'hw_machine_type': machine_type}
+    with pytest.raises(exception.PropertyNotCopyable) as e:
+        policy.build_request(image, {})
+    assert str(e.value).startswith('hw_machine_type (image property) ')
+    assert fragment in str(e.value)
+    assert str(e.value).endswith(
+        'allowed: a string of at most 251 bytes in UTF-8, which nova copies '
+        'to the instance unchanged')
+
+
+def test_machine_type_of_251_bytes_is_kept_while_the_vtpm_is_off():
+    machine_type = '\u00e9' * 125 + 'x'
+    assert policy.build_request({'hw_machine_type': machine_type},
+                                {}).machine_type == machine_type
+
+
+# (id, image properties, flavor extra specs): a key given the value None is
+# refused; only a missing key is absent
+NONE_VALUES = [
+    ('os_vtpm', {'os_vtpm': None}, {}),
+    ('os:vtpm', {}, {'os:vtpm': None}),
+    ('os_vtpm_keys', {'os_vtpm': 'required', 'os_vtpm_keys': None}, {}),
+    ('hw_machine_type', {'hw_machine_type': None}, {}),
+    ('os_shielded_vm', {'os_shielded_vm': None}, {}),
+]
+
+
+@pytest.mark.parametrize('key,image,specs', NONE_VALUES,
+                         ids=[r[0] for r in NONE_VALUES])
+def test_none_is_refused_not_read_as_absent(key, image, specs):
+    with pytest.raises(exception.InvalidVTPMRequest) as e:
+        policy.build_request(dict(GEN2, **image), specs)
+    assert str(e.value).startswith('%s (' % key)
+    assert ' is None' in str(e.value)
+
+
+def test_nested_image_properties_are_refused():
+    # nova's glance.API().get() returns the image with its properties nested
+    image = {'id': 'a8b2c0d4-0000-4000-8000-000000000001', 'name': 'win',
+             'properties': dict(REQUIRED, os_vtpm_keys=K1)}
+    with pytest.raises(exception.NestedImageProperties) as e:
+        policy.build_request(image, {})
+    assert str(e.value).startswith(
+        "properties (image property) is {'hw_machine_type': 'hyperv-gen2', ")
+    assert 'pass the flat properties' in str(e.value)
+    assert "image['properties']" in str(e.value)
+    # a string called properties is a property like any other
+    assert policy.build_request(dict(REQUIRED, properties='x'), {}).enabled
 
 
 # (id, image properties on top of Gen2, shielded or the error class)

@@ -130,6 +130,9 @@ HOSTS = {
     'attested': caps(),
     'stale': caps(age=601),
     'at-limit': caps(age=600),
+    # measured by a host whose clock is ahead of the scheduler's
+    'ahead': caps(age=-61),
+    'ahead-at-limit': caps(age=-60),
     'expired': caps(attestation_status='Expired'),
     'unguarded': caps(guarded=False, attestation_status='NotConfigured'),
     'fabric-b': caps(fabric_id='fabric-b'),
@@ -145,17 +148,17 @@ HOSTS = {
     ({}, {}, list(HOSTS)),
     (dict(VTPM, os_vtpm='optional'), {'os:vtpm': 'optional'}, list(HOSTS)),
     # a vTPM without keys: any host that supports it, whatever HGS says
-    (VTPM, {}, ['attested', 'stale', 'at-limit', 'expired', 'unguarded',
-                'fabric-b', 'no-fabric']),
+    (VTPM, {}, ['attested', 'stale', 'at-limit', 'ahead', 'ahead-at-limit',
+                'expired', 'unguarded', 'fabric-b', 'no-fabric']),
     (dict(VTPM, os_vtpm='optional'), {'os:vtpm': 'required'},
-     ['attested', 'stale', 'at-limit', 'expired', 'unguarded', 'fabric-b',
-      'no-fabric']),
+     ['attested', 'stale', 'at-limit', 'ahead', 'ahead-at-limit', 'expired',
+      'unguarded', 'fabric-b', 'no-fabric']),
     # keys: guarded, Passed, a fabric guardian to name, report at most
-    # max_report_age old; any fabric
-    (KEYED, {}, ['attested', 'at-limit', 'fabric-b']),
+    # max_report_age old and at most max_clock_skew ahead; any fabric
+    (KEYED, {}, ['attested', 'at-limit', 'ahead-at-limit', 'fabric-b']),
     # shielded: the same
     (dict(KEYED, os_shielded_vm='required'), {'os:vtpm': 'optional'},
-     ['attested', 'at-limit', 'fabric-b']),
+     ['attested', 'at-limit', 'ahead-at-limit', 'fabric-b']),
 ], ids=['nothing-asked', 'optional-both', 'vtpm-image', 'vtpm-flavor',
         'keys', 'shielded'])
 def test_hosts_that_pass(image, flavor, expected):
@@ -178,6 +181,17 @@ def test_default_max_report_age_is_600():
     assert make_conf().vtpm_filter.max_report_age == 600
 
 
+def test_max_clock_skew_is_the_configured_one():
+    filt, _ = make_filter(KEYED, max_clock_skew=5)
+    hosts = [host('6s-ahead', caps(age=-6)), host('5s-ahead', caps(age=-5)),
+             host('year-9999', caps(measured_at=NOW.replace(year=9999)))]
+    assert names(filt.filter_all(hosts, spec())) == ['5s-ahead']
+
+
+def test_default_max_clock_skew_is_60():
+    assert make_conf().vtpm_filter.max_clock_skew == 60
+
+
 def _attested_in(report, fabric):
     report.guarded = True
     report.attestation_status = 'Passed'
@@ -193,32 +207,38 @@ _reports = st.one_of(
               st.sampled_from(('fabric-a', 'fabric-b'))))
 
 
+# Enough examples to reach the few keyed requests on attested hosts whose
+# report lies just past either limit.
+@hypothesis.settings(max_examples=1000)
 @hypothesis.given(request=strategies.vtpm_requests, report=_reports,
                   fabrics=st.one_of(st.none(), st.frozensets(
                       st.sampled_from(('fabric-a', 'fabric-b', 'x')))),
                   max_age=st.integers(1, 10 ** 6),
+                  max_skew=st.integers(0, 10 ** 4),
                   data=st.data())
 def test_fast_path_agrees_with_satisfies(request, report, fabrics, max_age,
-                                         data):
+                                         max_skew, data):
     """For any request, report, fabrics and clock, _Check.passes is
     capabilities.satisfies: the filter's per-host shortcut changes no
     decision."""
     if report is None:
         now = data.draw(strategies.timestamps)
     else:
-        # at the age limit to the microsecond, or anywhere around it,
-        # including reports from the future
+        # at the age limit or the skew limit to the microsecond, or anywhere
+        # around them, including reports from far in the future
         seconds = data.draw(st.one_of(
-            st.just(max_age), st.integers(-2 * max_age, 2 * max_age)))
+            st.just(max_age), st.just(-max_skew),
+            st.integers(-2 * max_age - 2 * max_skew, 2 * max_age)))
         now = report.measured_at + datetime.timedelta(
             seconds=seconds, microseconds=data.draw(st.integers(-2, 2)))
-    check = vtpm_filter._Check(request, fabrics, max_age, now, INSTANCE)
+    check = vtpm_filter._Check(request, fabrics, max_age, max_skew, now,
+                               INSTANCE)
     raw = capabilities.to_stats(report) if report is not None else {}
     parsed = vtpm_filter._Report(raw.get(capabilities.STATS_KEY),
                                  capabilities.from_stats(raw))
     expected = capabilities.satisfies(
-        request, report, max_report_age=max_age, now=now,
-        allowed_fabrics=fabrics)
+        request, report, max_report_age=max_age, max_clock_skew=max_skew,
+        now=now, allowed_fabrics=fabrics)
     assert check.passes(parsed) == expected.passes
 
 
@@ -232,16 +252,36 @@ def test_every_rejection_is_logged_at_debug_with_its_reason(caplog):
     rejections = [r for r in caplog.records if r.levelno == logging.DEBUG and
                   'fails the vTPM request' in r.getMessage()]
     by_host = {r.args['host']: r.getMessage() for r in rejections}
-    assert set(by_host) == {'stale', 'expired', 'unguarded', 'no-fabric',
-                            'no-vtpm', 'absent', 'unreadable'}
+    assert set(by_host) == {'stale', 'ahead', 'expired', 'unguarded',
+                            'no-fabric', 'no-vtpm', 'absent', 'unreadable'}
     assert 'no readable vTPM capability report' in by_host['absent']
     assert 'no readable vTPM capability report' in by_host['unreadable']
     assert 'report is 601 s old (max 600 s)' in by_host['stale']
+    assert ('report is dated 61 s in the future (max 60 s of clock skew)'
+            in by_host['ahead'])
     assert 'attestation status is Expired' in by_host['expired']
     assert 'not guarded' in by_host['unguarded']
     assert 'no fabric guardian' in by_host['no-fabric']
     assert 'does not support vTPM' in by_host['no-vtpm']
     assert all(INSTANCE in m for m in by_host.values())
+
+
+@pytest.mark.parametrize('stats', [
+    None, 'vtpm:capabilities', ['vtpm:capabilities'], 42,
+    {capabilities.STATS_KEY: ['not', 'a', 'string']},
+], ids=['none', 'string', 'list', 'int', 'report-not-a-string'])
+def test_unreadable_stats_fail_closed_like_an_absent_report(caplog, stats):
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    filt, _ = make_filter(KEYED)
+    broken, good = host('broken', None), host('good', caps())
+    broken.stats = stats
+    assert names(filt.filter_all([broken, good], spec())) == ['good']
+    assert not filt.host_passes(broken, spec())
+    refusal, = {r.getMessage() for r in caplog.records
+                if r.levelno == logging.DEBUG and 'broken' in r.getMessage()}
+    assert 'no readable vTPM capability report' in refusal
+    # nothing asked of the host: no report read, every host passes
+    assert filt.filter_all([broken], spec({'os:vtpm': 'disabled'})) == [broken]
 
 
 def test_newer_report_with_unknown_fields_is_read():
@@ -341,6 +381,18 @@ def test_invalid_request_lets_every_host_through_and_logs_once(
     assert len(logged) == 1
     assert logged[0].levelno == logging.INFO
     assert INSTANCE in logged[0].getMessage()
+
+
+def test_a_huge_invalid_value_is_logged_as_a_bounded_excerpt(caplog):
+    # a hostile 1 MB property, logged at info on every request
+    filt, _ = make_filter(dict(VTPM, os_vtpm='A' * 10 ** 6))
+    hosts = [host('attested', caps())]
+    assert filt.filter_all(hosts, spec()) == hosts
+    logged, = [r.getMessage() for r in caplog.records
+               if r.levelno == logging.INFO]
+    assert "os_vtpm (image property) is 'AAAA" in logged
+    assert '(1000000 characters); allowed: disabled' in logged
+    assert len(logged) < 1000
 
 
 def test_keys_are_refs_and_nothing_secret_is_logged(caplog):
@@ -513,6 +565,7 @@ def test_filter_registers_its_options_on_the_conf_it_is_given():
     conf = cfg.ConfigOpts()
     vtpm_filter.VTPMFilter(conf=conf)
     assert conf.vtpm_filter.max_report_age == 600
+    assert conf.vtpm_filter.max_clock_skew == 60
     assert conf.vtpm_filter.image_lookup is True
     assert conf.vtpm_filter.restrict_moves_to_fabrics is True
 
@@ -531,5 +584,6 @@ def test_oslo_config_generator_prints_the_options():
                             capture_output=True, text=True, check=True)
     assert '[vtpm_filter]' in result.stdout
     assert '#max_report_age = 600' in result.stdout
+    assert '#max_clock_skew = 60' in result.stdout
     assert '#image_lookup = true' in result.stdout
     assert '#restrict_moves_to_fabrics = true' in result.stdout
