@@ -10,7 +10,10 @@ Keystone's included:
   left, and ``Call.abort()`` shuts the socket of every request still
   running, whether it waits to send, for headers or for the body. Without it
   a server that sends a byte now and then keeps a read alive for ever,
-  because a socket timeout only bounds the wait for the next byte.
+  because a socket timeout only bounds the wait for the next byte. (A TLS
+  handshake under way is out of its reach: Python's ssl module holds that
+  socket to itself until the handshake ends. Its reads are bounded by the
+  timeout, and the key source stops waiting at the deadline anyway.)
 - **no redirect to another origin.** keystoneauth follows redirects itself,
   sending the same headers (the owner's ``X-Auth-Token``) and taking the
   body of the last answer; a redirect to another scheme, host or port is
@@ -55,9 +58,9 @@ _CURRENT: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
 class Refused(Exception):
     """A request broke one of the rules; the key source names the secret.
 
-    Deliberately not a ``requests`` exception: keystoneauth would turn that
-    into a retriable connection error. This one goes straight through
-    keystoneauth and barbicanclient to the caller.
+    Deliberately not a ``requests`` exception, which keystoneauth would
+    wrap as a connection error (and retry, for some); this one goes straight
+    through keystoneauth and barbicanclient to the caller.
     """
 
 
@@ -143,6 +146,9 @@ class Call:
         for conn in connections:
             _shut(conn)
 
+    def answered(self, status):
+        self._statuses[threading.get_ident()] = status
+
     def last_status(self):
         """The HTTP status of this thread's last answer, if any."""
         return self._statuses.get(threading.get_ident())
@@ -154,14 +160,15 @@ class Call:
             return self.max_body
         return None
 
-    def _watch(self, conn):
+    def watch(self, conn):
+        """Let abort() reach ``conn``, this thread's request under way."""
         with self._lock:
             self._in_flight[threading.get_ident()] = conn
             aborted = self._aborted
         if aborted:
             _shut(conn)
 
-    def _unwatch(self):
+    def unwatch(self):
         with self._lock:
             self._in_flight.pop(threading.get_ident(), None)
 
@@ -193,7 +200,7 @@ class _Watched:
     def request(self, *args, **kwargs):
         call = current()
         if call is not None:
-            call._watch(self)
+            call.watch(self)
         return super().request(*args, **kwargs)
 
 
@@ -241,7 +248,7 @@ class GuardedAdapter(ks_session.TCPKeepAliveAdapter):
         try:
             response = super().send(request, stream=True, timeout=timeout,
                                     **kwargs)
-            call._statuses[threading.get_ident()] = response.status_code
+            call.answered(response.status_code)
             try:
                 _refuse_other_origin(request.url, response)
                 response._content = _read_body(response,
@@ -250,7 +257,7 @@ class GuardedAdapter(ks_session.TCPKeepAliveAdapter):
                 response.close()  # drop the connection, never drain it
                 raise
         finally:
-            call._unwatch()
+            call.unwatch()
         return response
 
 
@@ -280,7 +287,7 @@ def _read_body(response, cap):
     body = bytearray()
     for chunk in response.iter_content(CHUNK_BYTES):
         if cap is not None and len(body) + len(chunk) > cap:
-            raise TooLarge(cap, 'more sent')
+            raise TooLarge(cap, 'more than %d bytes sent' % cap)
         body += chunk
     # requests hands out _content as response.content once consumed
     return body

@@ -12,6 +12,7 @@ from oslo_config import cfg
 import pytest
 
 from tests import realservices
+from tests.barbican import stub as stub_server
 from tools import services as services_tool
 from vtpm_hyperv import secrets
 
@@ -47,6 +48,35 @@ def conf():
     conf.set_override('status_code_retry_delay', 0.05, secrets.GROUP)
     yield conf
     conf.reset()
+
+
+@pytest.fixture
+def stub():
+    """A Barbican stand-in that misbehaves on demand (tests/barbican/stub.py)."""
+    server = stub_server.start()
+    yield server
+    stub_server.stop(server)
+
+
+@pytest.fixture
+def source(conf, stub):
+    """A key source whose Barbican is the stub."""
+    conf.set_override('endpoint_override', stub.url, secrets.GROUP)
+    return secrets.BarbicanKeySource(conf)
+
+
+@pytest.fixture
+def wiped(monkeypatch):
+    """(ref, payload buffer) of every SecretPayload wiped during the test."""
+    seen = []
+    original = secrets.SecretPayload.wipe
+
+    def spy(item):
+        seen.append((item.ref, item.payload))
+        original(item)
+
+    monkeypatch.setattr(secrets.SecretPayload, 'wipe', spy)
+    return seen
 
 
 @pytest.fixture(scope='session')

@@ -26,24 +26,11 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def stub():
-    server = stub_server.start()
-    yield server
-    stub_server.stop(server)
-
-
-@pytest.fixture
 def elsewhere():
     """Another origin (another port) that must never be contacted."""
     server = stub_server.start()
     yield server
     stub_server.stop(server)
-
-
-@pytest.fixture
-def source(conf, stub):
-    conf.set_override('endpoint_override', stub.url, secrets.GROUP)
-    return secrets.BarbicanKeySource(conf)
 
 
 def _auth(token=TOKEN):
@@ -81,7 +68,7 @@ def test_a_slow_drip_ends_at_the_deadline(conf, source, stub, where):
 
 
 def test_the_deadline_covers_retries_and_wipes_what_was_read(
-        conf, source, stub, monkeypatch):
+        conf, source, stub, wiped):
     # 503 for ever, retried up to 100 times 0.2 s apart: 20 s without the
     # deadline; the secret that answered at once is wiped
     conf.set_override('fetch_timeout', 1, secrets.GROUP)
@@ -89,15 +76,6 @@ def test_the_deadline_covers_retries_and_wipes_what_was_read(
     conf.set_override('status_code_retry_delay', 0.2, secrets.GROUP)
     good, bad = _ref(), _ref()
     stub.script[bad] = [503]
-    wiped = []
-    original = secrets.SecretPayload.wipe
-
-    def spy(item):
-        wiped.append((item.ref, item.payload))
-        original(item)
-
-    monkeypatch.setattr(secrets.SecretPayload, 'wipe', spy)
-
     started = time.monotonic()
     with pytest.raises(exception.KeyManagerUnavailable) as raised:
         source.fetch([good, bad], auth=_auth())

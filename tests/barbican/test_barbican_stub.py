@@ -23,19 +23,6 @@ TOKEN = 'stub-token-4f6c'
 _payload = stub_server.payload
 
 
-@pytest.fixture
-def stub():
-    server = stub_server.start()
-    yield server
-    stub_server.stop(server)
-
-
-@pytest.fixture
-def source(conf, stub):
-    conf.set_override('endpoint_override', stub.url, secrets.GROUP)
-    return secrets.BarbicanKeySource(conf)
-
-
 def _auth():
     return token_endpoint.Token(None, TOKEN)
 
@@ -188,18 +175,9 @@ def test_max_concurrency_bounds_the_threads(conf, source, stub):
 
 
 def test_a_failure_wipes_what_was_read_and_names_the_secret(
-        source, stub, monkeypatch):
+        source, stub, wiped):
     good, bad = _refs(2), _refs(1)[0]
     stub.script[bad] = [404]
-    wiped = []
-    original = secrets.SecretPayload.wipe
-
-    def spy(item):
-        wiped.append((item.ref, item.payload))
-        original(item)
-
-    monkeypatch.setattr(secrets.SecretPayload, 'wipe', spy)
-
     with pytest.raises(exception.KeyNotFound) as raised:
         source.fetch([good[0], bad, good[1]], auth=_auth())
 
