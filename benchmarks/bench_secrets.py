@@ -21,18 +21,19 @@ In one run, interleaved round by round so noise hits all alike:
 
 Why the key source asks ``*/*``: Barbican 23 answers it in the type the
 secret was stored with, the same bytes, but it serves
-``application/octet-stream`` markedly slower (the second row: 1.44x the
-bound in the run below, about 4 ms more per request on this machine; the
-time is spent in Barbican, not in any client). With ``application/octet-stream`` the client
-measured 1.57x the bound, with ``*/*`` 0.97x to 1.06x. One run (80 rounds,
-2-core VM shared with other work, so medians move by 20 % between runs):
+``application/octet-stream`` markedly slower (the second row: 1.4x to 1.5x
+the bound, about 4 ms more per request on this machine; the time is spent
+in Barbican, not in any client). Asking ``application/octet-stream`` the
+client measured 1.57x the bound, asking ``*/*`` 0.97x to 1.12x over
+several runs. One run (80 rounds, 2-core VM shared with other work, so
+medians move by 20 % between runs):
 
     case                                   median ms   p90 ms   x bound
-    raw lower bound (6 concurrent GETs)         46.5     75.3     1.00x
-    raw, Accept: application/octet-stream       66.7    114.6     1.44x
-    fetch: barbicanclient, 6 secrets            49.2     85.0     1.06x
-    hand-written REST, 6 secrets                49.3     83.2     1.06x
-    barbicanclient loop, no content type       159.8    250.0     3.44x
+    raw lower bound (6 concurrent GETs)         37.4     55.8     1.00x
+    raw, Accept: application/octet-stream       56.7     76.0     1.52x
+    fetch: barbicanclient, 6 secrets            41.7     52.7     1.12x
+    hand-written REST, 6 secrets                40.2     53.7     1.07x
+    barbicanclient loop, no content type       137.5    178.8     3.68x
 
 Usage: ``.venv/bin/python benchmarks/bench_secrets.py [rounds]``. It uses the
 services of ``python3 run.py test`` when ``VTPM_TEST_*`` is set, else starts

@@ -62,8 +62,8 @@ API_VERSION = 'v1'
 # metadata GET; '*/*' makes Barbican answer in the type the secret was
 # stored with (barbican.plugin.resources.get_secret), the same bytes as
 # 'application/octet-stream' would be, and Barbican 23 serves it about 5 ms
-# sooner per request (benchmarks/bench_secrets.py: 0.97x the raw bound
-# against 1.57x)
+# sooner per request (benchmarks/bench_secrets.py: about 1.1x the raw
+# bound against 1.57x)
 PAYLOAD_CONTENT_TYPE = '*/*'
 # how long fetch waits for its threads once the deadline has shut their
 # sockets; they end in milliseconds, this only bounds a stuck TLS handshake
