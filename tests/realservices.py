@@ -10,7 +10,8 @@ For any test that needs them (``from tests import realservices``):
     realservices.stop_barbican(); realservices.start_barbican()
 
 Users (``kind``): ``owner`` and ``other`` are members of two different
-projects (two tenants); ``service`` is a member of project ``service``.
+projects (two tenants); ``service`` is a member of project ``service``;
+``nova`` has role ``service`` there (what nova's ``[service_user]`` is).
 Missing services are a failure, never a skip: a suite that cannot reach
 them has not tested anything.
 """
@@ -24,7 +25,7 @@ from keystoneauth1 import session as ks_session
 
 from tools import services
 
-KINDS = ('owner', 'other', 'service')
+KINDS = ('owner', 'other', 'service', 'nova')
 _HINT = ('the real Keystone, Barbican and Glance are not running (no %s in the '
          'environment): run the tests with `python3 run.py test`, or start '
          'them with `python3 tools/services.py start` and '

@@ -235,3 +235,28 @@ class KeySourceNotConfigured(KeyMaterialError):
                "os_vtpm_keys (image property): the caller passed no instance "
                "owner's credentials and [%(group)s] sets no auth_type; pass "
                "the owner's auth plugin, or configure service credentials")
+
+
+class KeyAuthenticationFailed(KeyMaterialError):
+    """Barbican or Keystone did not accept the token (HTTP 401).
+
+    Not a refusal of the secret: the credentials themselves are invalid or
+    expired, so nothing is known about who owns the secret.
+    """
+
+    msg_fmt = ("%(service)s did not accept %(credentials)s (HTTP 401) when "
+               "reading secret %(ref)s named by os_vtpm_keys (image "
+               "property): the token is invalid or has expired, which says "
+               "nothing about who owns the secret. A build that outlives "
+               "the owner's token needs nova's [service_user] "
+               "send_service_user_token = true")
+
+
+class KeyTooLarge(InvalidKeyMaterial):
+    """A payload over the configured cap, refused before it was read in full."""
+
+    msg_fmt = ("Barbican secret %(ref)s named by os_vtpm_keys (image "
+               "property) is larger than [%(group)s] max_payload_bytes = "
+               "%(limit)d bytes (%(seen)s) and was refused before it was "
+               "read in full; allowed: at most %(limit)d bytes (raise the "
+               "option only for a genuine shielding data file that large)")

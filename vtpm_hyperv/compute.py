@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 
 from nova import exception as nova_exception
+from nova import service_auth
 
 from vtpm_core import backend as vtpm_backend
 from vtpm_core import capabilities
@@ -112,7 +113,11 @@ class VTPMCompute:
     :param conf: the oslo.config object the backend reads.
     :param backend: a ``VTPMBackend``; None loads ``backend_name``.
     :param auth_for: ``context -> keystoneauth1 plugin`` acting for the
-        instance owner; nova's ``context.get_auth_plugin()`` by default.
+        instance owner; by default what nova sends other services:
+        ``nova.service_auth.get_service_user_token_auth_plugin(context)``,
+        the owner's token plus a service token when ``[service_user]
+        send_service_user_token`` is set (a build then survives the owner's
+        token expiring).
     """
 
     def __init__(self, conf, backend=None, backend_name='hyperv',
@@ -120,8 +125,8 @@ class VTPMCompute:
         self._conf = conf
         self._backend = backend
         self._backend_name = backend_name
-        self._auth_for = auth_for or (lambda context:
-                                      context.get_auth_plugin())
+        self._auth_for = (auth_for or
+                          service_auth.get_service_user_token_auth_plugin)
         self._caps = None
 
     @property

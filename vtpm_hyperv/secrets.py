@@ -1,17 +1,37 @@
 # SPDX-License-Identifier: Apache-2.0
 """Key material from Barbican: the secrets an image names in os_vtpm_keys.
 
-Secrets are read with the instance owner's credentials (the keystoneauth1
-plugin nova's ``context.get_auth_plugin()`` returns), so Barbican itself
-refuses another project's secret. Service credentials are used only when the
-caller passes none and an operator configured them in ``[vtpm_key_manager]``
-(castellan owns ``[barbican]`` and ``[key_manager]`` in nova.conf).
+**Whose credentials.** Secrets are read with the keystoneauth1 plugin the
+caller passes for the instance owner, so Barbican itself refuses another
+project's secret. In nova that is
+``nova.service_auth.get_service_user_token_auth_plugin(context)``: the
+owner's token, wrapped with a service token when ``[service_user]
+send_service_user_token`` is set, with which Barbican still accepts an
+owner token that expired during a long build. Service credentials of
+``[vtpm_key_manager]`` are used only when the caller passes none (castellan
+owns ``[barbican]`` and ``[key_manager]`` in nova.conf).
 
-One ``GET /v1/secrets/{uuid}/payload`` per secret, all secrets at once
-(threads), with the session's timeout, and retries only on connection errors
-and 5xx answers. Payloads come back as ``bytearray`` so the consumer can wipe
-them; they are never logged (keystoneauth's request logging is off for these
-calls) and never written anywhere.
+**How.** python-barbicanclient's ``secrets.get(uuid,
+payload_content_type='*/*').payload``: given a content type, the client
+skips its metadata GET, so each secret costs one
+``GET /v1/secrets/{uuid}/payload``. All secrets are read at once, a thread
+each. One client per Barbican endpoint serves every fetch (building one
+asks Barbican for its API versions, so that happens once); its auth plugin
+is the fetch's own (``_CallAuth``), so fetches for different owners at the
+same time each send their own token. Retries: connection errors and 5xx
+answers only (``connect_retries``, ``status_code_retries``).
+
+**Rules on the wire** (``vtpm_hyperv.http_guard``, beneath the client):
+one deadline for the whole fetch (``fetch_timeout``), redirects only
+within the same origin, and answers from Barbican over
+``max_payload_bytes`` refused before they are read in full.
+
+**Secrets stay secret.** Payloads come back as ``bytearray`` (the buffer
+the transport read into, not a copy) so the consumer can wipe them. They
+are never logged: keystoneauth's request log for these calls goes through
+a logger that drops response bodies, which keystoneauth would otherwise
+log for a ``text/plain`` answer. Tokens never reach a log either
+(keystoneauth logs a hash of them).
 """
 
 from __future__ import annotations
@@ -19,20 +39,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 import concurrent.futures
 import copy
+import functools
 import logging
 import uuid
 
+from barbicanclient import client as barbican_client
+from barbicanclient import exceptions as barbican_exceptions
 from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import loading as ks_loading
+from keystoneauth1 import plugin as ks_plugin
 from oslo_config import cfg
 
 from vtpm_core import exception
+from vtpm_hyperv import http_guard
 
 LOG = logging.getLogger(__name__)
 
 GROUP = 'vtpm_key_manager'
 SERVICE_TYPE = 'key-manager'
 API_VERSION = 'v1'
+# What the payload is asked as. Any type given spares barbicanclient its
+# metadata GET; '*/*' makes Barbican answer in the type the secret was
+# stored with (barbican.plugin.resources.get_secret), the same bytes as
+# 'application/octet-stream' would be, and Barbican 23 serves it about 5 ms
+# sooner per request (benchmarks/bench_secrets.py: about 1.1x the raw
+# bound against 1.57x)
+PAYLOAD_CONTENT_TYPE = '*/*'
+# how long fetch waits for its threads once the deadline has shut their
+# sockets; they end in milliseconds, this only bounds a stuck TLS handshake
+ABORT_GRACE = 1.0
+REASON_CHARS = 200
 
 _own_opts = [
     cfg.IntOpt('max_concurrency', default=6, min=1,
@@ -40,10 +76,35 @@ _own_opts = [
                     'at the same time. The default, 6, is the most keys '
                     'os_vtpm_keys can name, so an instance waits for one '
                     'round trip, not six.'),
+    cfg.IntOpt('fetch_timeout', default=30, min=1,
+               help='Seconds for reading all the secrets of one instance, '
+                    'Keystone and retries included; then the build fails '
+                    'with KeyManagerUnavailable. timeout bounds each wait '
+                    'for data, this bounds the whole call, so a Barbican '
+                    'that answers a byte at a time cannot hold a build. The '
+                    'default, 30, leaves room for a slow token request and '
+                    'a retried read, where a healthy Barbican answers in '
+                    'milliseconds.'),
+    cfg.IntOpt('max_payload_bytes', default=1024 * 1024, min=1,
+               help='The largest answer accepted from Barbican, in bytes; a '
+                    'larger secret is refused (KeyTooLarge) before it is '
+                    'read in full. The default, 1 MiB, is a few times the '
+                    'largest key material an image can name: a shielding '
+                    'data file (a KeyProtector, volume signature catalogs, '
+                    'an unattend file and an RDP certificate) is tens to a '
+                    'few hundred KB, a KeyProtector or guardian bundle a few '
+                    'KB, and Barbican itself refuses secrets over '
+                    '20,000 bytes unless its max_allowed_secret_in_bytes is '
+                    'raised. It also bounds what one build holds in memory '
+                    'to max_concurrency times this.'),
 ]
 
 # 5xx only: a 429 or any other 4xx is Barbican's answer, not a hiccup
 RETRIABLE_STATUS_CODES = [500, 502, 503, 504]
+# the adapter options barbicanclient's Client passes on to keystoneauth
+_RETRY_OPTS = ('connect_retries', 'connect_retry_delay',
+               'status_code_retries', 'status_code_retry_delay',
+               'retriable_status_codes')
 
 
 def _adapter_opts():
@@ -69,7 +130,8 @@ def register_opts(conf):
         GROUP, title='Barbican access for vTPM key material',
         help='How the Hyper-V vTPM backend reads the Barbican secrets named '
              'by the os_vtpm_keys image property. Secrets are read with the '
-             "instance owner's credentials; the keystoneauth auth options "
+             "instance owner's credentials (in nova with a service token "
+             'too, see [service_user]); the keystoneauth auth options '
              '(auth_type, ...) here are service credentials, used only when '
              'a caller has no owner credentials to pass. Barbican is found '
              'in the service catalog (service_type, valid_interfaces, '
@@ -125,6 +187,54 @@ def _endpoint_base(url: str) -> str:
     return base
 
 
+class _CallAuth(ks_plugin.BaseAuthPlugin):
+    """The auth plugin of the fetch running in this thread.
+
+    The shared client holds this one; each fetch binds its own plugin (the
+    owner's, or the service credentials) to its threads (``http_guard``).
+    """
+
+    @staticmethod
+    def _auth():
+        return http_guard.current().auth
+
+    def get_headers(self, session, **kwargs):
+        return self._auth().get_headers(session, **kwargs)
+
+    def get_token(self, session):
+        return self._auth().get_token(session)
+
+    def get_endpoint(self, session, **kwargs):
+        return self._auth().get_endpoint(session, **kwargs)
+
+    def get_connection_params(self, session, **kwargs):
+        return self._auth().get_connection_params(session, **kwargs)
+
+    def invalidate(self):
+        return self._auth().invalidate()
+
+    def get_user_id(self, session):
+        return self._auth().get_user_id(session)
+
+    def get_project_id(self, session):
+        return self._auth().get_project_id(session)
+
+
+class _WithoutBodies(logging.LoggerAdapter):
+    """keystoneauth's request log, less the response bodies (payloads)."""
+
+    def log(self, level, msg, *args, **kwargs):
+        if not str(msg).startswith('RESP BODY:'):
+            super().log(level, msg, *args, **kwargs)
+
+
+# what a failed request raises below us; anything else is a bug and
+# propagates as it is
+_CLIENT_ERRORS = (http_guard.Refused, barbican_exceptions.HTTPError,
+                  barbican_exceptions.BarbicanException,
+                  ks_exceptions.ClientException)
+
+
 class BarbicanKeySource:
     """Reads the key material of one instance from Barbican."""
 
@@ -133,15 +243,20 @@ class BarbicanKeySource:
         self.conf = conf
         self._session = None
         self._service_auth = None
+        self._clients = {}
+        self._log = _WithoutBodies(logging.getLogger(__name__ + '.http'), {})
 
     def _get_session(self):
-        # one keystoneauth session (one connection pool) for every fetch;
-        # the auth plugin is chosen per fetch
+        # one keystoneauth session (one connection pool) for every fetch
         if self._session is None:
+            group = self.conf[GROUP]
             self._service_auth = ks_loading.load_auth_from_conf_options(
                 self.conf, GROUP)
             self._session = ks_loading.load_session_from_conf_options(
-                self.conf, GROUP)
+                self.conf, GROUP, session=http_guard.session(
+                    pool_maxsize=max(10, group.max_concurrency),
+                    tls_ciphers=group.tls_ciphers,
+                    tls_min_version=group.tls_min_version))
         return self._session
 
     def fetch(self, key_refs: Sequence[str],
@@ -150,9 +265,11 @@ class BarbicanKeySource:
 
         ``auth`` is a keystoneauth1 plugin acting for the instance owner;
         None means the service credentials of ``[vtpm_key_manager]``.
-        Raises KeyNotFound, KeyAccessDenied, KeyManagerUnavailable,
-        KeyFetchFailed or KeySourceNotConfigured, each naming the secret;
-        on any error no payload is returned and those read are wiped.
+        Raises KeyNotFound, KeyAccessDenied, KeyAuthenticationFailed,
+        KeyTooLarge, KeyManagerUnavailable (also when ``fetch_timeout``
+        passes), KeyFetchFailed or KeySourceNotConfigured, each naming the
+        secret; on any error no payload is returned and those read are
+        wiped.
         """
         refs = list(key_refs)
         if not refs:
@@ -165,39 +282,67 @@ class BarbicanKeySource:
             if auth is None:
                 raise exception.KeySourceNotConfigured(
                     ref=', '.join(refs), group=GROUP)
-        adapter = ks_loading.load_adapter_from_conf_options(
-            self.conf, GROUP, session=session, auth=auth)
-        base = self._endpoint(adapter, refs)
-        LOG.debug('Reading %(count)d Barbican secrets from %(endpoint)s with '
-                  '%(who)s credentials', {
-                      'count': len(refs), 'endpoint': base,
-                      'who': "the instance owner's" if owner else 'service'})
+        group = self.conf[GROUP]
+        call = http_guard.Call(auth, group.fetch_timeout,
+                               group.max_payload_bytes)
+        pool = concurrent.futures.ThreadPoolExecutor(
+            min(len(refs), group.max_concurrency),
+            thread_name_prefix='vtpm-barbican')
+        try:
+            # the token, the endpoint and the client first, once, before
+            # the threads need them
+            client, = self._run(call, pool, owner, [(', '.join(refs), (
+                functools.partial(self._client, session, call, refs)))])
+            LOG.debug('Reading %(count)d Barbican secrets from %(endpoint)s '
+                      'with %(who)s credentials', {
+                          'count': len(refs), 'endpoint': call.barbican,
+                          'who': "the instance owner's" if owner
+                          else 'service'})
+            return self._run(call, pool, owner, [
+                (ref, functools.partial(self._read, client, ref, secret_id))
+                for ref, secret_id in zip(refs, ids)])
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
-        def read(index):
-            return self._read(adapter, base, refs[index], ids[index], owner)
+    def _run(self, call, pool, owner, tasks):
+        """Run ``(ref, function)`` tasks in ``pool``; results in order.
 
-        workers = min(len(refs), self.conf[GROUP].max_concurrency)
-        if workers == 1:
-            outcomes = [self._outcome(read, i) for i in range(len(refs))]
-        else:
-            with concurrent.futures.ThreadPoolExecutor(
-                    workers, thread_name_prefix='vtpm-barbican') as pool:
-                outcomes = list(pool.map(
-                    lambda i: self._outcome(read, i), range(len(refs))))
+        Returns by the call's deadline: tasks still running then are
+        aborted, and what they read afterwards is wiped. Raises the first
+        error in task order, after wiping every payload read.
+        """
+        futures = [pool.submit(call.run, self._guarded, call, owner, *task)
+                   for task in tasks]
+        _, pending = concurrent.futures.wait(
+            futures, timeout=max(call.remaining(), 0))
+        if pending:
+            call.abort()
+            _, pending = concurrent.futures.wait(pending,
+                                                 timeout=ABORT_GRACE)
+        outcomes = []
+        for (ref, _), future in zip(tasks, futures):
+            if future in pending:
+                future.add_done_callback(_wipe_late)
+                outcomes.append(_deadline_error(call, ref))
+            else:
+                outcomes.append(future.exception() or future.result())
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         if errors:
             wipe_all([o for o in outcomes if isinstance(o, SecretPayload)])
             raise errors[0]
         return outcomes
 
-    @staticmethod
-    def _outcome(read, index):
-        # collect errors rather than raise them: the payloads already read
-        # must be wiped before anything propagates
+    def _guarded(self, call, owner, ref, function):
+        # errors are returned, not raised: the payloads already read must
+        # be wiped before anything propagates
         try:
-            return read(index)
+            return function()
         except exception.VTPMError as e:
             return e
+        except _CLIENT_ERRORS as e:
+            error = self._error(e, call, ref, owner)
+            error.__cause__ = e
+            return error
 
     @staticmethod
     def _secret_id(ref):
@@ -205,99 +350,152 @@ class BarbicanKeySource:
             return str(uuid.UUID(ref))
         except (TypeError, ValueError, AttributeError):
             raise exception.KeyNotFound(
-                'Barbican secret %r named by os_vtpm_keys (image property) '
-                'is not a secret UUID; allowed: a UUID such as '
+                'Barbican secret %.80r named by os_vtpm_keys (image '
+                'property) is not a secret UUID; allowed: a UUID such as '
                 '8f14e45f-ceea-467a-9575-7a6c8c2b3a11' % (ref,),
                 ref=ref) from None
 
-    def _endpoint(self, adapter, refs):
-        """Barbican's base URL: the override, else the catalog (no HTTP)."""
-        ref = ', '.join(refs)
+    def _client(self, session, call, refs):
+        """The client for this call's Barbican (built once per endpoint)."""
+        adapter = ks_loading.load_adapter_from_conf_options(
+            self.conf, GROUP, session=session, auth=call.auth)
+        # the token first: Keystone answers here, not in every thread
+        adapter.get_token()
         try:
-            # the token first, once, before the threads need it
-            adapter.get_token()
             url = adapter.get_endpoint()
-        except ks_exceptions.ConnectionError as e:
-            raise exception.KeyManagerUnavailable(
-                ref=ref, reason='Keystone could not be reached to get a '
-                                'token: %s' % type(e).__name__) from e
-        except ks_exceptions.http.HttpError as e:
-            raise exception.KeyAccessDenied(
-                'Keystone refused the credentials used to read Barbican '
-                'secrets %s named by os_vtpm_keys (image property): HTTP %s'
-                % (ref, e.http_status), ref=ref) from e
-        except ks_exceptions.EndpointNotFound as e:
+        except ks_exceptions.EndpointNotFound:
             url = None
-            cause = e
-        else:
-            cause = None
         if not url:
+            group = self.conf[GROUP]
             raise exception.KeyManagerUnavailable(
-                ref=ref, reason='no %s endpoint in the service catalog for '
-                'interfaces %s, region %s; set [%s] endpoint_override' % (
-                    SERVICE_TYPE,
-                    ','.join(self.conf[GROUP].valid_interfaces or []),
-                    self.conf[GROUP].region_name, GROUP)) from cause
-        return _endpoint_base(url)
+                ref=', '.join(refs), reason='no %s endpoint in the service '
+                'catalog for interfaces %s, region %s; set [%s] '
+                'endpoint_override' % (
+                    SERVICE_TYPE, ','.join(group.valid_interfaces or []),
+                    group.region_name, GROUP))
+        endpoint = call.barbican = _endpoint_base(url)
+        client = self._clients.get(endpoint)
+        if client is None:
+            # Client() asks Barbican for its versions: once per endpoint
+            group = self.conf[GROUP]
+            client = self._clients.setdefault(endpoint, barbican_client.Client(
+                session=session, endpoint=endpoint, version=API_VERSION,
+                auth=_CallAuth(), logger=self._log,
+                **{name: group[name] for name in _RETRY_OPTS}))
+        return client
 
-    def _read(self, adapter, base, ref, secret_id, owner):
-        url = '%s/%s/secrets/%s/payload' % (base, API_VERSION, secret_id)
+    @staticmethod
+    def _read(client, ref, secret_id):
         try:
-            # log=False: keystoneauth would log a text/plain payload at DEBUG
-            response = adapter.get(url, headers={'Accept': '*/*'},
-                                   raise_exc=False, log=False)
-        except ks_exceptions.ConnectionError as e:
-            raise exception.KeyManagerUnavailable(
-                ref=ref, reason='%s after %d retries (%s)' % (
-                    type(e).__name__, adapter.connect_retries or 0,
-                    url)) from e
-        except Exception as e:
-            # keystoneauth's others (a token that cannot be renewed, ...)
-            raise exception.KeyManagerUnavailable(
-                ref=ref, reason='%s (%s)' % (type(e).__name__, url)) from e
-        status = response.status_code
-        if status == 200:
-            # the one copy we hand out is wipeable; requests' own bytes
-            # cannot be zeroed, so drop them now rather than at garbage time
-            payload = bytearray(response.content)
-            response._content = None
-            LOG.debug('Read Barbican secret %s', ref)
-            return SecretPayload(ref, payload)
-        reason = _barbican_reason(response)
-        LOG.debug('Barbican answered HTTP %(status)d for secret %(ref)s: '
-                  '%(reason)s', {'status': status, 'ref': ref,
-                                 'reason': reason})
+            payload = client.secrets.get(
+                secret_id, payload_content_type=PAYLOAD_CONTENT_TYPE).payload
+        except KeyError:
+            # barbicanclient (7.6) reads an error body's top-level 'title';
+            # keystonemiddleware's 401 has it under 'error', and the client
+            # fails on its own parsing: the status says what happened
+            status = http_guard.current().last_status()
+            if status is None or status < 400:
+                raise
+            raise _http_error(status) from None
+        if not isinstance(payload, bytearray):
+            # barbicanclient turns some failures into None
+            raise exception.KeyNotFound(
+                'Barbican secret %s named by os_vtpm_keys (image property) '
+                'has no payload; store the key material in it' % ref,
+                ref=ref)
+        LOG.debug('Read Barbican secret %s', ref)
+        return SecretPayload(ref, payload)
+
+    def _error(self, error, call, ref, owner):
+        """The VTPMError for what the client or the transport raised."""
+        group = self.conf[GROUP]
+        if call.expired():
+            # whatever the aborted socket made of it, the cause is the time
+            return _deadline_error(call, ref)
+        if isinstance(error, http_guard.TooLarge):
+            return exception.KeyTooLarge(ref=ref, group=GROUP,
+                                         limit=error.limit, seen=error.seen)
+        if isinstance(error, http_guard.RedirectRefused):
+            return exception.KeyFetchFailed(ref=ref, status=error.status,
+                                            reason=str(error))
+        if isinstance(error, (barbican_exceptions.HTTPAuthError,
+                              ks_exceptions.Unauthorized)):
+            # keystoneauth raises it for a token request (Barbican asks
+            # no token for its version document)
+            return exception.KeyAuthenticationFailed(
+                ref=ref, service='Barbican' if isinstance(
+                    error, barbican_exceptions.HTTPAuthError) else 'Keystone',
+                credentials="the instance owner's token" if owner
+                else 'the service credentials of [%s]' % GROUP)
+        if isinstance(error, barbican_exceptions.HTTPClientError):
+            return self._client_error(error, ref, owner)
+        if isinstance(error, barbican_exceptions.HTTPServerError):
+            return exception.KeyManagerUnavailable(
+                ref=ref, reason='HTTP %d after %d retries: %s' % (
+                    error.status_code, group.status_code_retries,
+                    _excerpt(error)))
+        if isinstance(error, ks_exceptions.http.HttpError):
+            # Keystone asked for a token, or Barbican for its versions
+            return exception.KeyManagerUnavailable(
+                ref=ref, reason='HTTP %s from %s' % (
+                    error.http_status, _excerpt(error.url)))
+        if isinstance(error, ks_exceptions.RetriableConnectionFailure):
+            return exception.KeyManagerUnavailable(
+                ref=ref, reason='%s after %d retries: %s' % (
+                    type(error).__name__, group.connect_retries,
+                    _excerpt(error)))
+        # discovery failures, a token that cannot be renewed, ...
+        return exception.KeyManagerUnavailable(
+            ref=ref, reason='%s: %s' % (type(error).__name__,
+                                        _excerpt(error)))
+
+    @staticmethod
+    def _client_error(error, ref, owner):
+        status, reason = error.status_code, _excerpt(error)
         if status == 404:
             if 'payload' in reason.lower():
-                raise exception.KeyNotFound(
+                return exception.KeyNotFound(
                     'Barbican secret %s named by os_vtpm_keys (image '
                     'property) has no payload; store the key material in it'
                     % ref, ref=ref)
-            raise exception.KeyNotFound(ref=ref)
-        if status in (401, 403):
+            return exception.KeyNotFound(ref=ref)
+        if status == 403:
             if owner:
-                raise exception.KeyAccessDenied(ref=ref)
-            raise exception.KeyAccessDenied(
+                return exception.KeyAccessDenied(ref=ref)
+            return exception.KeyAccessDenied(
                 'Barbican refused secret %s named by os_vtpm_keys (image '
-                'property) to the service credentials of [%s] (HTTP %d)'
-                % (ref, GROUP, status), ref=ref)
-        if status >= 500:
-            raise exception.KeyManagerUnavailable(
-                ref=ref, reason='HTTP %d after %d retries: %s' % (
-                    status, adapter.status_code_retries or 0, reason))
-        raise exception.KeyFetchFailed(ref=ref, status=status, reason=reason)
+                'property) to the service credentials of [%s] (HTTP 403)'
+                % (ref, GROUP), ref=ref)
+        return exception.KeyFetchFailed(ref=ref, status=status,
+                                        reason=reason)
 
 
-def _barbican_reason(response):
-    """Barbican's own words from an error answer (JSON title/description)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return (response.reason or '').strip() or 'no details'
-    if isinstance(body, dict):
-        detail = body.get('description') or body.get('title')
-        if isinstance(body.get('error'), dict):
-            detail = detail or body['error'].get('message')
-        if detail:
-            return str(detail)[:200]
-    return (response.reason or '').strip() or 'no details'
+def _deadline_error(call, ref):
+    return exception.KeyManagerUnavailable(
+        ref=ref, reason='no complete answer within [%s] fetch_timeout = %s s'
+                        % (GROUP, call.timeout))
+
+
+def _http_error(status):
+    """The barbicanclient error for ``status``, as its client raises them."""
+    text = 'HTTP %d (an error body barbicanclient cannot read)' % status
+    if status == 401:
+        return barbican_exceptions.HTTPAuthError(text)
+    if status >= 500:
+        return barbican_exceptions.HTTPServerError(text, status)
+    return barbican_exceptions.HTTPClientError(text, status)
+
+
+def _excerpt(error):
+    """The first REASON_CHARS characters of an error's text."""
+    text = str(error).strip() or type(error).__name__
+    if len(text) > REASON_CHARS:
+        return text[:REASON_CHARS] + '...'
+    return text
+
+
+def _wipe_late(future):
+    # a read that finished after fetch gave up on it: nobody will see it
+    if (not future.cancelled() and future.exception() is None
+            and isinstance(future.result(), SecretPayload)):
+        future.result().wipe()

@@ -41,25 +41,39 @@ def _access_log_lines():
     return path.read_text().splitlines()
 
 
-def test_one_http_request_per_secret(conf, store):
-    refs = [store() for _ in range(3)]
-    auth = realservices.auth('owner')
-    auth.get_token(ks_session.Session())  # Keystone, not Barbican
-    before = len(_access_log_lines())
-
-    secrets.BarbicanKeySource(conf).fetch(refs, auth=auth)
-
+def _new_access_lines(before, expected):
+    """The access log lines after ``before``, once ``expected`` are in."""
     # gunicorn writes the access line after the answer: wait for it
     deadline = time.monotonic() + 5
-    while (len(_access_log_lines()) < before + 3
+    while (len(_access_log_lines()) < before + expected
            and time.monotonic() < deadline):
         time.sleep(0.05)
     time.sleep(0.3)  # and make sure nothing else follows
-    new = _access_log_lines()[before:]
-    assert len(new) == 3, new
-    for ref in refs:
+    return _access_log_lines()[before:]
+
+
+def test_one_http_request_per_secret(conf, store):
+    first, second = [store() for _ in range(3)], [store() for _ in range(2)]
+    auth = realservices.auth('owner')
+    auth.get_token(ks_session.Session())  # Keystone, not Barbican
+    source = secrets.BarbicanKeySource(conf)
+
+    before = len(_access_log_lines())
+    source.fetch(first, auth=auth)
+    built = _new_access_lines(before, 4)
+    before += len(built)
+    source.fetch(second, auth=auth)
+    again = _new_access_lines(before, 2)
+
+    # python-barbicanclient asks for Barbican's versions once, when the
+    # key source builds it; then one GET per secret and nothing else
+    assert len(built) == 4, built
+    assert sum('"GET / ' in line for line in built) == 1, built
+    assert len(again) == 2, again
+    for ref, lines in [(r, built) for r in first] + [(r, again)
+                                                     for r in second]:
         assert sum('GET /v1/secrets/%s/payload ' % ref in line
-                   for line in new) == 1, new
+                   for line in lines) == 1, lines
 
 
 def test_another_project_is_refused_by_barbican(conf, store):

@@ -1,100 +1,26 @@
 # SPDX-License-Identifier: Apache-2.0
-"""BarbicanKeySource's HTTP rules, against a local stub that misbehaves.
+"""BarbicanKeySource's retries, errors and threads, against a local stub.
 
 The real Barbican cannot be made to answer 503 or drop a connection on
-demand; this stub can. Everything else is tested against the real one.
+demand; the stub (tests/barbican/stub.py) can. The hostile cases (slow
+drip, redirects, oversized answers) are in test_barbican_hostile.py;
+everything else is tested against the real Barbican.
 """
 
-import http.server
 import pickle
 import socket
-import sys
-import threading
 import time
 import uuid
 
 from keystoneauth1 import token_endpoint
 import pytest
 
+from tests.barbican import stub as stub_server
 from vtpm_core import exception
 from vtpm_hyperv import secrets
 
 TOKEN = 'stub-token-4f6c'
-
-
-class _Stub(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(('127.0.0.1', 0), _Handler)
-        self.script = {}        # secret id -> list of actions, one per hit
-        self.delays = {}        # secret id -> seconds before answering
-        self.hits = []          # (path, headers) of every request
-        self.lock = threading.Lock()
-
-    @property
-    def url(self):
-        return 'http://127.0.0.1:%d' % self.server_address[1]
-
-    def handle_error(self, request, client_address):
-        # A client that timed out or dropped the connection on purpose (the
-        # tests do) makes the answer fail with a broken pipe: expected.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-    def count(self, ref):
-        return sum(ref in path for path, _ in self.hits)
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        server = self.server
-        secret_id = self.path.split('/')[3] if self.path.count('/') >= 4 \
-            else ''
-        with server.lock:
-            server.hits.append((self.path, dict(self.headers)))
-            actions = server.script.get(secret_id, [])
-            action = actions.pop(0) if len(actions) > 1 else (
-                actions[0] if actions else 200)
-        time.sleep(server.delays.get(secret_id, 0))
-        if action == 'drop':
-            # close without an answer: a connection error for the client
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        body = (_payload(secret_id) if action == 200 else
-                b'{"code": %d, "title": "stub", "description": '
-                b'"stub says %d"}' % (action, action))
-        self.send_response(action)
-        self.send_header('Content-Type', 'application/octet-stream'
-                         if action == 200 else 'application/json')
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-def _payload(secret_id):
-    return b'\x00key-of-' + secret_id.encode() + b'\xff'
-
-
-@pytest.fixture
-def stub():
-    server = _Stub()
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,),
-                              daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def source(conf, stub):
-    conf.set_override('endpoint_override', stub.url, secrets.GROUP)
-    return secrets.BarbicanKeySource(conf)
+_payload = stub_server.payload
 
 
 def _auth():
@@ -105,17 +31,23 @@ def _refs(n):
     return [str(uuid.uuid4()) for _ in range(n)]
 
 
-def test_one_get_per_secret_with_the_owner_token(source, stub):
-    refs = _refs(3)
+def test_one_get_per_secret_and_one_version_request_per_source(
+        source, stub):
+    first, second = _refs(3), _refs(2)
 
-    items = source.fetch(refs, auth=_auth())
+    items = source.fetch(first, auth=_auth())
+    source.fetch(second, auth=_auth())
 
-    assert [i.ref for i in items] == refs
-    assert [bytes(i.payload) for i in items] == [_payload(r) for r in refs]
-    assert sorted(path for path, _ in stub.hits) == sorted(
-        '/v1/secrets/%s/payload' % r for r in refs)
-    assert all(h['X-Auth-Token'] == TOKEN and h['Accept'] == '*/*'
-               for _, h in stub.hits)
+    assert [i.ref for i in items] == first
+    assert [bytes(i.payload) for i in items] == [_payload(r) for r in first]
+    assert sorted(stub.payload_hits()) == sorted(
+        '/v1/secrets/%s/payload' % r for r in first + second)
+    # barbicanclient asks for Barbican's versions when it is built: once
+    assert stub.discovery_hits() == ['/']
+    assert len(stub.hits) == 6
+    assert all(h['X-Auth-Token'] == TOKEN for _, h in stub.hits)
+    assert {h['Accept'] for path, h in stub.hits if path != '/'} == {
+        secrets.PAYLOAD_CONTENT_TYPE}
 
 
 @pytest.mark.parametrize('suffix', ['', '/', '/v1', '/v1/'],
@@ -126,7 +58,7 @@ def test_endpoint_with_or_without_version(conf, stub, suffix):
 
     secrets.BarbicanKeySource(conf).fetch([ref], auth=_auth())
 
-    assert [path for path, _ in stub.hits] == ['/v1/secrets/%s/payload' % ref]
+    assert stub.payload_hits() == ['/v1/secrets/%s/payload' % ref]
 
 
 def test_5xx_is_retried_until_it_answers(source, stub):
@@ -156,7 +88,7 @@ def test_5xx_gives_up_after_the_configured_retries(conf, source, stub):
 @pytest.mark.parametrize('status, error', [
     (404, exception.KeyNotFound),
     (403, exception.KeyAccessDenied),
-    (401, exception.KeyAccessDenied),
+    (401, exception.KeyAuthenticationFailed),
     (400, exception.KeyFetchFailed),
     (406, exception.KeyFetchFailed),
     (429, exception.KeyFetchFailed),
@@ -243,18 +175,9 @@ def test_max_concurrency_bounds_the_threads(conf, source, stub):
 
 
 def test_a_failure_wipes_what_was_read_and_names_the_secret(
-        source, stub, monkeypatch):
+        source, stub, wiped):
     good, bad = _refs(2), _refs(1)[0]
     stub.script[bad] = [404]
-    wiped = []
-    original = secrets.SecretPayload.wipe
-
-    def spy(item):
-        wiped.append((item.ref, item.payload))
-        original(item)
-
-    monkeypatch.setattr(secrets.SecretPayload, 'wipe', spy)
-
     with pytest.raises(exception.KeyNotFound) as raised:
         source.fetch([good[0], bad, good[1]], auth=_auth())
 
