@@ -48,7 +48,8 @@ IMAGE_PREFIX = 'image_'
 
 # What another host cannot fix: abort the build, do not reschedule.
 _ABORT = (exception.InvalidVTPMRequest, exception.KeyNotFound,
-          exception.KeyAccessDenied, exception.InvalidKeyMaterial,
+          exception.KeyAccessDenied, exception.KeyAuthenticationFailed,
+          exception.InvalidKeyMaterial,
           exception.InvalidKeySet, exception.OwnerKeysRefused,
           exception.UnsupportedVM)
 

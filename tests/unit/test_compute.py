@@ -132,6 +132,9 @@ def test_an_invalid_request_aborts_with_the_message_and_no_attach():
 @pytest.mark.parametrize('error', [
     exception.KeyAccessDenied(ref=KEY),
     exception.KeyNotFound(ref=KEY),
+    # the owner's token: every host would send the same one
+    exception.KeyAuthenticationFailed(ref=KEY, service='Barbican',
+                                      credentials="the instance owner's token"),
     exception.InvalidKeyMaterial(ref=KEY, reason='not PKCS#12'),
     exception.InvalidKeySet(reason='no owner'),
     exception.UnsupportedVM(vm='vm', reason='Generation 1'),
