@@ -57,19 +57,12 @@ class VTPMError(Exception):
     msg_fmt = 'vTPM error'
     quoted = ('value',)
 
-    def __init__(self, message=None, **kwargs):
-        self.kwargs = kwargs
+    def __init__(self, **kwargs):
         for name, value in kwargs.items():
             setattr(self, name, value)
-        if message is None:
-            message = self.msg_fmt % {
-                name: excerpt(value) if name in self.quoted else value
-                for name, value in kwargs.items()}
-        super().__init__(message)
-
-    @property
-    def message(self):
-        return self.args[0]
+        super().__init__(self.msg_fmt % {
+            name: excerpt(value) if name in self.quoted else value
+            for name, value in kwargs.items()})
 
 
 # --- the request (image properties and flavor extra specs) -----------------
@@ -188,23 +181,6 @@ class OwnerKeysRefused(KeyMaterialError):
                "%(why)s: it would hand the owner's private keys to the "
                "compute host; allowed instead: a raw KeyProtector or a "
                "shielding data file (PDK) that the tenant made, alone")
-
-
-# --- the host ----------------------------------------------------------------
-
-class HostNotSuitable(VTPMError):
-    """This host cannot run the instance; another host may (reschedule)."""
-
-    msg_fmt = "host %(host)s cannot run this vTPM instance: %(reason)s"
-
-
-class UnsupportedVM(VTPMError):
-    msg_fmt = "VM %(vm)s cannot have a vTPM: %(reason)s"
-
-
-class HyperVOperationFailed(VTPMError):
-    msg_fmt = ("Hyper-V %(operation)s failed for VM %(vm)s with return code "
-               "%(code)s: %(description)s")
 
 
 # --- lifecycle of a vTPM instance (compute side) ----------------------------

@@ -38,6 +38,7 @@ from vtpm_core import capabilities
 from vtpm_core import constants
 from vtpm_core import exception
 from vtpm_core import policy
+from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import lifecycle
 
 LOG = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ _ABORT = (exception.InvalidVTPMRequest, exception.KeyNotFound,
           exception.KeyAccessDenied, exception.KeyAuthenticationFailed,
           exception.InvalidKeyMaterial,
           exception.InvalidKeySet, exception.OwnerKeysRefused,
-          exception.UnsupportedVM)
+          hv_exception.UnsupportedVM)
 
 # The host measured its report seconds ago; a destination checks itself.
 _FRESH = 24 * 3600

@@ -27,6 +27,7 @@ from vtpm_core import constants
 from vtpm_hyperv import nova_driver  # noqa: I100 (imports os-win first)
 from vtpm_hyperv import conf as hv_conf  # noqa: I100
 from vtpm_hyperv import fake  # noqa: I100
+from vtpm_hyperv import keyprotector  # noqa: I100
 
 GEN2 = {constants.IMAGE_MACHINE_TYPE: constants.MACHINE_TYPE_GEN2}
 
@@ -202,7 +203,7 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
         recorded = self.instance(server).system_metadata[
             constants.SYSMETA_FABRICS].split(',')
         self.assertEqual({fabric('fabric-a').fabric_id,
-                          fake.thumbprint(dr.signing_der)}, set(recorded))
+                          keyprotector.fabric_id(dr.signing_der)}, set(recorded))
 
         # Neither key material nor the owner's token reached a log line.
         log = self.stdlog.logger.output

@@ -60,7 +60,6 @@ make_shielding_data_file = crypto.make_shielding_data_file
 build_key_protector = crypto.build_key_protector
 parse_key_protector = crypto.parse_key_protector
 unwrap_key_protector = crypto.unwrap_key_protector
-thumbprint = crypto.thumbprint
 UnwrapError = crypto.UnwrapError
 KeyProtectorError = crypto.KeyProtectorError
 
@@ -81,6 +80,6 @@ __all__ = [
     'STATS', 'WmiMethodError', 'WrongType', 'build_key_protector',
     'export_guardian_certificates', 'export_guardian_file',
     'export_owner_pkcs12', 'install_wmi_module', 'make_ca', 'make_guardian',
-    'make_shielding_data_file', 'parse_key_protector', 'thumbprint',
+    'make_shielding_data_file', 'parse_key_protector',
     'unwrap_key_protector', 'x_wmi',
 ]

@@ -289,11 +289,6 @@ def read_shielding_data_file(data: bytes) -> tuple[bytes, bytes, bytes]:
         raise KeyProtectorError('malformed shielding data file') from e
 
 
-def thumbprint(cert_der: bytes) -> str:
-    """SHA-256 of a DER certificate, lowercase hex."""
-    return hashlib.sha256(cert_der).hexdigest()
-
-
 # --- KeyProtector ------------------------------------------------------------
 
 def _b64(data):

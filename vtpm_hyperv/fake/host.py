@@ -46,6 +46,7 @@ from os_win.utils.compute import vmutils10
 from vtpm_hyperv.fake import crypto
 from vtpm_hyperv.fake import namespaces as ns
 from vtpm_hyperv.fake import wmi
+from vtpm_hyperv import keyprotector
 from vtpm_hyperv import wmi_schema
 
 VIRT, MSPS, HGS, CIMV2 = ns.VIRT, ns.MSPS, ns.HGS, ns.CIMV2
@@ -81,7 +82,7 @@ class Fabric:
     @property
     def fabric_id(self):
         """The identity the backend reports (signing certificate SHA-256)."""
-        return crypto.thumbprint(self.guardian.signing_der)
+        return keyprotector.fabric_id(self.guardian.signing_der)
 
     def __repr__(self):
         return '<Fabric %s>' % self.name
