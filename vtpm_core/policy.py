@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import re
+import types
 
 from vtpm_core import constants as c
 from vtpm_core import exception
@@ -39,6 +40,12 @@ _SPACE = ' \t\n\r\f\v'
 
 # Tells a key that is absent from one whose value is None (refused).
 _ABSENT = object()
+
+# The properties of an image that accepts whatever a valid flavor asks, to
+# decide on the flavor alone (the image unknown, or a flavor checked alone):
+# os:vtpm=required then turns the vTPM on, anything else leaves it off.
+PERMISSIVE_IMAGE = types.MappingProxyType({
+    c.IMAGE_VTPM: c.OPTIONAL, c.IMAGE_MACHINE_TYPE: c.MACHINE_TYPE_GEN2})
 
 # (image os_vtpm, flavor os:vtpm or None) -> vTPM on? Cells absent from this
 # table are conflicts (DESIGN.md 2.1).

@@ -37,13 +37,6 @@ from vtpm_filters import conf as vtpm_conf
 
 LOG = logging.getLogger(__name__)
 
-# Without Glance (image_lookup off or failing) the image is taken to allow
-# whatever the flavor asks: os:vtpm=required then needs a vTPM host, and the
-# compute side, which reads every image property, refuses what the flavor
-# could not show (DESIGN.md 3).
-_IMAGE_UNKNOWN = {constants.IMAGE_VTPM: constants.OPTIONAL,
-                  constants.IMAGE_MACHINE_TYPE: constants.MACHINE_TYPE_GEN2}
-
 
 class _Report:
     """One host's parsed report, kept until the raw stats string changes."""
@@ -205,7 +198,11 @@ class VTPMFilter(filters.BaseHostFilter):
         properties = (self._image_properties(spec_obj) if opts.image_lookup
                       else None)
         if properties is None:
-            properties = _IMAGE_UNKNOWN
+            # Without Glance (image_lookup off or failing) the image allows
+            # whatever the flavor asks: os:vtpm=required then needs a vTPM
+            # host, and the compute side, which reads every image property,
+            # refuses what the flavor could not show (DESIGN.md 3).
+            properties = policy.PERMISSIVE_IMAGE
         try:
             return policy.build_request(properties, extra_specs)
         except exception.VTPMError as e:
