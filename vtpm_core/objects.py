@@ -40,11 +40,11 @@ class VTPMObject(base.VersionedObject):
     def from_validated(cls, **values):
         """Build an object from values that already have the field types.
 
-        ``build_request`` (per scheduling request and per spawn) and
-        ``capabilities.from_stats`` (per changed host report) validate every
-        value themselves; the per-field coercion of ``__init__`` would cost
-        more than the rest of their work. Tests hold the result equal to
-        ``cls(**values)``.
+        ``build_request`` (per scheduling request and per spawn) makes every
+        value itself, of its field's type; the per-field coercion of
+        ``__init__`` would cost more than the rest of its work. Tests hold
+        the result equal to ``cls(**values)``. (Reports from other hosts are
+        read by oslo's ``obj_from_primitive``, which coerces.)
         """
         obj = cls()
         for name, value in values.items():
