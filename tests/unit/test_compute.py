@@ -332,7 +332,8 @@ def test_live_migration_destination_checks_itself(dest, ok):
 
 def test_lifecycle_names_match_the_hooks():
     # the hooks above cover every refused operation of the table
-    limited = (lifecycle.REFUSED, lifecycle.SAME_HOST)
+    limited = (lifecycle.REFUSED, lifecycle.SAME_HOST,
+               lifecycle.NOT_OFFLOADED)
     refused = {r.operation for r in lifecycle.RULES
                if r.local in limited or r.keyed in limited}
     assert refused == {lifecycle.RESIZE, lifecycle.MIGRATE,
