@@ -109,6 +109,20 @@ def subject(instance) -> lifecycle.Subject:
                              host=instance.host)
 
 
+def set_traits(provider_tree, nodename, caps) -> None:
+    """Give ``nodename`` the traits of ``caps``; drop the stale ones we own.
+
+    Other traits on the node are not ours and stay as they are.
+    """
+    wanted = capabilities.traits(caps)
+    current = provider_tree.data(nodename).traits
+    stale = capabilities.managed_traits(current) - wanted
+    if stale:
+        provider_tree.remove_traits(nodename, *sorted(stale))
+    if wanted - set(current):
+        provider_tree.add_traits(nodename, *sorted(wanted))
+
+
 class VTPMCompute:
     """One host's vTPM side of a compute driver.
 
@@ -220,13 +234,7 @@ class VTPMCompute:
         """
         if self._caps is None:
             self.stats()
-        wanted = capabilities.traits(self._caps)
-        current = provider_tree.data(nodename).traits
-        stale = capabilities.managed_traits(current) - wanted
-        if stale:
-            provider_tree.remove_traits(nodename, *sorted(stale))
-        if wanted - set(current):
-            provider_tree.add_traits(nodename, *sorted(wanted))
+        set_traits(provider_tree, nodename, self._caps)
 
     # --- lifecycle ----------------------------------------------------------
 
