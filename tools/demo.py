@@ -207,12 +207,13 @@ def scenario(tenant, cloud, nova):
     say('deleting the servers')
     for server in servers.values():
         nova._delete_server(server)
-    left = ['%s: VMs %s, instance guardians %s' % (
-        n, sorted(hv.vms), [g for g in hv.guardian_names()
-                            if g.startswith('openstack-vtpm-')])
-        for n, hv in cloud.hosts.items()
-        if hv.vms or any(g.startswith('openstack-vtpm-')
-                         for g in hv.guardian_names())]
+    left = []
+    for n, hv in cloud.hosts.items():
+        guardians = [g for g in hv.guardian_names()
+                     if g.startswith('openstack-vtpm-')]
+        if hv.vms or guardians:
+            left.append('%s: VMs %s, instance guardians %s' % (
+                n, sorted(hv.vms), guardians))
     NOTES.append('after the deletes: %s' % (
         '; '.join(left) or 'no VM and no instance guardian left on any '
         'host'))
@@ -299,9 +300,9 @@ def main(argv=None):
     os.environ.setdefault('PYTHONWARNINGS', 'ignore')
     import warnings
     warnings.simplefilter('ignore')
-    # first: nova's threading mode, before anything imports eventlet
-    from tools import simcloud  # noqa: F401
     from tools import services
+    # nova's threading mode, before anything imports eventlet
+    from tools import simcloud  # noqa: F401
 
     say('starting Keystone, Barbican and Glance on loopback (state in %s)'
         % STATE.relative_to(ROOT))

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Property names, extra-spec names, allowed values and limits (DESIGN.md 2)."""
+"""Property and extra-spec names, allowed values and limits (DESIGN.md 2)."""
 
 # Where a value came from; used verbatim in error messages.
 IMAGE = 'image property'

@@ -229,7 +229,7 @@ class KeyAuthenticationFailed(KeyMaterialError):
 
 
 class KeyTooLarge(InvalidKeyMaterial):
-    """A payload over the configured cap, refused before it was read in full."""
+    """A payload over the configured cap, refused before it is read whole."""
 
     msg_fmt = ("Barbican secret %(ref)s named by os_vtpm_keys (image "
                "property) is larger than [%(group)s] max_payload_bytes = "

@@ -92,7 +92,10 @@ class VTPMRequest(VTPMObject):
 
     @property
     def needs_key_protector(self):
-        """True when the host must unwrap an HGS KeyProtector (keys or shielding)."""
+        """True when the host must unwrap an HGS KeyProtector.
+
+        That is, when the vTPM is on with keys or shielding.
+        """
         return self.enabled and (bool(self.key_refs) or self.shielded)
 
     def obj_make_compatible(self, primitive, target_version):

@@ -293,8 +293,9 @@ class HyperVBackend(backend.VTPMBackend):
         if generation != 2:
             raise hv_exception.UnsupportedVM(vm=vm_name, reason=(
                 'it is Generation %s; a vTPM needs Generation 2 (image '
-                'property %s=%s)') % (generation, constants.IMAGE_MACHINE_TYPE,
-                                     constants.MACHINE_TYPE_GEN2))
+                'property %s=%s)') % (generation,
+                                      constants.IMAGE_MACHINE_TYPE,
+                                      constants.MACHINE_TYPE_GEN2))
 
     def _configuration(self, hgs):
         try:

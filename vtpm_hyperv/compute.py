@@ -198,8 +198,8 @@ class VTPMCompute:
             self.backend.detach(instance.uuid, vm_name)
         except exception.KeyMaterialError as e:
             LOG.warning('vTPM cleanup for instance %(uuid)s skipped a '
-                        'secret: %(error)s', {'uuid': instance.uuid,
-                                               'error': e})
+                        'secret: %(error)s',
+                        {'uuid': instance.uuid, 'error': e})
 
     @staticmethod
     def _abort(instance, error):

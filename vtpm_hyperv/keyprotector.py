@@ -29,6 +29,7 @@ import tempfile
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
+
 from vtpm_hyperv import exception
 from vtpm_hyperv import wmi_schema
 

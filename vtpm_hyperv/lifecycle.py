@@ -15,8 +15,9 @@ configuration. Three facts follow, and the table below is built on them:
 
 ``RULES`` is the table: ``check`` applies it and raises ``OperationRefused``
 before the operation changes anything, and the admin guide
-(``doc/source/admin/lifecycle.rst``) renders it. This module does no I/O: ``vtpm_hyperv.compute``
-gathers the facts at the first driver call nova makes for each operation.
+(``doc/source/admin/lifecycle.rst``) renders it. This module does no I/O:
+``vtpm_hyperv.compute`` gathers the facts at the first driver call nova
+makes for each operation.
 """
 
 from __future__ import annotations

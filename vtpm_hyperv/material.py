@@ -31,10 +31,10 @@ from collections.abc import Sequence
 import dataclasses
 import enum
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography import x509
 
 from vtpm_core import constants
 from vtpm_core import exception

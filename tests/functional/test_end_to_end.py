@@ -197,7 +197,8 @@ class EndToEndTestCase(nova.Services):
         recorded = self.instance(server).system_metadata[
             constants.SYSMETA_FABRICS].split(',')
         self.assertEqual({fabric('fabric-a').fabric_id,
-                          keyprotector.fabric_id(dr.signing_der)}, set(recorded))
+                          keyprotector.fabric_id(dr.signing_der)},
+                         set(recorded))
 
         # Neither key material nor the owner's token reached a log line.
         log = self.stdlog.logger.output

@@ -316,7 +316,7 @@ class SchedulerTestCase(nova.Services):
         self.refresh_reports()
         self.assertEqual('host1', self.host_of(self.boot(flavor, image)))
 
-    # placement prefiltering ---------------------------------------------------
+    # placement prefiltering --------------------------------------------------
 
     def test_placement_prefilters_on_the_published_traits(self):
         self.start_hosts({

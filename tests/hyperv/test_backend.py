@@ -217,8 +217,8 @@ def test_shielded_from_a_tenant_artifact_opens_only_on_its_fabrics(
 def test_tenant_artifact_for_another_fabric_refuses_the_host(
         hv, host, keys, guardians, other_fabric, form):
     before = host.vm_security(VM)
-    payload = (_raw if form == 'raw' else _pdk)(guardians,
-                                                 other_fabric.guardian)
+    make = _raw if form == 'raw' else _pdk
+    payload = make(guardians, other_fabric.guardian)
     ref = keys.add(payload)
     with pytest.raises(hv_exception.HostNotSuitable) as err:
         hv.attach(INSTANCE, VM, request([ref], shielded=True))

@@ -175,8 +175,8 @@ K = ('8f14e45f-ceea-467a-9575-7a6c8c2b3a11',
 # a long machine type while the vTPM is off
 @example({'hw_machine_type': 'x' * 300}, {}, {})
 @example({'hw_machine_type': ['hyperv-gen2']}, {}, {})
-def test_what_build_request_accepts_nova_copies_unchanged(image, specs,
-                                                         unrelated):
+def test_what_build_request_accepts_nova_copies_unchanged(
+        image, specs, unrelated):
     """What build_request accepts, nova's get_system_metadata_from_image
     copy gives back unchanged.
 

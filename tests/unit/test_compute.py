@@ -134,8 +134,9 @@ def test_an_invalid_request_aborts_with_the_message_and_no_attach():
     exception.KeyAccessDenied(ref=KEY),
     exception.KeyNotFound(ref=KEY),
     # the owner's token: every host would send the same one
-    exception.KeyAuthenticationFailed(ref=KEY, service='Barbican',
-                                      credentials="the instance owner's token"),
+    exception.KeyAuthenticationFailed(
+        ref=KEY, service='Barbican',
+        credentials="the instance owner's token"),
     exception.InvalidKeyMaterial(ref=KEY, reason='not PKCS#12'),
     exception.InvalidKeySet(reason='no owner'),
     hv_exception.UnsupportedVM(vm='vm', reason='Generation 1'),
@@ -152,7 +153,8 @@ def test_what_another_host_cannot_fix_aborts_the_build(error):
 
 @pytest.mark.parametrize('error', [
     hv_exception.HyperVOperationFailed(operation='SetKeyProtector', vm='vm',
-                                    code=32775, description='Invalid state'),
+                                       code=32775,
+                                       description='Invalid state'),
     hv_exception.HostNotSuitable(host='hv1', reason='not guarded'),
     exception.KeyManagerUnavailable(ref=KEY, reason='connection refused'),
 ], ids=lambda e: type(e).__name__)

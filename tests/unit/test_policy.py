@@ -32,7 +32,8 @@ def test_merge_table(image_value, flavor_value, outcome):
         with pytest.raises(exception.PolicyConflict) as e:
             policy.build_request(image, flavor)
         # A conflict names both sides, with their values.
-        assert "os:vtpm (flavor extra spec) is %r" % flavor_value in str(e.value)
+        assert ("os:vtpm (flavor extra spec) is %r" % flavor_value
+                in str(e.value))
         assert "os_vtpm (image property) is %r" % (
             image_value or '<absent>') in str(e.value)
         return

@@ -24,11 +24,11 @@ from oslo_config import cfg
 from oslo_utils import timeutils
 import pytest
 
-import vtpm_filters
 from tests import strategies
 from vtpm_core import capabilities
 from vtpm_core import constants
 from vtpm_core import objects
+import vtpm_filters
 from vtpm_filters import conf as vtpm_conf
 from vtpm_filters import vtpm_filter
 
@@ -89,7 +89,7 @@ def spec(extra_specs=None, image_id=IMAGE_ID, cell=None, hints=None):
     if cell is not None:
         spec_obj.requested_destination = nova_objects.Destination(cell=cell)
     spec_obj._context = nova_context.RequestContext('user', 'project',
-                                                  is_admin=False)
+                                                    is_admin=False)
     return spec_obj
 
 
@@ -217,7 +217,7 @@ _reports = st.one_of(
                   max_skew=st.integers(0, 10 ** 4),
                   data=st.data())
 def test_a_view_gets_the_verdict_of_its_report(request, report, fabrics,
-                                              max_age, max_skew, data):
+                                               max_age, max_skew, data):
     """For any request, report, fabrics and clock, the compiled check gives
     a report's capabilities.view (what the filter keeps per host) the
     verdict it gives the report read back from its stats: the filter's
@@ -300,7 +300,8 @@ def test_newer_report_with_unknown_fields_is_read():
 def test_older_report_is_read():
     # A compute not yet upgraded publishes version 1.0.
     filt, _ = make_filter(KEYED)
-    hosts = [host('older', capabilities.to_stats(caps(), target_version='1.0'))]
+    hosts = [host('older',
+                  capabilities.to_stats(caps(), target_version='1.0'))]
     assert '"vtpm_object.version":"1.0"' in \
         hosts[0].stats[capabilities.STATS_KEY]
     assert names(filt.filter_all(hosts, spec())) == ['older']

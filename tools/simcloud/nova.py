@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""nova's own services in this process, with VTPMFilter: for tests and the demo.
+"""nova's own services in this process, with VTPMFilter (tests, the demo).
 
 nova builds its in-process cloud (nova-api through wsgi-intercept, conductor,
 scheduler, placement, computes) from its test machinery: ``nova.test``'s

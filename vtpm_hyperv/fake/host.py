@@ -41,8 +41,8 @@ import uuid
 
 from cryptography.hazmat.primitives.asymmetric import padding
 from os_win.utils import baseutils
-from os_win.utils import hostutils10
 from os_win.utils.compute import vmutils10
+from os_win.utils import hostutils10
 
 from vtpm_hyperv.fake import crypto
 from vtpm_hyperv.fake import namespaces as ns
