@@ -17,7 +17,7 @@ through ``filter_all``, as nova's scheduler calls it. The baselines are
 * changed: the keys request when every host's report changed since the last
   request (every report is parsed again).
 
-The goal (DESIGN.md 6) is at most 1.5x ``AllHostsFilter`` per host for a
+The goal is at most 1.5x ``AllHostsFilter`` per host for a
 vTPM request, and a flat us/host column (linear in hosts).
 """
 

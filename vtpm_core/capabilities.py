@@ -4,7 +4,7 @@
 A compute host publishes its ``HostCapabilities`` as one compute-node stats
 entry (``vtpm:capabilities``, a JSON string: ComputeNode.stats holds strings
 only) and as placement traits. The scheduler side reads the stats entry and
-asks ``satisfies`` whether a host can run a request (DESIGN.md 3).
+asks ``satisfies`` whether a host can run a request.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def compile_check(request: objects.VTPMRequest | None, *,
                   ) -> Callable[[objects.HostCapabilities | None], Verdict]:
     """Return ``check(caps) -> Verdict``: can a host with ``caps`` run it?
 
-    What a request needs of a host (DESIGN.md 3) is decided here once per
+    What a request needs of a host is decided here once per
     request; the check then reads a host's report only. ``caps`` is a
     ``HostCapabilities``, None (no readable report), or any object with its
     fields as attributes (the scheduler filter passes a ``view``).

@@ -47,22 +47,24 @@ def excerpt(value) -> str:
 class VTPMError(Exception):
     """Base of every error hyperv-vtpm raises.
 
-    Subclasses set ``msg_fmt``; keyword arguments fill it and are kept as
-    attributes, so callers can act on ``.key``, ``.ref`` and so on. The
-    arguments named in ``quoted`` hold values as a caller gave them: the
-    message shows them through ``excerpt`` (``%(value)s`` in ``msg_fmt``),
-    the attributes keep them whole.
+    Subclasses set ``msg_fmt``; keyword arguments fill it (unless a message
+    is given) and are kept as attributes, so callers can act on ``.key``,
+    ``.ref`` and so on. The arguments named in ``quoted`` hold values as a
+    caller gave them: the message shows them through ``excerpt``
+    (``%(value)s`` in ``msg_fmt``), the attributes keep them whole.
     """
 
     msg_fmt = 'vTPM error'
     quoted = ('value',)
 
-    def __init__(self, **kwargs):
+    def __init__(self, message=None, **kwargs):
         for name, value in kwargs.items():
             setattr(self, name, value)
-        super().__init__(self.msg_fmt % {
-            name: excerpt(value) if name in self.quoted else value
-            for name, value in kwargs.items()})
+        if message is None:
+            message = self.msg_fmt % {
+                name: excerpt(value) if name in self.quoted else value
+                for name, value in kwargs.items()}
+        super().__init__(message)
 
 
 # --- the request (image properties and flavor extra specs) -----------------

@@ -67,7 +67,7 @@ class VTPMObject(base.VersionedObject):
 
 @VTPMObjectRegistry.register
 class VTPMRequest(VTPMObject):
-    """The merged decision for one instance (DESIGN.md 2).
+    """The merged decision for one instance.
 
     ``image_policy`` and ``flavor_policy`` keep what each side asked, so a
     reader can explain the decision; ``flavor_policy`` is None when the flavor
@@ -107,7 +107,7 @@ class VTPMRequest(VTPMObject):
 
 @VTPMObjectRegistry.register
 class HostCapabilities(VTPMObject):
-    """What a compute host can do for vTPM instances (DESIGN.md 3).
+    """What a compute host can do for vTPM instances.
 
     ``attestation_status`` keeps HGS's own words (``Passed``, ``Expired``,
     ``NotConfigured``, ...) as a plain string, so a status that a newer HGS

@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """VTPMFilter: pass the hosts whose vTPM capability report fits the request.
 
-What a host needs is DESIGN.md section 3, decided by
-``vtpm_core.capabilities.compile_check``, the rules ``satisfies`` applies.
-What this module adds is the cost model (DESIGN.md section 6): nova calls
-``filter_all`` once per request with every candidate host, so the filter
+What a host needs is decided by ``vtpm_core.capabilities.compile_check``,
+the rules ``satisfies`` applies. What this module adds is the cost model:
+nova calls ``filter_all`` once per request with every candidate host, so the
+filter
 
 * evaluates the request once: the flavor's extra specs, at most one Glance
   read (only when the flavor alone does not settle it), on a move one cell
@@ -44,7 +44,7 @@ _Check = collections.namedtuple('_Check', ('passes', 'instance_uuid'))
 
 
 class VTPMFilter(filters.BaseHostFilter):
-    """Pass hosts that can give the request its vTPM (DESIGN.md 3)."""
+    """Pass hosts that can give the request its vTPM."""
 
     # A rebuild with a new image may ask for a vTPM, or keys, that the
     # instance's current host cannot give.
@@ -139,13 +139,13 @@ class VTPMFilter(filters.BaseHostFilter):
             # Without Glance (image_lookup off or failing) the image allows
             # whatever the flavor asks: os:vtpm=required then needs a vTPM
             # host, and the compute side, which reads every image property,
-            # refuses what the flavor could not show (DESIGN.md 3).
+            # refuses what the flavor could not show.
             properties = policy.PERMISSIVE_IMAGE
         try:
             return policy.build_request(properties, extra_specs)
         except exception.VTPMError as e:
             # Not hidden behind "No valid host": the compute side aborts the
-            # build with a fault that names the problem (DESIGN.md 3).
+            # build with a fault that names the problem.
             LOG.info('Instance %(uuid)s has an invalid vTPM request; '
                      'VTPMFilter does not refuse hosts for it, the compute '
                      'side refuses the build: %(error)s',

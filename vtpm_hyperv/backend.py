@@ -13,9 +13,9 @@ Enable-VMTPM) through the WMI calls ``vtpm_hyperv.wmi_schema`` documents:
    mode", 2018);
 3. the secrets are fetched (instance owner's credentials) and checked as a
    set (``material``); an owner bundle is refused for a shielded VM, and
-   everywhere when ``[hyperv_vtpm] allow_owner_bundles`` is off (DESIGN.md
-   2.4); a raw KeyProtector or a shielding data file is read by Hyper-V
-   and must name this host's fabric;
+   everywhere when ``[hyperv_vtpm] allow_owner_bundles`` is off; a raw
+   KeyProtector or a shielding data file is read by Hyper-V and must name
+   this host's fabric;
 4. a VM that already has this vTPM is left alone (idempotent);
 5. for an owner bundle, the guardians are imported under names tied to the
    instance (the owner from two password-protected PFX files, the others
@@ -497,7 +497,7 @@ class HyperVBackend(backend.VTPMBackend):
         first attach without keys that needs it creates it, and it stays for
         the host's life, because removing it would make those vTPMs
         unreadable. An attach that created it and then fails removes it
-        again, so a failure leaves no guardian behind (DESIGN.md 7).
+        again, so a failure leaves no guardian behind.
         """
         name = self._opts.local_guardian_name
         guardian = hgs.guardian(name)

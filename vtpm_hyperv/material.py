@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Classify and check the key material ``os_vtpm_keys`` names (DESIGN 2.4).
+"""Classify and check the key material that ``os_vtpm_keys`` names.
 
 Each secret is one of:
 - an owner bundle: the owner guardian's signing and encryption

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Concurrent attaches on one host (issue 10, item 6).
+"""Concurrent attaches on one host.
 
 nova-compute builds several instances at once on one host. With the
 simulator's latency on, each WMI call takes a while outside the host's

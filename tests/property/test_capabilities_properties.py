@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Properties of host capability reports (DESIGN.md 3)."""
+"""Properties of host capability reports."""
 
 import json
 
