@@ -243,6 +243,7 @@ def _row(name, asked, server, cloud, fabric_of, names):
 
 def run(env):
     """The scenario, with nova's services and the simulator around it."""
+    # first: nova's threading mode, before anything imports eventlet
     from tools.simcloud import driver
     from tools.simcloud import nova
 
@@ -301,8 +302,6 @@ def main(argv=None):
     import warnings
     warnings.simplefilter('ignore')
     from tools import services
-    # nova's threading mode, before anything imports eventlet
-    from tools import simcloud  # noqa: F401
 
     say('starting Keystone, Barbican and Glance on loopback (state in %s)'
         % STATE.relative_to(ROOT))
@@ -313,6 +312,7 @@ def main(argv=None):
         say('starting nova (API, conductor, scheduler with VTPMFilter, '
             'placement) in this process')
         # nova's services log to stdout and stderr: kept, shown on failure
+        # (nova is imported in here, so that its log handlers write to it)
         with contextlib.redirect_stdout(noise), \
                 contextlib.redirect_stderr(noise):
             try:
