@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
 
 from nova.compute import task_states
 import nova.conf
@@ -44,7 +43,6 @@ from vtpm_hyperv import compute
 from vtpm_hyperv import fake
 from vtpm_hyperv import lifecycle
 
-LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
 
 _SHELVING = (task_states.SHELVING, task_states.SHELVING_OFFLOADING)
