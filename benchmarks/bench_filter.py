@@ -17,7 +17,7 @@ through ``filter_all``, as nova's scheduler calls it. The baselines are
 * changed: the keys request when every host's report changed since the last
   request (every report is parsed again).
 
-The goal (DESIGN.md 6) is at most 1.5x ``AllHostsFilter`` per host for a
+The goal is at most 1.5x ``AllHostsFilter`` per host for a
 vTPM request, and a flat us/host column (linear in hosts).
 """
 
@@ -183,8 +183,8 @@ def main():
     parser.add_argument('--sizes', default='1000,10000,100000')
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(',')]
-    print('%-40s %8s %9s %8s %9s' % ('filter, case', 'hosts', 'us/host',
-                                      'ratio', 'passed'))
+    columns = ('filter, case', 'hosts', 'us/host', 'ratio', 'passed')
+    print('%-40s %8s %9s %8s %9s' % columns)
     for size in sizes:
         rows = run(size, rounds=7 if size <= 10000 else 3)
         baseline = rows[0][1]

@@ -6,7 +6,7 @@
 nova's ``hardware.get_vtpm_constraint`` is the closest upstream analogue:
 it merges the TPM version and model of a flavor and an image. Both sides get
 an equivalent request (a vTPM asked by the image, confirmed by the flavor).
-The goal (DESIGN.md 6) is a ratio of at most 1.0 with six keys.
+The goal is a ratio of at most 1.0 with six keys.
 """
 
 import os

@@ -1,23 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Suite-wide setup: the one hypothesis profile, and nova's threading mode."""
+"""Suite-wide setup: nova's threading mode, and the one hypothesis profile."""
 
 import os
 
 import hypothesis
 
-# nova's in-process services run on native threads in this suite (run.py
-# sets this too): eventlet's monkey patching would also patch the sockets
-# the Keystone and Barbican tests use. It must be set before nova imports.
-os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
-
-# Import order matters whichever tests are collected. Every nova test
-# package sets nova's threading mode when imported, and then refuses any
-# eventlet import, failing outright if eventlet is already loaded; os-win
-# imports eventlet at import time. So: nova's test packages first, then
-# os-win past nova's guard (nova_driver.import_os_win).
-import nova.tests.functional  # noqa: E402,F401  (first: sets the mode)
-import nova.test  # noqa: E402,F401,I100  (imports nova.tests.unit)
-from vtpm_hyperv import nova_driver  # noqa: E402,F401
+# Import order matters whichever tests are collected: nova's test packages
+# set nova's threading mode (native threads: eventlet would also patch the
+# sockets the Keystone and Barbican tests use) and then refuse eventlet,
+# which os-win and oslo.versionedobjects import. tools.simcloud prepares
+# the process in that order, before any test module imports them.
+import tools.simcloud  # noqa: F401
 
 # One profile. In CI (CI=true) it is derandomized, so a run is repeatable
 # and a failure there reproduces here with the same command.

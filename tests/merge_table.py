@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The merge table of DESIGN.md 2.1, as data.
+"""The merge table (image os_vtpm by flavor os:vtpm), as data.
 
 ``tests/data/merge_table.csv`` is the single source: the table tests read it
 and the user guide renders it, so the two cannot disagree.

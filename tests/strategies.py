@@ -84,7 +84,8 @@ host_capabilities = st.builds(
     vtpm_supported=st.booleans(), guarded=st.booleans(),
     attestation_status=st.sampled_from(
         ('Passed', 'Expired', 'NotConfigured', 'InsecureHostConfiguration')),
-    attestation_mode=maybe(st.sampled_from(('TpmTrusted', 'HostGuardianActiveDirectory'))),
+    attestation_mode=maybe(st.sampled_from(
+        ('TpmTrusted', 'HostGuardianActiveDirectory'))),
     fabric_id=maybe(st.text(min_size=1, max_size=40)),
     measured_at=timestamps,
     os_version=maybe(st.sampled_from(('10.0.14393', '10.0.20348'))),

@@ -57,10 +57,10 @@ class VTPMBackend(abc.ABC):
             forbidden, unreachable or not guardian material.
         :raises vtpm_core.exception.InvalidKeySet: the secrets do not form
             a valid set.
-        :raises vtpm_core.exception.HostNotSuitable: another host may succeed.
-        :raises vtpm_core.exception.UnsupportedVM: the VM cannot have a vTPM.
-        :raises vtpm_core.exception.HyperVOperationFailed: the hypervisor
-            refused a step (everything before it was rolled back).
+        :raises vtpm_core.exception.VTPMError: a backend's own subclass when
+            this host cannot run the request, when the VM cannot have a
+            vTPM, or when the hypervisor refused a step (everything before
+            it rolled back); its message says which.
         """
 
     @abc.abstractmethod

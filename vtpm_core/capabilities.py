@@ -4,13 +4,14 @@
 A compute host publishes its ``HostCapabilities`` as one compute-node stats
 entry (``vtpm:capabilities``, a JSON string: ComputeNode.stats holds strings
 only) and as placement traits. The scheduler side reads the stats entry and
-asks ``satisfies`` whether a host can run a request (DESIGN.md 3).
+asks ``satisfies`` whether a host can run a request.
 """
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Callable
 from collections.abc import Mapping
-import dataclasses
 import datetime
 import json
 
@@ -50,74 +51,52 @@ def from_stats(stats: Mapping[str, str] | None
     """Return the host's report, or None if it is absent or unreadable.
 
     Never raises: a scheduler must not fail on one host's bad report, it
-    refuses that host instead. A report of a newer minor version is read by
-    dropping the fields this version does not know.
+    refuses that host instead. The report is read by oslo.versionedobjects'
+    own ``obj_from_primitive``, so its values are coerced exactly as oslo
+    coerces them; a report of a newer minor version is read as this
+    version by dropping the fields this version does not know.
     """
     try:
         raw = stats.get(STATS_KEY) if stats else None
         if not isinstance(raw, str):
             return None
-        return _from_primitive(json.loads(raw))
+        primitive = _as_our_version(json.loads(raw))
+        if primitive is None:
+            return None
+        caps = objects.HostCapabilities.obj_from_primitive(primitive)
     except Exception:  # noqa: BLE001 - any malformed report means "unknown"
         return None
+    return caps if isinstance(caps, objects.HostCapabilities) else None
 
 
-_OUR_MAJOR, _OUR_MINOR = versionutils.convert_version_to_tuple(
-    objects.HostCapabilities.VERSION)
-
-
-def _from_primitive(primitive):
-    if (not isinstance(primitive, dict)
-            or primitive.get('vtpm_object.name') != 'HostCapabilities'
-            or primitive.get('vtpm_object.namespace') != 'vtpm'):
-        return None
-    data = primitive.get('vtpm_object.data')
-    major, _, minor = primitive.get('vtpm_object.version').partition('.')
-    if not isinstance(data, dict) or int(major) != _OUR_MAJOR:
-        return None
-    minor = int(minor)
-    values = {}
-    for name, value in data.items():
-        kind = _FIELD_KINDS.get(name)
-        if kind is None:
-            if minor > _OUR_MINOR:
-                continue  # a newer compute's field: not ours to read
-            return None
-        value = _read_value(kind, value)
-        if value is _INVALID:
-            return None
-        values[name] = value
-    if not _REQUIRED_FIELDS.issubset(values):
-        return None
-    return objects.HostCapabilities.from_validated(**values)
-
-
-# What each field's primitive must be: (type, nullable). The stats entry is
-# parsed for every changed report of every host, so the types are checked
-# here, without oslo's per-field coercion.
-_FIELD_KINDS = {
-    name: ({ovo_fields.BooleanField: bool, ovo_fields.StringField: str,
-            ovo_fields.DateTimeField: datetime.datetime}[type(field)],
-           field.nullable)
-    for name, field in objects.HostCapabilities.fields.items()}
+_OUR_VERSION = objects.HostCapabilities.VERSION
+_OUR_MAJOR, _OUR_MINOR = versionutils.convert_version_to_tuple(_OUR_VERSION)
 _REQUIRED_FIELDS = frozenset(
     name for name, field in objects.HostCapabilities.fields.items()
     if field.default is ovo_fields.UnspecifiedDefault)
-_INVALID = object()
+_VERSION = 'vtpm_object.version'
+_DATA = 'vtpm_object.data'
 
 
-def _read_value(kind, value):
-    kind, nullable = kind
-    if value is None:
-        return None if nullable else _INVALID
-    if kind is datetime.datetime:
-        if not isinstance(value, str):
-            return _INVALID
-        value = datetime.datetime.fromisoformat(value)
-        if value.utcoffset() is None:
-            return _INVALID  # measured_at must say which time zone
-        return value.astimezone(datetime.timezone.utc)
-    return value if type(value) is kind else _INVALID
+def _as_our_version(primitive):
+    """``primitive`` as oslo.versionedobjects can read it, or None.
+
+    oslo reads an older or equal minor version, and refuses a newer one (it
+    would ask the sender to backport, over RPC, which stats are not): the
+    fields a newer minor version adds are not ours to read, so they are
+    dropped. A report without one of the fields every version has is
+    unreadable (oslo would leave the field unset).
+    """
+    data = primitive[_DATA]
+    if not _REQUIRED_FIELDS.issubset(data):
+        return None
+    major, _, minor = primitive[_VERSION].partition('.')
+    if int(major) != _OUR_MAJOR or int(minor) <= _OUR_MINOR:
+        return primitive  # oslo reads it, or refuses another major
+    known = objects.HostCapabilities.fields
+    return dict(primitive, **{
+        _VERSION: _OUR_VERSION,
+        _DATA: {k: v for k, v in data.items() if k in known}})
 
 
 def traits(caps: objects.HostCapabilities | None) -> set[str]:
@@ -148,27 +127,60 @@ def fabric_trait(fabric_id: str) -> str:
     return (TRAIT_FABRIC_PREFIX + name)[:255]
 
 
-@dataclasses.dataclass(frozen=True)
 class Verdict:
-    """Whether a host passes, and why (the reason is logged on refusal)."""
+    """Whether a host passes, and why (the reason is logged on refusal).
 
-    passes: bool
-    reason: str
+    The reason is formatted when read, so the scheduler's per-host loop
+    pays nothing for it unless it logs.
+    """
+
+    __slots__ = ('passes', '_why', '_args')
+
+    def __init__(self, passes: bool, why: str, args: tuple = ()):
+        self.passes = passes
+        self._why = why
+        self._args = args
+
+    @property
+    def reason(self) -> str:
+        return self._why % self._args if self._args else self._why
 
     def __bool__(self):
         return self.passes
 
+    def __repr__(self):
+        return '<Verdict %s: %s>' % (self.passes, self.reason)
+
 
 _PASS = Verdict(True, 'host satisfies the vTPM request')
+_NO_REPORT = Verdict(False, 'no readable vTPM capability report (%s)'
+                     % STATS_KEY)
+_NO_VTPM = Verdict(False, 'host does not support vTPM on Generation 2 VMs')
+# Hyper-V opens a local key protector only in local mode.
+_NO_LOCAL = Verdict(False, 'host opens no local key protector (its HGS '
+                    'client is in HGS mode) and the request has no keys')
+_UNGUARDED = Verdict(False, 'host is not guarded (HGS) and the request has '
+                     'keys or is shielded')
+# The KeyProtector must name this host's fabric guardian.
+_NO_FABRIC = Verdict(False, 'host reports no fabric guardian')
 
 
-def satisfies(request: objects.VTPMRequest | None,
-              caps: objects.HostCapabilities | None, *,
-              max_report_age: float,
-              max_clock_skew: float = 0,
-              now: datetime.datetime | None = None,
-              allowed_fabrics: frozenset[str] | None = None) -> Verdict:
-    """Decide whether a host with report ``caps`` can run ``request``.
+def _passes(caps):
+    return _PASS
+
+
+def compile_check(request: objects.VTPMRequest | None, *,
+                  max_report_age: float,
+                  max_clock_skew: float = 0,
+                  now: datetime.datetime | None = None,
+                  allowed_fabrics: frozenset[str] | None = None
+                  ) -> Callable[[objects.HostCapabilities | None], Verdict]:
+    """Return ``check(caps) -> Verdict``: can a host with ``caps`` run it?
+
+    What a request needs of a host is decided here once per
+    request; the check then reads a host's report only. ``caps`` is a
+    ``HostCapabilities``, None (no readable report), or any object with its
+    fields as attributes (the scheduler filter passes a ``view``).
 
     :param request: the merged request; None or disabled means no vTPM.
     :param max_report_age: seconds; a request that needs a KeyProtector
@@ -184,38 +196,76 @@ def satisfies(request: objects.VTPMRequest | None,
     """
     needs_vtpm = request is not None and request.enabled
     if not needs_vtpm and not allowed_fabrics:
+        return _passes
+    needs_kp = needs_vtpm and request.needs_key_protector
+    # A vTPM without keys gets a local key protector.
+    needs_local = needs_vtpm and not needs_kp
+    # Unwrapping a KeyProtector needs a guarded host of a known fabric that
+    # HGS attested recently; so does a move of an instance that has one.
+    needs_attested = needs_kp or bool(allowed_fabrics)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    oldest = now - datetime.timedelta(seconds=max_report_age)
+    newest = now + datetime.timedelta(seconds=max_clock_skew)
+
+    def check(caps):
+        if caps is None:
+            return _NO_REPORT
+        if allowed_fabrics and caps.fabric_id not in allowed_fabrics:
+            return Verdict(False, 'fabric %s is not one the instance\'s '
+                           'KeyProtector names (%s)', (
+                               caps.fabric_id,
+                               ', '.join(sorted(allowed_fabrics))))
+        if needs_vtpm and not caps.vtpm_supported:
+            return _NO_VTPM
+        if needs_local and caps.local_key_protector is False:
+            return _NO_LOCAL
+        if needs_attested:
+            if not caps.guarded:
+                return _UNGUARDED
+            status = caps.attestation_status
+            if status != constants.ATTESTATION_PASSED:
+                return Verdict(False, 'HGS attestation status is %s, not %s',
+                               (status, constants.ATTESTATION_PASSED))
+            if not caps.fabric_id:
+                return _NO_FABRIC
+            measured_at = caps.measured_at
+            if measured_at < oldest:
+                return Verdict(False, 'capability report is %d s old (max '
+                               '%d s)', ((now - measured_at).total_seconds(),
+                                         max_report_age))
+            if measured_at > newest:
+                return Verdict(False, 'capability report is dated %d s in '
+                               'the future (max %d s of clock skew)', (
+                                   (measured_at - now).total_seconds(),
+                                   max_clock_skew))
         return _PASS
+    return check
+
+
+def satisfies(request: objects.VTPMRequest | None,
+              caps: objects.HostCapabilities | None, *,
+              max_report_age: float,
+              max_clock_skew: float = 0,
+              now: datetime.datetime | None = None,
+              allowed_fabrics: frozenset[str] | None = None) -> Verdict:
+    """Decide whether a host with report ``caps`` can run ``request``.
+
+    The parameters are ``compile_check``'s, which decides.
+    """
+    return compile_check(request, max_report_age=max_report_age,
+                         max_clock_skew=max_clock_skew, now=now,
+                         allowed_fabrics=allowed_fabrics)(caps)
+
+
+# A report's fields as a named tuple: the scheduler filter keeps one per
+# host and checks it on every request, and reading a tuple's field costs a
+# tenth of reading a versioned object's.
+View = collections.namedtuple('HostCapabilitiesView',
+                              sorted(objects.HostCapabilities.fields))
+
+
+def view(caps: objects.HostCapabilities | None) -> View | None:
+    """Return a read-only copy of every field of ``caps`` (None for None)."""
     if caps is None:
-        return Verdict(False, 'no readable vTPM capability report (%s)'
-                       % STATS_KEY)
-    if allowed_fabrics and caps.fabric_id not in allowed_fabrics:
-        return Verdict(False, 'fabric %s is not one the instance\'s '
-                       'KeyProtector names (%s)' % (
-                           caps.fabric_id, ', '.join(sorted(allowed_fabrics))))
-    if needs_vtpm and not caps.vtpm_supported:
-        return Verdict(False, 'host does not support vTPM on Generation 2 VMs')
-    if (needs_vtpm and not request.needs_key_protector
-            and caps.local_key_protector is False):
-        # Hyper-V opens a local key protector only in local mode.
-        return Verdict(False, 'host opens no local key protector (its HGS '
-                       'client is in HGS mode) and the request has no keys')
-    if (needs_vtpm and request.needs_key_protector) or allowed_fabrics:
-        if not caps.guarded:
-            return Verdict(False, 'host is not guarded (HGS) and the request '
-                           'has keys or is shielded')
-        if caps.attestation_status != constants.ATTESTATION_PASSED:
-            return Verdict(False, 'HGS attestation status is %s, not %s' % (
-                caps.attestation_status, constants.ATTESTATION_PASSED))
-        if not caps.fabric_id:
-            # The KeyProtector must name this host's fabric guardian.
-            return Verdict(False, 'host reports no fabric guardian')
-        now = now or datetime.datetime.now(datetime.timezone.utc)
-        age = (now - caps.measured_at).total_seconds()
-        if age > max_report_age:
-            return Verdict(False, 'capability report is %d s old (max %d s)'
-                           % (age, max_report_age))
-        if -age > max_clock_skew:
-            return Verdict(False, 'capability report is dated %d s in the '
-                           'future (max %d s of clock skew)'
-                           % (-age, max_clock_skew))
-    return _PASS
+        return None
+    return View._make(getattr(caps, name) for name in View._fields)

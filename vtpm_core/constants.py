@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Property names, extra-spec names, allowed values and limits (DESIGN.md 2)."""
+"""Property and extra-spec names, allowed values and limits."""
 
 # Where a value came from; used verbatim in error messages.
 IMAGE = 'image property'
@@ -17,10 +17,6 @@ FLAVOR_VTPM = 'os:vtpm'
 # The five keys build_request reads; everything else is ignored.
 IMAGE_KEYS = (IMAGE_VTPM, IMAGE_VTPM_KEYS, IMAGE_MACHINE_TYPE, IMAGE_SHIELDED)
 FLAVOR_KEYS = (FLAVOR_VTPM,)
-
-# The image properties nova drops from the request spec (ImageMetaProps only
-# keeps its declared fields, and hw_machine_type is one of them).
-IMAGE_KEYS_DROPPED_BY_NOVA = (IMAGE_VTPM, IMAGE_VTPM_KEYS, IMAGE_SHIELDED)
 
 DISABLED = 'disabled'
 OPTIONAL = 'optional'

@@ -47,18 +47,17 @@ def excerpt(value) -> str:
 class VTPMError(Exception):
     """Base of every error hyperv-vtpm raises.
 
-    Subclasses set ``msg_fmt``; keyword arguments fill it and are kept as
-    attributes, so callers can act on ``.key``, ``.ref`` and so on. The
-    arguments named in ``quoted`` hold values as a caller gave them: the
-    message shows them through ``excerpt`` (``%(value)s`` in ``msg_fmt``),
-    the attributes keep them whole.
+    Subclasses set ``msg_fmt``; keyword arguments fill it (unless a message
+    is given) and are kept as attributes, so callers can act on ``.key``,
+    ``.ref`` and so on. The arguments named in ``quoted`` hold values as a
+    caller gave them: the message shows them through ``excerpt``
+    (``%(value)s`` in ``msg_fmt``), the attributes keep them whole.
     """
 
     msg_fmt = 'vTPM error'
     quoted = ('value',)
 
     def __init__(self, message=None, **kwargs):
-        self.kwargs = kwargs
         for name, value in kwargs.items():
             setattr(self, name, value)
         if message is None:
@@ -66,10 +65,6 @@ class VTPMError(Exception):
                 name: excerpt(value) if name in self.quoted else value
                 for name, value in kwargs.items()}
         super().__init__(message)
-
-    @property
-    def message(self):
-        return self.args[0]
 
 
 # --- the request (image properties and flavor extra specs) -----------------
@@ -190,23 +185,6 @@ class OwnerKeysRefused(KeyMaterialError):
                "shielding data file (PDK) that the tenant made, alone")
 
 
-# --- the host ----------------------------------------------------------------
-
-class HostNotSuitable(VTPMError):
-    """This host cannot run the instance; another host may (reschedule)."""
-
-    msg_fmt = "host %(host)s cannot run this vTPM instance: %(reason)s"
-
-
-class UnsupportedVM(VTPMError):
-    msg_fmt = "VM %(vm)s cannot have a vTPM: %(reason)s"
-
-
-class HyperVOperationFailed(VTPMError):
-    msg_fmt = ("Hyper-V %(operation)s failed for VM %(vm)s with return code "
-               "%(code)s: %(description)s")
-
-
 # --- lifecycle of a vTPM instance (compute side) ----------------------------
 
 class OperationRefused(VTPMError):
@@ -253,7 +231,7 @@ class KeyAuthenticationFailed(KeyMaterialError):
 
 
 class KeyTooLarge(InvalidKeyMaterial):
-    """A payload over the configured cap, refused before it was read in full."""
+    """A payload over the configured cap, refused before it is read whole."""
 
     msg_fmt = ("Barbican secret %(ref)s named by os_vtpm_keys (image "
                "property) is larger than [%(group)s] max_payload_bytes = "

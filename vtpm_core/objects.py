@@ -40,11 +40,11 @@ class VTPMObject(base.VersionedObject):
     def from_validated(cls, **values):
         """Build an object from values that already have the field types.
 
-        ``build_request`` (per scheduling request and per spawn) and
-        ``capabilities.from_stats`` (per changed host report) validate every
-        value themselves; the per-field coercion of ``__init__`` would cost
-        more than the rest of their work. Tests hold the result equal to
-        ``cls(**values)``.
+        ``build_request`` (per scheduling request and per spawn) makes every
+        value itself, of its field's type; the per-field coercion of
+        ``__init__`` would cost more than the rest of its work. Tests hold
+        the result equal to ``cls(**values)``. (Reports from other hosts are
+        read by oslo's ``obj_from_primitive``, which coerces.)
         """
         obj = cls()
         for name, value in values.items():
@@ -67,7 +67,7 @@ class VTPMObject(base.VersionedObject):
 
 @VTPMObjectRegistry.register
 class VTPMRequest(VTPMObject):
-    """The merged decision for one instance (DESIGN.md 2).
+    """The merged decision for one instance.
 
     ``image_policy`` and ``flavor_policy`` keep what each side asked, so a
     reader can explain the decision; ``flavor_policy`` is None when the flavor
@@ -92,7 +92,10 @@ class VTPMRequest(VTPMObject):
 
     @property
     def needs_key_protector(self):
-        """True when the host must unwrap an HGS KeyProtector (keys or shielding)."""
+        """True when the host must unwrap an HGS KeyProtector.
+
+        That is, when the vTPM is on with keys or shielding.
+        """
         return self.enabled and (bool(self.key_refs) or self.shielded)
 
     def obj_make_compatible(self, primitive, target_version):
@@ -104,7 +107,7 @@ class VTPMRequest(VTPMObject):
 
 @VTPMObjectRegistry.register
 class HostCapabilities(VTPMObject):
-    """What a compute host can do for vTPM instances (DESIGN.md 3).
+    """What a compute host can do for vTPM instances.
 
     ``attestation_status`` keeps HGS's own words (``Passed``, ``Expired``,
     ``NotConfigured``, ...) as a plain string, so a status that a newer HGS

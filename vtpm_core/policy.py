@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Merge the image properties and flavor extra specs of a boot (DESIGN.md 2).
+"""Merge the image properties and flavor extra specs of a boot.
 
 ``build_request`` is the only entry point. It reads five keys, ignores
 everything else, and returns a ``VTPMRequest`` or raises an
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import re
+import types
 
 from vtpm_core import constants as c
 from vtpm_core import exception
@@ -40,8 +41,14 @@ _SPACE = ' \t\n\r\f\v'
 # Tells a key that is absent from one whose value is None (refused).
 _ABSENT = object()
 
+# The properties of an image that accepts whatever a valid flavor asks, to
+# decide on the flavor alone (the image unknown, or a flavor checked alone):
+# os:vtpm=required then turns the vTPM on, anything else leaves it off.
+PERMISSIVE_IMAGE = types.MappingProxyType({
+    c.IMAGE_VTPM: c.OPTIONAL, c.IMAGE_MACHINE_TYPE: c.MACHINE_TYPE_GEN2})
+
 # (image os_vtpm, flavor os:vtpm or None) -> vTPM on? Cells absent from this
-# table are conflicts (DESIGN.md 2.1).
+# table are conflicts.
 _ON_OFF = {
     (c.DISABLED, None): False,
     (c.DISABLED, c.DISABLED): False,
@@ -131,7 +138,7 @@ def flavor_settles(extra_specs: Mapping[str, str]) -> bool:
     """True when the flavor alone decides what a host needs: no vTPM.
 
     A flavor with ``os:vtpm=disabled`` gives either no vTPM or a conflict
-    (which the scheduler lets through, DESIGN.md 3), whatever the image says;
+    (which the scheduler lets through), whatever the image says;
     every other flavor needs the image's properties to decide.
     """
     return extra_specs.get(c.FLAVOR_VTPM) == c.DISABLED

@@ -1,22 +1,23 @@
 # SPDX-License-Identifier: Apache-2.0
 """VTPMFilter: pass the hosts whose vTPM capability report fits the request.
 
-What a host needs is DESIGN.md section 3, decided by
-``vtpm_core.capabilities.satisfies``. What this module adds is the cost model
-(DESIGN.md section 6): nova calls ``filter_all`` once per request with every
-candidate host, so the filter
+What a host needs is decided by ``vtpm_core.capabilities.compile_check``,
+the rules ``satisfies`` applies. What this module adds is the cost model:
+nova calls ``filter_all`` once per request with every candidate host, so the
+filter
 
 * evaluates the request once: the flavor's extra specs, at most one Glance
-  read (only when the flavor alone does not settle it) and, on a move, one
-  cell database read for the fabrics the instance's KeyProtector names;
-* parses a host's report once per change of its raw stats string;
-* then checks each host with a few attribute reads (``_Check.passes``, which
-  the unit tests hold equal to ``satisfies``).
+  read (only when the flavor alone does not settle it), on a move one cell
+  database read for the fabrics the instance's KeyProtector names, and the
+  check compiled from them;
+* parses a host's report once per change of its raw stats string, keeping
+  a ``capabilities.view`` of it;
+* then runs the compiled check on each host's view.
 """
 
 from __future__ import annotations
 
-import datetime
+import collections
 import logging
 import threading
 import weakref
@@ -37,88 +38,13 @@ from vtpm_filters import conf as vtpm_conf
 
 LOG = logging.getLogger(__name__)
 
-# Without Glance (image_lookup off or failing) the image is taken to allow
-# whatever the flavor asks: os:vtpm=required then needs a vTPM host, and the
-# compute side, which reads every image property, refuses what the flavor
-# could not show (DESIGN.md 3).
-_IMAGE_UNKNOWN = {constants.IMAGE_VTPM: constants.OPTIONAL,
-                  constants.IMAGE_MACHINE_TYPE: constants.MACHINE_TYPE_GEN2}
 
-
-class _Report:
-    """One host's parsed report, kept until the raw stats string changes."""
-
-    __slots__ = ('raw', 'caps', 'vtpm', 'local', 'can_unwrap', 'fabric',
-                 'measured_at')
-
-    def __init__(self, raw, caps):
-        self.raw = raw
-        self.caps = caps
-        self.vtpm = caps is not None and caps.vtpm_supported
-        # Opens a local key protector (unknown, from an older compute: may).
-        self.local = caps is not None and caps.local_key_protector \
-            is not False
-        # Guarded, attested, and with a fabric guardian that a KeyProtector
-        # can name; the report's age is checked per request.
-        self.can_unwrap = bool(
-            caps is not None and caps.guarded and caps.fabric_id and
-            caps.attestation_status == constants.ATTESTATION_PASSED)
-        self.fabric = caps.fabric_id if caps is not None else None
-        self.measured_at = caps.measured_at if caps is not None else None
-
-
-class _Check:
-    """What one request needs of a host, evaluated once per request."""
-
-    __slots__ = ('request', 'fabrics', 'needs_vtpm', 'needs_local',
-                 'needs_attested', 'now', 'oldest', 'newest', 'max_age',
-                 'max_skew', 'instance_uuid')
-
-    def __init__(self, request, fabrics, max_age, max_skew, now,
-                 instance_uuid):
-        self.request = request
-        self.fabrics = fabrics or None
-        self.needs_vtpm = request is not None and request.enabled
-        # Unwrapping a KeyProtector needs a guarded host of a known fabric
-        # that HGS attested recently; so does a move of an instance that
-        # already has one.
-        self.needs_attested = bool(
-            (self.needs_vtpm and request.needs_key_protector) or self.fabrics)
-        # A vTPM without keys gets a local key protector.
-        self.needs_local = self.needs_vtpm and not request.needs_key_protector
-        self.now = now
-        self.oldest = now - datetime.timedelta(seconds=max_age)
-        self.newest = now + datetime.timedelta(seconds=max_skew)
-        self.max_age = max_age
-        self.max_skew = max_skew
-        self.instance_uuid = instance_uuid
-
-    def passes(self, report):
-        if report.caps is None:
-            # absent or unreadable: fail closed when anything is asked
-            return not (self.needs_vtpm or self.fabrics)
-        if self.fabrics is not None and report.fabric not in self.fabrics:
-            return False
-        if self.needs_vtpm and not report.vtpm:
-            return False
-        if self.needs_local and not report.local:
-            return False
-        if self.needs_attested and not (
-                report.can_unwrap and
-                self.oldest <= report.measured_at <= self.newest):
-            return False
-        return True
-
-    def reason(self, report):
-        """Why ``report`` fails, in satisfies' words (for the debug log)."""
-        return capabilities.satisfies(
-            self.request, report.caps, max_report_age=self.max_age,
-            max_clock_skew=self.max_skew, now=self.now,
-            allowed_fabrics=self.fabrics).reason
+# One request's compiled check, and the instance it is for (for the logs).
+_Check = collections.namedtuple('_Check', ('passes', 'instance_uuid'))
 
 
 class VTPMFilter(filters.BaseHostFilter):
-    """Pass hosts that can give the request its vTPM (DESIGN.md 3)."""
+    """Pass hosts that can give the request its vTPM."""
 
     # A rebuild with a new image may ask for a vTPM, or keys, that the
     # instance's current host cannot give.
@@ -131,8 +57,9 @@ class VTPMFilter(filters.BaseHostFilter):
         # nova instantiates filters with no arguments; tests pass seams.
         self._conf = conf if conf is not None else nova.conf.CONF
         vtpm_conf.register_opts(self._conf)
-        # compute node uuid -> _Report; one entry per host, replaced when the
-        # host's raw report string changes.
+        # (host, nodename) -> (raw stats string, its capabilities.view); one
+        # entry per compute node, replaced when the raw string changes.
+        # Every HostState has a host and a nodename; not every one a uuid.
         self._reports = {}
         # host_passes callers: the last request spec per thread and its check.
         self._last = threading.local()
@@ -161,25 +88,28 @@ class VTPMFilter(filters.BaseHostFilter):
         reports = self._reports
         key = capabilities.STATS_KEY
         debug = LOG.isEnabledFor(logging.DEBUG)
+        passes, instance_uuid = check
         passed = []
         for host_state in host_states:
             stats = host_state.stats
             # nova's HostState.stats is a dict; anything else reads as no
             # report, which fails closed like an absent one.
             raw = stats.get(key) if isinstance(stats, dict) else None
-            report = reports.get(host_state.uuid)
-            if report is None or report.raw != raw:
-                report = reports[host_state.uuid] = _Report(
-                    raw, capabilities.from_stats({key: raw}))
-            if check.passes(report):
+            node = (host_state.host, host_state.nodename)
+            report = reports.get(node)
+            if report is None or report[0] != raw:
+                report = reports[node] = (raw, capabilities.view(
+                    capabilities.from_stats({key: raw})))
+            verdict = passes(report[1])
+            if verdict.passes:
                 passed.append(host_state)
             elif debug:
                 LOG.debug('%(host)s (node %(node)s) fails the vTPM request of '
                           'instance %(uuid)s: %(reason)s',
                           {'host': host_state.host,
                            'node': host_state.nodename,
-                           'uuid': check.instance_uuid,
-                           'reason': check.reason(report)})
+                           'uuid': instance_uuid,
+                           'reason': verdict.reason})
         return passed
 
     # --- per request --------------------------------------------------------
@@ -192,10 +122,11 @@ class VTPMFilter(filters.BaseHostFilter):
                    if opts.restrict_moves_to_fabrics else None)
         if not (request is not None and request.enabled) and not fabrics:
             return None
-        return _Check(request, fabrics, opts.max_report_age,
-                      opts.max_clock_skew,
-                      timeutils.utcnow(with_timezone=True),
-                      _get(spec_obj, 'instance_uuid'))
+        return _Check(capabilities.compile_check(
+            request, max_report_age=opts.max_report_age,
+            max_clock_skew=opts.max_clock_skew,
+            now=timeutils.utcnow(with_timezone=True),
+            allowed_fabrics=fabrics), _get(spec_obj, 'instance_uuid'))
 
     def _request(self, spec_obj, opts):
         """The merged VTPMRequest, or None when there is none to enforce."""
@@ -205,12 +136,16 @@ class VTPMFilter(filters.BaseHostFilter):
         properties = (self._image_properties(spec_obj) if opts.image_lookup
                       else None)
         if properties is None:
-            properties = _IMAGE_UNKNOWN
+            # Without Glance (image_lookup off or failing) the image allows
+            # whatever the flavor asks: os:vtpm=required then needs a vTPM
+            # host, and the compute side, which reads every image property,
+            # refuses what the flavor could not show.
+            properties = policy.PERMISSIVE_IMAGE
         try:
             return policy.build_request(properties, extra_specs)
         except exception.VTPMError as e:
             # Not hidden behind "No valid host": the compute side aborts the
-            # build with a fault that names the problem (DESIGN.md 3).
+            # build with a fault that names the problem.
             LOG.info('Instance %(uuid)s has an invalid vTPM request; '
                      'VTPMFilter does not refuse hosts for it, the compute '
                      'side refuses the build: %(error)s',

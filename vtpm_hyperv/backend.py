@@ -13,9 +13,9 @@ Enable-VMTPM) through the WMI calls ``vtpm_hyperv.wmi_schema`` documents:
    mode", 2018);
 3. the secrets are fetched (instance owner's credentials) and checked as a
    set (``material``); an owner bundle is refused for a shielded VM, and
-   everywhere when ``[hyperv_vtpm] allow_owner_bundles`` is off (DESIGN.md
-   2.4); a raw KeyProtector or a shielding data file is read by Hyper-V
-   and must name this host's fabric;
+   everywhere when ``[hyperv_vtpm] allow_owner_bundles`` is off; a raw
+   KeyProtector or a shielding data file is read by Hyper-V and must name
+   this host's fabric;
 4. a VM that already has this vTPM is left alone (idempotent);
 5. for an owner bundle, the guardians are imported under names tied to the
    instance (the owner from two password-protected PFX files, the others
@@ -36,9 +36,9 @@ files removed when the call ends, whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
-import contextlib
 import socket
 import threading
 import typing
@@ -50,8 +50,10 @@ from vtpm_core import constants
 from vtpm_core import exception
 from vtpm_core import objects
 from vtpm_hyperv import conf as hv_conf
+from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import keyprotector
 from vtpm_hyperv import material
+from vtpm_hyperv import secrets
 from vtpm_hyperv import wmi_schema
 
 LOG = logging.getLogger(__name__)
@@ -73,15 +75,6 @@ _LOCAL_LOCKS_GUARD = threading.Lock()
 def _local_lock(host):
     with _LOCAL_LOCKS_GUARD:
         return _LOCAL_LOCKS.setdefault(host, threading.Lock())
-
-
-def _wipe(item):
-    """Zero a fetched secret in place (the key source's ``wipe`` if any)."""
-    wipe = getattr(item, 'wipe', None)
-    if wipe is not None:
-        wipe()
-    elif isinstance(item.payload, bytearray):
-        item.payload[:] = bytes(len(item.payload))
 
 
 def _version_tuple(version):
@@ -113,8 +106,9 @@ class _Undo:
 class HyperVBackend(backend.VTPMBackend):
     """The ``hyperv`` backend (entry point group ``vtpm.backends``).
 
-    :param key_source: an object with ``fetch(key_refs, auth=None)``;
-        default ``vtpm_hyperv.secrets.BarbicanKeySource(conf)``.
+    :param key_source: an object with ``fetch(key_refs, auth=None)`` that
+        returns ``vtpm_hyperv.secrets.SecretPayload`` items; default
+        ``vtpm_hyperv.secrets.BarbicanKeySource(conf)``.
     :param vmutils: os-win's ``VMUtils10``; default: os-win's
         utilsfactory for this Windows host, made on first use (so the
         backend loads anywhere, and runs on Windows).
@@ -160,7 +154,6 @@ class HyperVBackend(backend.VTPMBackend):
     @property
     def key_source(self):
         if self._key_source is None:
-            from vtpm_hyperv import secrets
             self._key_source = secrets.BarbicanKeySource(self.conf)
         return self._key_source
 
@@ -185,14 +178,14 @@ class HyperVBackend(backend.VTPMBackend):
         try:
             version = self._windows_version()
             supported = _version_tuple(version) >= MIN_VERSION
-        except (os_win_exc.OSWinException, os_win_exc.x_wmi, ValueError,
+        except (hv_exception.HyperVOperationFailed, ValueError,
                 AttributeError, IndexError) as e:
             LOG.warning('Cannot read the Windows version: %s', e)
         guarded, status, mode, fabric, local = False, 'Unknown', None, None, \
             None
         try:
             hgs = self._hgs
-            guarded = bool(self._hostutils.is_host_guarded())
+            guarded = self._is_host_guarded()
             config = hgs.client_configuration()
             status = wmi_schema.attestation_word(config.AttestationStatus)
             mode = wmi_schema.ATTESTATION_MODES.get(
@@ -201,8 +194,7 @@ class HyperVBackend(backend.VTPMBackend):
             guardian = self._fabric_guardian(hgs)
             if guardian is not None:
                 fabric = keyprotector.fabric_id(guardian.SigningCertificate)
-        except (exception.VTPMError, os_win_exc.OSWinException,
-                os_win_exc.x_wmi) as e:
+        except exception.VTPMError as e:
             # Without the HGS client no KeyProtector can be made at all.
             LOG.warning('The Host Guardian Service client is not usable, '
                         'so this host offers no vTPM: %s', e)
@@ -216,7 +208,13 @@ class HyperVBackend(backend.VTPMBackend):
     def _windows_version(self):
         # Not os-win's get_windows_version(): it caches one version per
         # process, and one process may manage several simulated hosts.
-        return self._hostutils._conn_cimv2.Win32_OperatingSystem()[0].Version
+        with hv_exception.translated('Win32_OperatingSystem query', 'n/a'):
+            return self._hostutils._conn_cimv2.Win32_OperatingSystem()[
+                0].Version
+
+    def _is_host_guarded(self):
+        with hv_exception.translated('is_host_guarded', 'n/a'):
+            return bool(self._hostutils.is_host_guarded())
 
     def _fabric_guardian(self, hgs):
         name = self._opts.fabric_guardian_name
@@ -262,63 +260,55 @@ class HyperVBackend(backend.VTPMBackend):
                 return self._attach(instance_uuid, vm_name, request, keys,
                                     hgs, security, fabric_guardian, files,
                                     undo)
-        except BaseException as e:
+        except BaseException:
             failed = undo.run(vm_name)
             if failed:
                 LOG.error('VM %s: could not undo %s; its security settings '
                           'may differ from before', vm_name,
                           ', '.join(failed))
-            if isinstance(e, (os_win_exc.OSWinException, os_win_exc.x_wmi)):
-                # Whatever os-win raised that no step translated.
-                raise exception.HyperVOperationFailed(
-                    operation='vTPM attach', vm=vm_name, code='n/a',
-                    description=str(e)) from e
             raise
         finally:
-            for item in items:
-                _wipe(item)
+            secrets.wipe_all(items)
 
     def _check_version(self):
         try:
             version = self._windows_version()
             supported = _version_tuple(version) >= MIN_VERSION
-        except (os_win_exc.OSWinException, os_win_exc.x_wmi, ValueError,
+        except (hv_exception.HyperVOperationFailed, ValueError,
                 IndexError) as e:
-            raise exception.HostNotSuitable(host=self._host, reason=(
+            raise hv_exception.HostNotSuitable(host=self._host, reason=(
                 'its Windows version cannot be read: %s' % e)) from e
         if not supported:
-            raise exception.HostNotSuitable(host=self._host, reason=(
+            raise hv_exception.HostNotSuitable(host=self._host, reason=(
                 'Windows %s; a Generation 2 vTPM needs Windows Server 2016 '
                 '(10.0) or later' % version))
 
     def _check_generation(self, vm_name):
-        try:
-            generation = self._vmutils.get_vm_generation(vm_name)
-        except os_win_exc.HyperVVMNotFoundException as e:
-            raise exception.UnsupportedVM(
-                vm=vm_name, reason='no such VM on this host') from e
-        except (os_win_exc.OSWinException, os_win_exc.x_wmi) as e:
-            raise exception.HyperVOperationFailed(
-                operation='get_vm_generation', vm=vm_name, code='n/a',
-                description=str(e)) from e
+        with hv_exception.translated('get_vm_generation', vm_name):
+            try:
+                generation = self._vmutils.get_vm_generation(vm_name)
+            except os_win_exc.HyperVVMNotFoundException as e:
+                raise hv_exception.UnsupportedVM(
+                    vm=vm_name, reason='no such VM on this host') from e
         if generation != 2:
-            raise exception.UnsupportedVM(vm=vm_name, reason=(
+            raise hv_exception.UnsupportedVM(vm=vm_name, reason=(
                 'it is Generation %s; a vTPM needs Generation 2 (image '
-                'property %s=%s)') % (generation, constants.IMAGE_MACHINE_TYPE,
-                                     constants.MACHINE_TYPE_GEN2))
+                'property %s=%s)') % (generation,
+                                      constants.IMAGE_MACHINE_TYPE,
+                                      constants.MACHINE_TYPE_GEN2))
 
     def _configuration(self, hgs):
         try:
             return hgs.client_configuration()
-        except exception.HyperVOperationFailed as e:
-            raise exception.HostNotSuitable(host=self._host, reason=(
+        except hv_exception.HyperVOperationFailed as e:
+            raise hv_exception.HostNotSuitable(host=self._host, reason=(
                 'the HGS client cannot be read: %s' % e)) from e
 
     def _check_local_mode(self, hgs):
         """A vTPM without keys: only where a local key protector opens."""
         config = self._configuration(hgs)
         if config.Mode != wmi_schema.MODE_LOCAL:
-            raise exception.HostNotSuitable(host=self._host, reason=(
+            raise hv_exception.HostNotSuitable(host=self._host, reason=(
                 'its HGS client is not in local mode (Mode %s): in HGS mode '
                 'Hyper-V gets every key protector\'s key from HGS, so the '
                 'local key protector of a vTPM without keys would never '
@@ -327,13 +317,13 @@ class HyperVBackend(backend.VTPMBackend):
     def _check_host(self, hgs):
         """The fabric guardian of a host that can run a KeyProtector VM."""
         def refuse(reason):
-            return exception.HostNotSuitable(host=self._host, reason=reason)
+            return hv_exception.HostNotSuitable(host=self._host,
+                                                reason=reason)
         config = self._configuration(hgs)
         try:
-            guarded = self._hostutils.is_host_guarded()
+            guarded = self._is_host_guarded()
             guardian = self._fabric_guardian(hgs)
-        except (exception.HyperVOperationFailed, os_win_exc.OSWinException,
-                os_win_exc.x_wmi) as e:
+        except hv_exception.HyperVOperationFailed as e:
             raise refuse('the HGS client cannot be read: %s' % e) from e
         status = wmi_schema.attestation_word(config.AttestationStatus)
         if not guarded or config.Mode != wmi_schema.MODE_HGS:
@@ -369,7 +359,7 @@ class HyperVBackend(backend.VTPMBackend):
             host_fabric = keyprotector.fabric_id(
                 fabric_guardian.SigningCertificate)
             if host_fabric not in artifact.info.fabric_ids:
-                raise exception.HostNotSuitable(host=self._host, reason=(
+                raise hv_exception.HostNotSuitable(host=self._host, reason=(
                     'the %s in secret %s does not name this host\'s fabric '
                     '%s') % (artifact.kind, keys.artifact.ref, host_fabric))
 
@@ -418,12 +408,8 @@ class HyperVBackend(backend.VTPMBackend):
         return backend.AttachResult(fabrics=fabrics)
 
     def _vm_id(self, vm_name):
-        try:
+        with hv_exception.translated('get_vm_id', vm_name):
             return self._vmutils.get_vm_id(vm_name)
-        except (os_win_exc.OSWinException, os_win_exc.x_wmi) as e:
-            raise exception.HyperVOperationFailed(
-                operation='get_vm_id', vm=vm_name, code='n/a',
-                description=str(e)) from e
 
     def _read_artifact(self, hgs, vm_name, files, item):
         """What Hyper-V reads in a tenant artifact: a raw KeyProtector, or
@@ -432,13 +418,13 @@ class HyperVBackend(backend.VTPMBackend):
             info = hgs.describe(vm_name, item.payload)
             return _Artifact('raw KeyProtector', bytes(item.payload), b'',
                              info)
-        except exception.HyperVOperationFailed as raw_error:
+        except hv_exception.HyperVOperationFailed as raw_error:
             try:
                 kp, policy = keyprotector.read_shielding_data(
                     self._msps, vm_name, files, item.payload)
                 return _Artifact('shielding data file', kp, policy,
                                  hgs.describe(vm_name, kp))
-            except exception.HyperVOperationFailed as e:
+            except hv_exception.HyperVOperationFailed as e:
                 raise exception.InvalidKeyMaterial(ref=item.ref, reason=(
                     'Hyper-V reads it neither as a raw KeyProtector (%s) nor '
                     'as a shielding data file (%s)') % (
@@ -465,7 +451,7 @@ class HyperVBackend(backend.VTPMBackend):
                     and fabric in info.guardians
                     and len(set(info.guardians)) == 1 + len(keys.guardians))
         if not same:
-            raise exception.UnsupportedVM(vm=vm_name, reason=(
+            raise hv_exception.UnsupportedVM(vm=vm_name, reason=(
                 'it already has a vTPM whose KeyProtector names other '
                 'guardians; replacing it would make the vTPM\'s '
                 'contents unreadable'))
@@ -511,7 +497,7 @@ class HyperVBackend(backend.VTPMBackend):
         first attach without keys that needs it creates it, and it stays for
         the host's life, because removing it would make those vTPMs
         unreadable. An attach that created it and then fails removes it
-        again, so a failure leaves no guardian behind (DESIGN.md 7).
+        again, so a failure leaves no guardian behind.
         """
         name = self._opts.local_guardian_name
         guardian = hgs.guardian(name)
@@ -526,7 +512,7 @@ class HyperVBackend(backend.VTPMBackend):
     def _in_store(self, hgs, name):
         try:
             return hgs.guardian(name) is not None
-        except exception.HyperVOperationFailed:
+        except hv_exception.HyperVOperationFailed:
             return True  # unknown: not proven gone
 
     def _remove(self, hgs, vm_name, names):
@@ -543,14 +529,14 @@ class HyperVBackend(backend.VTPMBackend):
                     break
                 try:
                     hgs.remove_guardian(vm_name, name)
-                except exception.HyperVOperationFailed as e:
+                except hv_exception.HyperVOperationFailed as e:
                     LOG.warning('Removing guardian %s failed (attempt %d of '
                                 '%d): %s', name, attempt, REMOVE_ATTEMPTS, e)
             else:
                 if self._in_store(hgs, name):
                     left.append(name)
         if left:
-            raise exception.HyperVOperationFailed(
+            raise hv_exception.HyperVOperationFailed(
                 operation='MSFT_HgsGuardian.Remove', vm=vm_name, code='n/a',
                 description=(
                     'guardians %s are still in the host\'s guardian store; '
@@ -568,8 +554,11 @@ class HyperVBackend(backend.VTPMBackend):
         hgs = self._hgs
         self._sweep(hgs, vm_name or instance_uuid, '%s%s' % (
             self._opts.guardian_name_prefix, instance_uuid))
-        if vm_name is None or not self._vmutils.vm_exists(vm_name):
+        if vm_name is None:
             return
+        with hv_exception.translated('vm_exists', vm_name):
+            if not self._vmutils.vm_exists(vm_name):
+                return
         security = self._security
         ssd = security.read(vm_name, self._vm_id(vm_name))
         if any(getattr(ssd, f) for f in keyprotector.SECURITY_FLAGS):

@@ -165,9 +165,9 @@ def exercise(key_protector=None, out=print):
     import tempfile
     import uuid
 
-    from oslo_config import cfg
     from os_win import constants as os_win_const
     from os_win import utilsfactory
+    from oslo_config import cfg
 
     from vtpm_core import policy
     from vtpm_hyperv import backend

@@ -38,6 +38,7 @@ from vtpm_core import capabilities
 from vtpm_core import constants
 from vtpm_core import exception
 from vtpm_core import policy
+from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import lifecycle
 
 LOG = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ _ABORT = (exception.InvalidVTPMRequest, exception.KeyNotFound,
           exception.KeyAccessDenied, exception.KeyAuthenticationFailed,
           exception.InvalidKeyMaterial,
           exception.InvalidKeySet, exception.OwnerKeysRefused,
-          exception.UnsupportedVM)
+          hv_exception.UnsupportedVM)
 
 # The host measured its report seconds ago; a destination checks itself.
 _FRESH = 24 * 3600
@@ -106,6 +107,20 @@ def subject(instance) -> lifecycle.Subject:
     return lifecycle.Subject(uuid=instance.uuid, request=request,
                              fabrics=recorded_fabrics(instance),
                              host=instance.host)
+
+
+def set_traits(provider_tree, nodename, caps) -> None:
+    """Give ``nodename`` the traits of ``caps``; drop the stale ones we own.
+
+    Other traits on the node are not ours and stay as they are.
+    """
+    wanted = capabilities.traits(caps)
+    current = provider_tree.data(nodename).traits
+    stale = capabilities.managed_traits(current) - wanted
+    if stale:
+        provider_tree.remove_traits(nodename, *sorted(stale))
+    if wanted - set(current):
+        provider_tree.add_traits(nodename, *sorted(wanted))
 
 
 class VTPMCompute:
@@ -183,8 +198,8 @@ class VTPMCompute:
             self.backend.detach(instance.uuid, vm_name)
         except exception.KeyMaterialError as e:
             LOG.warning('vTPM cleanup for instance %(uuid)s skipped a '
-                        'secret: %(error)s', {'uuid': instance.uuid,
-                                               'error': e})
+                        'secret: %(error)s',
+                        {'uuid': instance.uuid, 'error': e})
 
     @staticmethod
     def _abort(instance, error):
@@ -219,13 +234,7 @@ class VTPMCompute:
         """
         if self._caps is None:
             self.stats()
-        wanted = capabilities.traits(self._caps)
-        current = provider_tree.data(nodename).traits
-        stale = capabilities.managed_traits(current) - wanted
-        if stale:
-            provider_tree.remove_traits(nodename, *sorted(stale))
-        if wanted - set(current):
-            provider_tree.add_traits(nodename, *sorted(wanted))
+        set_traits(provider_tree, nodename, self._caps)
 
     # --- lifecycle ----------------------------------------------------------
 

@@ -29,9 +29,8 @@ import tempfile
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from os_win import exceptions as os_win_exc
 
-from vtpm_core import exception
+from vtpm_hyperv import exception
 from vtpm_hyperv import wmi_schema
 
 LOG = logging.getLogger(__name__)
@@ -61,11 +60,11 @@ class KeyProtectorInfo:
         return tuple(fabric_id(g) for g in self.guardians)
 
 
-def _failed(operation, vm, code, description):
+def _failed(operation, vm, code):
+    """A method that answered a non-zero return code, in Hyper-V's words."""
     return exception.HyperVOperationFailed(
         operation=operation, vm=vm, code=code,
-        description=description or wmi_schema.RETURN_CODES.get(
-            code, 'unknown error'))
+        description=wmi_schema.RETURN_CODES.get(code, 'unknown error'))
 
 
 class PrivateFiles:
@@ -112,13 +111,11 @@ class Hgs:
         self._conn = conn
 
     def _call(self, operation, vm, method, **kwargs):
-        try:
+        with exception.translated(operation, vm):
             result = method(**kwargs)
-        except os_win_exc.x_wmi as e:
-            raise _failed(operation, vm, 'n/a', str(e)) from e
         code = result[0]  # ReturnValue sorts before cmdletOutput (PyMI)
         if code:
-            raise _failed(operation, vm, code, None)
+            raise _failed(operation, vm, code)
         return result[1] if len(result) > 1 else None
 
     def client_configuration(self):
@@ -127,13 +124,10 @@ class Hgs:
 
     def guardians(self, name=None):
         """The guardian store, or the guardians named ``name``."""
-        try:
+        with exception.translated('MSFT_HgsGuardian enumeration', 'n/a'):
             if name is None:
                 return self._conn.MSFT_HgsGuardian()
             return self._conn.MSFT_HgsGuardian(Name=name)
-        except os_win_exc.x_wmi as e:
-            raise _failed('MSFT_HgsGuardian enumeration', 'n/a', 'n/a',
-                          str(e)) from e
 
     def guardian(self, name):
         found = self.guardians(name)
@@ -204,13 +198,11 @@ def read_shielding_data(msps_conn, vm, files, pdk) -> tuple[bytes, bytes]:
     provisioning provider reads it (the path os-win's ``add_vtpm`` takes)."""
     path = files.write('shielding.pdk', bytes(pdk))
     operation = 'Msps_ProvisioningFileProcessor.PopulateFromFile'
-    try:
+    with exception.translated(operation, vm):
         found, code = msps_conn.Msps_ProvisioningFileProcessor\
             .PopulateFromFile(FilePath=path)
-    except os_win_exc.x_wmi as e:
-        raise _failed(operation, vm, 'n/a', str(e)) from e
     if code:
-        raise _failed(operation, vm, code, None)
+        raise _failed(operation, vm, code)
     return bytes(found.KeyProtector), bytes(found.PolicyData or ())
 
 
@@ -225,46 +217,34 @@ class SecuritySettings:
     @property
     def service(self):
         if self._service is None:
-            try:
+            with exception.translated('Msvm_SecurityService enumeration',
+                                      'n/a'):
                 self._service = self._conn.Msvm_SecurityService()[0]
-            except os_win_exc.x_wmi as e:
-                raise _failed('Msvm_SecurityService enumeration', 'n/a',
-                              'n/a', str(e)) from e
         return self._service
 
     def _job(self, operation, vm, method, **kwargs):
-        try:
+        with exception.translated(operation, vm):
             job_path, code = method(**kwargs)
             self._jobutils.check_ret_val(code, job_path)
-        except os_win_exc.WMIJobFailed as e:
-            raise _failed(operation, vm, e.error_code, str(e)) from e
-        except (os_win_exc.HyperVException, os_win_exc.x_wmi) as e:
-            raise _failed(operation, vm, 'n/a', str(e)) from e
 
     def read(self, vm, vm_id):
         """The VM's security settings instance (a copy to edit and apply)."""
-        try:
+        with exception.translated('Msvm_SecuritySettingData query', vm):
             found = self._conn.query(
                 "SELECT * FROM Msvm_SecuritySettingData WHERE InstanceID "
                 "LIKE 'Microsoft:%s%%'" % vm_id)
-        except os_win_exc.x_wmi as e:
-            raise _failed('Msvm_SecuritySettingData query', vm, 'n/a',
-                          str(e)) from e
         if not found:
             raise exception.UnsupportedVM(
                 vm=vm, reason='Hyper-V reports no security settings for it')
         return found[0]
 
     def key_protector(self, vm, ssd) -> bytes:
-        try:
+        operation = 'Msvm_SecurityService.GetKeyProtector'
+        with exception.translated(operation, vm):
             kp, code = self.service.GetKeyProtector(
                 SecuritySettingData=ssd.GetText_(1))
-        except os_win_exc.x_wmi as e:
-            raise _failed('Msvm_SecurityService.GetKeyProtector', vm, 'n/a',
-                          str(e)) from e
         if code:
-            raise _failed('Msvm_SecurityService.GetKeyProtector', vm, code,
-                          None)
+            raise _failed(operation, vm, code)
         return bytes(kp or b'')
 
     def set_key_protector(self, vm, ssd, raw):

@@ -13,10 +13,11 @@ configuration. Three facts follow, and the table below is built on them:
   unshelve after an offload) starts an empty vTPM: the secrets the guest
   sealed to the old one (BitLocker's keys, for example) are lost.
 
-``RULES`` is the table (``doc/source/admin/lifecycle.rst`` shows it and
-says why); ``check`` applies it and raises ``OperationRefused`` before the
-operation changes anything. This module does no I/O: ``vtpm_hyperv.compute``
-gathers the facts at the first driver call nova makes for each operation.
+``RULES`` is the table: ``check`` applies it and raises ``OperationRefused``
+before the operation changes anything, and the admin guide
+(``doc/source/admin/lifecycle.rst``) renders it. This module does no I/O:
+``vtpm_hyperv.compute`` gathers the facts at the first driver call nova
+makes for each operation.
 """
 
 from __future__ import annotations
@@ -46,74 +47,97 @@ NONE = 'no vTPM'
 LOCAL = 'vTPM, local key protector (no keys)'
 KEYED = 'vTPM, HGS KeyProtector (keys or shielded)'
 
-# Decisions, as the documentation prints them.
+# Decisions, as the documentation prints them; check() gives each its
+# meaning.
 ALLOWED = 'allowed'
 REFUSED = 'refused'
 SAME_HOST = 'allowed on the same host only'
 IN_FABRICS = 'allowed to a guarded, attested host of its fabrics'
 NEW_VTPM = 'allowed; starts an empty vTPM'
+NOT_OFFLOADED = ('refused, unless [DEFAULT] shelved_offload_time = -1 keeps '
+                 'it on its host')
+
+# Why a move of a local key protector is refused.
+_LOCAL_ONLY = ('its vTPM has a local key protector that only host %%(host)s '
+               'can open (%s (image property) is absent); keep it there, or '
+               'use an image with %s' % (constants.IMAGE_VTPM_KEYS,
+                                         constants.IMAGE_VTPM_KEYS))
+# Why a shelve that offloads is refused.
+_SHELVE_REFUSAL = ('the offload would destroy the vTPM state (unshelve starts '
+                   'an empty vTPM); stop the server instead, or set [DEFAULT] '
+                   'shelved_offload_time = -1 to keep shelved VMs on their '
+                   'host')
+# Why a destination that is not IN_FABRICS is refused.
+_CANNOT_UNWRAP = ('destination %(destination)s cannot unwrap its '
+                  'KeyProtector: %(reason)s')
 
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """One row of the decision table."""
+    """One row of the decision table (the admin guide renders ``RULES``)."""
 
     operation: str
     local: str
     keyed: str
-    # Hyper-V's reality behind the decision.
+    # Hyper-V's reality behind the decision (reStructuredText, for the
+    # admin guide).
     why: str
-    # The earliest point our code runs for the operation.
-    where: str
+    # What a refusal says first, %(host)s being the instance's host; what
+    # to do comes before the details, since nova keeps 255 characters.
+    refusal: str | None = None
+    # The new flavor must keep the vTPM on, or off, and make a valid
+    # request with the instance's image.
+    keeps_the_decision: bool = False
 
 
 RULES = (
     Rule(SNAPSHOT, ALLOWED, ALLOWED,
-         'the image holds the disks only, never the vTPM state or the '
-         'KeyProtector; it keeps the os_vtpm* properties, so a server booted '
-         'from it gets a new vTPM with the same guardians',
-         '-'),
+         'The image holds the disks only, never the vTPM state or the '
+         'KeyProtector. It keeps the ``os_vtpm*`` properties, so a server '
+         'booted from it gets a new vTPM with the same guardians.'),
     Rule(RESIZE, SAME_HOST, IN_FABRICS,
-         'the configuration, with the vTPM and the KeyProtector, moves with '
-         'the VM; a resize that would turn the vTPM on or off (or conflict '
-         'with the image) is refused for every instance: the state cannot be '
-         'added to or taken out of a running VM without losing it',
-         'scheduler (fabrics); source compute, migrate_disk_and_power_off, '
-         'before the power-off'),
-    Rule(MIGRATE, SAME_HOST, IN_FABRICS,
-         'as resize; a local key protector opens on its own host only',
-         'scheduler (fabrics); source compute, migrate_disk_and_power_off'),
+         'The configuration moves with the VM. A resize to a flavor that '
+         'would turn the vTPM on or off, or that conflicts with the image, '
+         'is refused for every instance: a vTPM cannot be added to or taken '
+         'out of an existing VM without losing its state.',
+         refusal=_LOCAL_ONLY, keeps_the_decision=True),
+    Rule(MIGRATE, SAME_HOST, IN_FABRICS, 'As resize.',
+         refusal=_LOCAL_ONLY, keeps_the_decision=True),
     Rule(LIVE_MIGRATE, REFUSED, IN_FABRICS,
          'HGS releases the keys for a live migration only to a guarded, '
-         'attested host the KeyProtector names',
-         'scheduler (fabrics); destination compute, '
-         'check_can_live_migrate_destination'),
+         'attested host the KeyProtector names.',
+         refusal=_LOCAL_ONLY),
     Rule(EVACUATE, REFUSED, REFUSED,
-         'the configuration stays on the failed host; the VM recreated from '
-         'its disk would start with an empty vTPM and the guest could not '
-         'unseal its secrets',
-         'destination compute, the first driver call of the evacuation '
-         '(instance_on_disk)'),
+         'The configuration stays on the failed host; the VM recreated from '
+         'its disk would start with an empty vTPM, and the guest could not '
+         'unseal its secrets. Bring the host back instead.',
+         refusal='a VM recreated from its disk would start with an empty '
+                 'vTPM (its vTPM state and KeyProtector stay on host '
+                 '%(host)s); bring host %(host)s back, or delete the server '
+                 'and boot a new one'),
     Rule(REBUILD, REFUSED, REFUSED,
-         'a rebuild recreates the VM from an image with an empty vTPM; '
-         'volumes the guest sealed to the old one could not be opened',
-         'compute, rebuild, before the VM is destroyed'),
-    Rule(SHELVE, REFUSED, REFUSED,
-         'the offload destroys the configuration, and unshelve recreates the '
-         'VM with an empty vTPM; allowed when [DEFAULT] shelved_offload_time '
-         'is -1 (never offload)',
-         'compute, power_off, before the guest stops'),
-    Rule(SHELVE_OFFLOAD, REFUSED, REFUSED,
-         'as shelve', 'compute, power_off, before the guest stops'),
+         'A rebuild recreates the VM from an image with an empty vTPM; '
+         'volumes the guest sealed to the old one could not be opened. '
+         'Delete the server and boot a new one to start afresh.',
+         refusal='a rebuild would start an empty vTPM and lose what the '
+                 'guest sealed to the current one; to start afresh, delete '
+                 'the server and boot a new one'),
+    Rule(SHELVE, NOT_OFFLOADED, NOT_OFFLOADED,
+         'The offload destroys the configuration, and unshelve would '
+         'recreate the VM with an empty vTPM. With ``[DEFAULT] '
+         'shelved_offload_time = -1`` shelved VMs stay on their host.',
+         refusal=_SHELVE_REFUSAL),
+    Rule(SHELVE_OFFLOAD, REFUSED, REFUSED, 'As shelve.',
+         refusal=_SHELVE_REFUSAL),
     Rule(UNSHELVE, NEW_VTPM, NEW_VTPM,
-         'only an instance shelved before these rules applied can be '
-         'offloaded; it is recreated like a new boot, keys fetched with the '
-         "owner's credentials", 'compute, spawn'),
+         'Only an instance shelved before these rules applied can be '
+         'offloaded; it is recreated like a new boot, its keys fetched with '
+         "the owner's credentials."),
     Rule(RESCUE, ALLOWED, ALLOWED,
-         'the rescue image boots in the same VM; what the guest sealed to '
-         'its own boot measurements stays sealed; nova sets ERROR for every '
-         'rescue failure, so a refusal would change the server\'s state',
-         '-'),
+         'The rescue image boots in the same VM with the same vTPM; what the '
+         'guest sealed to its own boot measurements stays sealed. (nova sets '
+         'every server whose rescue fails to ERROR, so a refusal would '
+         'itself change the server.)'),
 )
 
 _BY_OPERATION = {rule.operation: rule for rule in RULES}
@@ -140,11 +164,6 @@ class Subject:
         return LOCAL
 
 
-def rule(operation: str) -> Rule:
-    """Return the table's row for ``operation``."""
-    return _BY_OPERATION[operation]
-
-
 def check(operation: str, subject: Subject, *,
           new_request: objects.VTPMRequest | None = None,
           new_request_error: exception.InvalidVTPMRequest | None = None,
@@ -152,7 +171,7 @@ def check(operation: str, subject: Subject, *,
           destination: capabilities.Verdict | None = None,
           destination_host: str | None = None,
           offload: bool = True) -> None:
-    """Refuse ``operation`` on ``subject`` if the table says so.
+    """Refuse ``operation`` on ``subject`` if its row of ``RULES`` says so.
 
     :param new_request: for a resize or cold migration, the request the
         instance's image makes with the new flavor.
@@ -164,7 +183,7 @@ def check(operation: str, subject: Subject, *,
     :raises vtpm_core.exception.OperationRefused: the message names the
         property or extra spec behind the refusal and what to do instead.
     """
-    kind = subject.kind
+    rule = _BY_OPERATION[operation]
 
     def refuse(reason, details=None):
         # nova keeps 255 characters of a fault: what to do comes first,
@@ -174,37 +193,23 @@ def check(operation: str, subject: Subject, *,
         raise exception.OperationRefused(
             operation=operation, instance=subject.uuid, reason=reason)
 
-    if operation in (RESIZE, MIGRATE):
+    if rule.keeps_the_decision:
         _check_flavor_change(subject, new_request, new_request_error, refuse)
+    kind = subject.kind
     if kind == NONE:
         return
-
-    vtpm = _describe(subject)
-    if operation in (RESIZE, MIGRATE, LIVE_MIGRATE) and kind == LOCAL:
-        if same_host and operation != LIVE_MIGRATE:
-            return
-        refuse('its vTPM has a local key protector that only host %s can '
-               'open (%s (image property) is absent); keep it there, or use '
-               'an image with %s' % (subject.host, constants.IMAGE_VTPM_KEYS,
-                                     constants.IMAGE_VTPM_KEYS), vtpm)
-    if operation == LIVE_MIGRATE and destination is not None \
-            and not destination:
-        refuse('destination %s cannot unwrap its KeyProtector: %s' % (
-            destination_host, destination.reason), vtpm)
-    if operation == EVACUATE:
-        refuse('a VM recreated from its disk would start with an empty vTPM '
-               '(its vTPM state and KeyProtector stay on host %s); bring '
-               'host %s back, or delete the server and boot a new one' % (
-                   subject.host, subject.host), vtpm)
-    if operation == REBUILD:
-        refuse('a rebuild would start an empty vTPM and lose what the guest '
-               'sealed to the current one; to start afresh, delete the '
-               'server and boot a new one', vtpm)
-    if operation in (SHELVE, SHELVE_OFFLOAD) and offload:
-        refuse('the offload would destroy the vTPM state (unshelve starts an '
-               'empty vTPM); stop the server instead, or set [DEFAULT] '
-               'shelved_offload_time = -1 to keep shelved VMs on their host',
-               vtpm)
+    decision = rule.local if kind == LOCAL else rule.keyed
+    if (decision in (ALLOWED, NEW_VTPM)
+            or (decision == SAME_HOST and same_host)
+            or (decision == NOT_OFFLOADED and not offload)
+            or (decision == IN_FABRICS and (destination is None
+                                            or destination))):
+        return
+    if decision == IN_FABRICS:
+        refuse(_CANNOT_UNWRAP % {'destination': destination_host,
+                                 'reason': destination.reason},
+               _describe(subject))
+    refuse(rule.refusal % {'host': subject.host}, _describe(subject))
 
 
 def _check_flavor_change(subject, new_request, new_request_error, refuse):

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Classify and check the key material ``os_vtpm_keys`` names (DESIGN 2.4).
+"""Classify and check the key material that ``os_vtpm_keys`` names.
 
 Each secret is one of:
 - an owner bundle: the owner guardian's signing and encryption
@@ -31,10 +31,10 @@ from collections.abc import Sequence
 import dataclasses
 import enum
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography import x509
 
 from vtpm_core import constants
 from vtpm_core import exception

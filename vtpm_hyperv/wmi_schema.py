@@ -45,12 +45,10 @@ _VIRT_DOCS = 'desktop-src/HyperV_v2/'
 _MSPS_DOCS = ('learn.microsoft.com/previous-versions/windows/desktop/'
               'mspsprov/')
 
-# CIM types as the pages spell them. An embedded instance is the class
-# name; an array ends in '[]'; a reference is 'REF <class>'; a string that
-# holds an embedded instance as text (the Msvm_SecurityService methods)
-# is 'string'.
-SCALARS = frozenset({'boolean', 'string', 'datetime', 'uint8', 'uint16',
-                     'uint32', 'uint64'})
+# CIM types as the pages spell them: boolean, string, datetime, uint8 to
+# uint64. An embedded instance is the class name; an array ends in '[]'; a
+# reference is 'REF <class>'; a string that holds an embedded instance as
+# text (the Msvm_SecurityService methods) is 'string'.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,7 +272,7 @@ RETURN_CODES = {
 }
 
 # MSFT_HgsClientConfiguration.AttestationStatus (msft-hgsclientconfiguration
-# .md), in the words Get-HgsClientConfiguration prints (DESIGN.md 3).
+# .md), in the words Get-HgsClientConfiguration prints.
 ATTESTATION_STATUS = {
     0: 'NotConfigured', 1: 'Unknown', 100: 'Passed', 200: 'Expired',
     300: 'TransientError', 301: 'UnauthorizedHost', 302: 'TpmError',

@@ -5,6 +5,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath('../..'))
+sys.path.insert(0, os.path.abspath('_ext'))
 os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
 
 project = 'hyperv-vtpm'
@@ -13,6 +14,7 @@ extensions = [
     'sphinx.ext.autodoc',
     'oslo_config.sphinxext',
     'reno.sphinxext',
+    'lifecycle_rules',
 ]
 exclude_patterns = []
 html_theme = 'alabaster'

@@ -87,7 +87,7 @@ def test_the_deadline_covers_retries_and_wipes_what_was_read(
     assert not any(wiped[0][1])
 
 
-# --- redirects -----------------------------------------------------------------
+# --- redirects ---------------------------------------------------------------
 
 @pytest.mark.parametrize('status', [301, 302, 303, 307, 308])
 def test_a_redirect_to_another_origin_is_refused(source, stub, elsewhere,
@@ -157,7 +157,7 @@ def test_the_size_cap_is_inclusive(conf, source, stub, length):
     assert raised.value.ref == over
 
 
-# --- credentials ---------------------------------------------------------------
+# --- credentials -------------------------------------------------------------
 
 def test_401_is_not_a_refusal_of_the_secret(source, stub):
     ref = _ref()

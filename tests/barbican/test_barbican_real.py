@@ -224,4 +224,3 @@ def test_endpoint_override_with_version_suffix(conf, store, services):
     items = secrets.BarbicanKeySource(conf).fetch([ref], auth=auth)
 
     assert items[0].ref == ref
-

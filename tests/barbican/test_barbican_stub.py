@@ -264,4 +264,3 @@ def test_register_opts_twice_is_harmless(conf):
 
     assert conf.vtpm_key_manager.service_type == 'key-manager'
     assert conf.vtpm_key_manager.auth_type is None
-

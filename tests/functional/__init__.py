@@ -1,2 +1,2 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Functional tests inside nova's in-process services (see nova_harness)."""
+"""Functional tests inside nova's in-process services (tools.simcloud)."""

@@ -1,12 +1,21 @@
 # SPDX-License-Identifier: Apache-2.0
-"""pytest glue for nova's in-process services.
+"""pytest glue for nova's in-process services (``tools.simcloud.nova``)."""
 
-pytest imports this before any test module, so nova is first imported here,
-after the environment that decides eventlet or native threads is set.
-"""
+from nova import test
+import pytest
 
-import os
 
-os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
+def _clear_attrs(self):
+    # nova deletes every public attribute at cleanup; pytest (>= 8) sets the
+    # test method's name as one and deletes it afterwards itself.
+    keep = {'id', getattr(self, '_testMethodName', None)}
+    for key in [k for k in self.__dict__ if k[0] != '_' and k not in keep]:
+        del self.__dict__[key]
 
-from . import nova_harness  # noqa: E402,F401  (shims applied on import)
+
+@pytest.fixture(autouse=True, scope='session')
+def nova_test_cases_under_pytest():
+    """nova.test.TestCase's clean-up as pytest needs it, for the session."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(test.TestCase, '_clear_attrs', _clear_attrs)
+        yield

@@ -6,7 +6,7 @@ starts on loopback (``tools/services.py``). nova-api is nova's own WSGI
 application in this process (``OSAPIFixture``, through wsgi-intercept)
 with its real keystonemiddleware validating the tokens openstacksdk sends
 against that Keystone; the test puts its URL in the catalog as ``compute``.
-The audit runs through ``vtpm_core.cmd.check.main`` with the owner's
+The audit runs through ``vtpm_cli.check.main`` with the owner's
 ``OS_*`` environment, exactly as the console script does: a subprocess
 would not see the in-process nova-api.
 """
@@ -29,7 +29,7 @@ from nova.tests.functional.api import client as nova_client
 
 from tests import realservices
 from tools import services
-from vtpm_core.cmd import check
+from vtpm_cli import check
 
 CONF = nova_conf.CONF
 LOGGERS = ('keystoneauth', 'openstack', 'keystonemiddleware', 'barbicanclient',

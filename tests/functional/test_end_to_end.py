@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
-"""One boot from nova-api to a simulated Hyper-V vTPM (issue 5, section 4).
+"""One boot from nova-api to a simulated Hyper-V vTPM, and what follows.
 
 Everything is real but the hypervisor: nova-api (microversion latest),
 conductor, scheduler with ``VTPMFilter``, placement, and computes running
-``vtpm_hyperv.nova_driver.FakeHyperVDriver``, whose vTPM side is
+``tools.simcloud.driver.FakeHyperVDriver``, whose vTPM side is
 ``vtpm_hyperv.compute`` over the real ``HyperVBackend``, os-win's own
 ``VMUtils10``/``HostUtils10`` and the ``vtpm_hyperv.fake`` simulator. Key
 material lives in the real Barbican, read with the real Keystone token of
@@ -22,11 +22,12 @@ from nova import objects as nova_objects
 from oslo_config import cfg
 
 from tests import realservices
-from tests.functional import nova_harness
+from tools.simcloud import driver
+from tools.simcloud import nova
 from vtpm_core import constants
-from vtpm_hyperv import nova_driver  # noqa: I100 (imports os-win first)
-from vtpm_hyperv import conf as hv_conf  # noqa: I100
-from vtpm_hyperv import fake  # noqa: I100
+from vtpm_hyperv import conf as hv_conf
+from vtpm_hyperv import fake
+from vtpm_hyperv import keyprotector
 
 GEN2 = {constants.IMAGE_MACHINE_TYPE: constants.MACHINE_TYPE_GEN2}
 
@@ -75,7 +76,7 @@ def backend_conf():
     return conf
 
 
-class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
+class EndToEndTestCase(nova.Services):
 
     def setUp(self):
         # Fails (never skips) without the services, before nova starts.
@@ -89,8 +90,8 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
                 context.get_auth_plugin()
 
         self.plugins = plugins
-        self.cloud = nova_driver.SimulatedCloud(backend_conf(),
-                                                auth_for=auth_for)
+        self.cloud = self.enterContext(driver.SimulatedCloud(
+            backend_conf(), auth_for=auth_for))
         # nova's log capture at DEBUG, so that the leak check sees it all
         self.useFixture(fixtures.EnvironmentVariable('OS_DEBUG', '1'))
         super().setUp()
@@ -111,7 +112,7 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
                           'attestation_status': status}
             self.cloud.add_host(name, **kwargs)
         for name in specs:
-            self._start_compute(name)
+            self.start_compute(name)
         return self.cloud.hosts
 
     def image(self, **properties):
@@ -136,12 +137,6 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
             return nova_objects.Instance.get_by_uuid(
                 cctxt, server['id'], expected_attrs=['system_metadata'])
 
-    def latest_fault(self, server):
-        with self.instance_context(server['id']) as cctxt:
-            faults = nova_objects.InstanceFaultList.\
-                get_latest_by_instance_uuids(cctxt, [server['id']])
-        return faults[0].message if faults else None
-
     def assert_unwraps(self, raw_kp, allowed, refused):
         for name, key in allowed:
             self.assertTrue(fake.unwrap_key_protector(raw_kp, key), name)
@@ -162,7 +157,7 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
                        hv.guardian_names())
                 for name, hv in self.cloud.hosts.items()}
 
-    # --- 4.1 a keyed instance in fabric A ------------------------------------
+    # --- a keyed instance in fabric A ------------------------------------
 
     def test_keyed_instance_lands_in_fabric_a_and_unwraps_only_there(self):
         hosts = self.hosts(a1=('fabric-a', 'Passed'),
@@ -202,7 +197,8 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
         recorded = self.instance(server).system_metadata[
             constants.SYSMETA_FABRICS].split(',')
         self.assertEqual({fabric('fabric-a').fabric_id,
-                          fake.thumbprint(dr.signing_der)}, set(recorded))
+                          keyprotector.fabric_id(dr.signing_der)},
+                         set(recorded))
 
         # Neither key material nor the owner's token reached a log line.
         log = self.stdlog.logger.output
@@ -214,7 +210,7 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
                        repr(bundle[:24])[2:-1], 'PRIVATE KEY'):
             self.assertNotIn(needle, log)
 
-        # 4.5: delete leaves each host as it was before the boot, even
+        # Delete leaves each host as it was before the boot, even
         # though one of its secrets is gone by then.
         realservices.delete_secret(dr_secret)
         self._delete_server(server)
@@ -263,7 +259,7 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
             self.assertEqual(['fabric-a'], hv.guardian_names())
             self._delete_server(server)
 
-    # --- 4.2 migrations stay within the fabrics ------------------------------
+    # --- migrations stay within the fabrics ------------------------------
 
     def test_migrations_stay_within_the_fabrics_and_carry_the_vtpm(self):
         hosts = self.hosts(a1=('fabric-a', 'Passed'),
@@ -317,7 +313,7 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
         self.assertEqual('a2', self.host_of(server))
         self.assertEqual(before, self.snapshot())
 
-    # --- 4.3 another project's secret ----------------------------------------
+    # --- another project's secret ----------------------------------------
 
     def test_another_projects_secret_is_refused_by_barbican(self):
         self.hosts(a1=('fabric-a', 'Passed'))
@@ -332,7 +328,7 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
         # no guardian, no VM, no key protector left from it
         self.assertEqual(before, self.snapshot())
 
-    # --- 4.4 a WMI failure halfway through attach ----------------------------
+    # --- a WMI failure halfway through attach ----------------------------
 
     def test_wmi_failure_halfway_leaves_no_partial_state(self):
         hosts = self.hosts(a1=('fabric-a', 'Passed'))
@@ -354,7 +350,7 @@ class EndToEndTestCase(nova_harness.VTPMServicesTestCase):
         server = self.boot(self.create_flavor(), self.keyed_image())
         self.assertEqual('a1', self.host_of(server))
 
-    # --- 4.6 refused lifecycle operations ------------------------------------
+    # --- refused lifecycle operations ------------------------------------
 
     def assert_refused(self, server, operation, fragment, action, event):
         """The compute refused ``action``: its event failed, the instance

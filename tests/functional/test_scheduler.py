@@ -1,19 +1,24 @@
 # SPDX-License-Identifier: Apache-2.0
-"""VTPMFilter and the os:vtpm validator inside nova's own services (issue 3).
+"""VTPMFilter and the os:vtpm validator inside nova's own services.
 
-Real nova-api (microversion latest), conductor, scheduler and placement;
-fake computes report ``to_stats(HostCapabilities(...))``. Every scenario
-boots or moves through the API. Test names carry the issue's letters.
+Real nova-api (microversion latest), conductor, scheduler and placement
+(``tools.simcloud.nova``); fake computes report what each test gives them
+(``ReportingDriver``). Every scenario boots or moves through the API.
 """
 
-from nova.tests.functional.api import client as api_client
-from oslo_utils.fixture import uuidsentinel as uuids
+import datetime
 
-from tests.functional import nova_harness
+from nova.tests.functional.api import client as api_client
+from nova.virt import fake as nova_fake
+from oslo_utils.fixture import uuidsentinel as uuids
+from oslo_utils import timeutils
+
+from tools.simcloud import nova
 from vtpm_core import capabilities
 from vtpm_core import constants
+from vtpm_core import objects
+from vtpm_hyperv import compute
 
-h = nova_harness
 KEYS = '%s,%s' % (uuids.owner_bundle, uuids.dr_guardian)
 NO_VALID_HOST = 'No valid host'
 ZERO_HOSTS = 'Filter VTPMFilter returned 0 hosts'
@@ -21,7 +26,79 @@ ZERO_HOSTS = 'Filter VTPMFilter returned 0 hosts'
 # RAM weigher spreads), so a second boot shows that the first was no accident.
 
 
-class SchedulerTestCase(h.VTPMServicesTestCase):
+def host_capabilities(*, vtpm_supported=True, guarded=False,
+                      attestation_status='NotConfigured',
+                      attestation_mode=None, fabric_id=None, age=0):
+    """A HostCapabilities report measured ``age`` seconds ago."""
+    measured_at = (timeutils.utcnow(with_timezone=True) -
+                   datetime.timedelta(seconds=age))
+    return objects.HostCapabilities(
+        vtpm_supported=vtpm_supported, guarded=guarded,
+        attestation_status=attestation_status,
+        attestation_mode=attestation_mode, fabric_id=fabric_id,
+        measured_at=measured_at)
+
+
+def attested_host(fabric_id, age=0):
+    """A guarded host that HGS attested, in ``fabric_id``."""
+    return host_capabilities(guarded=True, attestation_status='Passed',
+                             attestation_mode='TpmTrustedAttestation',
+                             fabric_id=fabric_id, age=age)
+
+
+class ReportingDriver(nova_fake.MediumFakeDriver):
+    """A fake compute that reports what ``reports[its host]`` says.
+
+    A value is a ``HostCapabilities`` (published as ``to_stats`` and as
+    placement traits, as ``vtpm_hyperv.compute`` publishes it), a plain
+    stats dict (published verbatim, for unreadable reports), or absent (no
+    report). Tests change the mapping and run nova's periodic task to
+    publish a change.
+    """
+
+    def __init__(self, virtapi, reports):
+        super().__init__(virtapi)
+        self.reports = reports
+
+    def _report(self):
+        report = self.reports.get(self._host)
+        if isinstance(report, objects.HostCapabilities):
+            return report, capabilities.to_stats(report)
+        return None, dict(report or {})
+
+    def get_available_resource(self, nodename):
+        resources = super().get_available_resource(nodename)
+        resources['stats'] = dict(resources.get('stats') or {},
+                                  **self._report()[1])
+        return resources
+
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        super().update_provider_tree(provider_tree, nodename, allocations)
+        compute.set_traits(provider_tree, nodename, self._report()[0])
+
+
+class SchedulerTestCase(nova.Services):
+
+    def setUp(self):
+        # host -> report, read by every driver this test starts
+        self.host_reports = {}
+        super().setUp()
+
+    def make_driver(self, virtapi):
+        return ReportingDriver(virtapi, self.host_reports)
+
+    def start_hosts(self, reports):
+        """Start one compute per host; ``reports`` maps host -> report."""
+        self.host_reports.update(reports)
+        for host in reports:
+            self.start_compute(host)
+
+    def set_report(self, host, report):
+        """Change a host's report; publish it with refresh_reports()."""
+        if report is None:
+            self.host_reports.pop(host, None)
+        else:
+            self.host_reports[host] = report
 
     def gen2_image(self, **properties):
         properties.setdefault(constants.IMAGE_MACHINE_TYPE,
@@ -38,12 +115,10 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
         self.assertIn(ZERO_HOSTS, self.stdlog.logger.output)
         return server
 
-    # a --------------------------------------------------------------------
-
-    def test_a_image_requires_vtpm_lands_on_capable_host(self):
+    def test_image_requires_vtpm_lands_on_capable_host(self):
         self.start_hosts({
-            'host1': h.host_capabilities(vtpm_supported=False),
-            'host2': h.host_capabilities(),
+            'host1': host_capabilities(vtpm_supported=False),
+            'host2': host_capabilities(),
         })
         flavor = self.create_flavor()
         image = self.gen2_image(os_vtpm='required')
@@ -51,22 +126,18 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
             server = self.boot(flavor, image)
             self.assertEqual('host2', self.host_of(server))
 
-    # b --------------------------------------------------------------------
-
-    def test_b_no_capable_host_is_no_valid_host(self):
+    def test_no_capable_host_is_no_valid_host(self):
         self.start_hosts({
-            'host1': h.host_capabilities(vtpm_supported=False),
+            'host1': host_capabilities(vtpm_supported=False),
             'host2': None,  # reports nothing: fail closed
         })
         self.assert_no_valid_host(
             self.create_flavor(), self.gen2_image(os_vtpm='required'))
 
-    # c --------------------------------------------------------------------
-
-    def test_c_flavor_requires_image_optional_lands_on_capable_host(self):
+    def test_flavor_requires_image_optional_lands_on_capable_host(self):
         self.start_hosts({
-            'host1': h.host_capabilities(vtpm_supported=False),
-            'host2': h.host_capabilities(),
+            'host1': host_capabilities(vtpm_supported=False),
+            'host2': host_capabilities(),
         })
         flavor = self.create_flavor(vtpm='required')
         image = self.gen2_image(os_vtpm='optional')
@@ -74,16 +145,14 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
             server = self.boot(flavor, image)
             self.assertEqual('host2', self.host_of(server))
 
-    # d --------------------------------------------------------------------
-
-    def test_d_keys_need_guarded_attested_fresh_host(self):
+    def test_keys_need_guarded_attested_fresh_host(self):
         self.start_hosts({
-            'fresh': h.attested_host('fabric-a'),
-            'stale': h.attested_host('fabric-a', age=3600),  # max 600 s
-            'expired': h.host_capabilities(
+            'fresh': attested_host('fabric-a'),
+            'stale': attested_host('fabric-a', age=3600),  # max 600 s
+            'expired': host_capabilities(
                 guarded=True, attestation_status='Expired',
                 fabric_id='fabric-a'),
-            'unguarded': h.host_capabilities(),
+            'unguarded': host_capabilities(),
         })
         flavor = self.create_flavor()
         for image in (self.keyed_image(),
@@ -92,20 +161,18 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
             self.assertEqual('fresh', self.host_of(server))
         # Without the fresh host, stale and expired reports are all that is
         # left, and a vTPM without keys would still find the unguarded host.
-        self.set_report('fresh', h.attested_host('fabric-a', age=3600))
+        self.set_report('fresh', attested_host('fabric-a', age=3600))
         self.refresh_reports()
         self.assert_no_valid_host(flavor, self.keyed_image())
         server = self.boot(flavor, self.gen2_image(os_vtpm='required'))
         self.assertIn(self.host_of(server), ('fresh', 'stale', 'expired',
                                              'unguarded'))
 
-    # e --------------------------------------------------------------------
-
-    def test_e_no_vtpm_asked_every_host_passes(self):
+    def test_no_vtpm_asked_every_host_passes(self):
         hosts = {
             'host1': None,
             'host2': {capabilities.STATS_KEY: '{not json'},
-            'host3': h.host_capabilities(vtpm_supported=False),
+            'host3': host_capabilities(vtpm_supported=False),
         }
         self.start_hosts(hosts)
         flavors_images = [
@@ -119,9 +186,7 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
                   for flavor, image in flavors_images}
         self.assertEqual(set(hosts), landed)
 
-    # f --------------------------------------------------------------------
-
-    def test_f_flavor_extra_spec_api_latest_microversion(self):
+    def test_flavor_extra_spec_api_latest_microversion(self):
         self.assertEqual('latest', self.admin_api.microversion)
         flavor = self.create_flavor()
         for value in constants.VTPM_POLICIES:
@@ -142,13 +207,11 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
         self.assertEqual({'os:vtpm': 'required'},
                          self.admin_api.get_extra_specs(flavor))
 
-    # g --------------------------------------------------------------------
-
     def _keyed_server_on_a1(self):
         self.start_hosts({
-            'a1': h.attested_host('fabric-a'),
-            'a2': h.attested_host('fabric-a'),
-            'b1': h.attested_host('fabric-b'),
+            'a1': attested_host('fabric-a'),
+            'a2': attested_host('fabric-a'),
+            'b1': attested_host('fabric-b'),
         })
         flavor = self.create_flavor()
         server = self._create_server(
@@ -166,10 +229,10 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
         return server
 
     def _make_expired(self, host, fabric):
-        self.set_report(host, h.host_capabilities(
+        self.set_report(host, host_capabilities(
             guarded=True, attestation_status='Expired', fabric_id=fabric))
 
-    def test_g_cold_migration_stays_in_authorized_fabrics(self):
+    def test_cold_migration_stays_in_authorized_fabrics(self):
         server = self._keyed_server_on_a1()
         server = self._migrate_server(server)
         self.assertEqual('a2', self.host_of(server))
@@ -183,7 +246,7 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
         server = self._wait_for_state_change(server, 'ACTIVE')
         self.assertEqual('a2', self.host_of(server))
 
-    def test_g_live_migration_stays_in_authorized_fabrics(self):
+    def test_live_migration_stays_in_authorized_fabrics(self):
         server = self._keyed_server_on_a1()
         # a1 is the source; a2 its only authorized destination.
         server = self._live_migrate(server)
@@ -194,12 +257,12 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
         self.refresh_reports()
         server = self._live_migrate(server, migration_expected_state='error')
         self.assertEqual('a2', self.host_of(server))
-        self.set_report('a1', h.attested_host('fabric-a'))
+        self.set_report('a1', attested_host('fabric-a'))
         self.refresh_reports()
         server = self._live_migrate(server)
         self.assertEqual('a1', self.host_of(server))
 
-    def test_g_resize_and_evacuation_stay_in_authorized_fabrics(self):
+    def test_resize_and_evacuation_stay_in_authorized_fabrics(self):
         server = self._keyed_server_on_a1()
         bigger = self._create_flavor(memory_mb=3072)
         server = self._resize_server(server, bigger)
@@ -216,12 +279,10 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
         server = self._evacuate_server(server, expected_host='a1')
         self.assertEqual('a1', self.host_of(server))
 
-    # h --------------------------------------------------------------------
-
-    def test_h_invalid_request_is_not_no_valid_host(self):
+    def test_invalid_request_is_not_no_valid_host(self):
         self.start_hosts({
             'host1': None,
-            'host2': h.host_capabilities(vtpm_supported=False),
+            'host2': host_capabilities(vtpm_supported=False),
         })
         cases = [
             # flavor requires a vTPM, the image does not declare support
@@ -240,12 +301,10 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
             self.assertEqual(1, self.stdlog.logger.output.count(message))
         self.assertNotIn(ZERO_HOSTS, self.stdlog.logger.output)
 
-    # i --------------------------------------------------------------------
-
-    def test_i_report_change_seen_after_periodic_update(self):
+    def test_report_change_seen_after_periodic_update(self):
         self.start_hosts({
-            'host1': h.attested_host('fabric-a'),
-            'host2': h.host_capabilities(),
+            'host1': attested_host('fabric-a'),
+            'host2': host_capabilities(),
         })
         flavor = self.create_flavor()
         image = self.keyed_image()
@@ -253,16 +312,16 @@ class SchedulerTestCase(h.VTPMServicesTestCase):
         self._make_expired('host1', 'fabric-a')
         self.refresh_reports()
         self.assert_no_valid_host(flavor, image)
-        self.set_report('host1', h.attested_host('fabric-a'))
+        self.set_report('host1', attested_host('fabric-a'))
         self.refresh_reports()
         self.assertEqual('host1', self.host_of(self.boot(flavor, image)))
 
-    # placement prefiltering (issue 3, item 4) -------------------------------
+    # placement prefiltering --------------------------------------------------
 
     def test_placement_prefilters_on_the_published_traits(self):
         self.start_hosts({
-            'host1': h.attested_host('fabric-a'),
-            'host2': h.host_capabilities(),
+            'host1': attested_host('fabric-a'),
+            'host2': host_capabilities(),
         })
         rp1 = self._get_provider_uuid_by_host('host1')
         rp2 = self._get_provider_uuid_by_host('host2')

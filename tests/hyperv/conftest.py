@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Simulated hosts, guardians, an in-memory key source and the backend.
 
+``simulator`` (every test here): ``fake.installed()`` for the test's length.
+
 ``conformance``: a test that uses it fails if it made a WMI call that
 ``vtpm_hyperv.wmi_schema`` does not document; the session's summary prints
 how many calls those tests validated and how many were undocumented.
@@ -49,6 +51,13 @@ class MemoryKeySource:
             self.handed_out.append(payload)
             items.append(secrets.SecretPayload(ref, payload))
         return items
+
+
+@pytest.fixture(autouse=True)
+def simulator():
+    """The simulator installed for one test, and what it changed put back."""
+    with fake.installed() as wmi_module:
+        yield wmi_module
 
 
 @pytest.fixture(scope='session')

@@ -20,6 +20,7 @@ from tests.hyperv import conftest
 from vtpm_core import backend as core_backend
 from vtpm_core import exception
 from vtpm_hyperv import backend
+from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import fake
 from vtpm_hyperv import keyprotector
 from vtpm_hyperv import wmi_schema
@@ -114,7 +115,7 @@ def test_private_files_are_removed_when_the_import_fails(
         hv, host, keys, guardians, tmp_path):
     hv.conf.set_override('private_dir', str(tmp_path), group='hyperv_vtpm')
     host.fail('MSFT_HgsGuardian.Import', return_code=32768)
-    with pytest.raises(exception.HyperVOperationFailed):
+    with pytest.raises(hv_exception.HyperVOperationFailed):
         hv.attach(INSTANCE, VM, request(_keyed(keys, guardians, 'dr')))
     assert os.listdir(tmp_path) == []
 
@@ -124,7 +125,7 @@ def test_payloads_are_wiped_after_success_and_failure(hv, host, keys,
     hv.attach(INSTANCE, VM, request(_keyed(keys, guardians, 'dr')))
     host.add_vm('vm-2')
     host.fail('Msvm_SecurityService.SetKeyProtector', return_code=32768)
-    with pytest.raises(exception.HyperVOperationFailed):
+    with pytest.raises(hv_exception.HyperVOperationFailed):
         hv.attach('other', 'vm-2', request(_keyed(keys, guardians)))
     assert len(keys.handed_out) == 3
     for payload in keys.handed_out:
@@ -148,7 +149,7 @@ def test_other_keys_on_a_vm_with_a_vtpm_are_refused(hv, host, keys,
     hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
     before = host.vm_security(VM)
     other = [keys.add(fake.export_owner_pkcs12(guardians['owner2']))]
-    with pytest.raises(exception.UnsupportedVM, match='unreadable'):
+    with pytest.raises(hv_exception.UnsupportedVM, match='unreadable'):
         hv.attach(INSTANCE, VM, request(other))
     assert host.vm_security(VM) == before
 
@@ -216,10 +217,10 @@ def test_shielded_from_a_tenant_artifact_opens_only_on_its_fabrics(
 def test_tenant_artifact_for_another_fabric_refuses_the_host(
         hv, host, keys, guardians, other_fabric, form):
     before = host.vm_security(VM)
-    payload = (_raw if form == 'raw' else _pdk)(guardians,
-                                                 other_fabric.guardian)
+    make = _raw if form == 'raw' else _pdk
+    payload = make(guardians, other_fabric.guardian)
     ref = keys.add(payload)
-    with pytest.raises(exception.HostNotSuitable) as err:
+    with pytest.raises(hv_exception.HostNotSuitable) as err:
         hv.attach(INSTANCE, VM, request([ref], shielded=True))
     assert ref in str(err.value)
     assert host.vm_security(VM) == before
@@ -256,7 +257,7 @@ def test_no_keys_on_a_host_in_hgs_mode_is_refused(hv, host):
     """In HGS mode Hyper-V gets every key from HGS: a local key protector
     would never open, so the host refuses before changing anything."""
     before, store = host.vm_security(VM), host.guardian_names()
-    with pytest.raises(exception.HostNotSuitable, match='local mode'):
+    with pytest.raises(hv_exception.HostNotSuitable, match='local mode'):
         hv.attach(INSTANCE, VM, request())
     assert host.vm_security(VM) == before
     assert host.guardian_names() == store
@@ -267,7 +268,7 @@ def test_no_keys_on_a_host_in_hgs_mode_is_refused(hv, host):
 
 def test_generation_1_vm_is_refused(hv, host, keys, guardians):
     host.add_vm('gen1', generation=1)
-    with pytest.raises(exception.UnsupportedVM, match='Generation 1'):
+    with pytest.raises(hv_exception.UnsupportedVM, match='Generation 1'):
         hv.attach(INSTANCE, 'gen1', request(_keyed(keys, guardians)))
     assert keys.handed_out == []
 
@@ -275,13 +276,13 @@ def test_generation_1_vm_is_refused(hv, host, keys, guardians):
 def test_hosts_older_than_windows_server_2016_are_refused(make_backend):
     host = fake.FakeHyperVHost('hv-2012r2', os_version='6.3.9600')
     host.add_vm(VM)
-    with pytest.raises(exception.HostNotSuitable, match='6.3.9600'):
+    with pytest.raises(hv_exception.HostNotSuitable, match='6.3.9600'):
         make_backend(host).attach(INSTANCE, VM, request())
     assert host.vm_security(VM)['KeyProtector'] == b''
 
 
 def test_missing_vm_is_refused(hv):
-    with pytest.raises(exception.UnsupportedVM, match='no such VM'):
+    with pytest.raises(hv_exception.UnsupportedVM, match='no such VM'):
         hv.attach(INSTANCE, 'nope', request())
 
 
@@ -296,7 +297,7 @@ def test_missing_vm_is_refused(hv):
 def test_keys_need_a_guarded_attested_host(hv, host, keys, guardians, status,
                                            guarded, reason):
     host.set_attestation(status, guarded=guarded)
-    with pytest.raises(exception.HostNotSuitable, match=reason):
+    with pytest.raises(hv_exception.HostNotSuitable, match=reason):
         hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
     assert keys.handed_out == []
 
@@ -309,7 +310,7 @@ def test_keys_need_a_fabric_guardian(conf, make_backend, fabric, keys,
     vmutils, hostutils = host.os_win_utils()
     hv = backend.HyperVBackend(conf, key_source=keys, vmutils=vmutils,
                                hostutils=hostutils, host_name='hv-nofabric')
-    with pytest.raises(exception.HostNotSuitable) as err:
+    with pytest.raises(hv_exception.HostNotSuitable) as err:
         hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
     assert 'not-there' in str(err.value)
     assert err.value.host == 'hv-nofabric'
@@ -345,7 +346,7 @@ def test_key_source_errors_pass_through(hv, host, keys, guardians):
 def test_self_signed_guardians_need_allow_untrusted_root(
         make_backend, host, keys, guardians):
     hv = make_backend(host, allow_untrusted_root=False)
-    with pytest.raises(exception.HyperVOperationFailed, match='32773'):
+    with pytest.raises(hv_exception.HyperVOperationFailed, match='32773'):
         hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
     assert _instance_guardians(host) == []
 
@@ -355,36 +356,36 @@ def test_self_signed_guardians_need_allow_untrusted_root(
 # (target, fault, expected). Every WMI call and query a keyed attach makes,
 # in order; 'absorbed' marks a fault the backend retries.
 STEPS = [
-    ('Win32_OperatingSystem', {}, exception.HostNotSuitable),
-    ('Msvm_VirtualSystemSettingData', {}, exception.HyperVOperationFailed),
+    ('Win32_OperatingSystem', {}, hv_exception.HostNotSuitable),
+    ('Msvm_VirtualSystemSettingData', {}, hv_exception.HyperVOperationFailed),
     ('MSFT_HgsClientConfiguration.Get', {'return_code': 32768},
-     exception.HostNotSuitable),
+     hv_exception.HostNotSuitable),
     ('MSFT_HgsClientConfiguration.Get', {'return_code': 32768, 'at': 2},
-     exception.HostNotSuitable),
-    ('MSFT_HgsGuardian', {}, exception.HostNotSuitable),
+     hv_exception.HostNotSuitable),
+    ('MSFT_HgsGuardian', {}, hv_exception.HostNotSuitable),
     ('fetch', {}, exception.KeyManagerUnavailable),
-    ('Msvm_ComputerSystem', {}, exception.HyperVOperationFailed),
-    ('Msvm_SecuritySettingData', {}, exception.HyperVOperationFailed),
+    ('Msvm_ComputerSystem', {}, hv_exception.HyperVOperationFailed),
+    ('Msvm_SecuritySettingData', {}, hv_exception.HyperVOperationFailed),
     ('Msvm_SecurityService.GetKeyProtector', {'return_code': 32775},
-     exception.HyperVOperationFailed),
-    ('MSFT_HgsGuardian', {'at': 2}, exception.HyperVOperationFailed),
+     hv_exception.HyperVOperationFailed),
+    ('MSFT_HgsGuardian', {'at': 2}, hv_exception.HyperVOperationFailed),
     ('MSFT_HgsGuardian.NewByAcceptCertificates', {'return_code': 32768},
-     exception.HyperVOperationFailed),
+     hv_exception.HyperVOperationFailed),
     ('MSFT_HgsGuardian.Import', {'return_code': 32768},
-     exception.HyperVOperationFailed),
+     hv_exception.HyperVOperationFailed),
     ('MSFT_HgsKeyProtector.NewByGuardians', {'return_code': 32768},
-     exception.HyperVOperationFailed),
+     hv_exception.HyperVOperationFailed),
     ('MSFT_HgsGuardian.Remove', {'return_code': 32768}, 'absorbed'),
     ('MSFT_HgsGuardian.Remove', {'return_code': 32768, 'times': 2},
      'absorbed'),
     ('Msvm_SecurityService.SetKeyProtector', {'return_code': 32768},
-     exception.HyperVOperationFailed),
+     hv_exception.HyperVOperationFailed),
     ('Msvm_SecurityService.SetKeyProtector', {'job_error': 32768},
-     exception.HyperVOperationFailed),
+     hv_exception.HyperVOperationFailed),
     ('Msvm_SecurityService.ModifySecuritySettings', {'job_error': 32768},
-     exception.HyperVOperationFailed),
+     hv_exception.HyperVOperationFailed),
     ('Msvm_SecurityService.ModifySecuritySettings', {'return_code': 32775},
-     exception.HyperVOperationFailed),
+     hv_exception.HyperVOperationFailed),
 ]
 
 
@@ -486,7 +487,7 @@ def test_rollback_sets_the_previous_key_protector_again(
     old = _raw(guardians, fabric.guardian)
     host.vms[VM].key_protector = old
     host.fail('Msvm_SecurityService.ModifySecuritySettings', job_error=32768)
-    with pytest.raises(exception.HyperVOperationFailed):
+    with pytest.raises(hv_exception.HyperVOperationFailed):
         hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
     assert host.vm_security(VM)['KeyProtector'] == old
     assert not host.vm_security(VM)['TpmEnabled']
@@ -499,7 +500,7 @@ def test_backend_waits_for_running_jobs(make_backend, fabric, keys,
     host.fail('Msvm_SecurityService.ModifySecuritySettings', job_error=32768,
               description='the job failed late')
     hv = make_backend(host)
-    with pytest.raises(exception.HyperVOperationFailed,
+    with pytest.raises(hv_exception.HyperVOperationFailed,
                        match='the job failed late') as err:
         hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
     assert err.value.code == 32768 and VM in str(err.value)
@@ -529,7 +530,7 @@ def test_guardian_that_cannot_be_removed_is_named_and_swept_later(
     before = host.vm_security(VM)
     host.fail('MSFT_HgsGuardian.Remove', return_code=32768,
               times=backend.REMOVE_ATTEMPTS)
-    with pytest.raises(exception.HyperVOperationFailed) as err:
+    with pytest.raises(hv_exception.HyperVOperationFailed) as err:
         hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
     left = _instance_guardians(host)
     assert len(left) == 1 and left[0] in str(err.value)
@@ -633,7 +634,7 @@ def test_no_key_material_in_debug_logs(hv, host, keys, guardians, caplog):
     hv.attach(INSTANCE, VM, request(refs))
     host.add_vm('vm-2')
     host.fail('Msvm_SecurityService.ModifySecuritySettings', job_error=32768)
-    with pytest.raises(exception.HyperVOperationFailed) as err:
+    with pytest.raises(hv_exception.HyperVOperationFailed) as err:
         hv.attach('other', 'vm-2', request(refs))
     text = caplog.text + str(err.value) + repr(err.value)
     assert 'vm-2' in caplog.text or VM in caplog.text  # logs were captured

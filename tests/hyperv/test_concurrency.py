@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Concurrent attaches on one host (issue 10, item 6).
+"""Concurrent attaches on one host.
 
 nova-compute builds several instances at once on one host. With the
 simulator's latency on, each WMI call takes a while outside the host's
@@ -24,8 +24,8 @@ def _run_all(attaches):
         return [f.exception() for f in futures]
 
 
-@pytest.mark.parametrize('latency', [0.0, 0.02], ids=['no-latency',
-                                                       'latency'])
+@pytest.mark.parametrize('latency', [0.0, 0.02],
+                         ids=['no-latency', 'latency'])
 def test_concurrent_attaches_without_keys_on_a_fresh_host(
         make_backend, latency, conformance):
     """Every attach succeeds, and the host ends with one local guardian

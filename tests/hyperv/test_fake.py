@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from os_win import constants as os_win_const
 from os_win import exceptions as os_win_exc
+from os_win.utils import baseutils
 import pytest
 
 from tests.hyperv import conftest
@@ -20,6 +21,47 @@ VM = conftest.VM
 def _pdk(host, owner, guardians=(), policy='EncryptionSupported'):
     return host.add_pdk(fake.make_shielding_data_file(
         owner, [g.public() for g in guardians], policy=policy))
+
+
+# --- installed, not imported ----------------------------------------------
+
+def _os_win_state():
+    """What installing the simulator changes in os-win, as it is now."""
+    return (baseutils.__dict__.get('wmi', 'absent'),
+            baseutils.BaseUtilsVirt._os_version)
+
+
+def test_installed_patches_os_win_for_the_block_and_restores_it(
+        monkeypatch, fabric):
+    # os-win on Linux, untouched: no wmi module, no cached OS version
+    monkeypatch.delattr(baseutils, 'wmi')
+    monkeypatch.setattr(baseutils.BaseUtilsVirt, '_os_version', None)
+    with pytest.raises(ZeroDivisionError):
+        with fake.installed() as wmi_module:
+            assert _os_win_state() == (wmi_module, [10, 0])
+            host = fake.FakeHyperVHost('hv-installed', fabric=fabric,
+                                       job_polls=1)
+            host.add_vm(VM)
+            # os-win's job polling reaches the host through baseutils.wmi
+            vmutils, _ = host.os_win_utils()
+            vmutils.set_vm_state(VM, os_win_const.HYPERV_VM_STATE_ENABLED)
+            1 / 0
+    assert _os_win_state() == ('absent', None)
+
+
+def test_installed_blocks_nest(simulator):
+    outer = _os_win_state()
+    assert outer[0] is simulator
+    with fake.installed() as inner:
+        assert _os_win_state()[0] is inner
+        fake.FakeHyperVHost('hv-inner')
+    assert _os_win_state() == outer
+
+
+def test_a_host_outside_an_installed_block_is_refused(monkeypatch):
+    monkeypatch.setattr(fake.host, '_INSTALLED', [])
+    with pytest.raises(RuntimeError, match='with fake.installed'):
+        fake.FakeHyperVHost('hv-outside')
 
 
 # --- os-win's own VMUtils10 / HostUtils10, unmodified -----------------------

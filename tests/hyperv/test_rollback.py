@@ -107,4 +107,3 @@ def test_every_failure_at_every_step_leaves_nothing_behind(
             host.close()
     INJECTIONS['leftovers'] += len(leftovers)
     assert leftovers == [], '\n'.join(leftovers)
-

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Properties of host capability reports (DESIGN.md 3)."""
+"""Properties of host capability reports."""
 
 import json
 
@@ -49,12 +49,30 @@ def test_stats_round_trip(caps):
     assert capabilities.from_stats(stats) == caps
 
 
-@given(s.host_capabilities, st.sampled_from(('1.0', '1.1')))
+@given(s.host_capabilities, st.sampled_from(('1.0', '1.1', '1.2')))
 def test_from_stats_reads_what_oslo_reads(caps, version):
-    """from_stats (which checks types itself, for speed) gives the same
-    object as oslo.versionedobjects' own obj_from_primitive, for reports of
-    every version."""
+    """from_stats gives the same object as oslo.versionedobjects' own
+    obj_from_primitive, for reports of every version."""
     stats = capabilities.to_stats(caps, target_version=version)
     primitive = json.loads(stats[capabilities.STATS_KEY])
     assert capabilities.from_stats(stats) == \
         objects.HostCapabilities.obj_from_primitive(primitive)
+
+
+@given(s.host_capabilities,
+       st.sampled_from(sorted(objects.HostCapabilities.fields)), json_values)
+def test_from_stats_coerces_as_oslo_coerces(caps, name, value):
+    """A real report with any field's value replaced by any JSON value reads
+    as obj_from_primitive reads it, coerced by oslo's own fields (1 is
+    True, a number is a string), or as None where oslo refuses the value:
+    there is one deserialiser, oslo's."""
+    primitive = json.loads(capabilities.to_stats(caps)[
+        capabilities.STATS_KEY])
+    primitive['vtpm_object.data'][name] = value
+    raw = json.dumps(primitive)
+    try:
+        expected = objects.HostCapabilities.obj_from_primitive(
+            json.loads(raw))
+    except ValueError:  # oslo's fields refuse what they cannot coerce
+        expected = None
+    assert capabilities.from_stats({capabilities.STATS_KEY: raw}) == expected

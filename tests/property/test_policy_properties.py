@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Properties of the merge rules (DESIGN.md 2); each rule is a docstring."""
+"""Properties of the merge rules; each rule is a docstring."""
 
 from hypothesis import event
 from hypothesis import example
@@ -164,7 +164,7 @@ K = ('8f14e45f-ceea-467a-9575-7a6c8c2b3a11',
            st.sampled_from(s.POLICIES), s.any_text, s.non_strings)}),
        st.dictionaries(st.text(max_size=10), st.text(max_size=300),
                        max_size=3))
-# DR guardian C padded past the cut with ideographic spaces (issue 10 #1)
+# DR guardian C padded past the cut with ideographic spaces
 @example({'os_vtpm': 'required', 'hw_machine_type': 'hyperv-gen2',
           'os_vtpm_keys': K[0] + ',' + K[1] + '\u3000' * 100 + ',' + K[2]},
          {}, {})
@@ -175,8 +175,8 @@ K = ('8f14e45f-ceea-467a-9575-7a6c8c2b3a11',
 # a long machine type while the vTPM is off
 @example({'hw_machine_type': 'x' * 300}, {}, {})
 @example({'hw_machine_type': ['hyperv-gen2']}, {}, {})
-def test_what_build_request_accepts_nova_copies_unchanged(image, specs,
-                                                         unrelated):
+def test_what_build_request_accepts_nova_copies_unchanged(
+        image, specs, unrelated):
     """What build_request accepts, nova's get_system_metadata_from_image
     copy gives back unchanged.
 

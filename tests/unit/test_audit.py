@@ -1,9 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The audit's findings, from plain data (the cloud side is tested live)."""
+"""The audit's findings from plain data, and its cloud client's answers.
+
+The cloud client is tested here against stand-ins for openstacksdk's
+connection; tests/functional/test_audit_live.py runs it against real
+services.
+"""
 
 import json
+import sys
 
-from vtpm_core.cmd import audit
+import vtpm_cli
+from vtpm_cli import check
+from vtpm_cli import cloud
+from vtpm_core import audit
 
 K1 = '8f14e45f-ceea-467a-9575-7a6c8c2b3a11'
 K2 = '45c48cce-2e2d-4fbd-a7b0-9ea0e5e4a1b2'
@@ -120,7 +129,7 @@ class _Conn:
 
 def test_secret_checker_reads_metadata_as_json_only():
     conn = _Conn(200)
-    assert audit.secret_checker(conn)(K1) is None
+    assert cloud.secret_checker(conn)(K1) is None
     # any other Accept gets the payload from Barbican
     assert conn.key_manager.calls == [(
         '/secrets/%s' % K1,
@@ -128,7 +137,7 @@ def test_secret_checker_reads_metadata_as_json_only():
 
 
 def test_secret_checker_names_each_refusal():
-    problems = {status: audit.secret_checker(_Conn(status))(K1)
+    problems = {status: cloud.secret_checker(_Conn(status))(K1)
                 for status in (403, 404, 500)}
     assert problems == {403: 'the caller may not read it',
                         404: 'does not exist',
@@ -138,7 +147,7 @@ def test_secret_checker_names_each_refusal():
 def test_an_unreachable_barbican_is_a_finding_not_a_crash():
     from keystoneauth1 import exceptions as ks_exceptions
 
-    check = audit.secret_checker(_Conn(
+    check = cloud.secret_checker(_Conn(
         ks_exceptions.ConnectFailure('Unable to establish connection')))
     found = audit.audit(images(dict(GEN2, os_vtpm='required',
                                     os_vtpm_keys=K1)), [], check)
@@ -149,20 +158,32 @@ def test_an_unreachable_barbican_is_a_finding_not_a_crash():
 
 
 def test_a_cloud_that_cannot_be_read_exits_2(monkeypatch):
-    import openstack
     from openstack import exceptions as sdk_exceptions
 
     def connect(cloud):
         raise sdk_exceptions.ConfigException('Cloud %s was not found.'
                                              % cloud)
 
-    monkeypatch.setattr(openstack, 'connect', connect)
-    text, status = audit.run('nowhere', 'human')
+    monkeypatch.setattr(cloud.openstack, 'connect', connect)
+    text, status = cloud.run('nowhere', 'human')
     assert (status, text) == (2, (
         'error: could not read images and flavors from the cloud nowhere: '
         'ConfigException: Cloud nowhere was not found.'))
-    text, status = audit.run('nowhere', 'json')
+    text, status = cloud.run('nowhere', 'json')
     assert status == 2
     assert json.loads(text) == {'error': (
         'could not read images and flavors from the cloud nowhere: '
         'ConfigException: Cloud nowhere was not found.')}
+
+
+def test_audit_without_openstacksdk_names_the_extra_and_exits_3(
+        monkeypatch, capsys):
+    # as after 'pip install hyperv-vtpm': no openstacksdk
+    monkeypatch.setitem(sys.modules, 'openstack', None)
+    monkeypatch.delitem(sys.modules, 'vtpm_cli.cloud')
+    monkeypatch.delattr(vtpm_cli, 'cloud')
+    status = check.main(['--audit'])
+    assert status == check.MISSING_EXTRA == 3
+    assert status != cloud.FINDINGS
+    err = capsys.readouterr().err
+    assert "install the audit extra: pip install 'hyperv-vtpm[audit]'" in err

@@ -3,7 +3,7 @@
 
 import pytest
 
-from vtpm_core.cmd import check
+from vtpm_cli import check
 
 
 def test_prints_the_decision_and_why(capsys):

@@ -20,6 +20,7 @@ from vtpm_core import constants
 from vtpm_core import exception
 from vtpm_core import objects
 from vtpm_hyperv import compute
+from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import lifecycle
 
 KEY = '8f14e45f-ceea-467a-9575-7a6c8c2b3a11'
@@ -133,11 +134,12 @@ def test_an_invalid_request_aborts_with_the_message_and_no_attach():
     exception.KeyAccessDenied(ref=KEY),
     exception.KeyNotFound(ref=KEY),
     # the owner's token: every host would send the same one
-    exception.KeyAuthenticationFailed(ref=KEY, service='Barbican',
-                                      credentials="the instance owner's token"),
+    exception.KeyAuthenticationFailed(
+        ref=KEY, service='Barbican',
+        credentials="the instance owner's token"),
     exception.InvalidKeyMaterial(ref=KEY, reason='not PKCS#12'),
     exception.InvalidKeySet(reason='no owner'),
-    exception.UnsupportedVM(vm='vm', reason='Generation 1'),
+    hv_exception.UnsupportedVM(vm='vm', reason='Generation 1'),
 ], ids=lambda e: type(e).__name__)
 def test_what_another_host_cannot_fix_aborts_the_build(error):
     be = RecordingBackend(fail=error)
@@ -150,9 +152,10 @@ def test_what_another_host_cannot_fix_aborts_the_build(error):
 
 
 @pytest.mark.parametrize('error', [
-    exception.HyperVOperationFailed(operation='SetKeyProtector', vm='vm',
-                                    code=32775, description='Invalid state'),
-    exception.HostNotSuitable(host='hv1', reason='not guarded'),
+    hv_exception.HyperVOperationFailed(operation='SetKeyProtector', vm='vm',
+                                       code=32775,
+                                       description='Invalid state'),
+    hv_exception.HostNotSuitable(host='hv1', reason='not guarded'),
     exception.KeyManagerUnavailable(ref=KEY, reason='connection refused'),
 ], ids=lambda e: type(e).__name__)
 def test_what_another_host_may_fix_is_raised_for_a_reschedule(error):
@@ -196,9 +199,9 @@ def test_a_forbidden_secret_does_not_block_the_delete(caplog):
 
 
 def test_a_hyperv_failure_in_cleanup_is_raised():
-    error = exception.HyperVOperationFailed(
+    error = hv_exception.HyperVOperationFailed(
         operation='RemoveGuardian', vm='vm', code=32768, description='x')
-    with pytest.raises(exception.HyperVOperationFailed):
+    with pytest.raises(hv_exception.HyperVOperationFailed):
         compute.VTPMCompute(None, backend=RecordingBackend(
             fail=error)).destroy(instance(KEYED_IMAGE), 'vm')
 
@@ -240,7 +243,7 @@ def test_expired_attestation_drops_the_trait_on_the_next_period():
 
 
 def test_a_host_that_cannot_measure_reports_nothing():
-    be = RecordingBackend(caps=exception.HyperVOperationFailed(
+    be = RecordingBackend(caps=hv_exception.HyperVOperationFailed(
         operation='Get', vm='-', code=32768, description='WMI down'))
     vtpm = compute.VTPMCompute(None, backend=be)
     assert vtpm.stats() == {}
@@ -331,7 +334,8 @@ def test_live_migration_destination_checks_itself(dest, ok):
 
 def test_lifecycle_names_match_the_hooks():
     # the hooks above cover every refused operation of the table
-    limited = (lifecycle.REFUSED, lifecycle.SAME_HOST)
+    limited = (lifecycle.REFUSED, lifecycle.SAME_HOST,
+               lifecycle.NOT_OFFLOADED)
     refused = {r.operation for r in lifecycle.RULES
                if r.local in limited or r.keyed in limited}
     assert refused == {lifecycle.RESIZE, lifecycle.MIGRATE,

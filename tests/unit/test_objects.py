@@ -73,8 +73,10 @@ def test_request_backport_to_1_0_drops_reasons():
 
 def test_capabilities_backport_to_1_0_drops_os_version():
     caps = objects.HostCapabilities(
-        vtpm_supported=True, guarded=False, attestation_status='NotConfigured',
-        measured_at=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        vtpm_supported=True, guarded=False,
+        attestation_status='NotConfigured',
+        measured_at=datetime.datetime(2026, 1, 1,
+                                      tzinfo=datetime.timezone.utc),
         os_version='10.0.20348')
     data = caps.obj_to_primitive(target_version='1.0')['vtpm_object.data']
     assert 'os_version' not in data
@@ -83,8 +85,10 @@ def test_capabilities_backport_to_1_0_drops_os_version():
 
 def test_capabilities_backport_to_1_1_drops_local_key_protector():
     caps = objects.HostCapabilities(
-        vtpm_supported=True, guarded=False, attestation_status='NotConfigured',
-        measured_at=datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+        vtpm_supported=True, guarded=False,
+        attestation_status='NotConfigured',
+        measured_at=datetime.datetime(2026, 1, 1,
+                                      tzinfo=datetime.timezone.utc),
         os_version='10.0.20348', local_key_protector=True)
     data = caps.obj_to_primitive(target_version='1.1')['vtpm_object.data']
     assert 'local_key_protector' not in data

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Table tests: one row per cell of DESIGN.md 2.1 and per rule of 2.2, 2.3."""
+"""Table tests: a row per cell of the merge table and per rule of the keys."""
 
 import pytest
 
@@ -32,7 +32,8 @@ def test_merge_table(image_value, flavor_value, outcome):
         with pytest.raises(exception.PolicyConflict) as e:
             policy.build_request(image, flavor)
         # A conflict names both sides, with their values.
-        assert "os:vtpm (flavor extra spec) is %r" % flavor_value in str(e.value)
+        assert ("os:vtpm (flavor extra spec) is %r" % flavor_value
+                in str(e.value))
         assert "os_vtpm (image property) is %r" % (
             image_value or '<absent>') in str(e.value)
         return
@@ -91,7 +92,7 @@ KEYS_REFUSED = [
     # to 255, so the compute host could not tell these from a cut one
     ('252 characters', ' ' * 31 + ','.join(SIX), '252 bytes in UTF-8'),
     ('255 characters', ' ' * 34 + ','.join(SIX), '255 bytes in UTF-8'),
-    # issue 10: nova's copy keeps K1 and K2 and drops K3 silently
+    # nova's copy would keep K1 and K2 and drop K3 silently
     ('ideographic spaces push the last key past nova\'s cut',
      K1 + ',' + K2 + '\u3000' * 100 + ',' + SIX[0], '410 bytes in UTF-8'),
     ('non-ASCII whitespace around an item', K1 + '\u00a0,' + K2,

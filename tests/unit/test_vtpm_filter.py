@@ -24,11 +24,11 @@ from oslo_config import cfg
 from oslo_utils import timeutils
 import pytest
 
-import vtpm_filters
 from tests import strategies
 from vtpm_core import capabilities
 from vtpm_core import constants
 from vtpm_core import objects
+import vtpm_filters
 from vtpm_filters import conf as vtpm_conf
 from vtpm_filters import vtpm_filter
 
@@ -89,7 +89,7 @@ def spec(extra_specs=None, image_id=IMAGE_ID, cell=None, hints=None):
     if cell is not None:
         spec_obj.requested_destination = nova_objects.Destination(cell=cell)
     spec_obj._context = nova_context.RequestContext('user', 'project',
-                                                  is_admin=False)
+                                                    is_admin=False)
     return spec_obj
 
 
@@ -216,11 +216,12 @@ _reports = st.one_of(
                   max_age=st.integers(1, 10 ** 6),
                   max_skew=st.integers(0, 10 ** 4),
                   data=st.data())
-def test_fast_path_agrees_with_satisfies(request, report, fabrics, max_age,
-                                         max_skew, data):
-    """For any request, report, fabrics and clock, _Check.passes is
-    capabilities.satisfies: the filter's per-host shortcut changes no
-    decision."""
+def test_a_view_gets_the_verdict_of_its_report(request, report, fabrics,
+                                               max_age, max_skew, data):
+    """For any request, report, fabrics and clock, the compiled check gives
+    a report's capabilities.view (what the filter keeps per host) the
+    verdict it gives the report read back from its stats: the filter's
+    per-host copy changes no decision."""
     if report is None:
         now = data.draw(strategies.timestamps)
     else:
@@ -231,15 +232,15 @@ def test_fast_path_agrees_with_satisfies(request, report, fabrics, max_age,
             st.integers(-2 * max_age - 2 * max_skew, 2 * max_age)))
         now = report.measured_at + datetime.timedelta(
             seconds=seconds, microseconds=data.draw(st.integers(-2, 2)))
-    check = vtpm_filter._Check(request, fabrics, max_age, max_skew, now,
-                               INSTANCE)
-    raw = capabilities.to_stats(report) if report is not None else {}
-    parsed = vtpm_filter._Report(raw.get(capabilities.STATS_KEY),
-                                 capabilities.from_stats(raw))
-    expected = capabilities.satisfies(
+    check = capabilities.compile_check(
+        request, max_report_age=max_age, max_clock_skew=max_skew, now=now,
+        allowed_fabrics=fabrics)
+    read = capabilities.from_stats(
+        capabilities.to_stats(report) if report is not None else {})
+    assert check(capabilities.view(read)).passes == check(read).passes
+    assert check(read).passes == capabilities.satisfies(
         request, report, max_report_age=max_age, max_clock_skew=max_skew,
-        now=now, allowed_fabrics=fabrics)
-    assert check.passes(parsed) == expected.passes
+        now=now, allowed_fabrics=fabrics).passes
 
 
 # --- fail closed, and say why -----------------------------------------------
@@ -299,7 +300,8 @@ def test_newer_report_with_unknown_fields_is_read():
 def test_older_report_is_read():
     # A compute not yet upgraded publishes version 1.0.
     filt, _ = make_filter(KEYED)
-    hosts = [host('older', capabilities.to_stats(caps(), target_version='1.0'))]
+    hosts = [host('older',
+                  capabilities.to_stats(caps(), target_version='1.0'))]
     assert '"vtpm_object.version":"1.0"' in \
         hosts[0].stats[capabilities.STATS_KEY]
     assert names(filt.filter_all(hosts, spec())) == ['older']
@@ -426,6 +428,21 @@ def test_report_parsed_once_per_change_of_its_raw_string():
         hosts[3].stats = capabilities.to_stats(caps(age=1))
         assert len(filt.filter_all(hosts, spec())) == 20
         assert parse.call_count == 22
+
+
+def test_hosts_without_a_uuid_keep_a_report_each():
+    # nova's own test fakes build HostStates without a uuid; (host,
+    # nodename) tells every compute node apart, so twenty different reports
+    # are parsed once each, not once per host per request
+    filt, _ = make_filter(KEYED)
+    hosts = [host('h%d' % i, caps(age=i)) for i in range(20)]
+    for h in hosts:
+        h.uuid = None
+    with mock.patch.object(capabilities, 'from_stats',
+                           wraps=capabilities.from_stats) as parse:
+        for _ in range(3):
+            assert len(filt.filter_all(hosts, spec())) == 20
+        assert parse.call_count == 20
 
 
 def test_request_without_vtpm_reads_no_report():

@@ -3,31 +3,32 @@
 
 For the demo and the tests; nothing here runs on a real compute host.
 
+Importing it changes nothing; ``installed()`` wires os-win to the simulated
+hosts for the length of a ``with`` block, and puts back what it changed.
 Typical use::
 
     from vtpm_hyperv import fake
 
-    fabric = fake.Fabric('contoso-hgs')             # its HGS guardian
-    host = fake.FakeHyperVHost('hv1', fabric=fabric)  # guarded, Passed
-    host.add_vm('instance-00000001', generation=2)
-    vmutils, hostutils = host.os_win_utils()  # os-win's own utils
-    vmutils.get_vm_generation('instance-00000001')   # -> 2, os-win's code
-    hostutils.is_host_guarded()                      # -> True
-
+    fabric = fake.Fabric('contoso-hgs')               # its HGS guardian
     owner = fake.make_guardian('tenant-owner')
     dr = fake.make_guardian('dr-site')
-    secrets = [fake.export_owner_pkcs12(owner),   # or, for shielded VMs:
-               fake.export_guardian_file(dr)]     # a raw KeyProtector
+    secrets = [fake.export_owner_pkcs12(owner),     # or, for shielded VMs:
+               fake.export_guardian_file(dr)]       # a raw KeyProtector
     raw_kp = fake.build_key_protector(owner, [fabric.guardian.public()])
     pdk = fake.make_shielding_data_file(owner, [fabric.guardian.public()])
-
-    host.fail('Msvm_SecurityService.ModifySecuritySettings',
-              job_error=32768, at=2)                 # fault injection
-    host.vm_security('instance-00000001')            # -> flags + KeyProtector
     fake.unwrap_key_protector(raw_kp, dr.encryption_key)  # -> transport key
 
-    backend = vtpm_hyperv.backend.HyperVBackend(
-        conf, vmutils=vmutils, hostutils=hostutils, key_source=...)
+    with fake.installed():
+        host = fake.FakeHyperVHost('hv1', fabric=fabric)  # guarded, Passed
+        host.add_vm('instance-00000001', generation=2)
+        vmutils, hostutils = host.os_win_utils()    # os-win's own utils
+        vmutils.get_vm_generation('instance-00000001')  # -> 2, os-win's code
+        hostutils.is_host_guarded()                 # -> True
+        host.fail('Msvm_SecurityService.ModifySecuritySettings',
+                  job_error=32768, at=2)            # fault injection
+        host.vm_security('instance-00000001')       # -> flags + KeyProtector
+        backend = vtpm_hyperv.backend.HyperVBackend(
+            conf, vmutils=vmutils, hostutils=hostutils, key_source=...)
 
 What is modelled (``host`` lists the rules, ``namespaces`` implements the
 WMI methods of ``vtpm_hyperv.wmi_schema``, the documented table every call
@@ -60,13 +61,12 @@ make_shielding_data_file = crypto.make_shielding_data_file
 build_key_protector = crypto.build_key_protector
 parse_key_protector = crypto.parse_key_protector
 unwrap_key_protector = crypto.unwrap_key_protector
-thumbprint = crypto.thumbprint
 UnwrapError = crypto.UnwrapError
 KeyProtectorError = crypto.KeyProtectorError
 
 Fabric = host.Fabric
 FakeHyperVHost = host.FakeHyperVHost
-install_wmi_module = host.install_wmi_module
+installed = host.installed
 LOCAL_GUARDIAN = host.LOCAL_GUARDIAN
 NO_KP_MESSAGE = host.NO_KP_MESSAGE
 
@@ -80,7 +80,7 @@ __all__ = [
     'KeyProtectorError', 'LOCAL_GUARDIAN', 'NO_KP_MESSAGE', 'UnwrapError',
     'STATS', 'WmiMethodError', 'WrongType', 'build_key_protector',
     'export_guardian_certificates', 'export_guardian_file',
-    'export_owner_pkcs12', 'install_wmi_module', 'make_ca', 'make_guardian',
-    'make_shielding_data_file', 'parse_key_protector', 'thumbprint',
+    'export_owner_pkcs12', 'installed', 'make_ca', 'make_guardian',
+    'make_shielding_data_file', 'parse_key_protector',
     'unwrap_key_protector', 'x_wmi',
 ]

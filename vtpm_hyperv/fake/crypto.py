@@ -40,12 +40,12 @@ import os
 import struct
 import uuid
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography import x509
 from cryptography.x509 import oid
 
 MAGIC = b'VTPMSIM-KP1\n'
@@ -200,8 +200,8 @@ def export_owner_pkcs12(guardian: Guardian) -> bytes:
     private key, then the encryption certificate with its private key, as
     ``Export-PfxCertificate`` writes each certificate of the owner guardian
     from the "Shielded VM Local Certificates" store;
-    ``NewByAcceptCertificates`` takes exactly these two files. Barbican encrypts secrets at rest, so
-    they carry no password.
+    ``NewByAcceptCertificates`` takes exactly these two files. Barbican
+    encrypts secrets at rest, so they carry no password.
     """
     return b''.join(pkcs12.serialize_key_and_certificates(
         guardian.name.encode(), key, cert, None,
@@ -287,11 +287,6 @@ def read_shielding_data_file(data: bytes) -> tuple[bytes, bytes, bytes]:
             'key_protector', 'policy', 'encrypted'))
     except (ValueError, KeyError, TypeError) as e:
         raise KeyProtectorError('malformed shielding data file') from e
-
-
-def thumbprint(cert_der: bytes) -> str:
-    """SHA-256 of a DER certificate, lowercase hex."""
-    return hashlib.sha256(cert_der).hexdigest()
 
 
 # --- KeyProtector ------------------------------------------------------------

@@ -32,6 +32,7 @@ data file), the simulator reads that file, as Windows would.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import tempfile
@@ -40,12 +41,13 @@ import uuid
 
 from cryptography.hazmat.primitives.asymmetric import padding
 from os_win.utils import baseutils
-from os_win.utils import hostutils10
 from os_win.utils.compute import vmutils10
+from os_win.utils import hostutils10
 
 from vtpm_hyperv.fake import crypto
 from vtpm_hyperv.fake import namespaces as ns
 from vtpm_hyperv.fake import wmi
+from vtpm_hyperv import keyprotector
 from vtpm_hyperv import wmi_schema
 
 VIRT, MSPS, HGS, CIMV2 = ns.VIRT, ns.MSPS, ns.HGS, ns.CIMV2
@@ -53,20 +55,39 @@ VM_ENABLED, VM_DISABLED = ns.VM_ENABLED, ns.VM_DISABLED
 NO_KP_MESSAGE, UNWRAP_MESSAGE = ns.NO_KP_MESSAGE, ns.UNWRAP_MESSAGE
 LOCAL_GUARDIAN = ns.LOCAL_GUARDIAN
 
-WMI_MODULE = wmi.WmiModule()
+# The installed simulators, innermost last; hosts register with it.
+_INSTALLED: list[wmi.WmiModule] = []
+_ABSENT = object()
 
 
-def install_wmi_module():
-    """Make os-win's ``baseutils.wmi`` resolve monikers to simulated hosts.
+@contextlib.contextmanager
+def installed():
+    """Make os-win resolve WMI monikers to simulated hosts, then undo it.
 
-    On Linux os-win never imports ``wmi``; os-win's job polling
-    (``JobUtils._wait_for_job``) and OS version probe call
-    ``wmi.WMI(moniker=...)``, which this answers. Idempotent.
+    os-win's job polling (``JobUtils._wait_for_job``) and OS version probe
+    call ``baseutils.wmi.WMI(moniker=...)``, a module that os-win imports on
+    Windows only. Inside the ``with`` block ``baseutils.wmi`` is a
+    ``wmi.WmiModule`` that answers for the hosts made in the block, and
+    ``BaseUtilsVirt._os_version`` (os-win's per-process cache) is 10.0 if
+    it was unset; both are put back as they were when the block ends, even
+    when it raises. Blocks nest; yields the module.
     """
-    if getattr(baseutils, 'wmi', None) is not WMI_MODULE:
-        baseutils.wmi = WMI_MODULE
-    if not baseutils.BaseUtilsVirt._os_version:
-        baseutils.BaseUtilsVirt._os_version = [10, 0]
+    module = wmi.WmiModule()
+    utils = baseutils.BaseUtilsVirt
+    saved = (baseutils.__dict__.get('wmi', _ABSENT), utils._os_version)
+    baseutils.wmi = module
+    if not utils._os_version:
+        utils._os_version = [10, 0]
+    _INSTALLED.append(module)
+    try:
+        yield module
+    finally:
+        _INSTALLED.remove(module)
+        previous_wmi, utils._os_version = saved
+        if previous_wmi is _ABSENT:
+            del baseutils.wmi
+        else:
+            baseutils.wmi = previous_wmi
 
 
 class Fabric:
@@ -81,7 +102,7 @@ class Fabric:
     @property
     def fabric_id(self):
         """The identity the backend reports (signing certificate SHA-256)."""
-        return crypto.thumbprint(self.guardian.signing_der)
+        return keyprotector.fabric_id(self.guardian.signing_der)
 
     def __repr__(self):
         return '<Fabric %s>' % self.name
@@ -140,18 +161,22 @@ class FakeHyperVHost:
             MSPS.lower(): ns.Msps(self, MSPS),
             HGS.lower(): ns.Hgs(self, HGS),
         }
+        if not _INSTALLED:
+            raise RuntimeError(
+                'a simulated host answers os-win only while the simulator '
+                'is installed: make it inside "with fake.installed():"')
+        self._wmi = _INSTALLED[-1]
         if fabric is not None:
             self.import_guardian(fabric.guardian.public(),
                                  fabric_guardian_name or fabric.name)
-        install_wmi_module()
-        WMI_MODULE.register(self)
+        self._wmi.register(self)
 
     def __repr__(self):
         return '<FakeHyperVHost %s>' % self.name
 
     def close(self):
         """Stop answering os-win's monikers for this host."""
-        WMI_MODULE.unregister(self)
+        self._wmi.unregister(self)
         if self._files is not None:
             self._files.cleanup()
             self._files = None

@@ -116,8 +116,8 @@ class Instance:
         cls = wmi_schema.wmi_class(self._ns.name, self._class)
         if cls is not None and name not in cls.properties:
             # PyMI: _Instance.__setattr__ reads the element first.
-            raise _refuse(x_wmi, '%s has no property %s' % (self._class,
-                                                          name))
+            raise _refuse(x_wmi, '%s has no property %s'
+                          % (self._class, name))
         self._props[name] = value
 
     def __repr__(self):

@@ -1,18 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
-"""vtpm-check --audit: find images and flavors that would fail a vTPM boot.
+"""Find the images and flavors that would fail a vTPM boot, from plain data.
 
-The rules are ``vtpm_core.policy``'s; this module only gathers what a cloud
-holds (through openstacksdk, with the usual ``OS_*`` variables or
-clouds.yaml) and reports:
+The rules are ``vtpm_core.policy``'s; ``audit`` applies them to what a cloud
+holds and finds:
 
 * images and flavors whose vTPM properties have invalid values, or key lists
   beyond the limits;
-* keyed images whose secrets the caller cannot read (metadata only: no
-  payload is fetched);
+* keyed images whose secrets the caller cannot read (the caller says which,
+  through ``secret_problem``);
 * image and flavor pairs that conflict.
 
-Exit status: 0 when nothing is wrong, 1 with findings, 2 when the cloud
-could not be read at all (the report is then the error).
+Reading a cloud is ``vtpm_cli.cloud``'s job (``vtpm-check --audit``).
 """
 
 from __future__ import annotations
@@ -28,9 +26,6 @@ from vtpm_core import policy
 # of them accepts it.
 _FLAVOR_CHOICES = ({}, {c.FLAVOR_VTPM: c.DISABLED},
                    {c.FLAVOR_VTPM: c.OPTIONAL}, {c.FLAVOR_VTPM: c.REQUIRED})
-# An image that accepts every valid os:vtpm value, to check flavors alone.
-_PERMISSIVE_IMAGE = {c.IMAGE_VTPM: c.OPTIONAL,
-                     c.IMAGE_MACHINE_TYPE: c.MACHINE_TYPE_GEN2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +92,7 @@ def audit(images, flavors, secret_problem):
     valid_flavors = []
     for flavor in flavors:
         try:
-            policy.build_request(_PERMISSIVE_IMAGE, flavor.properties)
+            policy.build_request(policy.PERMISSIVE_IMAGE, flavor.properties)
         except exception.VTPMError as e:
             findings.append(Finding('flavor', _label(flavor), str(e)))
         else:
@@ -134,73 +129,3 @@ def render(images, flavors, findings, fmt):
         lines.extend('  [%s] %s: %s' % (f.kind, f.subject, f.problem)
                      for f in findings)
     return '\n'.join(lines)
-
-
-# --- the cloud, through openstacksdk ----------------------------------------
-
-def gather(conn):
-    """Read images and flavors (with extra specs) the caller can see."""
-    images = []
-    for image in conn.image.images():
-        props = dict(image.properties or {})
-        # openstacksdk models hw_machine_type as an attribute.
-        if getattr(image, 'hw_machine_type', None):
-            props[c.IMAGE_MACHINE_TYPE] = image.hw_machine_type
-        images.append((image.id, image.name, props))
-    flavors = [(f.id, f.name, dict(f.extra_specs or {}))
-               for f in conn.compute.flavors(get_extra_specs=True)]
-    return (carriers('image', images, c.IMAGE_KEYS),
-            carriers('flavor', flavors, c.FLAVOR_KEYS))
-
-
-def _client_errors():
-    """What openstacksdk and keystoneauth raise for an unreadable cloud."""
-    from keystoneauth1 import exceptions as ks_exceptions
-    from openstack import exceptions as sdk_exceptions
-    return (ks_exceptions.ClientException, sdk_exceptions.SDKException)
-
-
-def secret_checker(conn):
-    """Return secret_problem(ref) that reads a secret's metadata only."""
-    errors = _client_errors()
-
-    def secret_problem(ref):
-        try:
-            # Barbican answers a secret's URL with its payload when asked
-            # for anything but JSON: ask for JSON, always
-            response = conn.key_manager.get(
-                '/secrets/%s' % ref, raise_exc=False,
-                headers={'Accept': 'application/json'})
-        except errors as e:
-            return 'could not be checked: %s' % _describe(e)
-        if response.status_code == 404:
-            return 'does not exist'
-        if response.status_code == 403:
-            return 'the caller may not read it'
-        if response.status_code >= 400:
-            return 'Barbican answered HTTP %d' % response.status_code
-        return None
-    return secret_problem
-
-
-def _describe(error):
-    # keystoneauth's and openstacksdk's messages name the URL and the HTTP
-    # status; neither carries a token
-    return '%s: %s' % (type(error).__name__, error)
-
-
-def run(cloud, fmt):
-    """Audit the cloud; return (report text, exit status)."""
-    import openstack
-
-    try:
-        conn = openstack.connect(cloud=cloud)
-        images, flavors = gather(conn)
-    except _client_errors() as e:
-        error = ('could not read images and flavors from the cloud %s: %s'
-                 % (cloud or '(OS_* environment)', _describe(e)))
-        if fmt == 'json':
-            return json.dumps({'error': error}, indent=2), 2
-        return 'error: %s' % error, 2
-    findings = audit(images, flavors, secret_checker(conn))
-    return render(images, flavors, findings, fmt), 1 if findings else 0

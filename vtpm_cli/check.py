@@ -4,20 +4,25 @@
     vtpm-check --image-property os_vtpm=optional --extra-spec os:vtpm=required
 
 Prints the decision (vTPM on or off, keys, shielding) and why, or the error
-that nova would give, and exits non-zero on an error. Nothing is contacted:
-it applies the same rules as the scheduler and the compute side.
+that nova would give. Nothing is contacted: it applies the same rules as the
+scheduler and the compute side. ``vtpm-check --audit`` reads a cloud instead
+(``vtpm_cli.cloud``, the ``audit`` extra). ``EXIT_STATUS`` lists the exit
+codes (``--help`` prints it).
 """
 
 import argparse
 import sys
 import warnings
 
-# oslo.versionedobjects imports oslo.messaging, which imports eventlet (via
-# oslo.service) and warns about it; nothing here uses eventlet.
-warnings.filterwarnings('ignore', module=r'oslo_service\.')
+VALID = 0
+INVALID = 2  # also argparse's code for bad arguments
+MISSING_EXTRA = 3
 
-from vtpm_core import exception  # noqa: E402
-from vtpm_core import policy  # noqa: E402
+EXIT_STATUS = """exit status:
+  0  the request is valid; or the audit found nothing wrong
+  1  the audit found problems
+  2  the request or the arguments are invalid, or the cloud is unreadable
+  3  --audit without openstacksdk (pip install 'hyperv-vtpm[audit]')"""
 
 
 def _key_value(text):
@@ -31,7 +36,9 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog='vtpm-check',
         description='Check how hyperv-vtpm merges image properties and '
-                    'flavor extra specs into a vTPM request.')
+                    'flavor extra specs into a vTPM request.',
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--image-property', '-i', metavar='KEY=VALUE',
                         type=_key_value, action='append', default=[],
                         help='an image property, as in '
@@ -43,7 +50,8 @@ def parse_args(argv):
     audit = parser.add_argument_group(
         'audit a cloud', 'List every image and flavor that carries vTPM '
         'properties and report what would fail, using openstacksdk with the '
-        'OS_* environment or clouds.yaml. Exits 1 when anything is wrong.')
+        'OS_* environment or clouds.yaml (needs the audit extra). Exits 1 '
+        'when anything is wrong.')
     audit.add_argument('--audit', action='store_true',
                        help='audit the cloud instead of checking a request')
     audit.add_argument('--os-cloud', metavar='NAME', default=None,
@@ -76,19 +84,37 @@ def describe(request):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.audit:
-        from vtpm_core.cmd import audit
-        report, status = audit.run(args.os_cloud, args.format)
-        print(report)
-        return status
+    # oslo.versionedobjects imports oslo.messaging, which imports eventlet
+    # (through oslo.service), which warns; nothing here uses eventlet.
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', module=r'oslo_service\.')
+        return _audit(args) if args.audit else _check(args)
+
+
+def _check(args):
+    from vtpm_core import exception
+    from vtpm_core import policy
     try:
         request = policy.build_request(dict(args.image_property),
                                        dict(args.extra_spec))
     except exception.VTPMError as e:
         print('error: %s' % e, file=sys.stderr)
-        return 2
+        return INVALID
     print('\n'.join(describe(request)))
-    return 0
+    return VALID
+
+
+def _audit(args):
+    try:
+        from vtpm_cli import cloud
+    except ImportError as e:
+        print("error: vtpm-check --audit needs openstacksdk (%s); install "
+              "the audit extra: pip install 'hyperv-vtpm[audit]'" % e,
+              file=sys.stderr)
+        return MISSING_EXTRA
+    report, status = cloud.run(args.os_cloud, args.format)
+    print(report)
+    return status
 
 
 if __name__ == '__main__':

@@ -15,62 +15,34 @@ the VM's configuration, with its KeyProtector and vTPM, to the destination's
 simulated host (Hyper-V's export and import); a confirmed migration removes
 the source's copy.
 
-Use it with a ``SimulatedCloud``, which owns the simulated hosts and says
-how each host's backend is built and whose credentials a request carries::
+Use it with a ``SimulatedCloud``, which installs the simulator for its
+``with`` block, owns the simulated hosts, and says how each host's backend
+is built and whose credentials a request carries::
 
-    cloud = nova_driver.SimulatedCloud(conf, auth_for=...)
-    cloud.add_host('hv1', fabric=fabric_a)
-    # nova.virt.driver.load_compute_driver -> cloud.make_driver(virtapi)
+    with driver.SimulatedCloud(conf, auth_for=...) as cloud:
+        cloud.add_host('hv1', fabric=fabric_a)
+        # nova.virt.driver.load_compute_driver -> cloud.make_driver(virtapi)
 
 nova loads compute drivers only from ``nova.virt`` by name, so the demo and
-the tests hand it this driver through ``load_compute_driver``.
+the tests hand it this driver through ``load_compute_driver``
+(``tools.simcloud.nova``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
-import logging
-import sys
 
 from nova.compute import task_states
 import nova.conf
 from nova.virt import fake as nova_fake
 
+from vtpm_core import constants
+from vtpm_hyperv import backend
+from vtpm_hyperv import compute
+from vtpm_hyperv import fake
+from vtpm_hyperv import lifecycle
 
-def import_os_win():
-    """Import os-win where nova runs on native threads.
-
-    os-win imports eventlet at import time (it calls it only from inside a
-    green thread), and nova in native-threading mode
-    (``OS_NOVA_DISABLE_EVENTLET_PATCHING=1``) refuses any eventlet import
-    once its services are set up. Importing eventlet patches nothing, so
-    the guard is lifted for os-win's modules and put back. Call it after
-    nova has set up its threading mode (nova raises if eventlet was imported
-    before); idempotent.
-    """
-    guards = [f for f in sys.meta_path
-              if type(f).__name__ == 'PoisonEventletImport']
-    with contextlib.ExitStack() as stack:
-        for guard in guards:
-            sys.meta_path.remove(guard)
-            stack.callback(sys.meta_path.insert, 0, guard)
-        for name in ('eventlet', 'eventlet.tpool', 'os_win',
-                     'os_win.utils.compute.vmutils10',
-                     'os_win.utils.hostutils10', 'os_win.utilsfactory'):
-            importlib.import_module(name)
-
-
-import_os_win()
-
-from vtpm_core import constants  # noqa: E402
-from vtpm_hyperv import backend  # noqa: E402
-from vtpm_hyperv import compute  # noqa: E402
-from vtpm_hyperv import fake  # noqa: E402
-from vtpm_hyperv import lifecycle  # noqa: E402
-
-LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
 
 _SHELVING = (task_states.SHELVING, task_states.SHELVING_OFFLOADING)
@@ -88,6 +60,8 @@ def simulated_backend(conf, hv_host):
 class SimulatedCloud:
     """The simulated Hyper-V hosts behind nova's computes, by host name.
 
+    A context manager: the simulator is installed inside its ``with`` block.
+
     :param conf: the oslo.config object the backends read.
     :param auth_for: ``context -> keystoneauth1 plugin`` for the instance
         owner. On a real cloud that is ``context.get_auth_plugin()`` (the
@@ -102,6 +76,17 @@ class SimulatedCloud:
         self.make_backend = make_backend or simulated_backend
         self.hosts: dict[str, fake.FakeHyperVHost] = {}
         self.drivers: dict[str, FakeHyperVDriver] = {}
+        self._installed = contextlib.ExitStack()
+
+    def __enter__(self):
+        """Install the simulator (``fake.installed``) until the exit."""
+        self._installed.enter_context(fake.installed())
+        return self
+
+    def __exit__(self, *exc_info):
+        for hv in self.hosts.values():
+            hv.close()
+        self._installed.close()
 
     def add_host(self, name, **kwargs) -> fake.FakeHyperVHost:
         """A simulated host for nova compute ``name`` (start it after)."""

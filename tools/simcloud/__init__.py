@@ -1,0 +1,24 @@
+# SPDX-License-Identifier: Apache-2.0
+"""An in-process nova cloud on simulated Hyper-V hosts: the demo's and the
+functional tests'.
+
+Test support, not product: no distribution ships it (``setup.cfg`` packages
+``vtpm_*`` only) and nothing in ``vtpm_*`` imports it. It lives outside
+``tests/`` so that the demo runs without the test suite.
+
+* ``nova``: nova's own services in this process (API, conductor,
+  scheduler with ``VTPMFilter``, placement), as nova's functional tests run
+  them: ``Services`` for a test case, ``running()`` for a program;
+* ``driver``: nova compute drivers whose hosts are ``vtpm_hyperv.fake``
+  simulated Hyper-V hosts, wired through ``vtpm_hyperv.compute`` and the
+  real backend (``SimulatedCloud``, ``FakeHyperVDriver``).
+
+Importing the package prepares the process for them (``process.prepare``),
+as importing ``nova.tests`` does for nova's own: import it before nova,
+os-win or ``vtpm_core`` (which imports eventlet through
+oslo.versionedobjects).
+"""
+
+from tools.simcloud import process
+
+process.prepare()

@@ -1,0 +1,56 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Make this process ready for nova's in-process services; once, first.
+
+nova's test packages decide the threading mode when imported: with
+``OS_NOVA_DISABLE_EVENTLET_PATCHING=1`` native threads, and from then on
+they refuse any eventlet import, failing outright if eventlet is loaded
+already. os-win imports eventlet at import time (it only calls it from
+inside a green thread), and so, through oslo.messaging, does
+oslo.versionedobjects. So nova's test packages come first, and os-win
+comes in past nova's guard.
+"""
+
+import contextlib
+import importlib
+import os
+import sys
+
+_PASTE = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
+
+
+def prepare():
+    """Set nova's threading mode and import os-win; idempotent.
+
+    * native threads, not eventlet: the same process talks to Keystone,
+      Barbican and Glance over real sockets, which eventlet would patch;
+    * ``[wsgi] api_paste_config`` is the file a nova wheel ships
+      (``<sys.prefix>/etc/nova/api-paste.ini``): the default path exists
+      only in a source tree (``OS_<GROUP>__<OPT>`` beats the ConfFixture's
+      ``set_default``);
+    * nova's test packages, then os-win.
+    """
+    os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
+    if os.path.exists(_PASTE):
+        os.environ.setdefault('OS_WSGI__API_PASTE_CONFIG', _PASTE)
+    importlib.import_module('nova.tests.functional')  # first: sets the mode
+    importlib.import_module('nova.test')  # imports nova.tests.unit
+    import_os_win()
+
+
+def import_os_win():
+    """Import os-win where nova runs on native threads.
+
+    Importing eventlet patches nothing, so nova's guard is lifted for
+    os-win's modules and put back. Call it after nova has set its threading
+    mode; idempotent.
+    """
+    guards = [f for f in sys.meta_path
+              if type(f).__name__ == 'PoisonEventletImport']
+    with contextlib.ExitStack() as stack:
+        for guard in guards:
+            sys.meta_path.remove(guard)
+            stack.callback(sys.meta_path.insert, 0, guard)
+        for name in ('eventlet', 'eventlet.tpool', 'os_win',
+                     'os_win.utils.compute.vmutils10',
+                     'os_win.utils.hostutils10', 'os_win.utilsfactory'):
+            importlib.import_module(name)

@@ -1,0 +1,85 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``vtpm-check --audit``: read a cloud's images and flavors, and audit them.
+
+Through openstacksdk, with the usual ``OS_*`` variables or clouds.yaml; the
+findings are ``vtpm_core.audit``'s. Secrets are checked by their metadata
+only: no payload is fetched. Importing this module needs openstacksdk (the
+``audit`` extra: ``pip install 'hyperv-vtpm[audit]'``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from keystoneauth1 import exceptions as ks_exceptions
+import openstack
+from openstack import exceptions as sdk_exceptions
+
+from vtpm_core import audit
+from vtpm_core import constants as c
+
+# run()'s exit status (vtpm_cli.check documents every code of vtpm-check).
+CLEAN = 0
+FINDINGS = 1
+UNREADABLE = 2
+
+# What openstacksdk and keystoneauth raise for an unreadable cloud.
+CLIENT_ERRORS = (ks_exceptions.ClientException, sdk_exceptions.SDKException)
+
+
+def gather(conn):
+    """Read images and flavors (with extra specs) the caller can see."""
+    images = []
+    for image in conn.image.images():
+        props = dict(image.properties or {})
+        # openstacksdk models hw_machine_type as an attribute.
+        if getattr(image, 'hw_machine_type', None):
+            props[c.IMAGE_MACHINE_TYPE] = image.hw_machine_type
+        images.append((image.id, image.name, props))
+    flavors = [(f.id, f.name, dict(f.extra_specs or {}))
+               for f in conn.compute.flavors(get_extra_specs=True)]
+    return (audit.carriers('image', images, c.IMAGE_KEYS),
+            audit.carriers('flavor', flavors, c.FLAVOR_KEYS))
+
+
+def secret_checker(conn):
+    """Return secret_problem(ref) that reads a secret's metadata only."""
+    def secret_problem(ref):
+        try:
+            # Barbican answers a secret's URL with its payload when asked
+            # for anything but JSON: ask for JSON, always
+            response = conn.key_manager.get(
+                '/secrets/%s' % ref, raise_exc=False,
+                headers={'Accept': 'application/json'})
+        except CLIENT_ERRORS as e:
+            return 'could not be checked: %s' % _describe(e)
+        if response.status_code == 404:
+            return 'does not exist'
+        if response.status_code == 403:
+            return 'the caller may not read it'
+        if response.status_code >= 400:
+            return 'Barbican answered HTTP %d' % response.status_code
+        return None
+    return secret_problem
+
+
+def _describe(error):
+    # keystoneauth's and openstacksdk's messages name the URL and the HTTP
+    # status; neither carries a token
+    return '%s: %s' % (type(error).__name__, error)
+
+
+def run(cloud, fmt):
+    """Audit the cloud; return (report text, exit status)."""
+    try:
+        conn = openstack.connect(cloud=cloud)
+        images, flavors = gather(conn)
+    except CLIENT_ERRORS as e:
+        error = ('could not read images and flavors from the cloud %s: %s'
+                 % (cloud or '(OS_* environment)', _describe(e)))
+        if fmt == 'json':
+            return json.dumps({'error': error}, indent=2), UNREADABLE
+        return 'error: %s' % error, UNREADABLE
+    findings = audit.audit(images, flavors, secret_checker(conn))
+    return (audit.render(images, flavors, findings, fmt),
+            FINDINGS if findings else CLEAN)
