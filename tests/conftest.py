@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Suite-wide setup: the one hypothesis profile, and nova's threading mode."""
+"""Suite-wide setup: the one hypothesis profile, nova's threading mode, and
+the real services for the tests that need them (``tests/realservices.py``)."""
 
 import os
 
@@ -18,6 +19,9 @@ os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
 import nova.tests.functional  # noqa: E402,F401  (first: sets the mode)
 import nova.test  # noqa: E402,F401,I100  (imports nova.tests.unit)
 from vtpm_hyperv import nova_driver  # noqa: E402,F401
+
+# the fixture real_services and its marker; pytester, for their tests
+pytest_plugins = ['pytester', 'tests.realservices']
 
 # One profile. In CI (CI=true) it is derandomized, so a run is repeatable
 # and a failure there reproduces here with the same command.

@@ -20,6 +20,7 @@ import fixtures
 from keystoneauth1 import session as ks_session
 from nova import objects as nova_objects
 from oslo_config import cfg
+import pytest
 
 from tests import realservices
 from tests.functional import nova_harness
@@ -28,6 +29,7 @@ from vtpm_hyperv import nova_driver  # noqa: I100 (imports os-win first)
 from vtpm_hyperv import conf as hv_conf  # noqa: I100
 from vtpm_hyperv import fake  # noqa: I100
 
+pytestmark = pytest.mark.usefixtures('real_services')
 GEN2 = {constants.IMAGE_MACHINE_TYPE: constants.MACHINE_TYPE_GEN2}
 
 
