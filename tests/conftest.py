@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Suite-wide setup: nova's threading mode, and the one hypothesis profile."""
+"""Suite-wide setup: the one hypothesis profile, nova's threading mode, and
+the real services for the tests that need them (``tests/realservices.py``)."""
 
 import os
 
@@ -11,6 +12,9 @@ import hypothesis
 # which os-win and oslo.versionedobjects import. tools.simcloud prepares
 # the process in that order, before any test module imports them.
 import tools.simcloud  # noqa: F401
+
+# the fixture real_services and its marker; pytester, for their tests
+pytest_plugins = ['pytester', 'tests.realservices']
 
 # One profile. In CI (CI=true) it is derandomized, so a run is repeatable
 # and a failure there reproduces here with the same command.

@@ -1,7 +1,20 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The real Keystone, Barbican and Glance that ``python3 run.py test`` starts.
+"""The real Keystone, Barbican and Glance, for the tests that need them.
 
-For any test that needs them (``from tests import realservices``):
+A test that needs them uses the session fixture ``real_services`` (or a
+fixture that does, as ``tests/barbican/conftest.py``'s ``services``; a
+``unittest.TestCase`` through ``pytestmark =
+pytest.mark.usefixtures('real_services')``). The first such test starts them
+(``tools.services``, state in ``.state``), the session's end stops them,
+after a failure or Ctrl-C too; a run that selects none starts nothing.
+Services already named in the environment (``python3 -m tools.services
+start`` and ``eval "$(python3 -m tools.services env)"``) are used as they
+are and left running. Every test that uses the fixture carries the marker
+``real_services``: ``pytest -m "not real_services"`` is the suite without
+them. When they cannot start, each such test fails, never skips: a suite
+that cannot reach them has not tested anything.
+
+Then, in the tests:
 
     realservices.auth('owner')            keystoneauth1 plugin for a user
     realservices.session('other')         a keystoneauth1 session for a user
@@ -12,8 +25,6 @@ For any test that needs them (``from tests import realservices``):
 Users (``kind``): ``owner`` and ``other`` are members of two different
 projects (two tenants); ``service`` is a member of project ``service``;
 ``nova`` has role ``service`` there (what nova's ``[service_user]`` is).
-Missing services are a failure, never a skip: a suite that cannot reach
-them has not tested anything.
 """
 
 import functools
@@ -22,14 +33,55 @@ import os
 from barbicanclient import client as barbican_client
 from keystoneauth1.identity import v3
 from keystoneauth1 import session as ks_session
+import pytest
 
 from tools import services
 
 KINDS = ('owner', 'other', 'service', 'nova')
-_HINT = ('the real Keystone, Barbican and Glance are not running (no %s in the '
-         'environment): run the tests with `python3 run.py test`, or start '
-         'them with `python3 tools/services.py start` and '
-         '`eval "$(python3 tools/services.py env)"`')
+FIXTURE = 'real_services'
+_HINT = ('the real Keystone, Barbican and Glance are not running (no %s in '
+         'the environment): a test that talks to them uses the '
+         'real_services fixture, which starts them')
+
+
+@pytest.fixture(scope='session')
+def real_services(request):
+    """Keystone, Barbican and Glance, up until the session ends."""
+    if 'VTPM_TEST_KEYSTONE_URL' in os.environ:
+        yield  # started by hand: theirs to stop
+        return
+    # the services' progress is worth seeing: they take a while to start
+    plugins = request.config.pluginmanager
+    capture = plugins.getplugin('capturemanager')
+    try:
+        with capture.global_and_fixture_disabled():
+            plugins.getplugin('terminalreporter').ensure_newline()
+            env = services.start()
+    except services.ServiceError as e:
+        pytest.fail('the real Keystone, Barbican and Glance did not start: '
+                    '%s' % e, pytrace=False)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name in env:
+            os.environ.pop(name, None)
+        with capture.global_and_fixture_disabled():
+            services.stop()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', '%s: uses the real Keystone, Barbican and Glance (set on '
+        'every test that uses the fixture of that name)' % FIXTURE)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items):
+    """Mark every test that uses the services ``real_services``."""
+    for item in items:
+        if FIXTURE in getattr(item, 'fixturenames', ()):
+            item.add_marker(FIXTURE)
 
 
 class ServicesMissing(RuntimeError):

@@ -80,8 +80,8 @@ def wiped(monkeypatch):
 
 
 @pytest.fixture(scope='session')
-def services():
-    """The real Keystone and Barbican; a failure (not a skip) without them."""
+def services(real_services):
+    """Where the real Keystone and Barbican are, and their users."""
     try:
         return {'keystone': realservices.keystone_url(),
                 'barbican': realservices.barbican_url(),

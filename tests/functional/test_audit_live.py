@@ -2,7 +2,7 @@
 """``vtpm-check --audit`` against real Keystone, Barbican, Glance and nova-api.
 
 Keystone, Barbican and Glance are the real services ``python3 run.py test``
-starts on loopback (``tools/services.py``). nova-api is nova's own WSGI
+starts on loopback (``tools.services``). nova-api is nova's own WSGI
 application in this process (``OSAPIFixture``, through wsgi-intercept)
 with its real keystonemiddleware validating the tokens openstacksdk sends
 against that Keystone; the test puts its URL in the catalog as ``compute``.
@@ -26,11 +26,13 @@ from nova import conf as nova_conf
 from nova import test
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional.api import client as nova_client
+import pytest
 
 from tests import realservices
 from tools import services
 from vtpm_cli import check
 
+pytestmark = pytest.mark.usefixtures('real_services')
 CONF = nova_conf.CONF
 LOGGERS = ('keystoneauth', 'openstack', 'keystonemiddleware', 'barbicanclient',
            'vtpm_core', 'nova')

@@ -20,6 +20,7 @@ import fixtures
 from keystoneauth1 import session as ks_session
 from nova import objects as nova_objects
 from oslo_config import cfg
+import pytest
 
 from tests import realservices
 from tools.simcloud import driver
@@ -29,6 +30,7 @@ from vtpm_hyperv import conf as hv_conf
 from vtpm_hyperv import fake
 from vtpm_hyperv import keyprotector
 
+pytestmark = pytest.mark.usefixtures('real_services')
 GEN2 = {constants.IMAGE_MACHINE_TYPE: constants.MACHINE_TYPE_GEN2}
 
 
