@@ -58,8 +58,8 @@ from keystoneauth1 import session as ks_session  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 import requests  # noqa: E402
 
-from tests import realservices  # noqa: E402
 from tools import services  # noqa: E402
+from tools.services import clients as realservices  # noqa: E402
 from vtpm_hyperv import secrets  # noqa: E402
 
 SECRETS = 6

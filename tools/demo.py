@@ -305,10 +305,9 @@ def main(argv=None):
 
     say('starting Keystone, Barbican and Glance on loopback (state in %s)'
         % STATE.relative_to(ROOT))
-    env = services.start(STATE)
     noise = io.StringIO()
     failure = None
-    try:
+    with services.running(STATE) as env:
         say('starting nova (API, conductor, scheduler with VTPMFilter, '
             'placement) in this process')
         # nova's services log to stdout and stderr: kept, shown on failure
@@ -319,9 +318,7 @@ def main(argv=None):
                 run(env)
             except Exception:  # noqa: BLE001 - reported below, exit 1
                 failure = traceback.format_exc()
-    finally:
         say('stopping Keystone, Barbican and Glance')
-        services.stop(STATE)
     if failure:
         print(noise.getvalue(), file=sys.stderr)
         print(failure, file=sys.stderr)

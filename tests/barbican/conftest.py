@@ -11,8 +11,8 @@ from keystoneauth1 import exceptions as ks_exceptions
 from oslo_config import cfg
 import pytest
 
-from tests import realservices
 from tests.barbican import stub as stub_server
+from tests import realservices
 from tools import services as services_tool
 from vtpm_hyperv import secrets
 
@@ -52,7 +52,7 @@ def conf():
 
 @pytest.fixture
 def stub():
-    """A Barbican stand-in that misbehaves on demand (tests/barbican/stub.py)."""
+    """A Barbican stand-in that misbehaves on demand (tests.barbican.stub)."""
     server = stub_server.start()
     yield server
     stub_server.stop(server)
