@@ -11,15 +11,19 @@
    hoster) with the DR site's guardian file, plus one secret of another
    project;
 3. runs nova's own services in this process (API, conductor, scheduler with
-   ``VTPMFilter``, placement) with six simulated Hyper-V hosts: two in
-   fabric ``contoso-a``, two in ``contoso-b`` (all guarded, in HGS mode,
+   ``VTPMFilter``, placement), configured by the install guide's nova.conf
+   blocks (``tools.simcloud.guide``), with six simulated Hyper-V hosts: two
+   in fabric ``contoso-a``, two in ``contoso-b`` (all guarded, in HGS mode,
    attested), two in local mode (the only hosts where a local key
    protector, for a vTPM without keys, opens); their driver is
-   ``tools.simcloud.driver`` over the real backend and os-win's own code;
+   ``VTPMDriverMixin`` composed with a simulated Hyper-V driver
+   (``tools.simcloud.driver``), over the real backend and os-win's own code;
 4. boots seven servers (plain, vTPM, shielded from the PDK, keyed with the
    owner bundle, shielded with the owner bundle (refused), a conflicting
-   flavor, another project's secret) through nova's API, cold-migrates the
-   shielded one, and prints what happened;
+   flavor, another project's secret) through nova's API, tries a cold
+   migration of the shielded one (it moves) and of the vTPM one (refused),
+   and prints what happened: each ERROR and REFUSED row is an outcome the
+   demo asks for, and any other outcome fails it (exit status 1);
 5. deletes the servers and the secrets and stops the services.
 """
 
@@ -28,6 +32,7 @@ import io
 import os
 import pathlib
 import sys
+import textwrap
 import time
 import traceback
 
@@ -38,13 +43,21 @@ STARTED = time.monotonic()
 # What the table prints, filled in by the scenario.
 ROWS = []
 NOTES = []
+# nova keeps this much of an instance fault's message.
+NOVA_FAULT_CHARS = 255
+# The one name of the move the demo tries, in the log and the table.
+MIGRATION = 'cold migration'
+EXPECTED = ('Every row is the outcome the demo asks for: each ERROR and '
+            'REFUSED is a refusal it provokes on purpose (expected); any '
+            'other outcome fails the demo.')
 
 
 def say(message):
+    """One line of progress, as run.py and tools.services write theirs."""
     # the real stdout: nova's services print to sys.stdout, which the
     # demo collects and shows only if something fails
     out = sys.__stdout__
-    out.write('[%5.1fs] %s\n' % (time.monotonic() - STARTED, message))
+    out.write('==> %s\n' % message)
     out.flush()
 
 
@@ -76,7 +89,7 @@ class Tenant:
                         env['VTPM_TEST_OTHER_PROJECT_ID']: self.auth['other']}
         self.secrets = []
 
-    def auth_for(self, context):
+    def owner_auth(self, context):
         """The Keystone plugin of the project nova's request acts for."""
         return self.plugins.get(context.project_id)
 
@@ -89,18 +102,6 @@ class Tenant:
     def delete_secrets(self):
         for kind, ref in self.secrets:
             self.barbican[kind].secrets.delete(ref)
-
-
-def backend_conf():
-    from oslo_config import cfg
-
-    from vtpm_hyperv import conf as hv_conf
-
-    conf = cfg.ConfigOpts()
-    hv_conf.register_opts(conf)
-    # The tenant's guardians are self-signed, as in most deployments.
-    conf.set_override('allow_untrusted_root', True, group=hv_conf.GROUP)
-    return conf
 
 
 def scenario(tenant, cloud, nova):
@@ -162,6 +163,7 @@ def scenario(tenant, cloud, nova):
     vtpm = nova.create_flavor(vtpm='required')
     no_vtpm = nova.create_flavor(vtpm='disabled')
 
+    # (name, what is asked, flavor, image, the state the demo expects)
     plan = [
         ('plain', 'no vTPM', small, plain, 'ACTIVE'),
         ('vtpm', 'vTPM (flavor os:vtpm=required), no keys', vtpm, capable,
@@ -179,20 +181,20 @@ def scenario(tenant, cloud, nova):
     ]
     servers = {}
     for name, asked, flavor, image, state in plan:
-        say('booting %-9s (%s)' % (name, asked))
+        say('booting %s (%s)' % (name, asked))
         servers[name] = nova.boot(flavor, image, expected_state=state,
                                   name=name)
         ROWS.append(_row(name, asked, servers[name], cloud, fabric_of,
                          names))
 
-    say('cold-migrating "shielded" (its KeyProtector names its fabric and '
+    say('cold migration of shielded (its KeyProtector names its fabric and '
         'the DR site only)')
     server = nova._confirm_resize(nova._migrate_server(servers['shielded']))
-    ROWS.append(_row('shielded', 'after a cold migration', server, cloud,
-                     fabric_of, names))
+    ROWS.append(_row('shielded', MIGRATION, server, cloud, fabric_of,
+                     names))
 
-    say('cold-migrating "vtpm" (a local key protector opens on its own host '
-        'only)')
+    say('cold migration of vtpm (a local key protector opens on its own '
+        'host only)')
     server = servers['vtpm']
     nova.api.post_server_action(server['id'], {'migrate': None})
     nova._wait_for_instance_action_event(
@@ -201,8 +203,9 @@ def scenario(tenant, cloud, nova):
         server, {'status': 'ACTIVE', 'OS-EXT-STS:task_state': None})
     # the fault without its trailing [details] (nova keeps 255 characters)
     fault = nova.latest_fault(server).split(' [')[0]
-    ROWS.append(('vtpm', 'a cold migration', 'REFUSED, stays on %s: %s' % (
-        nova.host_of(server), fault), '(unchanged)'))
+    ROWS.append(('vtpm', MIGRATION, 'REFUSED (expected), stays on %s: %s'
+                 % (nova.host_of(server), fault), '(unchanged)',
+                 '(unchanged)'))
 
     say('deleting the servers')
     for server in servers.values():
@@ -220,38 +223,57 @@ def scenario(tenant, cloud, nova):
 
 
 def _row(name, asked, server, cloud, fabric_of, names):
-    """The table's row for a server: where it runs, whom its KP names."""
+    """The table's row for a server: where it runs, what its vTPM is, whom
+    its KeyProtector names."""
     from vtpm_hyperv import fake
     from vtpm_hyperv import keyprotector
 
     if server['status'] == 'ERROR':
-        return (name, asked, 'ERROR: %s' % server['fault']['message'], '-')
+        fault = server['fault']['message']
+        if len(fault) >= NOVA_FAULT_CHARS:
+            fault += '... (nova keeps %d characters)' % NOVA_FAULT_CHARS
+        return (name, asked, 'ERROR (expected): %s' % fault, '-', '-')
     host = server['OS-EXT-SRV-ATTR:host']
     hv = cloud.hosts[host]
     vm = hv.vm_security(server['OS-EXT-SRV-ATTR:instance_name'])
     where = '%s (%s)' % (host, fabric_of[host])
     if not vm['TpmEnabled']:
-        return (name, asked, where, 'no vTPM')
+        return (name, asked, where, 'none', '-')
     parsed = fake.parse_key_protector(vm['KeyProtector'])
     labels = [names.get(keyprotector.fabric_id(g.signing_der),
                         '%s (local guardian of %s)' % (g.name, host))
               for g in (parsed.owner,) + tuple(parsed.guardians)]
     if vm['ShieldingRequested']:
-        labels.append('[shielded]')
-    return (name, asked, where, ', '.join(labels))
+        kind = 'shielded'
+    elif parsed.guardians:
+        kind = 'encryption supported'
+    else:
+        kind = 'local key protector'
+    return (name, asked, where, kind, ', '.join(labels))
 
 
 def run(env):
     """The scenario, with nova's services and the simulator around it."""
     # first: nova's threading mode, before anything imports eventlet
     from tools.simcloud import driver
+    from tools.simcloud import guide
     from tools.simcloud import nova
 
+    nova_conf = nova.CONF
+
     tenant = Tenant(env)
-    with driver.SimulatedCloud(backend_conf(),
-                               auth_for=tenant.auth_for) as cloud, \
-            nova.running(cloud.make_driver,
-                         project_id=tenant.project) as services:
+    # the install guide's compute nova.conf, with this Keystone's nova user
+    compute_conf = guide.compute_replacements(
+        env['VTPM_TEST_KEYSTONE_URL'], env['VTPM_TEST_NOVA_USERNAME'],
+        env['VTPM_TEST_NOVA_PASSWORD'])
+    with driver.SimulatedCloud(nova_conf.CONF,
+                               owner_auth=tenant.owner_auth) as cloud, \
+            nova.running(cloud.make_driver, project_id=tenant.project,
+                         compute_conf=compute_conf) as services:
+        say('nova.conf from %s: %s' % (
+            guide.GUIDE.relative_to(ROOT), '; '.join(
+                '%s, lines %s' % (name, guide.lines_read(applied))
+                for name, applied in services.from_guide.items())))
         try:
             scenario(tenant, cloud, services)
         finally:
@@ -260,9 +282,9 @@ def run(env):
 
 
 def _table(rows):
-    headers = ('server', 'what was asked', 'host chosen, or the error',
-               "KeyProtector's guardians")
-    widths = (9, 24, 44, 34)
+    headers = ('server', 'what was asked', 'outcome: the host, or the error',
+               'vTPM', "KeyProtector's guardians")
+    widths = (10, 24, 44, 13, 30)
 
     def wrap(text, width):
         words, lines, line = str(text).split(' '), [], ''
@@ -327,8 +349,10 @@ def main(argv=None):
         print('  ' + note)
     print()
     print(_table(ROWS))
+    print(textwrap.fill(EXPECTED, 100))
     print()
-    say('FAILED' if failure else 'done')
+    say('%s in %.1f s' % ('FAILED' if failure else 'done',
+                          time.monotonic() - STARTED))
     return 1 if failure else 0
 
 

@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """The vTPM calls a Hyper-V compute driver makes, one per driver hook.
 
-An out-of-tree driver keeps one ``VTPMCompute`` per host and adds a call to
-each hook it already has::
+``vtpm_hyperv.driver.VTPMDriverMixin`` makes every call for a driver it is
+composed with; a driver that cannot compose it keeps one ``VTPMCompute``
+per host and adds a call to each hook it already has::
 
-    spawn (after the VM exists)      self._vtpm.spawn(context, instance, name)
+    spawn (VM created, still off)    if self._vtpm.requested(instance):
+                                         self._vtpm.spawn(context, instance,
+                                                          name)
     destroy                          self._vtpm.destroy(instance, name)
     get_available_resource           res['stats'].update(self._vtpm.stats())
     update_provider_tree             self._vtpm.update_traits(tree, nodename)
@@ -16,7 +19,7 @@ each hook it already has::
     instance_on_disk (evacuation)    self._vtpm.before_evacuation_here(
                                          instance)
     rebuild                          self._vtpm.before_rebuild(instance)
-    power_off while shelving         self._vtpm.before_shelve(instance)
+    power_off                        self._vtpm.before_power_off(instance)
 
 Each raises the nova exception that makes nova's compute manager do the
 right thing: abort a build without rescheduling for what another host cannot
@@ -30,6 +33,8 @@ from __future__ import annotations
 
 import logging
 
+from nova.compute import task_states
+import nova.conf
 from nova import exception as nova_exception
 from nova import service_auth
 
@@ -42,6 +47,7 @@ from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import lifecycle
 
 LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
 
 # nova copies every image property into system metadata with this prefix
 # (nova.utils.SM_IMAGE_PROP_PREFIX); image_meta keeps only nova's own ones.
@@ -153,6 +159,17 @@ class VTPMCompute:
         return self._backend
 
     # --- spawn and destroy --------------------------------------------------
+
+    def requested(self, instance) -> bool:
+        """Whether the build of ``instance`` asks for a vTPM.
+
+        :raises VTPMBuildAborted: its image and flavor make an invalid
+            request, which another host cannot fix.
+        """
+        try:
+            return request_for(instance).enabled
+        except exception.InvalidVTPMRequest as e:
+            raise self._abort(instance, e) from e
 
     def spawn(self, context, instance, vm_name):
         """Give the VM the vTPM its image and flavor ask for, if any.
@@ -284,6 +301,20 @@ class VTPMCompute:
     def before_rebuild(self, instance):
         """At ``rebuild``, before the VM is destroyed."""
         self._check_or_roll_back(lifecycle.REBUILD, instance)
+
+    def before_power_off(self, instance):
+        """At ``power_off``: refuses a shelve that would lose the vTPM.
+
+        nova powers the guest off first when it shelves (task state
+        ``shelving``) or offloads at once (``shelving_offloading``); any
+        other power-off is not ours to refuse.
+
+        :raises VTPMOperationRefused: nova reverts the task state.
+        """
+        if instance.task_state == task_states.SHELVING_OFFLOADING:
+            self.before_shelve(instance, True, lifecycle.SHELVE_OFFLOAD)
+        elif instance.task_state == task_states.SHELVING:
+            self.before_shelve(instance, CONF.shelved_offload_time != -1)
 
     def before_shelve(self, instance, offload,
                       operation=lifecycle.SHELVE):

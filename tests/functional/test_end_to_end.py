@@ -3,9 +3,11 @@
 
 Everything is real but the hypervisor: nova-api (microversion latest),
 conductor, scheduler with ``VTPMFilter``, placement, and computes running
-``tools.simcloud.driver.FakeHyperVDriver``, whose vTPM side is
-``vtpm_hyperv.compute`` over the real ``HyperVBackend``, os-win's own
-``VMUtils10``/``HostUtils10`` and the ``vtpm_hyperv.fake`` simulator. Key
+``tools.simcloud.driver.FakeHyperVDriver``: ``VTPMDriverMixin`` composed
+with a simulated Hyper-V driver, over the real ``HyperVBackend``, os-win's
+own ``VMUtils10``/``HostUtils10`` and the ``vtpm_hyperv.fake`` simulator,
+configured by the install guide's scheduler and compute blocks
+(``tools.simcloud.guide``). Key
 material lives in the real Barbican, read with the real Keystone token of
 the instance owner: nova's in-process API has no Keystone, so the servers
 are created in the owner's Keystone project and the compute maps that
@@ -18,15 +20,15 @@ import functools
 
 import fixtures
 from keystoneauth1 import session as ks_session
+from nova import conf as nova_conf
 from nova import objects as nova_objects
-from oslo_config import cfg
 import pytest
 
 from tests import realservices
 from tools.simcloud import driver
+from tools.simcloud import guide
 from tools.simcloud import nova
 from vtpm_core import constants
-from vtpm_hyperv import conf as hv_conf
 from vtpm_hyperv import fake
 from vtpm_hyperv import keyprotector
 
@@ -69,15 +71,6 @@ def secret(what, kind='owner'):
     return realservices.store_secret(payload, kind, name='e2e %s' % what)
 
 
-def backend_conf():
-    conf = cfg.ConfigOpts()
-    hv_conf.register_opts(conf)
-    # The tenant's guardians are self-signed ("New-HgsGuardian
-    # -GenerateCertificates"), as in most deployments.
-    conf.set_override('allow_untrusted_root', True, group=hv_conf.GROUP)
-    return conf
-
-
 class EndToEndTestCase(nova.Services):
 
     def setUp(self):
@@ -86,14 +79,20 @@ class EndToEndTestCase(nova.Services):
         self.other = realservices.user('other')
         plugins = {self.owner['project_id']: realservices.auth('owner'),
                    self.other['project_id']: realservices.auth('other')}
+        # The computes' nova.conf is the install guide's, with the real
+        # Keystone and its nova user in [service_user].
+        nova_user = realservices.user('nova')
+        self.compute_conf = guide.compute_replacements(
+            realservices.keystone_url(), nova_user['username'],
+            nova_user['password'])
 
-        def auth_for(context):
+        def owner_auth(context):
             return plugins.get(context.project_id) or \
                 context.get_auth_plugin()
 
         self.plugins = plugins
         self.cloud = self.enterContext(driver.SimulatedCloud(
-            backend_conf(), auth_for=auth_for))
+            nova_conf.CONF, owner_auth=owner_auth))
         # nova's log capture at DEBUG, so that the leak check sees it all
         self.useFixture(fixtures.EnvironmentVariable('OS_DEBUG', '1'))
         super().setUp()
@@ -205,6 +204,9 @@ class EndToEndTestCase(nova.Services):
         # Neither key material nor the owner's token reached a log line.
         log = self.stdlog.logger.output
         self.assertIn('Reading 2 Barbican secrets', log)  # DEBUG is on
+        # nova's service token went along, as the guide's [service_user]
+        # says (keystoneauth logs a hash of it)
+        self.assertIn('X-Service-Token: {SHA256}', log)
         bundle = fake.export_owner_pkcs12(owner)
         token = self.plugins[self.owner['project_id']].get_token(
             ks_session.Session())
@@ -438,3 +440,20 @@ class EndToEndTestCase(nova.Services):
         self.assertEqual(before, self.snapshot())
         self.assertIn('live migration of instance %s refused' % server['id'],
                       self.stdlog.logger.output)
+
+    # --- nova's libvirt vTPM properties on a Hyper-V cloud -------------------
+
+    def test_novas_libvirt_tpm_version_finds_no_hyperv_host(self):
+        """hyperv-vtpm reads no hw_tpm_*, but nova's scheduler turns a TPM
+        version into traits: a version and a model (TIS by default); a
+        Hyper-V host reports the first only (what the guides say)."""
+        self.hosts(p1=(None, None))
+        plain = self.boot(self.create_flavor(), self.image(
+            os_vtpm='required', hw_tpm_model='tpm-crb'))
+        # a model alone asks nova for nothing: ours decides, a vTPM
+        self.assertTrue(self.vm(plain)[1]['TpmEnabled'])
+        server = self.boot(self.create_flavor(), self.image(
+            os_vtpm='required', hw_tpm_version='2.0'),
+            expected_state='ERROR')
+        self.assertIn('No valid host', server['fault']['message'])
+        self.assertIn('COMPUTE_SECURITY_TPM_TIS', self.stdlog.logger.output)

@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 """A fake Hyper-V compute driver for nova's in-process services.
 
-For the demo and the end-to-end tests; no real compute host runs it.
-``FakeHyperVDriver`` is nova's ``MediumFakeDriver`` whose hosts are
-``vtpm_hyperv.fake`` simulated Hyper-V hosts, with the vTPM side wired
-exactly as an out-of-tree Hyper-V driver would wire it: through
-``vtpm_hyperv.compute.VTPMCompute`` and the real backend, so every VM
-setting goes through os-win's own code and the simulator's WMI.
+For the demo and the end-to-end tests; no real compute host runs it. It is
+built the way the install guide builds a real one: ``FakeHyperVDriver`` is
+``vtpm_hyperv.driver.VTPMDriverMixin`` composed with
+``SimulatedHyperVDriver``, a driver that knows nothing of vTPMs (nova's
+``MediumFakeDriver`` whose instances are VMs on a ``vtpm_hyperv.fake``
+simulated Hyper-V host). So the tests and the demo run the mixin's hooks
+themselves, over the real backend: every VM setting goes through os-win's
+own code and the simulator's WMI.
 
 What it models of Hyper-V: a VM per instance (Generation 2 when the image
 says ``hw_machine_type=hyperv-gen2``); the VM powers on only where its
@@ -19,7 +21,7 @@ Use it with a ``SimulatedCloud``, which installs the simulator for its
 ``with`` block, owns the simulated hosts, and says how each host's backend
 is built and whose credentials a request carries::
 
-    with driver.SimulatedCloud(conf, auth_for=...) as cloud:
+    with driver.SimulatedCloud(nova.conf.CONF, owner_auth=...) as cloud:
         cloud.add_host('hv1', fabric=fabric_a)
         # nova.virt.driver.load_compute_driver -> cloud.make_driver(virtapi)
 
@@ -33,19 +35,14 @@ from __future__ import annotations
 import contextlib
 import copy
 
-from nova.compute import task_states
-import nova.conf
+from nova import service_auth
 from nova.virt import fake as nova_fake
 
 from vtpm_core import constants
 from vtpm_hyperv import backend
 from vtpm_hyperv import compute
+from vtpm_hyperv import driver as vtpm_driver
 from vtpm_hyperv import fake
-from vtpm_hyperv import lifecycle
-
-CONF = nova.conf.CONF
-
-_SHELVING = (task_states.SHELVING, task_states.SHELVING_OFFLOADING)
 
 
 def simulated_backend(conf, hv_host):
@@ -62,17 +59,20 @@ class SimulatedCloud:
 
     A context manager: the simulator is installed inside its ``with`` block.
 
-    :param conf: the oslo.config object the backends read.
-    :param auth_for: ``context -> keystoneauth1 plugin`` for the instance
-        owner. On a real cloud that is ``context.get_auth_plugin()`` (the
-        default); nova's in-process API has no Keystone, so the demo and the
-        tests map the request's project to a real Keystone user's plugin.
+    :param conf: the oslo.config object the backends read (nova's
+        ``CONF``, as on a real compute host).
+    :param owner_auth: ``context -> keystoneauth1 plugin`` of the instance
+        owner. On a real cloud that is ``context.get_auth_plugin()``, the
+        token nova received; nova's in-process API has no Keystone, so the
+        demo and the tests map the request's project to a real Keystone
+        user's plugin. The compute sends it with nova's service token, as
+        ``[service_user]`` says (``VTPMCompute``'s default).
     :param make_backend: ``(conf, FakeHyperVHost) -> VTPMBackend``.
     """
 
-    def __init__(self, conf, auth_for=None, make_backend=None):
+    def __init__(self, conf, owner_auth=None, make_backend=None):
         self.conf = conf
-        self.auth_for = auth_for
+        self.owner_auth = owner_auth or (lambda ctx: ctx.get_auth_plugin())
         self.make_backend = make_backend or simulated_backend
         self.hosts: dict[str, fake.FakeHyperVHost] = {}
         self.drivers: dict[str, FakeHyperVDriver] = {}
@@ -103,23 +103,23 @@ class SimulatedCloud:
         return '192.0.2.%d' % (list(self.hosts).index(name) + 1)
 
 
-class FakeHyperVDriver(nova_fake.MediumFakeDriver):
-    """nova's fake driver, with a simulated Hyper-V host underneath."""
+class SimulatedHyperVDriver(nova_fake.MediumFakeDriver):
+    """A Hyper-V driver that knows nothing of vTPMs: nova's fake driver
+    whose instances are VMs on a simulated Hyper-V host.
+
+    It stands where compute-hyperv's ``HyperVDriver`` stands on a real host,
+    and names VMs as it does (``instance.name``).
+    """
 
     def __init__(self, virtapi, cloud: SimulatedCloud):
         super().__init__(virtapi)
         self.cloud = cloud
         self.hv = None
-        self.vtpm = None
 
     def init_host(self, host):
         super().init_host(host)
         self.hv = self.cloud.hosts[host]
         self.cloud.drivers[host] = self
-        self.vtpm = compute.VTPMCompute(
-            self.cloud.conf,
-            backend=self.cloud.make_backend(self.cloud.conf, self.hv),
-            auth_for=self.cloud.auth_for)
 
     def get_host_ip_addr(self):
         # distinct per host, so a move can tell whether it stays
@@ -134,61 +134,28 @@ class FakeHyperVDriver(nova_fake.MediumFakeDriver):
             constants.MACHINE_TYPE_GEN2 else 1
         self.hv.add_vm(instance.name, generation=gen,
                        instance_uuid=instance.uuid)
-        try:
-            self.vtpm.spawn(context, instance, instance.name)
-            if power_on:
-                self.hv.start_vm(instance.name)
-        except Exception:
-            # nothing of this build stays on the host
-            self._remove_vm(instance)
-            raise
+        if power_on:
+            self.hv.start_vm(instance.name)
         self._track(context, instance, power_on)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
-        self._remove_vm(instance)
+        if instance.name in self.hv.vms:
+            self.hv.stop_vm(instance.name)
+            self.hv.remove_vm(instance.name)
         super().destroy(context, instance, network_info,
                         block_device_info=block_device_info,
                         destroy_disks=destroy_disks,
                         destroy_secrets=destroy_secrets)
-
-    def _remove_vm(self, instance):
-        name = instance.name if instance.name in self.hv.vms else None
-        if name is not None:
-            # Hyper-V changes security settings of a stopped VM only
-            self.hv.stop_vm(name)
-        self.vtpm.destroy(instance, name)
-        if name is not None:
-            self.hv.remove_vm(name)
 
     def _track(self, context, instance, power_on):
         # nova's fake bookkeeping (resources, power state), nothing else
         nova_fake.FakeDriver.spawn(self, context, instance, None, None, None,
                                    None, power_on=power_on)
 
-    # --- capability reporting ------------------------------------------------
-
-    def get_available_resource(self, nodename):
-        resources = super().get_available_resource(nodename)
-        if resources:
-            resources['stats'] = dict(resources.get('stats') or {},
-                                      **self.vtpm.stats())
-        return resources
-
-    def update_provider_tree(self, provider_tree, nodename, allocations=None):
-        super().update_provider_tree(provider_tree, nodename, allocations)
-        self.vtpm.update_traits(provider_tree, nodename)
-
     # --- power ---------------------------------------------------------------
 
     def power_off(self, instance, timeout=0, retry_interval=0):
-        if instance.task_state in _SHELVING:
-            offload = (instance.task_state == task_states.SHELVING_OFFLOADING
-                       or CONF.shelved_offload_time != -1)
-            operation = (lifecycle.SHELVE_OFFLOAD
-                         if instance.task_state ==
-                         task_states.SHELVING_OFFLOADING else lifecycle.SHELVE)
-            self.vtpm.before_shelve(instance, offload, operation)
         if instance.name in self.hv.vms:
             self.hv.stop_vm(instance.name)
         super().power_off(instance, timeout, retry_interval)
@@ -201,31 +168,11 @@ class FakeHyperVDriver(nova_fake.MediumFakeDriver):
                          block_device_info=block_device_info,
                          accel_info=accel_info, share_info=share_info)
 
-    # --- rebuild and evacuate ------------------------------------------------
-
-    def rebuild(self, context, instance, image_meta, injected_files,
-                admin_password, allocations, bdms, detach_block_devices,
-                attach_block_devices, network_info=None, evacuate=False,
-                block_device_info=None, preserve_ephemeral=False,
-                accel_uuids=None, reimage_boot_volume=False):
-        if not evacuate:
-            self.vtpm.before_rebuild(instance)
-        # nova's default: destroy, then spawn
-        raise NotImplementedError()
-
-    def instance_on_disk(self, instance):
-        # nova's first driver call on the destination of an evacuation
-        if instance.host != self._host:
-            self.vtpm.before_evacuation_here(instance)
-        return False
-
     # --- resize and cold migration -------------------------------------------
 
     def migrate_disk_and_power_off(self, context, instance, dest, flavor,
                                    network_info, block_device_info=None,
                                    timeout=0, retry_interval=0):
-        self.vtpm.before_move(instance, flavor,
-                              same_host=dest == self.get_host_ip_addr())
         if instance.name in self.hv.vms:
             self.hv.stop_vm(instance.name)
         return ''
@@ -264,16 +211,6 @@ class FakeHyperVDriver(nova_fake.MediumFakeDriver):
 
     # --- live migration ------------------------------------------------------
 
-    def check_can_live_migrate_destination(self, context, instance,
-                                           src_compute_info, dst_compute_info,
-                                           block_migration=False,
-                                           disk_over_commit=False):
-        self.vtpm.before_live_migration_here(instance, host=self._host)
-        return super().check_can_live_migrate_destination(
-            context, instance, src_compute_info, dst_compute_info,
-            block_migration=block_migration,
-            disk_over_commit=disk_over_commit)
-
     def live_migration(self, context, instance, dest, post_method,
                        recover_method, block_migration=False,
                        migrate_data=None):
@@ -290,8 +227,7 @@ class FakeHyperVDriver(nova_fake.MediumFakeDriver):
 
     def post_live_migration(self, context, instance, block_device_info,
                             migrate_data=None):
-        # the source drops what it imported for the instance
-        self.vtpm.destroy(instance, None)
+        # the VM left with its configuration; nova's bookkeeping follows
         self.instances.pop(instance.uuid, None)
 
     def post_live_migration_at_destination(self, context, instance,
@@ -299,3 +235,24 @@ class FakeHyperVDriver(nova_fake.MediumFakeDriver):
                                            block_migration=False,
                                            block_device_info=None):
         self._track(context, instance, True)
+
+
+class FakeHyperVDriver(vtpm_driver.VTPMDriverMixin, SimulatedHyperVDriver):
+    """The simulated Hyper-V driver with the vTPM, composed as the install
+    guide composes a real one (``doc/source/install.rst``).
+
+    Every hook is the mixin's; only where the host's ``VTPMCompute`` comes
+    from differs: one process runs every simulated host, so each gets a
+    backend over its own simulated host and the cloud's owner credentials,
+    where a real host loads the ``hyperv`` backend by name and sends nova's.
+    """
+
+    def vtpm_compute(self):
+        return compute.VTPMCompute(
+            self.cloud.conf, backend=self.cloud.make_backend(self.cloud.conf,
+                                                             self.hv),
+            auth_for=self._auth_for)
+
+    def _auth_for(self, context):
+        return service_auth.get_service_user_token_auth_plugin(
+            context, user_auth=self.cloud.owner_auth(context))

@@ -6,10 +6,12 @@ scheduler, placement, computes) from its test machinery: ``nova.test``'s
 ``TestCase`` and the fixtures of ``nova.tests.fixtures``, several of which
 take the test case itself to stub and clean up with. ``Services`` is that
 machinery set up for us: real nova-api (microversion latest), conductor,
-scheduler with ``VTPMFilter`` loaded as an operator configures it, and
-placement, with computes whose driver ``make_driver`` gives. The functional
-tests are ``Services`` test cases; a program (the demo) runs the same
-set-up and clean-up around a ``with`` block::
+scheduler with ``VTPMFilter`` configured by the install guide's
+``nova-scheduler-conf`` block (``tools.simcloud.guide``), and placement,
+with computes whose driver ``make_driver`` gives, configured by its
+``nova-compute-conf`` block when the cloud says how (``compute_conf``).
+The functional tests are ``Services`` test cases; a program (the demo) runs
+the same set-up and clean-up around a ``with`` block::
 
     with nova.running(cloud.make_driver) as services:
         services.start_compute('hv1')
@@ -21,27 +23,22 @@ from __future__ import annotations
 import contextlib
 
 import fixtures
+from keystoneauth1 import loading as ks_loading
 from nova.api.validation.extra_specs import validators as es_validators
-from nova.conf import scheduler as scheduler_conf
+import nova.conf
 from nova import context as nova_context
 from nova import objects as nova_objects
 from nova.tests.functional import integrated_helpers
 from oslo_utils import uuidutils
 
+from tools.simcloud import guide
 from vtpm_core import constants
+from vtpm_filters import conf as filter_conf
 from vtpm_filters import validators as vtpm_validators
+from vtpm_hyperv import conf as hv_conf
+from vtpm_hyperv import secrets
 
-# Our filters added to nova's defaults, loaded through vtpm_filters.all_filters
-# exactly as an operator configures them.
-AVAILABLE_FILTERS = ['nova.scheduler.filters.all_filters',
-                     'vtpm_filters.all_filters']
-
-
-def _default_filters():
-    for opt in scheduler_conf.filter_scheduler_opts:
-        if opt.name == 'enabled_filters':
-            return list(opt.default)
-    raise LookupError('enabled_filters')
+CONF = nova.conf.CONF
 
 
 class Services(integrated_helpers.ProviderUsageBaseTestCase):
@@ -55,21 +52,41 @@ class Services(integrated_helpers.ProviderUsageBaseTestCase):
     # nova imports 'nova.virt.' + compute_driver, so our drivers come in
     # through make_driver() instead (see setUp).
     compute_driver = 'fake.MediumFakeDriver'
-    # Scheduler filters on top of nova's defaults.
-    extra_filters = ('VTPMFilter',)
+    # What the computes' nova.conf has beyond the guide's, as
+    # guide.apply's ``replace``: {(group, option): (the guide's, ours)};
+    # None: the guide's compute block is not applied (fake computes).
+    compute_conf = None
 
     def setUp(self):
         # HostManager loads filters when the scheduler starts, so before
         # super().setUp(); the ConfFixture undoes these overrides.
-        self.flags(available_filters=AVAILABLE_FILTERS,
-                   enabled_filters=_default_filters() + list(
-                       self.extra_filters),
-                   group='filter_scheduler')
+        filter_conf.register_opts(CONF)
+        # block name -> the guide's options it set, with their lines
+        self.from_guide = {guide.SCHEDULER: guide.apply(
+            self._set, guide.SCHEDULER, CONF)}
+        if self.compute_conf is not None:
+            hv_conf.register_opts(CONF)
+            secrets.register_opts(CONF)
+            # the driver comes from make_driver, composed as the guide's is
+            self.from_guide[guide.COMPUTE] = guide.apply(
+                self._set, guide.COMPUTE, CONF, replace=self.compute_conf,
+                skip=[('DEFAULT', 'compute_driver')])
         self.useFixture(fixtures.MonkeyPatch(
             'nova.virt.driver.load_compute_driver',
             lambda virtapi, compute_driver=None: self.make_driver(virtapi)))
         super().setUp()
         self.assert_validator_loaded()
+
+    def _set(self, group, name, value):
+        if name == 'auth_type':
+            # what keystoneauth does when it reads auth_type from a file
+            opts = ks_loading.get_auth_plugin_conf_options(value)
+            CONF.register_opts(opts, group=group)
+            # Run after the ConfFixture's reset (cleanups run last in, first
+            # out): left registered, the plugin's auth_url would be required
+            # in nova's next parse of CONF.
+            self.addCleanup(CONF.unregister_opts, opts, group=group)
+        self.flags(**{name: value, 'group': group})
 
     def make_driver(self, virtapi):
         """The driver of each compute this cloud starts (a hook)."""
@@ -151,9 +168,10 @@ class Services(integrated_helpers.ProviderUsageBaseTestCase):
 class _Program(Services):
     """``Services`` set up for a program rather than a test run."""
 
-    def __init__(self, make_driver):
+    def __init__(self, make_driver, compute_conf):
         super().__init__()
         self._make_driver = make_driver
+        self.compute_conf = compute_conf
 
     def make_driver(self, virtapi):
         return self._make_driver(virtapi)
@@ -163,7 +181,7 @@ class _Program(Services):
 
 
 @contextlib.contextmanager
-def running(make_driver, *, project_id=None):
+def running(make_driver, *, project_id=None, compute_conf=None):
     """nova's services in this process for the ``with`` block; yields them.
 
     The ``Services`` set-up runs on entry and its clean-up on exit, even
@@ -173,8 +191,10 @@ def running(make_driver, *, project_id=None):
     :param make_driver: ``virtapi -> ComputeDriver`` for each compute.
     :param project_id: the project the API acts in (nova's in-process API
         has no Keystone; servers belong to this project).
+    :param compute_conf: ``Services.compute_conf``: the computes then run
+        with the install guide's nova.conf.
     """
-    services = _Program(make_driver)
+    services = _Program(make_driver, compute_conf)
     try:
         services.setUp()
         if project_id is not None:
