@@ -8,6 +8,11 @@ that nova would give. Nothing is contacted: it applies the same rules as the
 scheduler and the compute side. ``vtpm-check --audit`` reads a cloud instead
 (``vtpm_cli.cloud``, the ``audit`` extra). ``EXIT_STATUS`` lists the exit
 codes (``--help`` prints it).
+
+The decision and the audit report go to standard output; every message for
+the person at the terminal goes to standard error: errors, and warnings
+about what would not be read as given (``vtpm_cli.lint``; an audit option
+without ``--audit``). ``--strict`` makes each warning an error.
 """
 
 import argparse
@@ -21,8 +26,11 @@ MISSING_EXTRA = 3
 EXIT_STATUS = """exit status:
   0  the request is valid; or the audit found nothing wrong
   1  the audit found problems
-  2  the request or the arguments are invalid, or the cloud is unreadable
+  2  the request or the arguments are invalid (with --strict, also a
+     warning), or the cloud is unreadable
   3  --audit without openstacksdk (pip install 'hyperv-vtpm[audit]')"""
+# Options that only an audit reads, with their defaults there.
+AUDIT_ONLY = {'format': 'human', 'os_cloud': None}
 
 
 def _key_value(text):
@@ -54,15 +62,24 @@ def parse_args(argv):
         'when anything is wrong.')
     audit.add_argument('--audit', action='store_true',
                        help='audit the cloud instead of checking a request')
-    audit.add_argument('--os-cloud', metavar='NAME', default=None,
+    audit.add_argument('--os-cloud', metavar='NAME',
                        help='a cloud of clouds.yaml (default: OS_CLOUD or '
                             'the OS_* variables)')
-    audit.add_argument('--format', choices=('human', 'json'), default='human',
+    audit.add_argument('--format', choices=('human', 'json'),
                        help='human-readable text (default) or JSON')
+    parser.add_argument('--strict', action='store_true',
+                        help='make every warning an error (exit status 2)')
     args = parser.parse_args(argv)
     if args.audit and (args.image_property or args.extra_spec):
         parser.error('--audit reads the cloud; it takes no --image-property '
                      'or --extra-spec')
+    # None tells an option not given from one given with its default
+    args.ignored = [] if args.audit else [
+        '--' + name.replace('_', '-') for name in AUDIT_ONLY
+        if getattr(args, name) is not None]
+    for name, default in AUDIT_ONLY.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     return args
 
 
@@ -92,8 +109,17 @@ def main(argv=None):
 
 
 def _check(args):
+    from vtpm_cli import lint
     from vtpm_core import exception
     from vtpm_core import policy
+    found = lint.warnings(args.image_property, args.extra_spec) + [
+        '%s applies to --audit only; it is ignored' % option
+        for option in args.ignored]
+    for message in found:
+        print('%s: %s' % ('error' if args.strict else 'warning', message),
+              file=sys.stderr)
+    if found and args.strict:
+        return INVALID
     try:
         request = policy.build_request(dict(args.image_property),
                                        dict(args.extra_spec))
@@ -112,7 +138,11 @@ def _audit(args):
               "the audit extra: pip install 'hyperv-vtpm[audit]'" % e,
               file=sys.stderr)
         return MISSING_EXTRA
-    report, status = cloud.run(args.os_cloud, args.format)
+    try:
+        report, status = cloud.run(args.os_cloud, args.format)
+    except cloud.CloudUnreadable as e:
+        print('error: %s' % e, file=sys.stderr)
+        return cloud.UNREADABLE
     print(report)
     return status
 

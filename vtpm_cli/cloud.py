@@ -9,14 +9,13 @@ only: no payload is fetched. Importing this module needs openstacksdk (the
 
 from __future__ import annotations
 
-import json
-
 from keystoneauth1 import exceptions as ks_exceptions
 import openstack
 from openstack import exceptions as sdk_exceptions
 
 from vtpm_core import audit
 from vtpm_core import constants as c
+from vtpm_core import exception
 
 # run()'s exit status (vtpm_cli.check documents every code of vtpm-check).
 CLEAN = 0
@@ -25,6 +24,13 @@ UNREADABLE = 2
 
 # What openstacksdk and keystoneauth raise for an unreadable cloud.
 CLIENT_ERRORS = (ks_exceptions.ClientException, sdk_exceptions.SDKException)
+
+
+class CloudUnreadable(exception.VTPMError):
+    """The cloud's images and flavors could not be read: no report."""
+
+    msg_fmt = ('could not read images and flavors from the cloud %(cloud)s: '
+               '%(reason)s')
 
 
 def gather(conn):
@@ -70,16 +76,18 @@ def _describe(error):
 
 
 def run(cloud, fmt):
-    """Audit the cloud; return (report text, exit status)."""
+    """Audit the cloud; return (report text, exit status).
+
+    :raises CloudUnreadable: openstacksdk could not read the images and
+        flavors (no credentials, an unknown cloud, Keystone, Glance or nova
+        refused or unreachable); an unreadable secret is a finding.
+    """
     try:
         conn = openstack.connect(cloud=cloud)
         images, flavors = gather(conn)
     except CLIENT_ERRORS as e:
-        error = ('could not read images and flavors from the cloud %s: %s'
-                 % (cloud or '(OS_* environment)', _describe(e)))
-        if fmt == 'json':
-            return json.dumps({'error': error}, indent=2), UNREADABLE
-        return 'error: %s' % error, UNREADABLE
+        raise CloudUnreadable(cloud=cloud or '(OS_* environment)',
+                              reason=_describe(e)) from e
     findings = audit.audit(images, flavors, secret_checker(conn))
     return (audit.render(images, flavors, findings, fmt),
             FINDINGS if findings else CLEAN)

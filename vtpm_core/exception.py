@@ -25,6 +25,19 @@ _REPR.maxlevel = 2
 _REPR.maxstring = _REPR.maxother = EXCERPT_LENGTH
 
 
+class _Absent:
+    """A key that is not set, as every message names it: absent."""
+
+    def __repr__(self):
+        return 'absent'
+
+
+# The value of a key that is not set; excerpt() and the messages show it
+# unquoted ("os_vtpm (image property) is absent"), as the "why" of a request
+# does, so it cannot be mistaken for a value someone set.
+ABSENT = _Absent()
+
+
 def excerpt(value) -> str:
     """Return ``repr(value)``, or its start and the value's size if longer.
 

@@ -91,7 +91,8 @@ def build_request(image_properties: Mapping[str, str],
     enabled = _ON_OFF.get((image_policy, flavor_policy))
     if enabled is None:
         raise _conflict(image_properties, image_policy, flavor_policy)
-    reasons = [_why(image_policy, flavor_policy, enabled)]
+    reasons = [_why(image_policy, flavor_policy, enabled,
+                    image_set=c.IMAGE_VTPM in image_properties)]
 
     key_refs = []
     if raw_keys is not _ABSENT:
@@ -112,7 +113,8 @@ def build_request(image_properties: Mapping[str, str],
         if enabled:
             raise exception.MachineTypeNotSupported(
                 key=c.IMAGE_MACHINE_TYPE, source=c.IMAGE,
-                value='<absent>' if machine_type is None else machine_type,
+                value=(exception.ABSENT if machine_type is None
+                       else machine_type),
                 allowed=c.MACHINE_TYPE_GEN2)
 
     shielded = shielding == c.REQUIRED
@@ -191,12 +193,15 @@ def _key_refs(raw):
             key=c.IMAGE_VTPM_KEYS, source=c.IMAGE, value=raw, problem=problem,
             max_keys=c.MAX_KEYS, max_length=c.MAX_VALUE_BYTES)
 
+    if not isinstance(raw, str):
+        raise invalid(_not_copyable(raw))
+    items = raw.split(',')
+    if len(items) > c.MAX_KEYS:
+        # the count says what to change, before the length it makes
+        raise invalid('%d keys' % len(items))
     problem = _not_copyable(raw)
     if problem:
         raise invalid(problem)
-    items = raw.split(',')
-    if len(items) > c.MAX_KEYS:
-        raise invalid('%d items' % len(items))
     refs = []
     for position, item in enumerate(items, 1):
         item = item.strip(_SPACE)
@@ -213,7 +218,7 @@ def _key_refs(raw):
 
 
 def _conflict(image_properties, image_policy, flavor_policy):
-    image_value = image_properties.get(c.IMAGE_VTPM, '<absent>')
+    image_value = image_properties.get(c.IMAGE_VTPM, exception.ABSENT)
     if flavor_policy == c.REQUIRED:
         why = ('the flavor requires a vTPM but the image does not declare '
                'support; set os_vtpm to optional or required on the image, '
@@ -225,8 +230,10 @@ def _conflict(image_properties, image_policy, flavor_policy):
         image_value=image_value, flavor_value=flavor_policy, why=why)
 
 
-def _why(image_policy, flavor_policy, enabled):
-    flavor = ('absent' if flavor_policy is None else flavor_policy)
+def _why(image_policy, flavor_policy, enabled, image_set):
+    # an absent key is "absent", as in the errors; the image's default too
+    image = image_policy if image_set else 'absent (%s)' % image_policy
+    flavor = 'absent' if flavor_policy is None else flavor_policy
     return 'vTPM %s: %s (%s) is %s, %s (%s) is %s' % (
-        'on' if enabled else 'off', c.IMAGE_VTPM, c.IMAGE, image_policy,
+        'on' if enabled else 'off', c.IMAGE_VTPM, c.IMAGE, image,
         c.FLAVOR_VTPM, c.FLAVOR, flavor)

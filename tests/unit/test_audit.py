@@ -7,6 +7,7 @@ services.
 """
 
 import json
+import pathlib
 import sys
 
 import vtpm_cli
@@ -96,6 +97,33 @@ def test_json_report_is_machine_readable():
     assert report['findings'][0]['kind'] == 'image'
 
 
+# The JSON report the audit guide shows (doc/source/admin/audit.rst).
+SAMPLE = pathlib.Path(__file__).parents[1] / 'data' / 'audit-report.json'
+
+
+def sample_report():
+    """A project with a keyed image whose second secret is gone, a flavor
+    that turns the vTPM on, and one that disables it."""
+    imgs = audit.carriers('image', [
+        ('5b1f0c1e-2f57-4e1a-9a43-7d2c1f6e8a10', 'win2022-keyed',
+         dict(GEN2, os_vtpm='required', os_vtpm_keys='%s,%s' % (K1, K2),
+              os_distro='windows')),
+        ('c0a8e3b2-4d6f-4b8e-8f1a-2e9d7c5b3a41', 'ubuntu', {})],
+        ('os_vtpm', 'os_vtpm_keys', 'hw_machine_type', 'os_shielded_vm'))
+    flvs = audit.carriers('flavor', [
+        ('f-vtpm', 'm1.vtpm', {'os:vtpm': 'required'}),
+        ('f-plain', 'm1.no-vtpm', {'os:vtpm': 'disabled'})], ('os:vtpm',))
+    found = audit.audit(imgs, flvs, {K2: 'does not exist'}.get)
+    return audit.render(imgs, flvs, found, 'json') + '\n'
+
+
+def test_the_documented_json_report_is_what_the_audit_renders():
+    assert SAMPLE.read_text() == sample_report(), (
+        '%s is stale; write this into it:\n%s' % (SAMPLE, sample_report()))
+    report = json.loads(SAMPLE.read_text())
+    assert [f['kind'] for f in report['findings']] == ['secret', 'pair']
+
+
 def test_human_report_says_when_all_is_well():
     text = audit.render([], [], [], 'human')
     assert text.splitlines() == [
@@ -157,7 +185,8 @@ def test_an_unreachable_barbican_is_a_finding_not_a_crash():
         'establish connection' % K1)]
 
 
-def test_a_cloud_that_cannot_be_read_exits_2(monkeypatch):
+def test_a_cloud_that_cannot_be_read_exits_2_with_the_error_on_stderr(
+        monkeypatch, capsys):
     from openstack import exceptions as sdk_exceptions
 
     def connect(cloud):
@@ -165,15 +194,13 @@ def test_a_cloud_that_cannot_be_read_exits_2(monkeypatch):
                                              % cloud)
 
     monkeypatch.setattr(cloud.openstack, 'connect', connect)
-    text, status = cloud.run('nowhere', 'human')
-    assert (status, text) == (2, (
-        'error: could not read images and flavors from the cloud nowhere: '
-        'ConfigException: Cloud nowhere was not found.'))
-    text, status = cloud.run('nowhere', 'json')
-    assert status == 2
-    assert json.loads(text) == {'error': (
-        'could not read images and flavors from the cloud nowhere: '
-        'ConfigException: Cloud nowhere was not found.')}
+    for fmt in ('human', 'json'):
+        assert check.main(['--audit', '--os-cloud', 'nowhere', '--format',
+                           fmt]) == cloud.UNREADABLE
+        captured = capsys.readouterr()
+        assert (captured.out, captured.err) == ('', (
+            'error: could not read images and flavors from the cloud '
+            'nowhere: ConfigException: Cloud nowhere was not found.\n'))
 
 
 def test_audit_without_openstacksdk_names_the_extra_and_exits_3(

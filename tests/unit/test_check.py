@@ -51,3 +51,107 @@ def test_malformed_argument_is_a_usage_error(capsys):
         check.main(['-i', 'os_vtpm'])
     assert e.value.code == 2
     assert 'expected KEY=VALUE' in capsys.readouterr().err
+
+
+# --- warnings: what would not be read as given -------------------------------
+
+GEN2_ON = ['-i', 'os_vtpm=required', '-i', 'hw_machine_type=hyperv-gen2']
+KEY = '8f14e45f-ceea-467a-9575-7a6c8c2b3a11'
+
+# (id, arguments, what the warning must say); each request is valid
+WARNINGS = [
+    ('flavor key as an image property', ['-i', 'os:vtpm=required'],
+     'os:vtpm is a flavor extra spec, given as an image property: it is '
+     'ignored there; give it with --extra-spec/-e (as an image property the '
+     'key is os_vtpm)'),
+    ('image key as a flavor extra spec', ['-e', 'os_vtpm_keys=' + KEY],
+     'os_vtpm_keys is an image property, given as a flavor extra spec: it is '
+     'ignored there; give it with --image-property/-i'),
+    ('misspelt image key', ['-i', 'os_vtp_keys=' + KEY],
+     'os_vtp_keys (image property) is not a key hyperv-vtpm reads; did you '
+     'mean os_vtpm_keys?'),
+    ('misspelt key of the other side', ['-e', 'os:vtpm_keys=' + KEY],
+     'os:vtpm_keys (flavor extra spec) is not a key hyperv-vtpm reads; did '
+     'you mean os_vtpm_keys (an image property)?'),
+    ('one of ours, unlike any', ['-i', 'os_vtpm_version=2.0'],
+     'os_vtpm_version (image property) is not a key hyperv-vtpm reads'),
+    ('a key given twice', GEN2_ON + ['-i', 'os_vtpm=optional'],
+     "os_vtpm (image property) is given 2 times ('required', 'optional'); "
+     'the last one counts'),
+    ("nova's libvirt flavor key", ['-e', 'hw:tpm_version=2.0'],
+     "hw:tpm_version (flavor extra spec) is nova's libvirt vTPM"),
+    ("nova's libvirt image key", ['-i', 'hw_tpm_model=tpm-crb'],
+     "hw_tpm_model (image property) is nova's libvirt vTPM"),
+    ('--format without --audit', ['--format', 'json'],
+     '--format applies to --audit only; it is ignored'),
+    ('--os-cloud without --audit', ['--os-cloud', 'prod'],
+     '--os-cloud applies to --audit only; it is ignored'),
+]
+
+
+@pytest.mark.parametrize('argv,warning', [w[1:] for w in WARNINGS],
+                         ids=[w[0] for w in WARNINGS])
+def test_a_key_not_read_as_given_is_a_warning_on_stderr(capsys, argv,
+                                                        warning):
+    assert check.main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith('warning: ' + warning)
+    assert captured.err.count('\n') == 1
+    # the decision itself, on stdout, is as without the warning
+    assert captured.out.startswith('vTPM: ')
+    assert 'warning' not in captured.out
+
+
+@pytest.mark.parametrize('argv,warning', [w[1:] for w in WARNINGS],
+                         ids=[w[0] for w in WARNINGS])
+def test_strict_makes_each_warning_an_error(capsys, argv, warning):
+    assert check.main(['--strict'] + argv) == check.INVALID
+    captured = capsys.readouterr()
+    assert captured.err.startswith('error: ' + warning)
+    assert captured.out == ''
+
+
+@pytest.mark.parametrize('argv', [
+    GEN2_ON + ['-e', 'os:vtpm=required', '-i', 'os_type=windows'],
+    ['-i', 'hw_disk_bus=scsi', '-e', 'hw:cpu_policy=dedicated'],
+    [],
+], ids=['ours and nova\'s own', 'nova\'s only', 'nothing'])
+def test_keys_read_as_given_and_other_services_keys_warn_of_nothing(
+        capsys, argv):
+    assert check.main(['--strict'] + argv) == 0
+    assert capsys.readouterr().err == ''
+
+
+def test_the_last_of_a_repeated_key_counts(capsys):
+    assert check.main(GEN2_ON + ['-i', 'os_vtpm=disabled']) == 0
+    assert capsys.readouterr().out.startswith('vTPM: off')
+
+
+def test_audit_options_are_read_with_audit():
+    args = check.parse_args(['--audit', '--format', 'json'])
+    assert args.format == 'json' and args.ignored == []
+    assert check.parse_args([]).format == 'human'
+
+
+# --- absent values and key counts, as the errors say them --------------------
+
+def test_the_why_and_the_errors_name_an_absent_value_alike(capsys):
+    check.main([])
+    why = capsys.readouterr().out
+    assert 'os_vtpm (image property) is absent (disabled)' in why
+    assert "'<absent>'" not in why
+    assert check.main(['-e', 'os:vtpm=required']) == check.INVALID
+    error = capsys.readouterr().err
+    assert 'os_vtpm (image property) is absent:' in error
+    assert check.main(['-i', 'os_vtpm=required']) == check.INVALID
+    assert 'hw_machine_type (image property) is absent but' in \
+        capsys.readouterr().err
+
+
+def test_too_many_keys_are_counted(capsys):
+    keys = ','.join('%08d-0000-4000-8000-000000000000' % n for n in range(7))
+    assert check.main(GEN2_ON + ['-i', 'os_vtpm_keys=' + keys]) == \
+        check.INVALID
+    error = capsys.readouterr().err
+    assert ': 7 keys; allowed: 1 to 6 Barbican secret UUIDs' in error
+    assert 'bytes' not in error.split('allowed')[0]

@@ -365,7 +365,7 @@ def test_no_image_id_decides_on_the_flavor_alone():
 
 
 @pytest.mark.parametrize('image,flavor,words', [
-    ({}, {'os:vtpm': 'required'}, "os_vtpm (image property) is '<absent>'"),
+    ({}, {'os:vtpm': 'required'}, "os_vtpm (image property) is absent"),
     (dict(VTPM, os_vtpm='Required'), {},
      "os_vtpm (image property) is 'Required'; allowed: disabled, optional, "
      "required"),
