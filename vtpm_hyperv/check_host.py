@@ -18,6 +18,13 @@ Hyper-V host (with the HGS client feature, os-win and PyMI installed):
     removes: attach, start, stop, detach. A host in local mode gets a vTPM
     without keys; a guarded host needs ``--key-protector FILE``, a raw
     KeyProtector that names its fabric.
+``vtpm-hyperv-check --report [--config-file nova.conf]``
+    measures the host as nova-compute does, with its options
+    (``[hyperv_vtpm]``, ``[DEFAULT] host``), and prints the capability
+    report it publishes: each field as the scheduler reads it back, the
+    stats entry ``VTPMFilter`` reads, and the placement traits; exit code 1
+    when it has no report to publish (the scheduler then refuses it every
+    vTPM instance).
 
 Only the differences of what the table lists count: the live classes
 inherit many more properties and methods from CIM.
@@ -26,6 +33,7 @@ inherit many more properties and methods from CIM.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -203,7 +211,49 @@ def exercise(key_protector=None, out=print):
             out('scratch VM %s removed' % name)
 
 
-def main(argv=None, out=print):
+def report(config_files, out=print, make_backend=None):
+    """Print what this host publishes, measured now; 0, or 1 for nothing.
+
+    :param config_files: nova.conf and the like; ``[hyperv_vtpm]`` and
+        ``[DEFAULT] host`` are read from them, as nova-compute reads them.
+    :param make_backend: ``conf -> VTPMBackend``; default: the ``hyperv``
+        backend, loaded by name as the compute driver loads it.
+    """
+    import socket
+
+    from oslo_config import cfg
+
+    from vtpm_core import backend as vtpm_backend
+    from vtpm_core import capabilities
+    from vtpm_hyperv import compute
+
+    conf = cfg.ConfigOpts()
+    # nova's [DEFAULT] host: the name the backend and nova give this host
+    conf.register_opt(cfg.StrOpt('host', default=socket.gethostname()))
+    conf(args=[], project='nova', default_config_files=list(config_files))
+    make_backend = make_backend or functools.partial(
+        vtpm_backend.load_backend, 'hyperv')
+    vtpm = compute.VTPMCompute(conf, backend=make_backend(conf))
+    stats = vtpm.stats()
+    # what the scheduler reads back from the stats nova stores
+    caps = capabilities.from_stats(stats)
+    if caps is None:
+        out('%s publishes no vTPM capability report (see the warning '
+            'logged above): the scheduler refuses it every vTPM instance'
+            % conf.host)
+        return 1
+    out('vTPM capability report of %s, measured now:' % conf.host)
+    for name in caps.fields:
+        out('  %s: %s' % (name, getattr(caps, name) if caps.obj_attr_is_set(
+            name) else 'unset'))
+    for key, value in sorted(stats.items()):
+        out('stats entry %s (read by VTPMFilter): %s' % (key, value))
+    out('traits: %s' % (', '.join(sorted(capabilities.traits(caps)))
+                        or 'none'))
+    return 0
+
+
+def main(argv=None, out=print, make_backend=None):
     parser = argparse.ArgumentParser(prog='vtpm-hyperv-check',
                                      description=__doc__.split('\n')[0])
     parser.add_argument('--compare', metavar='FILE',
@@ -216,7 +266,16 @@ def main(argv=None, out=print):
     parser.add_argument('--key-protector', metavar='FILE',
                         help='with --exercise: a raw KeyProtector for a '
                              'guarded host')
+    parser.add_argument('--report', action='store_true',
+                        help='print the vTPM capability report this host '
+                             'publishes, measured now, instead')
+    parser.add_argument('--config-file', metavar='FILE', action='append',
+                        default=[],
+                        help='with --report: nova-compute\'s nova.conf '
+                             '(repeatable)')
     args = parser.parse_args(argv)
+    if args.report:
+        return report(args.config_file, out=out, make_backend=make_backend)
     if args.compare:
         with open(args.compare) as f:
             live = json.load(f)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""vtpm-hyperv-check: its comparison, against the recorded sample.
+"""vtpm-hyperv-check: its comparison, and the report a host publishes.
 
 The sample (tests/data/wmi-signatures-sample.json) is in the format the
 live read writes; it is synthetic (see its ``_about``), with three
@@ -14,7 +14,11 @@ import pathlib
 import pytest
 
 from tests.hyperv import conftest
+from vtpm_core import capabilities
+from vtpm_core import exception
+from vtpm_hyperv import backend
 from vtpm_hyperv import check_host
+from vtpm_hyperv import fake
 
 SAMPLE = pathlib.Path(__file__).parent.parent / 'data' / \
     'wmi-signatures-sample.json'
@@ -106,3 +110,70 @@ def test_the_console_script_prints_and_fails_on_differences(tmp_path,
     assert check_host.main(['--compare', str(clean)], out=lines.append) == 0
     assert lines == ['0 difference(s) between this host and '
                      'vtpm_hyperv.wmi_schema']
+
+
+# --- --report: what this host publishes --------------------------------------
+
+def _report(tmp_path, nova_conf, hv):
+    """vtpm-hyperv-check --report over a simulated host; (code, lines)."""
+    conf_file = tmp_path / 'nova.conf'
+    conf_file.write_text(nova_conf)
+    lines = []
+
+    def simulated(conf):
+        # what the compute driver loads by name, on this simulated host
+        vmutils, hostutils = hv.os_win_utils()
+        return backend.HyperVBackend(conf, vmutils=vmutils,
+                                     hostutils=hostutils, conn=hv)
+
+    code = check_host.main(['--report', '--config-file', str(conf_file)],
+                           out=lines.append, make_backend=simulated)
+    return code, lines
+
+
+def test_report_prints_what_the_host_publishes_with_novas_options(tmp_path):
+    fabric = fake.Fabric('contoso-hgs')
+    with fake.installed():
+        hv = fake.FakeHyperVHost('hv1', fabric=fabric)
+        code, lines = _report(tmp_path, '[DEFAULT]\nhost = hv1.example\n'
+                              '[hyperv_vtpm]\nfabric_guardian_name = '
+                              'contoso-hgs\n', hv)
+        hv.close()
+    assert code == 0
+    assert lines[0] == 'vTPM capability report of hv1.example, measured now:'
+    assert '  guarded: True' in lines
+    assert '  attestation_status: Passed' in lines
+    assert '  fabric_id: %s' % fabric.fabric_id in lines
+    (stats,) = [line for line in lines if line.startswith('stats entry ')]
+    assert stats.startswith('stats entry %s (read by VTPMFilter): '
+                            % capabilities.STATS_KEY)
+    assert lines[-1] == 'traits: %s' % ', '.join(sorted({
+        'COMPUTE_SECURITY_TPM_2_0', 'CUSTOM_HGS_GUARDED',
+        'CUSTOM_HGS_ATTESTATION_PASSED',
+        capabilities.fabric_trait(fabric.fabric_id)}))
+
+
+def test_report_reads_the_fabric_guardian_from_the_config_file(tmp_path):
+    with fake.installed():
+        hv = fake.FakeHyperVHost('hv1', fabric=fake.Fabric('contoso-hgs'))
+        code, lines = _report(tmp_path, '[hyperv_vtpm]\nfabric_guardian_name'
+                              ' = not-imported\n', hv)
+        hv.close()
+    # the report stands, without a fabric: keyed instances go elsewhere
+    assert code == 0
+    assert '  fabric_id: None' in lines
+    assert not any('CUSTOM_HGS_FABRIC_' in line for line in lines)
+
+
+def test_report_of_a_host_that_cannot_measure_exits_1(tmp_path):
+    class Broken(backend.HyperVBackend):
+        def get_capabilities(self):
+            raise exception.VTPMError('WMI is not answering')
+
+    lines = []
+    code = check_host.main(['--report'], out=lines.append,
+                           make_backend=lambda conf: Broken(conf))
+    assert code == 1
+    assert lines[-1].endswith('publishes no vTPM capability report (see the '
+                              'warning logged above): the scheduler refuses '
+                              'it every vTPM instance')
