@@ -11,6 +11,20 @@ import copy
 from oslo_config import cfg
 
 GROUP = 'hyperv_vtpm'
+_GROUP_HELP = (
+    "Options of the hyperv backend on Hyper-V compute hosts: which guardian "
+    "is the fabric's, the names of the guardians it imports and owns, which "
+    'key material tenants may store, and where the files Windows reads by '
+    'path are written. How it reads Barbican is [vtpm_key_manager]; the '
+    'compute driver is [DEFAULT] compute_driver (doc/source/install.rst).')
+
+
+def opt_group():
+    """``[hyperv_vtpm]`` with its help; a new one each call (an OptGroup
+    holds the options registered on it, with their overrides)."""
+    return cfg.OptGroup(GROUP, title='Hyper-V vTPM backend',
+                        help=_GROUP_HELP)
+
 
 opts = [
     cfg.StrOpt(
@@ -87,10 +101,11 @@ def register_opts(conf):
     ``vtpm_hyperv.secrets`` registers its own group when a key source is
     built.
     """
+    conf.register_group(opt_group())
     conf.register_opts(opts, group=GROUP)
 
 
 def list_opts():
     """For oslo-config-generator (entry point ``oslo.config.opts``)."""
     from vtpm_hyperv import secrets
-    return [(GROUP, copy.deepcopy(opts))] + list(secrets.list_opts())
+    return [(opt_group(), copy.deepcopy(opts))] + list(secrets.list_opts())

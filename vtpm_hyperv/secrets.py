@@ -124,18 +124,32 @@ def _session_opts():
     return opts
 
 
+# What the sample config and the configuration reference print above the
+# group's options.
+_GROUP_HELP = (
+    'How the Hyper-V vTPM backend reads the Barbican secrets named by the '
+    "os_vtpm_keys image property. Secrets are read with the instance owner's "
+    "credentials, which the compute driver passes, together with nova's "
+    'service token when [service_user] send_service_user_token is set. '
+    'Barbican is found in the service catalog (service_type, '
+    'valid_interfaces, region_name) unless endpoint_override is set; the '
+    'session options (cafile, timeout, ...) apply to every request of a read. '
+    'The auth options (auth_type and after) are service credentials, used '
+    'only when a caller passes no owner credentials: leave them unset on a '
+    "compute host. nova's [key_manager] and [barbican] configure castellan, "
+    'which nova uses for its own secrets; this backend reads neither.')
+
+
+def opt_group():
+    """``[vtpm_key_manager]`` with its help; a new one each call (an
+    OptGroup holds the options registered on it, with their overrides)."""
+    return cfg.OptGroup(GROUP, title='Barbican access for vTPM key material',
+                        help=_GROUP_HELP)
+
+
 def register_opts(conf):
     """Register ``[vtpm_key_manager]`` on ``conf`` (safe to call twice)."""
-    conf.register_group(cfg.OptGroup(
-        GROUP, title='Barbican access for vTPM key material',
-        help='How the Hyper-V vTPM backend reads the Barbican secrets named '
-             'by the os_vtpm_keys image property. Secrets are read with the '
-             "instance owner's credentials (in nova with a service token "
-             'too, see [service_user]); the keystoneauth auth options '
-             '(auth_type, ...) here are service credentials, used only when '
-             'a caller has no owner credentials to pass. Barbican is found '
-             'in the service catalog (service_type, valid_interfaces, '
-             'region_name) unless endpoint_override is set.'))
+    conf.register_group(opt_group())
     conf.register_opts(_own_opts + _adapter_opts() + _session_opts(),
                        group=GROUP)
     ks_loading.register_auth_conf_options(conf, GROUP)
@@ -146,7 +160,7 @@ def list_opts():
     opts = (_own_opts + _adapter_opts() + _session_opts()
             + ks_loading.get_auth_common_conf_options()
             + ks_loading.get_auth_plugin_conf_options('password'))
-    return [(GROUP, copy.deepcopy(opts))]
+    return [(opt_group(), copy.deepcopy(opts))]
 
 
 class SecretPayload:

@@ -25,14 +25,14 @@ def test_registered_on_the_conf_given_only():
 
 
 def test_list_opts_has_our_group_and_the_key_manager_group():
-    groups = dict(hv_conf.list_opts())
+    groups = {group.name: opts for group, opts in hv_conf.list_opts()}
     assert {o.name for o in groups['hyperv_vtpm']} >= {
         'fabric_guardian_name', 'guardian_name_prefix', 'local_guardian_name',
         'allow_untrusted_root', 'allow_expired'}
     assert 'vtpm_key_manager' in groups
     # Deep copies: changing the listed options changes nothing registered.
     groups['hyperv_vtpm'][0].default = 'changed'
-    assert dict(hv_conf.list_opts())['hyperv_vtpm'][0].default is None
+    assert hv_conf.list_opts()[0][1][0].default is None
 
 
 def test_sample_is_current(tmp_path):
@@ -44,3 +44,13 @@ def test_sample_is_current(tmp_path):
     generator.generate(conf)
     assert out.read_text() == SAMPLE.read_text(), (
         'etc/hyperv-vtpm.conf.sample is stale; run: ' + COMMAND)
+
+
+def test_the_sample_explains_our_groups():
+    """The sample prints each group's help above its options."""
+    text = SAMPLE.read_text()
+    for group, phrase in (('hyperv_vtpm', 'Options of the hyperv backend'),
+                          ('vtpm_key_manager',
+                           'How the Hyper-V vTPM backend reads')):
+        section = text.split('[%s]\n' % group, 1)[1]
+        assert section.startswith('# ' + phrase), group
