@@ -9,14 +9,17 @@ sys.path.insert(0, os.path.abspath('_ext'))
 os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
 
 project = 'hyperv-vtpm'
+# version and release: setup.cfg's (the release_version extension)
 copyright = 'hyperv-vtpm developers'
 extensions = [
     'sphinx.ext.autodoc',
     'oslo_config.sphinxext',
-    'reno.sphinxext',
     'lifecycle_rules',
+    'release_version',
 ]
 exclude_patterns = []
 html_theme = 'alabaster'
+# custom.css: long code lines wrap instead of running off the page
+html_static_path = ['_static']
 autodoc_member_order = 'bysource'
 nitpicky = False
