@@ -259,14 +259,12 @@ def run(env):
     from tools.simcloud import guide
     from tools.simcloud import nova
 
-    nova_conf = nova.CONF
-
     tenant = Tenant(env)
     # the install guide's compute nova.conf, with this Keystone's nova user
     compute_conf = guide.compute_replacements(
         env['VTPM_TEST_KEYSTONE_URL'], env['VTPM_TEST_NOVA_USERNAME'],
         env['VTPM_TEST_NOVA_PASSWORD'])
-    with driver.SimulatedCloud(nova_conf.CONF,
+    with driver.SimulatedCloud(nova.CONF,
                                owner_auth=tenant.owner_auth) as cloud, \
             nova.running(cloud.make_driver, project_id=tenant.project,
                          compute_conf=compute_conf) as services:
