@@ -9,9 +9,10 @@ Test support, not product: no distribution ships it (``setup.cfg`` packages
 * ``nova``: nova's own services in this process (API, conductor,
   scheduler with ``VTPMFilter``, placement), as nova's functional tests run
   them: ``Services`` for a test case, ``running()`` for a program;
-* ``driver``: nova compute drivers whose hosts are ``vtpm_hyperv.fake``
-  simulated Hyper-V hosts, wired through ``vtpm_hyperv.compute`` and the
-  real backend (``SimulatedCloud``, ``FakeHyperVDriver``).
+* ``driver``: a nova compute driver whose hosts are ``vtpm_hyperv.fake``
+  simulated Hyper-V hosts, with the vTPM by ``VTPMDriverMixin`` over the
+  real backend (``SimulatedCloud``, ``FakeHyperVDriver``);
+* ``guide``: the install guide's nova.conf blocks, which ``nova`` applies.
 
 Importing the package prepares the process for them (``process.prepare``),
 as importing ``nova.tests`` does for nova's own: import it before nova,
