@@ -4,8 +4,9 @@ when the compute side sends them.
 
 Each notification goes through nova's own versioned notifier path
 (``nova.rpc``: ``if_notifications_enabled``, ``get_versioned_notifier``)
-into nova's ``FakeVersionedNotifier`` with nova's serializer; the samples
-each one is checked against are in tests/functional/test_notifications.py.
+into nova's ``FakeVersionedNotifier`` with nova's serializer; the
+re-authorization's are checked against their documented samples here, the
+others in tests/functional/test_notifications.py.
 """
 
 import datetime
@@ -18,6 +19,7 @@ from oslo_versionedobjects import base
 from oslo_versionedobjects import fixture
 import pytest
 
+from tests import notification_samples as samples
 from tests.unit import test_compute as support
 from vtpm_core import exception
 from vtpm_core import objects
@@ -139,34 +141,45 @@ def test_attach_failed_without_a_secret_names_none(notifier):
     assert data(only(notifier))['secret_ref'] is None
 
 
-@pytest.mark.parametrize('applied, event_type, priority', [
+FABRIC_A, FABRIC_B = samples.fabric_id('fabric-a'), samples.fabric_id(
+    'fabric-b')
+REFUSAL = ("the new KeyProtector's owner is not the instance's: a "
+           "re-authorization keeps the owner")
+
+
+@pytest.mark.parametrize('applied, event_type, priority, sample', [
     # the KeyProtector was replaced: the instance's fabrics changed
-    (True, 'vtpm.reauthorize.end', 'INFO'),
+    (True, 'vtpm.reauthorize.end', 'INFO', 'vtpm-reauthorize-end'),
     # refused before anything changed, or undone (last known good)
-    (False, 'vtpm.reauthorize.error', 'ERROR'),
+    (False, 'vtpm.reauthorize.error', 'ERROR', 'vtpm-reauthorize-error'),
 ], ids=['applied-is-end-info', 'refused-is-error-error'])
-def test_reauthorization(notifier, applied, event_type, priority):
+def test_reauthorization(notifier, applied, event_type, priority, sample):
+    """Direct calls, as the re-authorization hooks make them; each checked
+    against its documented sample."""
     error = None if applied else exception.OperationRefused(
         operation='re-authorization', instance=INSTANCE.uuid,
-        reason='the new KeyProtector has another owner')
+        reason=REFUSAL)
     notifications.reauthorization(
-        nova_context.get_admin_context(), INSTANCE, 'hv1', applied=applied,
-        reason=None if applied else 'owner changed', error=error,
-        secret_ref=SECRET, old_fabrics=['fabric-a'],
-        new_fabrics=['fabric-a', 'fabric-b'])
+        nova_context.get_admin_context(), INSTANCE, 'hyperv-a1',
+        applied=applied, reason=None if applied else REFUSAL, error=error,
+        secret_ref=SECRET, old_fabrics=[FABRIC_A],
+        new_fabrics=[FABRIC_A, FABRIC_B])
     sent = only(notifier)
-    assert envelope(sent) == (event_type, priority, 'nova-compute:hv1')
+    assert envelope(sent) == (event_type, priority,
+                              'nova-compute:hyperv-a1')
     payload = data(sent)
     assert payload['applied'] is applied
     assert payload['secret_ref'] == SECRET
     assert (payload['old_fabrics'], payload['new_fabrics']) == (
-        ['fabric-a'], ['fabric-a', 'fabric-b'])
+        [FABRIC_A], [FABRIC_A, FABRIC_B])
     if applied:
         assert payload['fault'] is None and payload['reason'] is None
     else:
-        assert payload['reason'] == 'owner changed'
+        assert payload['reason'] == REFUSAL
         assert payload['fault']['exception'] == 'OperationRefused'
-        assert 'another owner' in payload['fault']['exception_message']
+        assert REFUSAL in payload['fault']['exception_message']
+    samples.check(sample, sent, {samples.INSTANCE_UUID: INSTANCE.uuid,
+                                 samples.SECRET_REF: SECRET})
 
 
 def test_a_refusal_without_an_exception_has_no_fault(notifier):
@@ -293,3 +306,34 @@ def test_a_report_that_crosses_passed_sends_one_update(
     assert got == expected
     assert all(data(n)['fabric_id'] == 'fab' and data(n)['host'] == 'hv1'
                for n in notifier.versioned_notifications)
+
+
+# --- the samples --------------------------------------------------------------
+
+def test_a_sample_check_fails_on_any_other_value(notifier, monkeypatch):
+    monkeypatch.delenv('VTPM_WRITE_SAMPLES', raising=False)
+    notifications.attestation_update(
+        nova_context.get_admin_context(), 'hyperv-a1',
+        previous_status='Passed', status='Expired', fabric_id='fabric-a')
+    sent = only(notifier)
+    volatile = {samples.fabric_id('fabric-a'): 'fabric-a'}
+    samples.check('hgs_attestation-update-lost', sent, volatile)
+    sent['payload']['vtpm_object.data']['status'] = 'TpmError'
+    with pytest.raises(AssertionError, match='differs'):
+        samples.check('hgs_attestation-update-lost', sent, volatile)
+    # a placeholder the sample does not have is a mistake in the test
+    with pytest.raises(AssertionError, match='lacks'):
+        samples.check('hgs_attestation-update-lost', sent,
+                      {'no-such-placeholder': 'x'})
+
+
+def test_every_sample_is_documented_and_checked():
+    documented = (samples.SAMPLES.parent / 'source' / 'admin' /
+                  'notifications.rst').read_text()
+    tests = ''.join(p.read_text() for p in (
+        samples.SAMPLES.parents[1] / 'tests').rglob('test_*.py'))
+    names = sorted(p.stem for p in samples.SAMPLES.glob('*.json'))
+    assert len(names) == 6
+    for name in names:
+        assert ('notification_samples/%s.json' % name) in documented, name
+        assert ("'%s'" % name) in tests, name
