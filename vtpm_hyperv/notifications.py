@@ -396,6 +396,7 @@ class AttestationWatch:
         self._fabric_id = None
 
     def observe(self, caps) -> None:
+        """Take the report ``caps`` (None: not measured) as published."""
         status = caps.attestation_status if caps is not None else None
         fabric_id = caps.fabric_id if caps is not None else None
         previous = self._status

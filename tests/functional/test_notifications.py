@@ -29,6 +29,7 @@ class NotificationSamplesTestCase(e2e.KeyedCloud):
     def notified(self, event_type):
         return [n for n in self.notifier.versioned_notifications
                 if n['event_type'] == event_type]
+
     def assert_no_key_material(self, *secrets):
         """Neither the notifications nor nova's log (at DEBUG) hold the
         bytes of ``secrets``, a private key, or the owner's token."""
@@ -49,7 +50,7 @@ class NotificationSamplesTestCase(e2e.KeyedCloud):
     def fabric_ids(*names):
         return {samples.fabric_id(n): e2e.fabric(n).fabric_id for n in names}
 
-    # --- vtpm.attach.end ------------------------------------------------------
+    # --- vtpm.attach.end -----------------------------------------------------
 
     def test_a_keyed_boot_sends_attach_end(self):
         self.hosts(**{HOST: ('fabric-a', 'Passed')})
@@ -67,12 +68,21 @@ class NotificationSamplesTestCase(e2e.KeyedCloud):
             self.instance(server).system_metadata[
                 constants.SYSMETA_FABRICS].split(','),
             sent['payload']['vtpm_object.data']['fabrics'])
-        _, vm = self.vm(server)
+        # a shielded VM from the tenant's own KeyProtector says so
+        shielded = self.boot(self.create_flavor(), self.keyed_image(
+            e2e.secret('raw-kp'), shielded=True))
+        _, again = self.notified('vtpm.attach.end')
+        self.assertEqual(
+            {'instance_uuid': shielded['id'], 'shielded': True,
+             'fabrics': sent['payload']['vtpm_object.data']['fabrics']},
+            {k: again['payload']['vtpm_object.data'][k]
+             for k in ('instance_uuid', 'shielded', 'fabrics')})
         self.assert_no_key_material(
             fake.export_owner_pkcs12(e2e.guardian('tenant-owner')),
-            fake.export_guardian_file(dr), vm['KeyProtector'])
+            fake.export_guardian_file(dr), self.vm(server)[1]['KeyProtector'],
+            self.vm(shielded)[1]['KeyProtector'])
 
-    # --- vtpm.attach.error ----------------------------------------------------
+    # --- vtpm.attach.error ---------------------------------------------------
 
     def test_a_boot_with_a_refused_secret_sends_attach_error(self):
         self.hosts(**{HOST: ('fabric-a', 'Passed')})
@@ -91,7 +101,7 @@ class NotificationSamplesTestCase(e2e.KeyedCloud):
             fake.export_owner_pkcs12(e2e.guardian('tenant-owner')),
             fake.export_guardian_file(e2e.guardian('dr-site')))
 
-    # --- hgs_attestation.update -----------------------------------------------
+    # --- hgs_attestation.update ----------------------------------------------
 
     def test_a_host_losing_and_regaining_attestation_sends_one_update_each(
             self):

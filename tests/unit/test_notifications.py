@@ -21,9 +21,11 @@ import pytest
 
 from tests import notification_samples as samples
 from tests.unit import test_compute as support
+from tests.unit import test_driver
 from vtpm_core import exception
 from vtpm_core import objects
 from vtpm_hyperv import compute
+from vtpm_hyperv import driver
 from vtpm_hyperv import notifications
 
 CONF = nova.conf.CONF
@@ -258,6 +260,15 @@ def test_a_failed_attach_sends_attach_error_and_raises_as_before(
     assert data(sent)['fault']['exception'] == type(error).__name__
 
 
+def test_the_mixin_publishes_as_the_host_nova_started_it_for():
+    class Driver(driver.VTPMDriverMixin, test_driver.RecordingDriver):
+        pass
+
+    composed = Driver([])
+    composed.init_host('hyperv-b7')
+    assert composed.vtpm.host == 'hyperv-b7'
+
+
 def test_a_spawn_without_a_vtpm_sends_nothing(notifier):
     vtpm(support.RecordingBackend()).spawn(
         support.CONTEXT, support.instance({'image_os_vtpm': 'optional'}),
@@ -308,7 +319,7 @@ def test_a_report_that_crosses_passed_sends_one_update(
                for n in notifier.versioned_notifications)
 
 
-# --- the samples --------------------------------------------------------------
+# --- the samples -------------------------------------------------------------
 
 def test_a_sample_check_fails_on_any_other_value(notifier, monkeypatch):
     monkeypatch.delenv('VTPM_WRITE_SAMPLES', raising=False)
