@@ -83,44 +83,42 @@ class VTPMNotificationObject(base.VersionedObject):
         self.obj_reset_changes(recursive=False)
 
 
-class Priority(fields.Enum):
+class _Enum(fields.Enum):
+    """An enum whose values are its class's ``ALL`` (nova's
+    ``BaseNovaEnum``)."""
+
+    ALL = ()
+
+    def __init__(self):
+        super().__init__(valid_values=self.ALL)
+
+
+class Priority(_Enum):
     # the oslo.messaging notifier methods nova calls, by nova's names
     INFO = 'info'
     WARN = 'warn'
     ERROR = 'error'
     ALL = (INFO, WARN, ERROR)
 
-    def __init__(self):
-        super().__init__(valid_values=self.ALL)
 
-
-class EventObject(fields.Enum):
+class EventObject(_Enum):
     VTPM = 'vtpm'
     HGS_ATTESTATION = 'hgs_attestation'
     ALL = (VTPM, HGS_ATTESTATION)
 
-    def __init__(self):
-        super().__init__(valid_values=self.ALL)
 
-
-class Action(fields.Enum):
+class Action(_Enum):
     ATTACH = 'attach'
     REAUTHORIZE = 'reauthorize'
     UPDATE = 'update'
     ALL = (ATTACH, REAUTHORIZE, UPDATE)
 
-    def __init__(self):
-        super().__init__(valid_values=self.ALL)
 
-
-class Phase(fields.Enum):
+class Phase(_Enum):
     # nova's words (nova.objects.fields.NotificationPhase), those we send
     END = 'end'
     ERROR = 'error'
     ALL = (END, ERROR)
-
-    def __init__(self):
-        super().__init__(valid_values=self.ALL)
 
 
 class PriorityField(fields.BaseEnumField):

@@ -16,11 +16,12 @@ import pytest
 
 from tests.functional import test_end_to_end as e2e
 from tests import notification_samples as samples
+from tests import realservices
 from vtpm_core import constants
 from vtpm_hyperv import fake
 from vtpm_hyperv import keyprotector
 
-pytestmark = pytest.mark.usefixtures('real_services')
+pytestmark = pytest.mark.usefixtures(realservices.FIXTURE)
 HOST = 'hyperv-a1'
 
 
