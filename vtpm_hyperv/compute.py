@@ -27,6 +27,10 @@ fix (a bad request, a missing or forbidden secret), reschedule for what
 another host may not have (a failed WMI job, an unsuitable host), and roll
 the instance back to its state for a refused lifecycle operation
 (``vtpm_hyperv.lifecycle``). The fault always carries our message.
+
+``spawn`` and ``stats`` also send the vTPM's versioned notifications
+(``vtpm_hyperv.notifications``): the attach's end or error, and a host's
+attestation crossing ``Passed``.
 """
 
 from __future__ import annotations
