@@ -3,16 +3,18 @@
 
 What a host needs is decided by ``vtpm_core.capabilities.compile_check``,
 the rules ``satisfies`` applies. What this module adds is the cost model:
-nova calls ``filter_all`` once per request with every candidate host, so the
-filter
+nova calls ``filter_all`` once per request with every candidate host, built
+anew from the database, so the filter
 
 * evaluates the request once: the flavor's extra specs, at most one Glance
   read (only when the flavor alone does not settle it), on a move one cell
   database read for the fabrics the instance's KeyProtector names, and the
   check compiled from them;
-* parses a host's report once per change of its raw stats string, keeping
-  a ``capabilities.view`` of it;
-* then runs the compiled check on each host's view.
+* reads each host's report from its flat ``vtpm:facts`` entry (one dict
+  read and one split, the same cost whether the report changed or not),
+  and from an older compute's ``vtpm:capabilities`` entry, parsed once per
+  change of that string;
+* runs the compiled check on each host's ``capabilities.View``.
 """
 
 from __future__ import annotations
@@ -57,10 +59,11 @@ class VTPMFilter(filters.BaseHostFilter):
         # nova instantiates filters with no arguments; tests pass seams.
         self._conf = conf if conf is not None else nova.conf.CONF
         vtpm_conf.register_opts(self._conf)
-        # (host, nodename) -> (raw stats string, its capabilities.view); one
-        # entry per compute node, replaced when the raw string changes.
-        # Every HostState has a host and a nodename; not every one a uuid.
-        self._reports = {}
+        # For compute nodes that publish no readable facts (older computes):
+        # (host, nodename) -> (raw vtpm:capabilities string, its View),
+        # replaced when the string changes. Every HostState has a host and
+        # a nodename; not every one a uuid.
+        self._versioned = {}
         # host_passes callers: the last request spec per thread and its check.
         self._last = threading.local()
         self._image_api = image_api
@@ -85,22 +88,19 @@ class VTPMFilter(filters.BaseHostFilter):
     # --- per host ----------------------------------------------------------
 
     def _passing(self, host_states, check):
-        reports = self._reports
-        key = capabilities.STATS_KEY
+        read_facts = capabilities.read_facts
+        key = capabilities.FACTS_KEY
         debug = LOG.isEnabledFor(logging.DEBUG)
         passes, instance_uuid = check
         passed = []
         for host_state in host_states:
-            stats = host_state.stats
-            # nova's HostState.stats is a dict; anything else reads as no
-            # report, which fails closed like an absent one.
-            raw = stats.get(key) if isinstance(stats, dict) else None
-            node = (host_state.host, host_state.nodename)
-            report = reports.get(node)
-            if report is None or report[0] != raw:
-                report = reports[node] = (raw, capabilities.view(
-                    capabilities.from_stats({key: raw})))
-            verdict = passes(report[1])
+            try:
+                report = read_facts(host_state.stats[key])
+            except (KeyError, TypeError):  # no facts, or stats not a dict
+                report = None
+            if report is None:
+                report = self._versioned_report(host_state)
+            verdict = passes(report)
             if verdict.passes:
                 passed.append(host_state)
             elif debug:
@@ -111,6 +111,24 @@ class VTPMFilter(filters.BaseHostFilter):
                            'uuid': instance_uuid,
                            'reason': verdict.reason})
         return passed
+
+    def _versioned_report(self, host_state):
+        """The View of a host's vtpm:capabilities entry, or None.
+
+        Parsed once per change of the string: an older compute publishes no
+        facts, and its report is read as the previous release read it.
+        """
+        stats = host_state.stats
+        # nova's HostState.stats is a dict; anything else reads as no
+        # report, which fails closed like an absent one.
+        raw = (stats.get(capabilities.STATS_KEY) if isinstance(stats, dict)
+               else None)
+        node = (host_state.host, host_state.nodename)
+        known = self._versioned.get(node)
+        if known is None or known[0] != raw:
+            known = self._versioned[node] = (raw, capabilities.view(
+                capabilities.from_stats({capabilities.STATS_KEY: raw})))
+        return known[1]
 
     # --- per request --------------------------------------------------------
 

@@ -405,37 +405,67 @@ def test_keys_are_refs_and_nothing_secret_is_logged(caplog):
     assert KEY not in caplog.text
 
 
-# --- host reports: parsed once per change ----------------------------------
+# --- host reports: facts, and the versioned entry of older computes --------
 
-def test_report_parsed_once_per_change_of_its_raw_string():
+def versioned_only(report, **kwargs):
+    """The stats of a compute older than the facts: the versioned entry."""
+    return {capabilities.STATS_KEY: capabilities.to_stats(
+        report, **kwargs)[capabilities.STATS_KEY]}
+
+
+def reload(hosts):
+    """nova rebuilds HostState.stats from the database per request: equal
+    strings in new objects."""
+    for h in hosts:
+        h.stats = {k: ''.join(v) for k, v in h.stats.items()}
+
+
+def test_facts_are_read_without_a_parse_changed_or_not():
     filt, _ = make_filter(KEYED)
     hosts = [host('h%d' % i, caps()) for i in range(20)]
+    assert all(capabilities.FACTS_KEY in h.stats for h in hosts)
     with mock.patch.object(capabilities, 'from_stats',
                            wraps=capabilities.from_stats) as parse:
-        for _ in range(3):
-            # nova refreshes HostState.stats from the database per request:
-            # equal strings in new objects must not be parsed again
-            for h in hosts:
-                h.stats = {k: ''.join(v) for k, v in h.stats.items()}
+        for age in range(3):
+            reload(hosts)
             assert len(filt.filter_all(hosts, spec())) == 20
-        assert parse.call_count == 20
-        # one host's attestation expires: only that host is parsed again
+            # every report changes (a new measured_at each periodic run)
+            for h in hosts:
+                h.stats = capabilities.to_stats(caps(age=age))
+        # one host's attestation expires, and is seen at once
         hosts[3].stats = capabilities.to_stats(
             caps(attestation_status='Expired'))
         assert len(filt.filter_all(hosts, spec())) == 19
+    parse.assert_not_called()
+    assert filt._versioned == {}  # nothing kept per host
+
+
+def test_older_compute_report_parsed_once_per_change():
+    # A compute not yet upgraded publishes the versioned entry alone.
+    filt, _ = make_filter(KEYED)
+    hosts = [host('h%d' % i, versioned_only(caps())) for i in range(20)]
+    with mock.patch.object(capabilities, 'from_stats',
+                           wraps=capabilities.from_stats) as parse:
+        for _ in range(3):
+            reload(hosts)
+            assert len(filt.filter_all(hosts, spec())) == 20
+        assert parse.call_count == 20
+        # one host's attestation expires: only that host is parsed again
+        hosts[3].stats = versioned_only(caps(attestation_status='Expired'))
+        assert len(filt.filter_all(hosts, spec())) == 19
         assert parse.call_count == 21
         # ... and passes again
-        hosts[3].stats = capabilities.to_stats(caps(age=1))
+        hosts[3].stats = versioned_only(caps(age=1))
         assert len(filt.filter_all(hosts, spec())) == 20
         assert parse.call_count == 22
 
 
-def test_hosts_without_a_uuid_keep_a_report_each():
+def test_older_computes_without_a_uuid_keep_a_report_each():
     # nova's own test fakes build HostStates without a uuid; (host,
     # nodename) tells every compute node apart, so twenty different reports
     # are parsed once each, not once per host per request
     filt, _ = make_filter(KEYED)
-    hosts = [host('h%d' % i, caps(age=i)) for i in range(20)]
+    hosts = [host('h%d' % i, versioned_only(caps(age=i))) for i in range(20)]
     for h in hosts:
         h.uuid = None
     with mock.patch.object(capabilities, 'from_stats',
@@ -443,6 +473,54 @@ def test_hosts_without_a_uuid_keep_a_report_each():
         for _ in range(3):
             assert len(filt.filter_all(hosts, spec())) == 20
         assert parse.call_count == 20
+
+
+@pytest.mark.parametrize('target', ['1.0', '1.1'])
+def test_a_backported_report_is_read_from_the_versioned_entry(target):
+    # a compute told to publish for older schedulers writes no facts
+    filt, _ = make_filter(KEYED)
+    stats = capabilities.to_stats(caps(), target_version=target)
+    assert list(stats) == [capabilities.STATS_KEY]
+    assert names(filt.filter_all([host('old', stats)], spec())) == ['old']
+
+
+def test_facts_decide_when_readable_else_the_versioned_entry():
+    # Two entries that disagree only through damage: readable facts decide
+    # (one dict read); unreadable ones fall back to the reference.
+    expired = capabilities.to_stats(caps(attestation_status='Expired'))
+    passed = capabilities.to_stats(caps())
+    cases = {
+        'facts-passed': {capabilities.STATS_KEY: expired[
+            capabilities.STATS_KEY],
+            capabilities.FACTS_KEY: passed[capabilities.FACTS_KEY]},
+        'facts-damaged': {capabilities.STATS_KEY: passed[
+            capabilities.STATS_KEY],
+            capabilities.FACTS_KEY: passed[capabilities.FACTS_KEY][:-3]
+            + '|x'},
+        'facts-not-a-string': {capabilities.STATS_KEY: passed[
+            capabilities.STATS_KEY], capabilities.FACTS_KEY: None},
+        'both-damaged': {capabilities.STATS_KEY: '{',
+                         capabilities.FACTS_KEY: '1.2|'},
+    }
+    filt, _ = make_filter(KEYED)
+    hosts = [host(n, s) for n, s in cases.items()]
+    assert names(filt.filter_all(hosts, spec())) == [
+        'facts-passed', 'facts-damaged', 'facts-not-a-string']
+
+
+def test_an_older_scheduler_reads_a_newer_compute():
+    """What the previous release's filter read, the versioned entry alone,
+    is still all there and gives the same decisions."""
+    filt, _ = make_filter(KEYED)
+    hosts = [host(n, r) for n, r in HOSTS.items()]
+    new = names(filt.filter_all(hosts, spec()))
+    old_reader, _ = make_filter(KEYED)
+    for h in hosts:
+        if isinstance(h.stats, dict):
+            h.stats = {k: v for k, v in h.stats.items()
+                       if k != capabilities.FACTS_KEY}
+    assert names(old_reader.filter_all(hosts, spec())) == new
+    assert len(old_reader._versioned) == len(hosts)  # it parsed them all
 
 
 def test_request_without_vtpm_reads_no_report():
