@@ -6,9 +6,11 @@ the rules ``satisfies`` applies. What this module adds is the cost model:
 nova calls ``filter_all`` once per request with every candidate host, built
 anew from the database, so the filter
 
-* evaluates the request once: the flavor's extra specs, at most one Glance
-  read (only when the flavor alone does not settle it), on a move one cell
-  database read for the fabrics the instance's KeyProtector names, and the
+* evaluates the request once: the flavor's extra specs and the image's
+  machine type from the request spec; only for a Generation 2 image that
+  the flavor does not settle, the image's vTPM properties, read from
+  Glance at most once per image per ``image_cache_ttl``; on a move one cell
+  database read for the fabrics the instance's KeyProtector names; and the
   check compiled from them;
 * reads each host's report from its flat ``vtpm:facts`` entry (one dict
   read and one split, the same cost whether the report changed or not),
@@ -22,6 +24,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import types
 import weakref
 
 import nova.conf
@@ -37,6 +40,7 @@ from vtpm_core import constants
 from vtpm_core import exception
 from vtpm_core import policy
 from vtpm_filters import conf as vtpm_conf
+from vtpm_filters import image_cache
 
 LOG = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ class VTPMFilter(filters.BaseHostFilter):
         # nova instantiates filters with no arguments; tests pass seams.
         self._conf = conf if conf is not None else nova.conf.CONF
         vtpm_conf.register_opts(self._conf)
+        opts = self._conf.vtpm_filter
         # For compute nodes that publish no readable facts (older computes):
         # (host, nodename) -> (raw vtpm:capabilities string, its View),
         # replaced when the string changes. Every HostState has a host and
@@ -67,6 +72,8 @@ class VTPMFilter(filters.BaseHostFilter):
         # host_passes callers: the last request spec per thread and its check.
         self._last = threading.local()
         self._image_api = image_api
+        self._images = image_cache.ImageCache(ttl=opts.image_cache_ttl,
+                                              max_size=opts.image_cache_size)
 
     # --- nova's entry points -------------------------------------------------
 
@@ -149,7 +156,8 @@ class VTPMFilter(filters.BaseHostFilter):
     def _request(self, spec_obj, opts):
         """The merged VTPMRequest, or None when there is none to enforce."""
         extra_specs = spec_obj.flavor.extra_specs
-        if policy.flavor_settles(extra_specs):
+        if policy.settled_without_image(extra_specs,
+                                        _machine_type(spec_obj)):
             return None
         properties = (self._image_properties(spec_obj) if opts.image_lookup
                       else None)
@@ -171,22 +179,37 @@ class VTPMFilter(filters.BaseHostFilter):
             return None
 
     def _image_properties(self, spec_obj):
-        """The image's properties from Glance (one read), or None."""
+        """The image's vTPM properties (kept, or one Glance read), or None.
+
+        Kept for ``image_cache_ttl`` seconds, by image id: whoever asks
+        while they are kept gets what the first reader's context read. The
+        compute side checks every property again from the instance's own
+        copy, so what is kept can at worst place a boot on a host that then
+        refuses it.
+        """
         image = _get(spec_obj, 'image')
         image_id = _get(image, 'id') if image is not None else None
         context = getattr(spec_obj, '_context', None)
         if image_id is None or context is None:
             return None
-        if self._image_api is None:
-            self._image_api = glance.API()
         try:
-            return self._image_api.get(context, image_id).get(
-                'properties') or {}
+            return self._images.get(
+                image_id, lambda: self._read_image(context, image_id))
         except nova_exception.NovaException as e:
             LOG.warning('VTPMFilter could not read image %(image)s from '
                         'Glance (%(error)s); deciding on the flavor alone',
                         {'image': image_id, 'error': e})
             return None
+
+    def _read_image(self, context, image_id):
+        """The properties build_request reads, from one Glance read."""
+        if self._image_api is None:
+            self._image_api = glance.API()
+        properties = self._image_api.get(context, image_id).get(
+            'properties') or {}
+        return types.MappingProxyType({
+            k: properties[k] for k in constants.IMAGE_KEYS
+            if k in properties})
 
     def _move_fabrics(self, spec_obj):
         """On a move, the fabrics the instance's KeyProtector names.
@@ -243,6 +266,14 @@ def _instance_cell(spec_obj):
     if _get(dest, 'allow_cross_cell_move') and _get(dest, 'host'):
         return _LOOK_UP
     return None
+
+
+def _machine_type(spec_obj):
+    """The image's hw_machine_type as nova keeps it, or None."""
+    image = _get(spec_obj, 'image')
+    properties = _get(image, 'properties') if image is not None else None
+    return (_get(properties, constants.IMAGE_MACHINE_TYPE)
+            if properties is not None else None)
 
 
 def _get(obj, name):

@@ -30,6 +30,7 @@ from vtpm_core import constants
 from vtpm_core import objects
 import vtpm_filters
 from vtpm_filters import conf as vtpm_conf
+from vtpm_filters import image_cache
 from vtpm_filters import vtpm_filter
 
 nova_objects.register_all()
@@ -78,8 +79,11 @@ def make_filter(image_properties=None, image_error=None, **conf):
     return vtpm_filter.VTPMFilter(conf=make_conf(**conf), image_api=api), api
 
 
-def spec(extra_specs=None, image_id=IMAGE_ID, cell=None, hints=None):
-    image = {'properties': {'hw_machine_type': 'hyperv-gen2'}}
+def spec(extra_specs=None, image_id=IMAGE_ID, cell=None, hints=None,
+         machine_type='hyperv-gen2'):
+    # nova keeps hw_machine_type in the request spec, not our properties
+    image = {'properties': {} if machine_type is None else {
+        'hw_machine_type': machine_type}}
     if image_id:
         image['id'] = image_id
     spec_obj = nova_objects.RequestSpec(
@@ -354,6 +358,73 @@ def test_glance_failure_falls_back_to_the_flavor(caplog):
         ['vtpm']
     assert api.calls == [IMAGE_ID]
     assert 'could not read image %s' % IMAGE_ID in caplog.text
+
+
+@pytest.mark.parametrize('machine_type', [None, 'hyperv-gen1'],
+                         ids=['absent', 'gen1'])
+@pytest.mark.parametrize('flavor', [{}, {'os:vtpm': 'required'}],
+                         ids=['flavor-silent', 'flavor-requires'])
+def test_a_boot_that_is_not_gen2_reads_no_image(machine_type, flavor):
+    # A vTPM needs hyperv-gen2: whatever Glance would say, the request asks
+    # for no vTPM or is invalid, and every host passes.
+    filt, api = make_filter(KEYED)
+    hosts = [host(n, r) for n, r in HOSTS.items()]
+    assert filt.filter_all(hosts, spec(flavor, machine_type=machine_type)) \
+        == hosts
+    assert api.calls == []
+
+
+def test_image_read_once_per_image_per_cache_lifetime():
+    filt, api = make_filter(KEYED)
+    hosts = [host('attested', caps()), host('unguarded', caps(guarded=False))]
+    images = ['7b4f8e38-58a1-4a63-9b2e-5d3f1f0c9a1%d' % i for i in range(3)]
+    for _ in range(10):
+        for image_id in images:
+            assert names(filt.filter_all(hosts, spec(image_id=image_id))) == \
+                ['attested']
+    assert api.calls == images
+
+
+def test_image_properties_are_read_again_after_their_lifetime():
+    filt, api = make_filter(VTPM)
+    clock = [0.0]
+    filt._images = image_cache.ImageCache(ttl=60, max_size=10,
+                                          clock=lambda: clock[0])
+    hosts = [host('attested', caps()), host('unguarded', caps(guarded=False))]
+    assert len(filt.filter_all(hosts, spec())) == 2
+    # the operator adds keys to the image: seen once what was kept expires
+    api.properties = KEYED
+    clock[0] = 59
+    assert len(filt.filter_all(hosts, spec())) == 2
+    clock[0] = 60
+    assert names(filt.filter_all(hosts, spec())) == ['attested']
+    assert api.calls == [IMAGE_ID, IMAGE_ID]
+
+
+def test_image_cache_ttl_zero_reads_every_request():
+    filt, api = make_filter(KEYED, image_cache_ttl=0)
+    for _ in range(3):
+        filt.filter_all([host('attested', caps())], spec())
+    assert api.calls == [IMAGE_ID] * 3
+
+
+def test_only_the_vtpm_properties_are_kept():
+    filt, _ = make_filter(dict(KEYED, os_distro='windows', secret='x' * 999))
+    filt.filter_all([host('attested', caps())], spec())
+    (expires, kept), = filt._images._entries.values()
+    assert dict(kept) == KEYED
+
+
+def test_a_glance_failure_is_not_kept():
+    filt, api = make_filter(
+        KEYED, image_error=nova_exception.ImageNotFound(image_id=IMAGE_ID))
+    hosts = [host('attested', caps()), host('unguarded', caps(guarded=False))]
+    # Glance fails: the flavor alone asks nothing of the host
+    assert len(filt.filter_all(hosts, spec())) == 2
+    api.error = None
+    assert names(filt.filter_all(hosts, spec())) == ['attested']
+    assert names(filt.filter_all(hosts, spec())) == ['attested']
+    assert api.calls == [IMAGE_ID, IMAGE_ID]
 
 
 def test_no_image_id_decides_on_the_flavor_alone():
@@ -662,6 +733,8 @@ def test_filter_registers_its_options_on_the_conf_it_is_given():
     assert conf.vtpm_filter.max_report_age == 600
     assert conf.vtpm_filter.max_clock_skew == 60
     assert conf.vtpm_filter.image_lookup is True
+    assert conf.vtpm_filter.image_cache_ttl == 60
+    assert conf.vtpm_filter.image_cache_size == 1000
     assert conf.vtpm_filter.restrict_moves_to_fabrics is True
 
 
@@ -681,4 +754,6 @@ def test_oslo_config_generator_prints_the_options():
     assert '#max_report_age = 600' in result.stdout
     assert '#max_clock_skew = 60' in result.stdout
     assert '#image_lookup = true' in result.stdout
+    assert '#image_cache_ttl = 60' in result.stdout
+    assert '#image_cache_size = 1000' in result.stdout
     assert '#restrict_moves_to_fabrics = true' in result.stdout
