@@ -13,7 +13,8 @@ anew from the database, so the filter
   database read for the fabrics the instance's KeyProtector names; and the
   check compiled from them;
 * reads each host's report from its flat ``vtpm:facts`` entry (one dict
-  read and one split, the same cost whether the report changed or not),
+  read and one split, the same cost whether the report changed or not;
+  hosts whose facts are the same string share one decision per request),
   and from an older compute's ``vtpm:capabilities`` entry, parsed once per
   change of that string;
 * runs the compiled check on each host's ``capabilities.View``.
@@ -99,15 +100,22 @@ class VTPMFilter(filters.BaseHostFilter):
         key = capabilities.FACTS_KEY
         debug = LOG.isEnabledFor(logging.DEBUG)
         passes, instance_uuid = check
+        # facts string -> its verdict, for this request: hosts of one
+        # profile that reported in the same second share it
+        decided = {}
         passed = []
         for host_state in host_states:
             try:
-                report = read_facts(host_state.stats[key])
+                facts = host_state.stats[key]
             except (KeyError, TypeError):  # no facts, or stats not a dict
-                report = None
-            if report is None:
-                report = self._versioned_report(host_state)
-            verdict = passes(report)
+                facts = None
+            verdict = decided.get(facts) if type(facts) is str else None
+            if verdict is None:
+                report = read_facts(facts)
+                if report is None:
+                    verdict = passes(self._versioned_report(host_state))
+                else:
+                    verdict = decided[facts] = passes(report)
             if verdict.passes:
                 passed.append(host_state)
             elif debug:

@@ -274,7 +274,10 @@ def test_every_rejection_is_logged_at_debug_with_its_reason(caplog):
 @pytest.mark.parametrize('stats', [
     None, 'vtpm:capabilities', ['vtpm:capabilities'], 42,
     {capabilities.STATS_KEY: ['not', 'a', 'string']},
-], ids=['none', 'string', 'list', 'int', 'report-not-a-string'])
+    {capabilities.FACTS_KEY: ['not', 'a', 'string']},
+    {capabilities.FACTS_KEY: {'a': 'dict'}},
+], ids=['none', 'string', 'list', 'int', 'report-not-a-string',
+        'facts-a-list', 'facts-a-dict'])
 def test_unreadable_stats_fail_closed_like_an_absent_report(caplog, stats):
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     filt, _ = make_filter(KEYED)
