@@ -24,6 +24,7 @@ import collections
 from collections.abc import Callable
 from collections.abc import Mapping
 import datetime
+import functools
 import itertools
 import json
 
@@ -155,6 +156,9 @@ _TIME_SEPARATORS = '--T::Z'
 # object's.
 View = collections.namedtuple('HostCapabilitiesView',
                               _FLAG_FIELDS + _TEXT_FIELDS + ('measured_at',))
+# read_facts runs once per host per request: its callees, looked up once
+_new_view = functools.partial(tuple.__new__, View)
+_parse_time = datetime.datetime.fromisoformat
 
 
 def read_facts(raw) -> View | None:
@@ -171,10 +175,9 @@ def read_facts(raw) -> View | None:
         if (version != _OUR_VERSION or len(measured_at) != _TIME_LENGTH
                 or measured_at[4::3] != _TIME_SEPARATORS):
             return None
-        return tuple.__new__(View, _FLAGS[flags] + (
+        return _new_view(_FLAGS[flags] + (
             attestation_status, attestation_mode or None, fabric_id or None,
-            os_version or None,
-            datetime.datetime.fromisoformat(measured_at)))
+            os_version or None, _parse_time(measured_at)))
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
 

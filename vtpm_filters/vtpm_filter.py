@@ -107,9 +107,9 @@ class VTPMFilter(filters.BaseHostFilter):
         for host_state in host_states:
             try:
                 facts = host_state.stats[key]
-            except (KeyError, TypeError):  # no facts, or stats not a dict
-                facts = None
-            verdict = decided.get(facts) if type(facts) is str else None
+                verdict = decided.get(facts)
+            except (KeyError, TypeError):  # no facts, stats not a dict,
+                facts = verdict = None     # facts not hashable
             if verdict is None:
                 report = read_facts(facts)
                 if report is None:
