@@ -130,6 +130,16 @@ def _as_our_version(primitive):
 # the booleans as one word of flags (1 true, 0 false, - None); the strings
 # ('' is None). The scheduler reads it per host per request: one stats
 # entry, split in one call.
+#
+# Versioning: facts are written and read at the object's exact version
+# only. A reader of any other version, older or newer, minor or major,
+# reads the versioned entry instead, which oslo negotiates; so no layout
+# is ever negotiated here. To add a field: bump HostCapabilities.VERSION,
+# append the field's part at the end, in _facts (the one writer) and
+# read_facts (the one reader), with one exact flat form (for a list of
+# strings, joined by ','; a value without such a form makes _facts write
+# no facts). While computes and schedulers differ in version, hosts are
+# read from the versioned entry: the same decisions, parsed once per change.
 _SEPARATOR = '|'
 _FLAG_FIELDS = ('vtpm_supported', 'guarded', 'local_key_protector')
 _TEXT_FIELDS = ('attestation_status', 'attestation_mode', 'fabric_id',

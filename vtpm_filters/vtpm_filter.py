@@ -12,11 +12,12 @@ anew from the database, so the filter
   Glance at most once per image per ``image_cache_ttl``; on a move one cell
   database read for the fabrics the instance's KeyProtector names; and the
   check compiled from them;
-* reads each host's report from its flat ``vtpm:facts`` entry (one dict
-  read and one split, the same cost whether the report changed or not;
-  hosts whose facts are the same string share one decision per request),
-  and from an older compute's ``vtpm:capabilities`` entry, parsed once per
-  change of that string;
+* reads each host's report from its flat ``vtpm:facts`` entry: a dict read,
+  and one split when the string is not one the previous request saw, so a
+  changed report costs about what an unchanged one does and nothing is
+  kept per host; hosts whose facts are the same string share one decision
+  per request. An older compute's ``vtpm:capabilities`` entry is parsed
+  once per change of that string;
 * runs the compiled check on each host's ``capabilities.View``.
 """
 
@@ -70,6 +71,10 @@ class VTPMFilter(filters.BaseHostFilter):
         # replaced when the string changes. Every HostState has a host and
         # a nodename; not every one a uuid.
         self._versioned = {}
+        # facts string -> its View, for the facts the last request saw:
+        # a report that did not change since is not read again. Replaced,
+        # not grown, per request.
+        self._facts = {}
         # host_passes callers: the last request spec per thread and its check.
         self._last = threading.local()
         self._image_api = image_api
@@ -103,6 +108,7 @@ class VTPMFilter(filters.BaseHostFilter):
         # facts string -> its verdict, for this request: hosts of one
         # profile that reported in the same second share it
         decided = {}
+        known, seen = self._facts, {}
         passed = []
         for host_state in host_states:
             try:
@@ -111,10 +117,11 @@ class VTPMFilter(filters.BaseHostFilter):
             except (KeyError, TypeError):  # no facts, stats not a dict,
                 facts = verdict = None     # facts not hashable
             if verdict is None:
-                report = read_facts(facts)
+                report = known.get(facts) or read_facts(facts)
                 if report is None:
                     verdict = passes(self._versioned_report(host_state))
                 else:
+                    seen[facts] = report
                     verdict = decided[facts] = passes(report)
             if verdict.passes:
                 passed.append(host_state)
@@ -125,6 +132,7 @@ class VTPMFilter(filters.BaseHostFilter):
                            'node': host_state.nodename,
                            'uuid': instance_uuid,
                            'reason': verdict.reason})
+        self._facts = seen
         return passed
 
     def _versioned_report(self, host_state):

@@ -514,6 +514,25 @@ def test_facts_are_read_without_a_parse_changed_or_not():
     assert filt._versioned == {}  # nothing kept per host
 
 
+def test_unchanged_facts_are_read_once_and_only_the_last_requests_kept():
+    filt, _ = make_filter(KEYED)
+    hosts = [host('h%d' % i, caps(age=i)) for i in range(20)]
+    changed = capabilities.to_stats(caps(age=100))
+    with mock.patch.object(capabilities, 'read_facts',
+                           wraps=capabilities.read_facts) as read:
+        for _ in range(3):
+            reload(hosts)
+            assert len(filt.filter_all(hosts, spec())) == 20
+        assert read.call_count == 20
+        # five reports change: read once, and what they said before goes
+        for h in hosts[:5]:
+            h.stats = dict(changed)
+        assert len(filt.filter_all(hosts, spec())) == 20
+        assert read.call_count == 21  # the five share their facts
+    assert set(filt._facts) == {h.stats[capabilities.FACTS_KEY]
+                                for h in hosts}
+
+
 def test_older_compute_report_parsed_once_per_change():
     # A compute not yet upgraded publishes the versioned entry alone.
     filt, _ = make_filter(KEYED)
