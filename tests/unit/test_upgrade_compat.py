@@ -19,8 +19,8 @@ import subprocess
 import sys
 import tarfile
 
-import pytest
 from oslo_utils import timeutils
+import pytest
 
 from tests.unit import test_vtpm_filter as t
 from vtpm_core import capabilities
