@@ -2,7 +2,6 @@
 """Properties of VTPMFilter's per-host reading: the fast path decides as
 ``satisfies`` decides on the full object."""
 
-import datetime
 import json
 
 import hypothesis
@@ -58,17 +57,7 @@ def reference(stats):
     return described
 
 
-def _attested_in(report, fabric):
-    report.guarded = True
-    report.attestation_status = 'Passed'
-    report.fabric_id = fabric
-    return report
-
-
-_reports = st.one_of(
-    strategies.host_capabilities,
-    st.builds(_attested_in, strategies.host_capabilities,
-              st.sampled_from(('fabric-a', 'fabric-b'))))
+_reports = strategies.reports_for_moves
 # A facts part, near what the writer writes and not.
 _parts = st.one_of(
     st.sampled_from(('', '1', '0', '-', '11', '110', '01-', '1-0', '1x0',
@@ -149,16 +138,8 @@ def test_the_fast_path_decides_as_satisfies_on_the_full_object(
     parse, is satisfies' decision on the full HostCapabilities its stats
     stand for (reference): the facts never decide otherwise than the object
     they were derived from would, whatever an earlier request saw."""
-    full = reference(stats)
-    if full is None:
-        now = data.draw(strategies.timestamps)
-    else:
-        # at either limit to the microsecond, or anywhere around them
-        seconds = data.draw(st.one_of(
-            st.just(max_age), st.just(-max_skew),
-            st.integers(-2 * max_age - 2 * max_skew, 2 * max_age)))
-        now = full.measured_at + datetime.timedelta(
-            seconds=seconds, microseconds=data.draw(st.integers(-2, 2)))
+    now = strategies.scheduler_clock(data, reference(stats), max_age,
+                                     max_skew)
     check = capabilities.compile_check(
         request, max_report_age=max_age, max_clock_skew=max_skew, now=now,
         allowed_fabrics=fabrics)

@@ -196,19 +196,7 @@ def test_default_max_clock_skew_is_60():
     assert make_conf().vtpm_filter.max_clock_skew == 60
 
 
-def _attested_in(report, fabric):
-    report.guarded = True
-    report.attestation_status = 'Passed'
-    report.fabric_id = fabric
-    return report
-
-
-# Random reports, and attested ones in a fabric that a move may name (random
-# ones rarely get that far).
-_reports = st.one_of(
-    st.none(), strategies.host_capabilities,
-    st.builds(_attested_in, strategies.host_capabilities,
-              st.sampled_from(('fabric-a', 'fabric-b'))))
+_reports = st.one_of(st.none(), strategies.reports_for_moves)
 
 
 # Enough examples to reach the few keyed requests on attested hosts whose
@@ -223,19 +211,10 @@ _reports = st.one_of(
 def test_a_view_gets_the_verdict_of_its_report(request, report, fabrics,
                                                max_age, max_skew, data):
     """For any request, report, fabrics and clock, the compiled check gives
-    a report's capabilities.view (what the filter keeps per host) the
+    a report's capabilities.view (what the filter checks per host) the
     verdict it gives the report read back from its stats: the filter's
     per-host copy changes no decision."""
-    if report is None:
-        now = data.draw(strategies.timestamps)
-    else:
-        # at the age limit or the skew limit to the microsecond, or anywhere
-        # around them, including reports from far in the future
-        seconds = data.draw(st.one_of(
-            st.just(max_age), st.just(-max_skew),
-            st.integers(-2 * max_age - 2 * max_skew, 2 * max_age)))
-        now = report.measured_at + datetime.timedelta(
-            seconds=seconds, microseconds=data.draw(st.integers(-2, 2)))
+    now = strategies.scheduler_clock(data, report, max_age, max_skew)
     check = capabilities.compile_check(
         request, max_report_age=max_age, max_clock_skew=max_skew, now=now,
         allowed_fabrics=fabrics)
