@@ -619,20 +619,20 @@ class HyperVBackend(backend.VTPMBackend):
                                                   refuse)
         if artifact.info.owner != info.owner:
             raise refuse(hv_exception.ReauthorizationOwnerChanged, (
-                'its owner (signing certificate SHA-256 %s) is not the owner '
-                'of the VM\'s KeyProtector (%s): a KeyProtector\'s owner '
-                'never changes (New-HgsKeyProtector), so the vTPM would not '
-                'open; make it from the VM\'s KeyProtector with '
-                'Grant-HgsKeyProtectorAccess and Revoke-HgsKeyProtectorAccess'
-            ) % (keyprotector.fabric_id(artifact.info.owner),
-                 keyprotector.fabric_id(info.owner)))
+                'a KeyProtector\'s owner never changes (New-HgsKeyProtector) '
+                'and this one\'s (signing certificate SHA-256 %s) is not the '
+                'VM\'s (%s), so the vTPM would not open; make it from the '
+                'VM\'s KeyProtector with Grant-HgsKeyProtectorAccess and '
+                'Revoke-HgsKeyProtectorAccess') % (
+                    keyprotector.fabric_id(artifact.info.owner),
+                    keyprotector.fabric_id(info.owner)))
         host_fabric = keyprotector.fabric_id(
             fabric_guardian.SigningCertificate)
         if host_fabric not in artifact.info.fabric_ids:
             raise refuse(hv_exception.ReauthorizationDropsFabric, (
-                'it does not name fabric %s, where the VM is (host %s): the '
-                'VM could not start here; keep this fabric\'s guardian, and '
-                'revoke it only once the server has moved') % (
+                'it does not name fabric %s, where the VM is (host %s), so '
+                'the VM could not start here; keep this fabric\'s guardian '
+                'and revoke it once the server has moved') % (
                     host_fabric, self._host))
         try:
             security.set_key_protector(vm_name, ssd, artifact.key_protector)

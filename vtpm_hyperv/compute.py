@@ -375,7 +375,7 @@ class VTPMCompute:
             restored = self.backend.restore_last_known_good(instance.uuid,
                                                             vm_name)
             error = hv_exception.KeyProtectorDidNotOpen(
-                instance=instance.uuid, ref=ref, cause=e)
+                instance=instance.uuid, ref=ref, reason=e)
             outcome = reauthorize.Outcome.failed(
                 instance, ref, reauthorize.RESTORED, error, after, restored)
             raise self._reauthorized(context, instance, outcome,
@@ -393,7 +393,7 @@ class VTPMCompute:
         self.reauthorized(context, instance, outcome)
         if outcome.result == reauthorize.APPLIED:
             return None
-        return VTPMOperationRefused(reason=outcome.reason)
+        return VTPMOperationRefused(reason=outcome.message)
 
     def reauthorized(self, context, instance, outcome):
         """Where every re-authorization outcome goes (saved by then)."""

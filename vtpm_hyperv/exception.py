@@ -92,10 +92,10 @@ class ReauthorizationNotKeyed(ReauthorizationRefused):
 
 class KeyProtectorDidNotOpen(exception.VTPMError):
     """The VM did not start with its new KeyProtector; the last known good
-    one is back and the instance's recorded fabrics with it."""
+    one is back and the instance's recorded fabrics with it. ``.reason``
+    is what the start raised."""
 
     quoted = ('ref',)
-    msg_fmt = ("instance %(instance)s did not start with the KeyProtector "
-               "of os_vtpm_keyprotector (server metadata) %(ref)s: "
-               "%(cause)s; Hyper-V's last known good KeyProtector is "
-               "restored and the instance is stopped as before")
+    msg_fmt = ("instance %(instance)s did not start with "
+               "os_vtpm_keyprotector (server metadata) %(ref)s; last known "
+               "good KeyProtector restored: %(reason)s")

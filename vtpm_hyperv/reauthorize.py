@@ -72,8 +72,9 @@ class Outcome:
     """What became of one re-authorization request.
 
     ``error_class`` names the ``VTPMError`` subclass of a refusal or a
-    restore (None when applied); ``reason`` is its message. Never holds
-    key material: the secret is named by ``ref`` only.
+    restore (None when applied), ``message`` is its message (the instance
+    fault) and ``reason`` the rule or cause in it. Never holds key
+    material: the secret is named by ``ref`` only.
     """
 
     instance_uuid: str
@@ -82,13 +83,16 @@ class Outcome:
     old_fabrics: tuple[str, ...] = ()
     new_fabrics: tuple[str, ...] = ()
     reason: str = ''
+    message: str = ''
     error_class: str | None = None
 
     @classmethod
     def failed(cls, instance, ref, result, error, old_fabrics=(),
                new_fabrics=()) -> Outcome:
         return cls(instance.uuid, ref, result, tuple(old_fabrics),
-                   tuple(new_fabrics), str(error), type(error).__name__)
+                   tuple(new_fabrics),
+                   str(getattr(error, 'reason', None) or error), str(error),
+                   type(error).__name__)
 
     @property
     def status(self) -> str:

@@ -71,7 +71,8 @@ def secret(what, kind='owner'):
     return realservices.store_secret(payload, kind, name='e2e %s' % what)
 
 
-class EndToEndTestCase(nova.Services):
+class EndToEndBase(nova.Services):
+    """The cloud of these tests and its helpers (no tests of its own)."""
 
     def setUp(self):
         # Fails (never skips) without the services, before nova starts.
@@ -157,6 +158,10 @@ class EndToEndTestCase(nova.Services):
         return {name: ({vm: hv.vm_security(vm) for vm in hv.vms},
                        hv.guardian_names())
                 for name, hv in self.cloud.hosts.items()}
+
+
+
+class EndToEndTestCase(EndToEndBase):
 
     # --- a keyed instance in fabric A ------------------------------------
 
