@@ -11,6 +11,8 @@ named in server metadata while the server is stopped; the next start
 applies them.
 """
 
+import base64
+
 from nova.tests.functional.api import client as nova_client
 
 from tests import realservices
@@ -153,8 +155,15 @@ class ReauthorizeTestCase(e2e.EndToEndBase):
                                                 'NoValidHost')
         server = self._wait_for_state_change(self.server, 'ACTIVE')
 
-        ref = self.request(server, self.pc.grant(self.kp_a, 'fabric-b'))
+        granted = self.pc.grant(self.kp_a, 'fabric-b')
+        ref = self.request(server, granted)
         server = self._wait_for_state_change(server, 'ACTIVE')
+        # the payload reached no log line (DEBUG is on)
+        log = self.stdlog.logger.output
+        self.assertIn('re-authorized with secret %s' % ref, log)
+        for needle in (base64.b64encode(granted[:48]).decode(),
+                       repr(granted[:24])[2:-1]):
+            self.assertNotIn(needle, log)
         self.assertEqual('applied %s' % ref, server['metadata'][STATUS])
         self.assertEqual({a.fabric_id, b.fabric_id}, self.fabrics(server))
         _, vm = self.vm(server)
