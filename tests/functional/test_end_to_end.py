@@ -160,7 +160,6 @@ class EndToEndBase(nova.Services):
                 for name, hv in self.cloud.hosts.items()}
 
 
-
 class EndToEndTestCase(EndToEndBase):
 
     # --- a keyed instance in fabric A ------------------------------------

@@ -15,8 +15,8 @@ import base64
 
 from nova.tests.functional.api import client as nova_client
 
-from tests import realservices
 from tests.functional import test_end_to_end as e2e
+from tests import realservices
 from vtpm_core import constants
 from vtpm_hyperv import fake
 from vtpm_hyperv import reauthorize
