@@ -372,6 +372,8 @@ class VTPMCompute:
         try:
             start()
         except Exception as e:  # noqa: BLE001 - any failure to start
+            # The new KeyProtector is the one change since the last good
+            # start, so whatever failed, the known good one comes back.
             restored = self.backend.restore_last_known_good(instance.uuid,
                                                             vm_name)
             error = hv_exception.KeyProtectorDidNotOpen(
