@@ -29,11 +29,16 @@ fix (a bad request, a missing or forbidden secret), reschedule for what
 another host may not have (a failed WMI job, an unsuitable host), and roll
 the instance back to its state for a refused lifecycle operation
 (``vtpm_hyperv.lifecycle``). The fault always carries our message.
+
+``spawn`` and ``stats`` also send the vTPM's versioned notifications
+(``vtpm_hyperv.notifications``): the attach's end or error, and a host's
+attestation crossing ``Passed``.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 
 from nova.compute import task_states
 import nova.conf
@@ -47,6 +52,7 @@ from vtpm_core import exception
 from vtpm_core import policy
 from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import lifecycle
+from vtpm_hyperv import notifications
 from vtpm_hyperv import reauthorize
 
 LOG = logging.getLogger(__name__)
@@ -143,11 +149,18 @@ class VTPMCompute:
         the owner's token plus a service token when ``[service_user]
         send_service_user_token`` is set (a build then survives the owner's
         token expiring).
+    :param host: the nova-compute host its notifications are published
+        as (``nova-compute:<host>``, ``vtpm_hyperv.notifications``);
+        default ``conf.host`` (nova's, which defaults to this machine's
+        name).
     """
 
     def __init__(self, conf, backend=None, backend_name='hyperv',
-                 auth_for=None):
+                 auth_for=None, host=None):
         self._conf = conf
+        self.host = host or getattr(conf, 'host', None) or \
+            socket.gethostname()
+        self._attestation = notifications.AttestationWatch(self.host)
         self._backend = backend
         self._backend_name = backend_name
         self._auth_for = (auth_for or
@@ -195,9 +208,11 @@ class VTPMCompute:
         try:
             result = self.backend.attach(instance.uuid, vm_name, request,
                                          auth=self._auth_for(context))
-        except _ABORT as e:
-            raise self._abort(instance, e) from e
         except exception.VTPMError as e:
+            notifications.attach_failed(context, instance, self.host,
+                                        shielded=request.shielded, error=e)
+            if isinstance(e, _ABORT):
+                raise self._abort(instance, e) from e
             LOG.warning('vTPM attach for instance %(uuid)s failed on this '
                         'host, nova may reschedule: %(error)s',
                         {'uuid': instance.uuid, 'error': e})
@@ -207,6 +222,9 @@ class VTPMCompute:
         LOG.info('vTPM attached to instance %(uuid)s (fabrics: %(fabrics)s)',
                  {'uuid': instance.uuid,
                   'fabrics': ', '.join(result.fabrics) or 'local'})
+        notifications.attach(context, instance, self.host,
+                             shielded=request.shielded,
+                             fabrics=result.fabrics)
         return result
 
     def destroy(self, instance, vm_name):
@@ -242,8 +260,9 @@ class VTPMCompute:
             LOG.warning('vTPM capabilities unavailable, reporting none: '
                         '%(error)s', {'error': e})
             self._caps = None
-            return {}
-        return capabilities.to_stats(self._caps)
+        # the report as nova publishes it, from here to the scheduler
+        self._attestation.observe(self._caps)
+        return {} if self._caps is None else capabilities.to_stats(self._caps)
 
     def update_traits(self, provider_tree, nodename):
         """Set our traits on ``nodename`` from the last ``stats()`` report.

@@ -77,8 +77,8 @@ class VTPMDriverMixin:
 
     def vtpm_compute(self) -> compute.VTPMCompute:
         """The host's vTPM side: nova's configuration, the ``hyperv``
-        backend."""
-        return compute.VTPMCompute(CONF)
+        backend, notifications published as this host."""
+        return compute.VTPMCompute(CONF, host=self.vtpm_host)
 
     def vtpm_vm_name(self, instance) -> str:
         """The name of ``instance``'s Hyper-V VM (compute-hyperv's)."""

@@ -73,7 +73,8 @@ class Outcome:
 
     ``error_class`` names the ``VTPMError`` subclass of a refusal or a
     restore (None when applied), ``message`` is its message (the instance
-    fault) and ``reason`` the rule or cause in it. Never holds key
+    fault) and ``reason`` the rule or cause in it; ``error`` is the
+    exception itself (for a notification's fault payload). Never holds key
     material: the secret is named by ``ref`` only.
     """
 
@@ -85,6 +86,8 @@ class Outcome:
     reason: str = ''
     message: str = ''
     error_class: str | None = None
+    error: Exception | None = dataclasses.field(default=None, compare=False,
+                                                repr=False)
 
     @classmethod
     def failed(cls, instance, ref, result, error, old_fabrics=(),
@@ -92,7 +95,7 @@ class Outcome:
         return cls(instance.uuid, ref, result, tuple(old_fabrics),
                    tuple(new_fabrics),
                    str(getattr(error, 'reason', None) or error), str(error),
-                   type(error).__name__)
+                   type(error).__name__, error)
 
     @property
     def status(self) -> str:

@@ -71,8 +71,9 @@ def secret(what, kind='owner'):
     return realservices.store_secret(payload, kind, name='e2e %s' % what)
 
 
-class EndToEndBase(nova.Services):
-    """The cloud of these tests and its helpers (no tests of its own)."""
+class KeyedCloud(nova.Services):
+    """The cloud of these tests: the real Keystone users, the install
+    guide's computes over simulated hosts, nova's log at DEBUG."""
 
     def setUp(self):
         # Fails (never skips) without the services, before nova starts.
@@ -160,7 +161,7 @@ class EndToEndBase(nova.Services):
                 for name, hv in self.cloud.hosts.items()}
 
 
-class EndToEndTestCase(EndToEndBase):
+class EndToEndTestCase(KeyedCloud):
 
     # --- a keyed instance in fabric A ------------------------------------
 

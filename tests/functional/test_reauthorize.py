@@ -73,7 +73,7 @@ class TenantMachine:
                                          Guardian=self.guardian(name)))
 
 
-class ReauthorizeTestCase(e2e.EndToEndBase):
+class ReauthorizeTestCase(e2e.KeyedCloud):
 
     def setUp(self):
         super().setUp()

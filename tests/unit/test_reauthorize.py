@@ -138,3 +138,4 @@ def test_a_failed_outcome_names_the_error_class_and_its_reason():
         error)
     assert outcome.error_class == 'ReauthorizationOwnerChanged'
     assert outcome.message == str(error) and outcome.reason == 'owner'
+    assert outcome.error is error
