@@ -20,6 +20,8 @@ per host and adds a call to each hook it already has::
                                          instance)
     rebuild                          self._vtpm.before_rebuild(instance)
     power_off                        self._vtpm.before_power_off(instance)
+    power_on                         self._vtpm.power_on(context, instance,
+                                                         name, start)
 
 Each raises the nova exception that makes nova's compute manager do the
 right thing: abort a build without rescheduling for what another host cannot
@@ -51,6 +53,7 @@ from vtpm_core import policy
 from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import lifecycle
 from vtpm_hyperv import notifications
+from vtpm_hyperv import reauthorize
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -357,3 +360,72 @@ class VTPMCompute:
             LOG.info('%s', e)
             raise nova_exception.InstanceFaultRollback(
                 inner_exception=VTPMOperationRefused(reason=str(e))) from e
+
+    # --- re-authorization (vtpm_hyperv.reauthorize) --------------------------
+
+    def power_on(self, context, instance, vm_name, start):
+        """At ``power_on``: apply the owner's pending re-authorization, if
+        any, then ``start()`` (the driver's own power-on).
+
+        :returns: the ``reauthorize.Outcome``, or None without a request.
+        :raises VTPMOperationRefused: refused (nothing changed), or the VM
+            did not start with the new KeyProtector (the last known good
+            one is back); the server stays stopped, the fault says why.
+        """
+        ref = reauthorize.pending(instance)
+        if ref is None:
+            start()
+            return None
+        before = recorded_fabrics(instance)
+        try:
+            reauthorize.check_ref(instance, ref)
+            before, after = self.backend.reauthorize(
+                instance.uuid, vm_name, ref, auth=self._auth_for(context))
+        except (reauthorize.InvalidReauthorization,
+                hv_exception.ReauthorizationRefused,
+                hv_exception.HyperVOperationFailed) as e:
+            outcome = reauthorize.Outcome.failed(
+                instance, ref, reauthorize.REFUSED, e, before, before)
+            raise self._reauthorized(context, instance, outcome,
+                                     before) from e
+        try:
+            start()
+        except Exception as e:  # noqa: BLE001 - any failure to start
+            # The new KeyProtector is the one change since the last good
+            # start, so whatever failed, the known good one comes back.
+            restored = self.backend.restore_last_known_good(instance.uuid,
+                                                            vm_name)
+            error = hv_exception.KeyProtectorDidNotOpen(
+                instance=instance.uuid, ref=ref, reason=e)
+            outcome = reauthorize.Outcome.failed(
+                instance, ref, reauthorize.RESTORED, error, after, restored)
+            raise self._reauthorized(context, instance, outcome,
+                                     restored) from e
+        outcome = reauthorize.Outcome(instance.uuid, ref,
+                                      reauthorize.APPLIED, before, after)
+        self._reauthorized(context, instance, outcome, after)
+        return outcome
+
+    def _reauthorized(self, context, instance, outcome, fabrics):
+        """Record ``outcome`` on the instance and report it; for a failure,
+        the exception that fails the start."""
+        reauthorize.record(instance, outcome, fabrics)
+        instance.save()
+        self.reauthorized(context, instance, outcome)
+        if outcome.result == reauthorize.APPLIED:
+            return None
+        return VTPMOperationRefused(reason=outcome.message)
+
+    def reauthorized(self, context, instance, outcome):
+        """Where every re-authorization outcome goes (saved by then)."""
+        if outcome.result == reauthorize.APPLIED:
+            LOG.info('Instance %(uuid)s re-authorized with secret %(ref)s: '
+                     'fabrics %(new)s (before: %(old)s)',
+                     {'uuid': instance.uuid, 'ref': outcome.ref,
+                      'new': ', '.join(outcome.new_fabrics),
+                      'old': ', '.join(outcome.old_fabrics)})
+        else:
+            LOG.warning('Re-authorization of instance %(uuid)s %(result)s: '
+                        '%(reason)s', {'uuid': instance.uuid,
+                                       'result': outcome.result,
+                                       'reason': outcome.reason})
