@@ -417,8 +417,10 @@ class VTPMCompute:
         return VTPMOperationRefused(reason=outcome.message)
 
     def reauthorized(self, context, instance, outcome):
-        """Where every re-authorization outcome goes (saved by then)."""
-        if outcome.result == reauthorize.APPLIED:
+        """Where every re-authorization outcome goes (saved by then): the
+        log and ``vtpm.reauthorize.end``/``.error``."""
+        applied = outcome.result == reauthorize.APPLIED
+        if applied:
             LOG.info('Instance %(uuid)s re-authorized with secret %(ref)s: '
                      'fabrics %(new)s (before: %(old)s)',
                      {'uuid': instance.uuid, 'ref': outcome.ref,
@@ -429,3 +431,8 @@ class VTPMCompute:
                         '%(reason)s', {'uuid': instance.uuid,
                                        'result': outcome.result,
                                        'reason': outcome.reason})
+        notifications.reauthorization(
+            context, instance, self.host, applied=applied,
+            reason=None if applied else (outcome.reason or None),
+            error=outcome.error, secret_ref=outcome.ref,
+            old_fabrics=outcome.old_fabrics, new_fabrics=outcome.new_fabrics)

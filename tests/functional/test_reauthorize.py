@@ -12,6 +12,7 @@ applies them.
 """
 
 import base64
+import json
 
 from nova.tests.functional.api import client as nova_client
 
@@ -106,6 +107,17 @@ class ReauthorizeTestCase(e2e.KeyedCloud):
         api.microversion = self.api.microversion
         return api
 
+    def reauthorization_sent(self, server, ref):
+        """The one ``vtpm.reauthorize.*`` sent for ``ref``, its payload
+        checked against what the instance records."""
+        (sent,) = [n for n in self.notifier.versioned_notifications
+                   if n['event_type'].startswith('vtpm.reauthorize.')
+                   and n['payload']['vtpm_object.data']['secret_ref'] == ref]
+        data = sent['payload']['vtpm_object.data']
+        self.assertEqual((server['id'], 'nova-compute:a1'),
+                         (data['instance_uuid'], sent['publisher_id']))
+        return sent['event_type'], sent['priority'], data
+
     def fabrics(self, server):
         return set(self.instance(server).system_metadata[
             constants.SYSMETA_FABRICS].split(','))
@@ -161,11 +173,18 @@ class ReauthorizeTestCase(e2e.KeyedCloud):
         # the payload reached no log line (DEBUG is on)
         log = self.stdlog.logger.output
         self.assertIn('re-authorized with secret %s' % ref, log)
+        sent = json.dumps(self.notifier.versioned_notifications)
         for needle in (base64.b64encode(granted[:48]).decode(),
-                       repr(granted[:24])[2:-1]):
+                       granted[:48].hex(), repr(granted[:24])[2:-1]):
             self.assertNotIn(needle, log)
+            self.assertNotIn(needle, sent)
         self.assertEqual('applied %s' % ref, server['metadata'][STATUS])
         self.assertEqual({a.fabric_id, b.fabric_id}, self.fabrics(server))
+        event, priority, data = self.reauthorization_sent(server, ref)
+        self.assertEqual(('vtpm.reauthorize.end', 'INFO', True, None),
+                         (event, priority, data['applied'], data['fault']))
+        self.assertEqual(([a.fabric_id], {a.fabric_id, b.fabric_id}),
+                         (data['old_fabrics'], set(data['new_fabrics'])))
         _, vm = self.vm(server)
         self.assert_unwraps(vm['KeyProtector'], allowed=[
             ('A', a.guardian.encryption_key),
@@ -200,6 +219,12 @@ class ReauthorizeTestCase(e2e.KeyedCloud):
                 fragment)
             self.assertIn(fragment, server['metadata'][STATUS])
             self.assertEqual(before, self.state(server), error_class)
+            event, priority, data = self.reauthorization_sent(server, ref)
+            self.assertEqual(('vtpm.reauthorize.error', 'ERROR', False,
+                              error_class),
+                             (event, priority, data['applied'],
+                              data['fault']['vtpm_object.data']['exception']))
+            self.assertIn(fragment, data['reason'])
         # The refused secret is not tried again: the server starts as it was.
         server = self._start_server(server)
         self.assertEqual('a1', self.host_of(server))
@@ -221,6 +246,10 @@ class ReauthorizeTestCase(e2e.KeyedCloud):
             'did not start with os_vtpm_keyprotector (server metadata) %r'
             % ref, 'last known good KeyProtector restored')
         self.assertIn('could not be unwrapped', server['metadata'][STATUS])
+        event, _, data = self.reauthorization_sent(server, ref)
+        self.assertEqual(('vtpm.reauthorize.error', 'KeyProtectorDidNotOpen'),
+                         (event,
+                          data['fault']['vtpm_object.data']['exception']))
         _, vm = self.vm(server)
         self.assertEqual(self.parties(vm_before['KeyProtector']),
                          self.parties(vm['KeyProtector']))
