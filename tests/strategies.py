@@ -87,6 +87,7 @@ host_capabilities = st.builds(
     attestation_mode=maybe(st.sampled_from(
         ('TpmTrusted', 'HostGuardianActiveDirectory'))),
     fabric_id=maybe(st.text(min_size=1, max_size=40)),
+    fabric_ids=maybe(st.lists(st.text(min_size=1, max_size=40), max_size=3)),
     measured_at=timestamps,
     os_version=maybe(st.sampled_from(('10.0.14393', '10.0.20348'))),
     local_key_protector=maybe(st.booleans()))

@@ -108,8 +108,7 @@ def traits(caps: objects.HostCapabilities | None) -> set[str]:
         result.add(TRAIT_GUARDED)
         if caps.attestation_status == constants.ATTESTATION_PASSED:
             result.add(TRAIT_ATTESTED)
-        if caps.fabric_id:
-            result.add(fabric_trait(caps.fabric_id))
+        result.update(fabric_trait(f) for f in fabric_identities(caps))
     return result
 
 
@@ -192,7 +191,8 @@ def compile_check(request: objects.VTPMRequest | None, *,
         own report.
     :param now: the time to compare ``measured_at`` with (UTC).
     :param allowed_fabrics: on a move of an instance that has a KeyProtector,
-        the fabrics it names; other hosts are refused.
+        the fabrics it names; a host none of whose ``fabric_identities`` is
+        one of them is refused.
     """
     needs_vtpm = request is not None and request.enabled
     if not needs_vtpm and not allowed_fabrics:
@@ -210,11 +210,13 @@ def compile_check(request: objects.VTPMRequest | None, *,
     def check(caps):
         if caps is None:
             return _NO_REPORT
-        if allowed_fabrics and caps.fabric_id not in allowed_fabrics:
-            return Verdict(False, 'fabric %s is not one the instance\'s '
-                           'KeyProtector names (%s)', (
-                               caps.fabric_id,
-                               ', '.join(sorted(allowed_fabrics))))
+        if allowed_fabrics:
+            identities = fabric_identities(caps)
+            if allowed_fabrics.isdisjoint(identities):
+                return Verdict(False, 'fabric %s is not one the instance\'s '
+                               'KeyProtector names (%s)', (
+                                   ', '.join(identities) or 'none',
+                                   ', '.join(sorted(allowed_fabrics))))
         if needs_vtpm and not caps.vtpm_supported:
             return _NO_VTPM
         if needs_local and caps.local_key_protector is False:
@@ -240,6 +242,19 @@ def compile_check(request: objects.VTPMRequest | None, *,
                                    max_clock_skew))
         return _PASS
     return check
+
+
+def fabric_identities(caps) -> tuple[str, ...]:
+    """Every guardian identity a host's fabric answers for, primary first.
+
+    During an HGS certificate renewal HGS unwraps KeyProtectors that name
+    its previous certificates as well as its new primary ones, so a host
+    reports both (``fabric_ids``); a report older than 1.3 has only
+    ``fabric_id``. A move may go to a host when one of these is a fabric
+    the instance's KeyProtector names.
+    """
+    primary = (caps.fabric_id,) if caps.fabric_id else ()
+    return tuple(dict.fromkeys(primary + tuple(caps.fabric_ids or ())))
 
 
 def satisfies(request: objects.VTPMRequest | None,
