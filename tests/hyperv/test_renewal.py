@@ -102,7 +102,7 @@ def test_a_disabled_pair_is_not_made_primary(fabric, old, renewed):
     assert fabric.unwrapping_guardians() == [renewed]
 
 
-# --- the backend during a renewal ---------------------------------------------
+# --- the backend during a renewal -------------------------------------------
 
 def test_a_renewing_host_reports_both_identities(
         host, fabric, old, renewed, make_backend, conformance):
