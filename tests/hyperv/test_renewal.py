@@ -9,8 +9,6 @@ removes, the old pair. Hosts here import the new metadata beside the old
 guardian and report both identities until the old one is gone.
 """
 
-import uuid
-
 import pytest
 
 from tests.hyperv import conftest
@@ -25,7 +23,8 @@ OLD, NEW = 'contoso-hgs', 'contoso-hgs-2027'
 
 @pytest.fixture
 def fabric():
-    """A fabric of its own: a renewal changes it."""
+    """A fabric of its own (conftest's ``host`` is then of it): a renewal
+    changes it."""
     return fake.Fabric(OLD, reuse_keys=True)
 
 
@@ -40,14 +39,6 @@ def renewed(fabric, old):
     new = fabric.add_certificates(NEW)
     fabric.set_primary(new)
     return new
-
-
-@pytest.fixture
-def host(fabric):
-    h = fake.FakeHyperVHost('hv-%s' % uuid.uuid4().hex[:8], fabric=fabric)
-    h.add_vm(VM, generation=2)
-    yield h
-    h.close()
 
 
 def _ids(*guardians):
