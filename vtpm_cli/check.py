@@ -148,10 +148,11 @@ def _audit(args):
     fleet = None
     if args.nova_config:
         try:
-            from vtpm_cli import novadb
+            from vtpm_filters import novadb
         except ImportError as e:
             print('error: vtpm-check --audit --nova-config needs nova (%s); '
-                  'run it where nova is installed' % e, file=sys.stderr)
+                  "run it on a controller with 'hyperv-vtpm[filters]'" % e,
+                  file=sys.stderr)
             return MISSING_EXTRA
         fleet = functools.partial(novadb.read, args.nova_config)
     from vtpm_core import exception

@@ -79,7 +79,7 @@ def run(cloud, fmt, fleet=None):
     """Audit the cloud; return (report text, exit status).
 
     :param fleet: None, or a callable that returns the instances and the
-        hosts' reports (``vtpm_cli.novadb.gather``'s), whose fabrics are
+        hosts' reports (``vtpm_filters.novadb.gather``'s), whose fabrics are
         audited too.
     :raises CloudUnreadable: openstacksdk could not read the images and
         flavors (no credentials, an unknown cloud, Keystone, Glance or nova

@@ -16,7 +16,7 @@ holds and finds:
   (``fabric_findings``).
 
 Reading a cloud is ``vtpm_cli.cloud``'s job (``vtpm-check --audit``), and
-reading nova's databases ``vtpm_cli.novadb``'s.
+reading nova's databases ``vtpm_filters.novadb``'s.
 """
 
 from __future__ import annotations

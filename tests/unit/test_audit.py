@@ -309,7 +309,7 @@ class _EmptyCloud:
 
 
 def test_nova_config_adds_the_instances_to_the_audit(monkeypatch, capsys):
-    from vtpm_cli import novadb
+    from vtpm_filters import novadb
 
     read = []
     monkeypatch.setattr(cloud.openstack, 'connect',
@@ -326,7 +326,7 @@ def test_nova_config_adds_the_instances_to_the_audit(monkeypatch, capsys):
 
 
 def test_an_unreadable_cell_exits_2(monkeypatch, capsys):
-    from vtpm_cli import novadb
+    from vtpm_filters import novadb
 
     def read(files):
         raise novadb.NovaUnreadable(cell='c1', reason='it did not answer')

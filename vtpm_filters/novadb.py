@@ -6,8 +6,8 @@ records the fabrics its KeyProtector names (``vtpm_fabrics``), nor a
 compute node's stats, where each host publishes its capability report
 (``vtpm:capabilities``). So the audit reads both as ``nova-status`` reads
 nova: with nova's own objects, in every cell, on a host that has nova's
-configuration and may reach its databases (a controller). It changes
-nothing. Importing this module needs nova.
+configuration and may reach its databases (a controller, where this
+package is installed for nova-scheduler and nova-api). It changes nothing.
 """
 
 from __future__ import annotations
