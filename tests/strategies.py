@@ -92,6 +92,35 @@ host_capabilities = st.builds(
     os_version=maybe(st.sampled_from(('10.0.14393', '10.0.20348'))),
     local_key_protector=maybe(st.booleans()))
 
+
+def _attested_in(report, fabric):
+    report.guarded = True
+    report.attestation_status = 'Passed'
+    report.fabric_id = fabric
+    return report
+
+
+# Random reports, and attested ones in a fabric that a move may name
+# (random ones rarely get that far).
+reports_for_moves = st.one_of(
+    host_capabilities,
+    st.builds(_attested_in, host_capabilities,
+              st.sampled_from(('fabric-a', 'fabric-b'))))
+
+
+def scheduler_clock(data, report, max_age, max_skew):
+    """Draw the scheduler's "now" for ``report`` (None: any time): at the
+    age limit or the skew limit to the microsecond, or anywhere around them,
+    including reports from far in the future."""
+    if report is None:
+        return data.draw(timestamps)
+    seconds = data.draw(st.one_of(
+        st.just(max_age), st.just(-max_skew),
+        st.integers(-2 * max_age - 2 * max_skew, 2 * max_age)))
+    return report.measured_at + datetime.timedelta(
+        seconds=seconds, microseconds=data.draw(st.integers(-2, 2)))
+
+
 vtpm_requests = st.builds(
     objects.VTPMRequest,
     enabled=st.booleans(), key_refs=st.lists(uuids, max_size=6, unique=True),

@@ -1,10 +1,21 @@
 # SPDX-License-Identifier: Apache-2.0
 """Host capability reports: stats (de)serialisation, traits, host matching.
 
-A compute host publishes its ``HostCapabilities`` as one compute-node stats
-entry (``vtpm:capabilities``, a JSON string: ComputeNode.stats holds strings
-only) and as placement traits. The scheduler side reads the stats entry and
-asks ``satisfies`` whether a host can run a request.
+A compute host publishes its ``HostCapabilities`` as compute-node stats
+(ComputeNode.stats holds strings only) and as placement traits. ``to_stats``
+writes two entries from the object's one primitive:
+
+* ``vtpm:capabilities``, the primitive as JSON: the reference, read by
+  oslo.versionedobjects (``from_stats``), which negotiates versions;
+* ``vtpm:facts``, every field again as one flat string that the scheduler
+  reads per host per request without a JSON parse (``read_facts``); written
+  only when its version is this one and every value has one exact form, and
+  read only in that case, so a reader that cannot read it falls back to the
+  reference.
+
+The scheduler side asks ``satisfies`` (``compile_check``) whether a host can
+run a request; the check reads a report's fields by name, whichever of the
+two it came from.
 """
 
 from __future__ import annotations
@@ -13,6 +24,8 @@ import collections
 from collections.abc import Callable
 from collections.abc import Mapping
 import datetime
+import functools
+import itertools
 import json
 
 from oslo_utils import versionutils
@@ -22,6 +35,7 @@ from vtpm_core import constants
 from vtpm_core import objects
 
 STATS_KEY = 'vtpm:capabilities'
+FACTS_KEY = 'vtpm:facts'
 
 # Placement traits. The standard trait says "can give a guest a TPM 2.0";
 # the custom ones let placement prefilter guarded hosts and fabrics.
@@ -33,17 +47,26 @@ TRAIT_FABRIC_PREFIX = 'CUSTOM_HGS_FABRIC_'
 
 def to_stats(caps: objects.HostCapabilities,
              target_version: str | None = None) -> dict[str, str]:
-    """Return the stats entry that carries ``caps``.
+    """Return the stats entries that carry ``caps``.
+
+    ``vtpm:capabilities`` always; ``vtpm:facts`` too when ``caps`` is
+    complete, of this version and every value has its one flat form (see
+    ``read_facts``): else readers use the first.
 
     :param target_version: backport to this version, for a cloud whose
-        schedulers have not been upgraded yet.
+        schedulers have not been upgraded yet (no facts then: a scheduler
+        reads facts of its own version only).
     """
     primitive = caps.obj_to_primitive(target_version=target_version)
     # Which fields were set is no news to a reader, and its set order would
-    # change the string (and so force a re-parse) for an unchanged report.
+    # change the string for an unchanged report.
     primitive.pop('vtpm_object.changes', None)
-    return {STATS_KEY: json.dumps(primitive, separators=(',', ':'),
-                                  sort_keys=True)}
+    stats = {STATS_KEY: json.dumps(primitive, separators=(',', ':'),
+                                   sort_keys=True)}
+    facts = _facts(primitive)
+    if facts is not None:
+        stats[FACTS_KEY] = facts
+    return stats
 
 
 def from_stats(stats: Mapping[str, str] | None
@@ -97,6 +120,102 @@ def _as_our_version(primitive):
     return dict(primitive, **{
         _VERSION: _OUR_VERSION,
         _DATA: {k: v for k, v in data.items() if k in known}})
+
+
+# --- the facts string --------------------------------------------------------
+#
+#     1.2|2026-11-26T12:00:00Z|110|Passed|TpmTrustedAttestation|fabric-a|10.0.20348
+#
+# The object's version; measured_at as oslo writes it (UTC, to the second);
+# the booleans as one word of flags (1 true, 0 false, - None); the strings
+# ('' is None). The scheduler reads it per host per request: one stats
+# entry, split in one call.
+#
+# Versioning: facts are written and read at the object's exact version
+# only. A reader of any other version, older or newer, minor or major,
+# reads the versioned entry instead, which oslo negotiates; so no layout
+# is ever negotiated here. To add a field: bump HostCapabilities.VERSION,
+# append the field's part at the end, in _facts (the one writer) and
+# read_facts (the one reader), with one exact flat form (for a list of
+# strings, joined by ','; a value without such a form makes _facts write
+# no facts). While computes and schedulers differ in version, hosts are
+# read from the versioned entry: the same decisions, parsed once per change.
+_SEPARATOR = '|'
+_FLAG_FIELDS = ('vtpm_supported', 'guarded', 'local_key_protector')
+_TEXT_FIELDS = ('attestation_status', 'attestation_mode', 'fabric_id',
+                'os_version')
+_FLAG_CHARS = {True: '1', False: '0', None: '-'}
+# every word of flags -> the booleans it stands for; None only where the
+# field is nullable
+_FLAGS = {
+    ''.join(_FLAG_CHARS[v] for v in values): values
+    for values in itertools.product(*(
+        (True, False, None) if objects.HostCapabilities.fields[n].nullable
+        else (True, False) for n in _FLAG_FIELDS))}
+_NULLABLE_TEXTS = tuple(n for n in _TEXT_FIELDS
+                        if objects.HostCapabilities.fields[n].nullable)
+# oslo's DateTimeField writes 'YYYY-MM-DDTHH:MM:SSZ' for a UTC time: 20
+# characters whose separators sit at 4, 7, 10, 13, 16 and 19;
+# fromisoformat checks the digits between them.
+_TIME_LENGTH = 20
+_TIME_SEPARATORS = '--T::Z'
+
+# A report's fields as a named tuple: what the scheduler filter checks per
+# host, read from the facts (or, from an older compute, from the versioned
+# entry); reading a tuple's field costs a tenth of reading a versioned
+# object's.
+View = collections.namedtuple('HostCapabilitiesView',
+                              _FLAG_FIELDS + _TEXT_FIELDS + ('measured_at',))
+# read_facts runs once per host per request: its callees, looked up once
+_new_view = functools.partial(tuple.__new__, View)
+_parse_time = datetime.datetime.fromisoformat
+
+
+def read_facts(raw) -> View | None:
+    """Return the ``View`` a facts string holds, or None.
+
+    None when ``raw`` is not a facts string of this version in its one
+    exact form (the writer's): the reader then reads the versioned entry,
+    so this fast reader can only ever be stricter than oslo, never read a
+    value differently. Never raises.
+    """
+    try:
+        (version, measured_at, flags, attestation_status, attestation_mode,
+         fabric_id, os_version) = raw.split(_SEPARATOR)
+        if (version != _OUR_VERSION or len(measured_at) != _TIME_LENGTH
+                or measured_at[4::3] != _TIME_SEPARATORS):
+            return None
+        return _new_view(_FLAGS[flags] + (
+            attestation_status, attestation_mode or None, fabric_id or None,
+            os_version or None, _parse_time(measured_at)))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _facts(primitive):
+    """The facts string of a primitive, or None where it would be ambiguous.
+
+    None for another version, a missing required field, a string holding
+    the separator, an empty string where '' means None, or a time in
+    another form: readers then read the versioned entry.
+    """
+    data = primitive[_DATA]
+    if (primitive[_VERSION] != _OUR_VERSION
+            or not _REQUIRED_FIELDS.issubset(data)
+            or any(data.get(name) == '' for name in _NULLABLE_TEXTS)):
+        return None
+    facts = _SEPARATOR.join(
+        [_OUR_VERSION, data['measured_at'],
+         ''.join(_FLAG_CHARS[data.get(name)] for name in _FLAG_FIELDS)]
+        + [data.get(name) or '' for name in _TEXT_FIELDS])
+    return facts if read_facts(facts) is not None else None
+
+
+def view(caps: objects.HostCapabilities | None) -> View | None:
+    """Return a read-only copy of every field of ``caps`` (None for None)."""
+    if caps is None:
+        return None
+    return View._make(getattr(caps, name) for name in View._fields)
 
 
 def traits(caps: objects.HostCapabilities | None) -> set[str]:
@@ -270,17 +389,3 @@ def satisfies(request: objects.VTPMRequest | None,
     return compile_check(request, max_report_age=max_report_age,
                          max_clock_skew=max_clock_skew, now=now,
                          allowed_fabrics=allowed_fabrics)(caps)
-
-
-# A report's fields as a named tuple: the scheduler filter keeps one per
-# host and checks it on every request, and reading a tuple's field costs a
-# tenth of reading a versioned object's.
-View = collections.namedtuple('HostCapabilitiesView',
-                              sorted(objects.HostCapabilities.fields))
-
-
-def view(caps: objects.HostCapabilities | None) -> View | None:
-    """Return a read-only copy of every field of ``caps`` (None for None)."""
-    if caps is None:
-        return None
-    return View._make(getattr(caps, name) for name in View._fields)

@@ -136,14 +136,22 @@ def build_request(image_properties: Mapping[str, str],
         flavor_policy=flavor_policy, reasons=reasons)
 
 
-def flavor_settles(extra_specs: Mapping[str, str]) -> bool:
-    """True when the flavor alone decides what a host needs: no vTPM.
+def settled_without_image(extra_specs: Mapping[str, str],
+                          machine_type: str | None) -> bool:
+    """True when the request asks nothing of a host, whatever the image's
+    other properties say.
 
-    A flavor with ``os:vtpm=disabled`` gives either no vTPM or a conflict
-    (which the scheduler lets through), whatever the image says;
-    every other flavor needs the image's properties to decide.
+    ``machine_type`` is the image's ``hw_machine_type`` (None when absent),
+    which nova keeps in the request spec, unlike os_vtpm, os_vtpm_keys and
+    os_shielded_vm. Every ``build_request`` with such a flavor and machine
+    type gives no vTPM or an invalid request (which the scheduler lets
+    through): a flavor with ``os:vtpm=disabled`` gives no vTPM or a
+    conflict, and a vTPM needs a Generation 2 VM, so any other machine type
+    gives no vTPM or ``MachineTypeNotSupported``. Only a Generation 2 image
+    under any other flavor needs the image read.
     """
-    return extra_specs.get(c.FLAVOR_VTPM) == c.DISABLED
+    return (extra_specs.get(c.FLAVOR_VTPM) == c.DISABLED
+            or machine_type != c.MACHINE_TYPE_GEN2)
 
 
 def _policy(source_map, key, source, absent, allowed=c.VTPM_POLICIES):

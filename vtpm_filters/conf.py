@@ -44,13 +44,42 @@ OPTS = [
     cfg.BoolOpt(
         'image_lookup',
         default=True,
-        help='Read os_vtpm, os_vtpm_keys and os_shielded_vm from Glance, '
-             'once per request, when the flavor alone does not settle what '
-             'a host needs (nova drops these properties from the request '
-             'spec). When off, the filter decides on the flavor\'s os:vtpm '
-             'alone: os:vtpm=required needs a vTPM capable host, and '
+        help='Read os_vtpm, os_vtpm_keys and os_shielded_vm from Glance '
+             'when the request spec does not settle what a host needs '
+             '(nova drops these properties from it): only for an image '
+             'whose hw_machine_type is hyperv-gen2, under a flavor without '
+             'os:vtpm=disabled, at most once per image per '
+             'image_cache_ttl. When off, the filter decides on the flavor\'s '
+             'os:vtpm alone: os:vtpm=required needs a vTPM capable host, and '
              'requests made by the image are left to the compute side, '
              'which refuses an unsuitable host and lets nova reschedule.'),
+    cfg.IntOpt(
+        'image_cache_ttl',
+        default=60,
+        min=0,
+        help='Seconds the filter keeps the vTPM properties it read of an '
+             'image, so that Glance is read at most once per image per '
+             'this many seconds on each scheduler worker. A change to an '
+             'image\'s os_vtpm, os_vtpm_keys or os_shielded_vm reaches the '
+             'scheduler within this time (restart nova-scheduler to apply '
+             'it at once). Until then a boot may be placed on the old '
+             'properties; the compute side checks every property again from '
+             'the instance\'s own copy, so such a boot is refused by the '
+             'host (nova reschedules it) or finds no valid host, and never '
+             'runs with the wrong vTPM. The default matches nova\'s '
+             'periodic update of host reports ([DEFAULT] '
+             'update_resources_interval, 60 s), which already bounds how old '
+             'the scheduler\'s view of a host may be. 0 reads Glance for '
+             'every such request. A failed read is never kept.'),
+    cfg.IntOpt(
+        'image_cache_size',
+        default=1000,
+        min=1,
+        help='How many images the filter keeps the vTPM properties of '
+             '(see image_cache_ttl); the least recently used goes first. '
+             'An entry holds at most four short properties, so the default '
+             'costs well under a megabyte and covers the images a cloud '
+             'boots within one image_cache_ttl.'),
     cfg.BoolOpt(
         'restrict_moves_to_fabrics',
         default=True,

@@ -3,16 +3,22 @@
 
 What a host needs is decided by ``vtpm_core.capabilities.compile_check``,
 the rules ``satisfies`` applies. What this module adds is the cost model:
-nova calls ``filter_all`` once per request with every candidate host, so the
-filter
+nova calls ``filter_all`` once per request with every candidate host, built
+anew from the database, so the filter
 
-* evaluates the request once: the flavor's extra specs, at most one Glance
-  read (only when the flavor alone does not settle it), on a move one cell
-  database read for the fabrics the instance's KeyProtector names, and the
+* evaluates the request once: the flavor's extra specs and the image's
+  machine type from the request spec; only for a Generation 2 image that
+  the flavor does not settle, the image's vTPM properties, read from
+  Glance at most once per image per ``image_cache_ttl``; on a move one cell
+  database read for the fabrics the instance's KeyProtector names; and the
   check compiled from them;
-* parses a host's report once per change of its raw stats string, keeping
-  a ``capabilities.view`` of it;
-* then runs the compiled check on each host's view.
+* reads each host's report from its flat ``vtpm:facts`` entry: a dict read,
+  and one split when the string is not one the previous request saw, so a
+  changed report costs about what an unchanged one does and nothing is
+  kept per host; hosts whose facts are the same string share one decision
+  per request. An older compute's ``vtpm:capabilities`` entry is parsed
+  once per change of that string;
+* runs the compiled check on each host's ``capabilities.View``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import types
 import weakref
 
 import nova.conf
@@ -35,6 +42,7 @@ from vtpm_core import constants
 from vtpm_core import exception
 from vtpm_core import policy
 from vtpm_filters import conf as vtpm_conf
+from vtpm_filters import image_cache
 
 LOG = logging.getLogger(__name__)
 
@@ -57,13 +65,21 @@ class VTPMFilter(filters.BaseHostFilter):
         # nova instantiates filters with no arguments; tests pass seams.
         self._conf = conf if conf is not None else nova.conf.CONF
         vtpm_conf.register_opts(self._conf)
-        # (host, nodename) -> (raw stats string, its capabilities.view); one
-        # entry per compute node, replaced when the raw string changes.
-        # Every HostState has a host and a nodename; not every one a uuid.
-        self._reports = {}
+        opts = self._conf.vtpm_filter
+        # For compute nodes that publish no readable facts (older computes):
+        # (host, nodename) -> (raw vtpm:capabilities string, its View),
+        # replaced when the string changes. Every HostState has a host and
+        # a nodename; not every one a uuid.
+        self._versioned = {}
+        # facts string -> its View, for the facts the last request saw:
+        # a report that did not change since is not read again. Replaced,
+        # not grown, per request.
+        self._facts = {}
         # host_passes callers: the last request spec per thread and its check.
         self._last = threading.local()
         self._image_api = image_api
+        self._images = image_cache.ImageCache(ttl=opts.image_cache_ttl,
+                                              max_size=opts.image_cache_size)
 
     # --- nova's entry points -------------------------------------------------
 
@@ -85,22 +101,28 @@ class VTPMFilter(filters.BaseHostFilter):
     # --- per host ----------------------------------------------------------
 
     def _passing(self, host_states, check):
-        reports = self._reports
-        key = capabilities.STATS_KEY
+        read_facts = capabilities.read_facts
+        key = capabilities.FACTS_KEY
         debug = LOG.isEnabledFor(logging.DEBUG)
         passes, instance_uuid = check
+        # facts string -> its verdict, for this request: hosts of one
+        # profile that reported in the same second share it
+        decided = {}
+        known, seen = self._facts, {}
         passed = []
         for host_state in host_states:
-            stats = host_state.stats
-            # nova's HostState.stats is a dict; anything else reads as no
-            # report, which fails closed like an absent one.
-            raw = stats.get(key) if isinstance(stats, dict) else None
-            node = (host_state.host, host_state.nodename)
-            report = reports.get(node)
-            if report is None or report[0] != raw:
-                report = reports[node] = (raw, capabilities.view(
-                    capabilities.from_stats({key: raw})))
-            verdict = passes(report[1])
+            try:
+                facts = host_state.stats[key]
+                verdict = decided.get(facts)
+            except (KeyError, TypeError):  # no facts, stats not a dict,
+                facts = verdict = None     # facts not hashable
+            if verdict is None:
+                report = known.get(facts) or read_facts(facts)
+                if report is None:
+                    verdict = passes(self._versioned_report(host_state))
+                else:
+                    seen[facts] = report
+                    verdict = decided[facts] = passes(report)
             if verdict.passes:
                 passed.append(host_state)
             elif debug:
@@ -110,7 +132,26 @@ class VTPMFilter(filters.BaseHostFilter):
                            'node': host_state.nodename,
                            'uuid': instance_uuid,
                            'reason': verdict.reason})
+        self._facts = seen
         return passed
+
+    def _versioned_report(self, host_state):
+        """The View of a host's vtpm:capabilities entry, or None.
+
+        Parsed once per change of the string: an older compute publishes no
+        facts, and its report is read as the previous release read it.
+        """
+        stats = host_state.stats
+        # nova's HostState.stats is a dict; anything else reads as no
+        # report, which fails closed like an absent one.
+        raw = (stats.get(capabilities.STATS_KEY) if isinstance(stats, dict)
+               else None)
+        node = (host_state.host, host_state.nodename)
+        known = self._versioned.get(node)
+        if known is None or known[0] != raw:
+            known = self._versioned[node] = (raw, capabilities.view(
+                capabilities.from_stats({capabilities.STATS_KEY: raw})))
+        return known[1]
 
     # --- per request --------------------------------------------------------
 
@@ -131,7 +172,8 @@ class VTPMFilter(filters.BaseHostFilter):
     def _request(self, spec_obj, opts):
         """The merged VTPMRequest, or None when there is none to enforce."""
         extra_specs = spec_obj.flavor.extra_specs
-        if policy.flavor_settles(extra_specs):
+        if policy.settled_without_image(extra_specs,
+                                        _machine_type(spec_obj)):
             return None
         properties = (self._image_properties(spec_obj) if opts.image_lookup
                       else None)
@@ -153,22 +195,37 @@ class VTPMFilter(filters.BaseHostFilter):
             return None
 
     def _image_properties(self, spec_obj):
-        """The image's properties from Glance (one read), or None."""
+        """The image's vTPM properties (kept, or one Glance read), or None.
+
+        Kept for ``image_cache_ttl`` seconds, by image id: whoever asks
+        while they are kept gets what the first reader's context read. The
+        compute side checks every property again from the instance's own
+        copy, so what is kept can at worst place a boot on a host that then
+        refuses it.
+        """
         image = _get(spec_obj, 'image')
         image_id = _get(image, 'id') if image is not None else None
         context = getattr(spec_obj, '_context', None)
         if image_id is None or context is None:
             return None
-        if self._image_api is None:
-            self._image_api = glance.API()
         try:
-            return self._image_api.get(context, image_id).get(
-                'properties') or {}
+            return self._images.get(
+                image_id, lambda: self._read_image(context, image_id))
         except nova_exception.NovaException as e:
             LOG.warning('VTPMFilter could not read image %(image)s from '
                         'Glance (%(error)s); deciding on the flavor alone',
                         {'image': image_id, 'error': e})
             return None
+
+    def _read_image(self, context, image_id):
+        """The properties build_request reads, from one Glance read."""
+        if self._image_api is None:
+            self._image_api = glance.API()
+        properties = self._image_api.get(context, image_id).get(
+            'properties') or {}
+        return types.MappingProxyType({
+            k: properties[k] for k in constants.IMAGE_KEYS
+            if k in properties})
 
     def _move_fabrics(self, spec_obj):
         """On a move, the fabrics the instance's KeyProtector names.
@@ -225,6 +282,14 @@ def _instance_cell(spec_obj):
     if _get(dest, 'allow_cross_cell_move') and _get(dest, 'host'):
         return _LOOK_UP
     return None
+
+
+def _machine_type(spec_obj):
+    """The image's hw_machine_type as nova keeps it, or None."""
+    image = _get(spec_obj, 'image')
+    properties = _get(image, 'properties') if image is not None else None
+    return (_get(properties, constants.IMAGE_MACHINE_TYPE)
+            if properties is not None else None)
 
 
 def _get(obj, name):

@@ -588,6 +588,142 @@ class HyperVBackend(backend.VTPMBackend):
         LOG.info('VM %s (instance %s) has no vTPM any more', vm_name,
                  instance_uuid)
 
+    # -- re-authorization (vtpm_hyperv.reauthorize) ---------------------------
+    def reauthorize(self, instance_uuid, vm_name, ref, auth=None):
+        """Give the VM the tenant's new KeyProtector from secret ``ref``.
+
+        The tenant made it with Microsoft's tools from the VM's current one
+        (Grant-HgsKeyProtectorAccess, Revoke-HgsKeyProtectorAccess) or anew
+        (New-ShieldingDataFile): a raw KeyProtector or a shielding data
+        file, read with the owner's credentials (``auth``). Checked before
+        anything changes: the VM is off, has a KeyProtector, this host can
+        open KeyProtectors (guarded, attested), the new one has the same
+        owner and names this host's fabric. Only the KeyProtector is set: a
+        shielding data file's security policy stays as it was at boot.
+        Hyper-V keeps the KeyProtector that opened at the last start as the
+        last known good (``restore_last_known_good``).
+
+        :returns: ``(fabrics before, fabrics after)``.
+        :raises vtpm_hyperv.exception.ReauthorizationRefused: a subclass
+            per rule; nothing was changed.
+        :raises vtpm_hyperv.exception.HyperVOperationFailed: setting it
+            failed; the VM keeps its KeyProtector.
+        """
+        def refuse(cls, reason):
+            return cls(instance=instance_uuid, ref=ref, reason=reason)
+
+        security, hgs = self._security, self._hgs
+        try:
+            fabric_guardian = self._check_host(hgs)
+        except hv_exception.HostNotSuitable as e:
+            raise refuse(hv_exception.ReauthorizationRefused, str(e)) from e
+        # Windows: security settings change only while the VM is off
+        # (Set-VMKeyProtector; guarded-fabric-create-vm-move-to-guarded-
+        # fabric.md: Stop-VM first).
+        state = security.vm_state(vm_name)
+        if state != wmi_schema.DISABLED:
+            raise refuse(hv_exception.ReauthorizationNotOff, (
+                'VM %s is not off (EnabledState %s) and Hyper-V changes a '
+                'KeyProtector only while the VM is off: stop the server, '
+                'set the metadata, start it') % (vm_name, state))
+        ssd = security.read(vm_name, self._vm_id(vm_name))
+        current = security.key_protector(vm_name, ssd)
+        info = hgs.describe(vm_name, current) if current else None
+        if not ssd.TpmEnabled or info is None or not info.guardians:
+            raise refuse(hv_exception.ReauthorizationNotKeyed, (
+                'VM %s has no vTPM sealed by a KeyProtector of the '
+                'tenant\'s, so there is nothing to re-authorize') % vm_name)
+        artifact = self._reauthorization_artifact(hgs, vm_name, ref, auth,
+                                                  refuse)
+        if artifact.info.owner != info.owner:
+            raise refuse(hv_exception.ReauthorizationOwnerChanged, (
+                'a KeyProtector\'s owner never changes (New-HgsKeyProtector) '
+                'and this one\'s (signing certificate SHA-256 %s) is not the '
+                'VM\'s (%s), so the vTPM would not open; make it from the '
+                'VM\'s KeyProtector with Grant-HgsKeyProtectorAccess and '
+                'Revoke-HgsKeyProtectorAccess') % (
+                    keyprotector.fabric_id(artifact.info.owner),
+                    keyprotector.fabric_id(info.owner)))
+        host_fabric = keyprotector.fabric_id(
+            fabric_guardian.SigningCertificate)
+        if host_fabric not in artifact.info.fabric_ids:
+            raise refuse(hv_exception.ReauthorizationDropsFabric, (
+                'it does not name fabric %s, where the VM is (host %s), so '
+                'the VM could not start here; keep this fabric\'s guardian '
+                'and revoke it once the server has moved') % (
+                    host_fabric, self._host))
+        try:
+            security.set_key_protector(vm_name, ssd, artifact.key_protector)
+        except hv_exception.HyperVOperationFailed:
+            # It may have taken effect and then reported the failure.
+            if security.key_protector(vm_name, ssd) != current:
+                security.set_key_protector(vm_name, ssd, current)
+            raise
+        before = tuple(dict.fromkeys(info.fabric_ids))
+        after = tuple(dict.fromkeys(artifact.info.fabric_ids))
+        LOG.info('VM %s (instance %s) has the KeyProtector of secret %s; '
+                 'fabrics: %s (before: %s)', vm_name, instance_uuid, ref,
+                 ', '.join(after), ', '.join(before))
+        return before, after
+
+    def _reauthorization_artifact(self, hgs, vm_name, ref, auth, refuse):
+        """The raw KeyProtector or PDK in secret ``ref``, as Hyper-V reads
+        it; any other secret, or one the owner cannot read, is refused."""
+        unusable = hv_exception.ReauthorizationSecretUnusable
+        try:
+            items = self.key_source.fetch([ref], auth=auth)
+        except exception.KeyMaterialError as e:
+            raise refuse(unusable, _secret_refusal(e)) from e
+        try:
+            keys = material.check_set(
+                [material.parse(i.ref, i.payload) for i in items])
+            if keys.artifact is None:
+                raise refuse(unusable, (
+                    'it is an owner PKCS#12 bundle or a guardian file; '
+                    'allowed: a raw KeyProtector or a shielding data file '
+                    '(PDK) that the tenant made, with the owner of the '
+                    'VM\'s KeyProtector'))
+            with keyprotector.PrivateFiles(self._opts.private_dir) as files:
+                return self._read_artifact(hgs, vm_name, files, keys.artifact)
+        except (exception.InvalidKeyMaterial, exception.InvalidKeySet) as e:
+            raise refuse(unusable, e.reason) from e
+        finally:
+            secrets.wipe_all(items)
+
+    def restore_last_known_good(self, instance_uuid, vm_name):
+        """Put back the KeyProtector that opened at the VM's last start.
+
+        Hyper-V keeps it ("Restores back to the last known good key
+        protector", msvm-securityservice-restorelastknowngoodkeyprotector
+        .md; Msvm_TPMSettingData.LastKnownGoodKeyProtector).
+
+        :returns: the fabrics the restored KeyProtector names.
+        :raises vtpm_hyperv.exception.HyperVOperationFailed:
+        """
+        security = self._security
+        ssd = security.read(vm_name, self._vm_id(vm_name))
+        security.restore_last_known_good(vm_name, ssd)
+        info = self._hgs.describe(vm_name,
+                                  security.key_protector(vm_name, ssd))
+        LOG.warning('VM %s (instance %s) has its last known good '
+                    'KeyProtector again', vm_name, instance_uuid)
+        return tuple(dict.fromkeys(info.fabric_ids))
+
+
+# Why Barbican's refusals refuse a re-authorization, in its words.
+_SECRET_REFUSALS = {
+    exception.KeyNotFound: 'Barbican has no such secret',
+    exception.KeyAccessDenied: ('Barbican refused it to the instance '
+                                'owner\'s project (HTTP 403)'),
+}
+
+
+def _secret_refusal(error):
+    for cls, reason in _SECRET_REFUSALS.items():
+        if isinstance(error, cls):
+            return reason
+    return 'it cannot be read (%s: %s)' % (type(error).__name__, error)
+
 
 class _Artifact(typing.NamedTuple):
     """What Hyper-V read in a tenant's raw KeyProtector or PDK."""

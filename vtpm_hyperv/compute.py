@@ -20,6 +20,8 @@ per host and adds a call to each hook it already has::
                                          instance)
     rebuild                          self._vtpm.before_rebuild(instance)
     power_off                        self._vtpm.before_power_off(instance)
+    power_on                         self._vtpm.power_on(context, instance,
+                                                         name, start)
 
 Each raises the nova exception that makes nova's compute manager do the
 right thing: abort a build without rescheduling for what another host cannot
@@ -27,11 +29,16 @@ fix (a bad request, a missing or forbidden secret), reschedule for what
 another host may not have (a failed WMI job, an unsuitable host), and roll
 the instance back to its state for a refused lifecycle operation
 (``vtpm_hyperv.lifecycle``). The fault always carries our message.
+
+``spawn`` and ``stats`` also send the vTPM's versioned notifications
+(``vtpm_hyperv.notifications``): the attach's end or error, and a host's
+attestation crossing ``Passed``.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 
 from nova.compute import task_states
 import nova.conf
@@ -45,6 +52,8 @@ from vtpm_core import exception
 from vtpm_core import policy
 from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import lifecycle
+from vtpm_hyperv import notifications
+from vtpm_hyperv import reauthorize
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -140,11 +149,18 @@ class VTPMCompute:
         the owner's token plus a service token when ``[service_user]
         send_service_user_token`` is set (a build then survives the owner's
         token expiring).
+    :param host: the nova-compute host its notifications are published
+        as (``nova-compute:<host>``, ``vtpm_hyperv.notifications``);
+        default ``conf.host`` (nova's, which defaults to this machine's
+        name).
     """
 
     def __init__(self, conf, backend=None, backend_name='hyperv',
-                 auth_for=None):
+                 auth_for=None, host=None):
         self._conf = conf
+        self.host = host or getattr(conf, 'host', None) or \
+            socket.gethostname()
+        self._attestation = notifications.AttestationWatch(self.host)
         self._backend = backend
         self._backend_name = backend_name
         self._auth_for = (auth_for or
@@ -192,9 +208,11 @@ class VTPMCompute:
         try:
             result = self.backend.attach(instance.uuid, vm_name, request,
                                          auth=self._auth_for(context))
-        except _ABORT as e:
-            raise self._abort(instance, e) from e
         except exception.VTPMError as e:
+            notifications.attach_failed(context, instance, self.host,
+                                        shielded=request.shielded, error=e)
+            if isinstance(e, _ABORT):
+                raise self._abort(instance, e) from e
             LOG.warning('vTPM attach for instance %(uuid)s failed on this '
                         'host, nova may reschedule: %(error)s',
                         {'uuid': instance.uuid, 'error': e})
@@ -204,6 +222,9 @@ class VTPMCompute:
         LOG.info('vTPM attached to instance %(uuid)s (fabrics: %(fabrics)s)',
                  {'uuid': instance.uuid,
                   'fabrics': ', '.join(result.fabrics) or 'local'})
+        notifications.attach(context, instance, self.host,
+                             shielded=request.shielded,
+                             fabrics=result.fabrics)
         return result
 
     def destroy(self, instance, vm_name):
@@ -239,8 +260,9 @@ class VTPMCompute:
             LOG.warning('vTPM capabilities unavailable, reporting none: '
                         '%(error)s', {'error': e})
             self._caps = None
-            return {}
-        return capabilities.to_stats(self._caps)
+        # the report as nova publishes it, from here to the scheduler
+        self._attestation.observe(self._caps)
+        return {} if self._caps is None else capabilities.to_stats(self._caps)
 
     def update_traits(self, provider_tree, nodename):
         """Set our traits on ``nodename`` from the last ``stats()`` report.
@@ -338,3 +360,72 @@ class VTPMCompute:
             LOG.info('%s', e)
             raise nova_exception.InstanceFaultRollback(
                 inner_exception=VTPMOperationRefused(reason=str(e))) from e
+
+    # --- re-authorization (vtpm_hyperv.reauthorize) --------------------------
+
+    def power_on(self, context, instance, vm_name, start):
+        """At ``power_on``: apply the owner's pending re-authorization, if
+        any, then ``start()`` (the driver's own power-on).
+
+        :returns: the ``reauthorize.Outcome``, or None without a request.
+        :raises VTPMOperationRefused: refused (nothing changed), or the VM
+            did not start with the new KeyProtector (the last known good
+            one is back); the server stays stopped, the fault says why.
+        """
+        ref = reauthorize.pending(instance)
+        if ref is None:
+            start()
+            return None
+        before = recorded_fabrics(instance)
+        try:
+            reauthorize.check_ref(instance, ref)
+            before, after = self.backend.reauthorize(
+                instance.uuid, vm_name, ref, auth=self._auth_for(context))
+        except (reauthorize.InvalidReauthorization,
+                hv_exception.ReauthorizationRefused,
+                hv_exception.HyperVOperationFailed) as e:
+            outcome = reauthorize.Outcome.failed(
+                instance, ref, reauthorize.REFUSED, e, before, before)
+            raise self._reauthorized(context, instance, outcome,
+                                     before) from e
+        try:
+            start()
+        except Exception as e:  # noqa: BLE001 - any failure to start
+            # The new KeyProtector is the one change since the last good
+            # start, so whatever failed, the known good one comes back.
+            restored = self.backend.restore_last_known_good(instance.uuid,
+                                                            vm_name)
+            error = hv_exception.KeyProtectorDidNotOpen(
+                instance=instance.uuid, ref=ref, reason=e)
+            outcome = reauthorize.Outcome.failed(
+                instance, ref, reauthorize.RESTORED, error, after, restored)
+            raise self._reauthorized(context, instance, outcome,
+                                     restored) from e
+        outcome = reauthorize.Outcome(instance.uuid, ref,
+                                      reauthorize.APPLIED, before, after)
+        self._reauthorized(context, instance, outcome, after)
+        return outcome
+
+    def _reauthorized(self, context, instance, outcome, fabrics):
+        """Record ``outcome`` on the instance and report it; for a failure,
+        the exception that fails the start."""
+        reauthorize.record(instance, outcome, fabrics)
+        instance.save()
+        self.reauthorized(context, instance, outcome)
+        if outcome.result == reauthorize.APPLIED:
+            return None
+        return VTPMOperationRefused(reason=outcome.message)
+
+    def reauthorized(self, context, instance, outcome):
+        """Where every re-authorization outcome goes (saved by then)."""
+        if outcome.result == reauthorize.APPLIED:
+            LOG.info('Instance %(uuid)s re-authorized with secret %(ref)s: '
+                     'fabrics %(new)s (before: %(old)s)',
+                     {'uuid': instance.uuid, 'ref': outcome.ref,
+                      'new': ', '.join(outcome.new_fabrics),
+                      'old': ', '.join(outcome.old_fabrics)})
+        else:
+            LOG.warning('Re-authorization of instance %(uuid)s %(result)s: '
+                        '%(reason)s', {'uuid': instance.uuid,
+                                       'result': outcome.result,
+                                       'reason': outcome.reason})

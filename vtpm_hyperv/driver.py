@@ -33,6 +33,9 @@ hook                                the vTPM part
 ``instance_on_disk``                refuses an evacuation, on the destination
 ``rebuild``                         refuses a rebuild, before the VM goes
 ``power_off``                       refuses a shelve, while the guest runs
+``power_on``                        applies the owner's re-authorization
+                                    (``vtpm_hyperv.reauthorize``) to the VM
+                                    while it is off, then starts it
 =================================== =========================================
 
 What the mixin assumes of the driver, each a method to override in the
@@ -74,8 +77,8 @@ class VTPMDriverMixin:
 
     def vtpm_compute(self) -> compute.VTPMCompute:
         """The host's vTPM side: nova's configuration, the ``hyperv``
-        backend."""
-        return compute.VTPMCompute(CONF)
+        backend, notifications published as this host."""
+        return compute.VTPMCompute(CONF, host=self.vtpm_host)
 
     def vtpm_vm_name(self, instance) -> str:
         """The name of ``instance``'s Hyper-V VM (compute-hyperv's)."""
@@ -105,9 +108,10 @@ class VTPMDriverMixin:
                       accel_info=accel_info)
         self.vtpm.spawn(context, instance, self.vtpm_vm_name(instance))
         if power_on:
-            self.power_on(context, instance, network_info,
-                          block_device_info=block_device_info,
-                          accel_info=accel_info)
+            # the driver's own: the vTPM was made from the image just now
+            super().power_on(context, instance, network_info,
+                             block_device_info=block_device_info,
+                             accel_info=accel_info)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
@@ -177,3 +181,16 @@ class VTPMDriverMixin:
         self.vtpm.before_power_off(instance)
         return super().power_off(instance, timeout=timeout,
                                  retry_interval=retry_interval)
+
+    def power_on(self, context, instance, network_info,
+                 block_device_info=None, accel_info=None, share_info=None):
+        def start():
+            # share_info only when nova passes one: a driver written for an
+            # older nova (compute-hyperv) does not take it
+            extra = {} if share_info is None else {'share_info': share_info}
+            super(VTPMDriverMixin, self).power_on(
+                context, instance, network_info,
+                block_device_info=block_device_info, accel_info=accel_info,
+                **extra)
+        self.vtpm.power_on(context, instance, self.vtpm_vm_name(instance),
+                           start)

@@ -53,3 +53,49 @@ def translated(operation: str, vm: str):
         raise HyperVOperationFailed(
             operation=operation, vm=vm,
             code='n/a' if code is None else code, description=str(e)) from e
+
+
+# --- re-authorization of an existing vTPM (vtpm_hyperv.reauthorize) ---------
+
+class ReauthorizationRefused(exception.VTPMError):
+    """A re-authorization refused before anything changed on the VM.
+
+    Carries ``.instance``, ``.ref`` (the secret the server metadata names)
+    and ``.reason``; each subclass is one rule.
+    """
+
+    quoted = ('ref',)
+    msg_fmt = ("re-authorization of instance %(instance)s with "
+               "os_vtpm_keyprotector (server metadata) %(ref)s refused: "
+               "%(reason)s")
+
+
+class ReauthorizationNotOff(ReauthorizationRefused):
+    """Hyper-V changes a KeyProtector only while the VM is off."""
+
+
+class ReauthorizationSecretUnusable(ReauthorizationRefused):
+    """The secret is missing, forbidden to the owner, or no KeyProtector."""
+
+
+class ReauthorizationOwnerChanged(ReauthorizationRefused):
+    """The new KeyProtector has another owner: the vTPM would not open."""
+
+
+class ReauthorizationDropsFabric(ReauthorizationRefused):
+    """The new KeyProtector no longer names the fabric the VM runs in."""
+
+
+class ReauthorizationNotKeyed(ReauthorizationRefused):
+    """The VM has no KeyProtector of a tenant's to re-authorize."""
+
+
+class KeyProtectorDidNotOpen(exception.VTPMError):
+    """The VM did not start with its new KeyProtector; the last known good
+    one is back and the instance's recorded fabrics with it. ``.reason``
+    is what the start raised."""
+
+    quoted = ('ref',)
+    msg_fmt = ("instance %(instance)s did not start with "
+               "os_vtpm_keyprotector (server metadata) %(ref)s; last known "
+               "good KeyProtector restored: %(reason)s")

@@ -252,6 +252,22 @@ class SecuritySettings:
                   self.service.SetKeyProtector,
                   SecuritySettingData=ssd.GetText_(1), KeyProtector=raw)
 
+    def restore_last_known_good(self, vm, ssd):
+        """Put back the KeyProtector that opened at the VM's last start
+        (Hyper-V keeps it: Msvm_TPMSettingData.LastKnownGoodKeyProtector)."""
+        self._job('Msvm_SecurityService.RestoreLastKnownGoodKeyProtector', vm,
+                  self.service.RestoreLastKnownGoodKeyProtector,
+                  SecuritySettingData=ssd.GetText_(1))
+
+    def vm_state(self, vm):
+        """The VM's Msvm_ComputerSystem.EnabledState (2 on, 3 off)."""
+        with exception.translated('Msvm_ComputerSystem query', vm):
+            found = self._conn.Msvm_ComputerSystem(ElementName=vm)
+        if not found:
+            raise exception.UnsupportedVM(vm=vm, reason='no such VM on this '
+                                          'host')
+        return found[0].EnabledState
+
     def set_policy(self, vm, ssd, policy):
         self._job('Msvm_SecurityService.SetSecurityPolicy', vm,
                   self.service.SetSecurityPolicy,

@@ -71,7 +71,9 @@ def secret(what, kind='owner'):
     return realservices.store_secret(payload, kind, name='e2e %s' % what)
 
 
-class EndToEndTestCase(nova.Services):
+class KeyedCloud(nova.Services):
+    """The cloud of these tests: the real Keystone users, the install
+    guide's computes over simulated hosts, nova's log at DEBUG."""
 
     def setUp(self):
         # Fails (never skips) without the services, before nova starts.
@@ -157,6 +159,9 @@ class EndToEndTestCase(nova.Services):
         return {name: ({vm: hv.vm_security(vm) for vm in hv.vms},
                        hv.guardian_names())
                 for name, hv in self.cloud.hosts.items()}
+
+
+class EndToEndTestCase(KeyedCloud):
 
     # --- a keyed instance in fabric A ------------------------------------
 

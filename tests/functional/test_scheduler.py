@@ -8,6 +8,9 @@ Real nova-api (microversion latest), conductor, scheduler and placement
 
 import datetime
 
+import fixtures
+from nova import context as nova_context
+from nova import objects as nova_objects
 from nova.tests.functional.api import client as api_client
 from nova.virt import fake as nova_fake
 from oslo_utils.fixture import uuidsentinel as uuids
@@ -17,6 +20,7 @@ from tools.simcloud import nova
 from vtpm_core import capabilities
 from vtpm_core import constants
 from vtpm_core import objects
+from vtpm_filters import vtpm_filter
 from vtpm_hyperv import compute
 
 KEYS = '%s,%s' % (uuids.owner_bundle, uuids.dr_guardian)
@@ -46,14 +50,26 @@ def attested_host(fabric_id, age=0):
                              fabric_id=fabric_id, age=age)
 
 
+class OlderCompute:
+    """A compute of the release before the facts: it publishes ``caps`` as
+    the versioned entry alone."""
+
+    def __init__(self, caps):
+        self.caps = caps
+
+    def stats(self):
+        return {capabilities.STATS_KEY: capabilities.to_stats(self.caps)[
+            capabilities.STATS_KEY]}
+
+
 class ReportingDriver(nova_fake.MediumFakeDriver):
     """A fake compute that reports what ``reports[its host]`` says.
 
     A value is a ``HostCapabilities`` (published as ``to_stats`` and as
-    placement traits, as ``vtpm_hyperv.compute`` publishes it), a plain
-    stats dict (published verbatim, for unreadable reports), or absent (no
-    report). Tests change the mapping and run nova's periodic task to
-    publish a change.
+    placement traits, as ``vtpm_hyperv.compute`` publishes it), an
+    ``OlderCompute``, a plain stats dict (published verbatim, for
+    unreadable reports), or absent (no report). Tests change the mapping
+    and run nova's periodic task to publish a change.
     """
 
     def __init__(self, virtapi, reports):
@@ -64,6 +80,8 @@ class ReportingDriver(nova_fake.MediumFakeDriver):
         report = self.reports.get(self._host)
         if isinstance(report, objects.HostCapabilities):
             return report, capabilities.to_stats(report)
+        if isinstance(report, OlderCompute):
+            return report.caps, report.stats()
         return None, dict(report or {})
 
     def get_available_resource(self, nodename):
@@ -316,6 +334,46 @@ class SchedulerTestCase(nova.Services):
         self.refresh_reports()
         self.assertEqual('host1', self.host_of(self.boot(flavor, image)))
 
+    # report formats: older computes, nova's database ------------------------
+
+    def stats_in_the_database(self, host):
+        """The host's ComputeNode.stats as the scheduler loads them."""
+        ctxt = nova_context.get_admin_context()
+        cell = nova_objects.HostMapping.get_by_host(ctxt, host).cell_mapping
+        with nova_context.target_cell(ctxt, cell) as cctxt:
+            return nova_objects.ComputeNode.\
+                get_first_node_by_host_for_old_compat(cctxt, host).stats
+
+    def test_older_and_newer_computes_side_by_side(self):
+        # An upgrade under way: two computes publish the versioned entry
+        # alone, two the facts beside it; the scheduler reads both.
+        self.start_hosts({
+            'new': attested_host('fabric-a'),
+            'new-stale': attested_host('fabric-a', age=3600),
+            'old': OlderCompute(attested_host('fabric-a')),
+            'old-stale': OlderCompute(attested_host('fabric-a', age=3600)),
+        })
+        new, old = (self.stats_in_the_database(h) for h in ('new', 'old'))
+        # through nova's JSON column, both entries hold the report, to the
+        # second (oslo's DateTimeField)
+        sent = self.host_reports['new']
+        read = capabilities.from_stats(new)
+        self.assertEqual(sent.measured_at.replace(microsecond=0),
+                         read.measured_at)
+        self.assertEqual(capabilities.view(read), capabilities.read_facts(
+            new[capabilities.FACTS_KEY]))
+        self.assertNotIn(capabilities.FACTS_KEY, old)
+        flavor, image = self.create_flavor(), self.keyed_image()
+        landed = {self.host_of(self.boot(flavor, image)) for _ in range(2)}
+        self.assertEqual({'new', 'old'}, landed)
+        # the older compute's attestation expires: seen at its next update
+        self.set_report('old', OlderCompute(host_capabilities(
+            guarded=True, attestation_status='Expired',
+            fabric_id='fabric-a')))
+        self.refresh_reports()
+        for _ in range(2):
+            self.assertEqual('new', self.host_of(self.boot(flavor, image)))
+
     # placement prefiltering --------------------------------------------------
 
     def test_placement_prefilters_on_the_published_traits(self):
@@ -346,3 +404,37 @@ class SchedulerTestCase(nova.Services):
         server = self.boot(flavor, expected_state='ERROR')
         self.assertIn(NO_VALID_HOST, server['fault']['message'])
         self.assertNotIn(ZERO_HOSTS, self.stdlog.logger.output)
+
+
+class OlderSchedulerTestCase(SchedulerTestCase):
+    """Computes of this release, a scheduler of the release before the
+    facts: it reads the versioned entry alone (``vtpm:facts`` is a key it
+    does not know), which these computes still publish in full."""
+
+    def setUp(self):
+        super().setUp()
+        filter_all = vtpm_filter.VTPMFilter.filter_all
+        stripped = []
+
+        def versioned_only(filt, host_states, spec_obj):
+            for state in host_states:
+                stripped.append(state.stats.pop(capabilities.FACTS_KEY))
+            return filter_all(filt, host_states, spec_obj)
+
+        # every host's facts reached the scheduler, which ignored them
+        self.addCleanup(lambda: self.assertTrue(stripped))
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'vtpm_filters.vtpm_filter.VTPMFilter.filter_all', versioned_only))
+
+    def test_keys_need_guarded_attested_fresh_host(self):
+        super().test_keys_need_guarded_attested_fresh_host()
+
+    def test_report_change_seen_after_periodic_update(self):
+        super().test_report_change_seen_after_periodic_update()
+
+
+# The older scheduler runs two scenarios, not every test again.
+for _name in [n for n in dir(SchedulerTestCase) if n.startswith('test_')]:
+    if _name not in vars(OlderSchedulerTestCase):
+        setattr(OlderSchedulerTestCase, _name, None)

@@ -258,3 +258,27 @@ def test_every_accepted_request_survives_the_primitive_round_trip(image,
     if isinstance(result, objects.VTPMRequest):
         primitive = result.obj_to_primitive()
         assert objects.VTPMRequest.obj_from_primitive(primitive) == result
+
+
+_image_values = st.one_of(s.near_misses, s.any_text,
+                          s.key_lists_near_the_cut())
+
+
+@given(st.dictionaries(st.sampled_from(constants.IMAGE_KEYS), _image_values),
+       st.dictionaries(st.just(constants.FLAVOR_VTPM), _image_values))
+def test_a_settled_request_asks_nothing_of_a_host(image, flavor):
+    """When settled_without_image says so for a flavor and an image's
+    hw_machine_type (what nova keeps in the request spec), build_request
+    with any value of the image's other properties gives no vTPM or an
+    invalid request: the scheduler passes every host either way, so it need
+    not read the image from Glance."""
+    if not policy.settled_without_image(
+            flavor, image.get(constants.IMAGE_MACHINE_TYPE)):
+        return
+    try:
+        request = policy.build_request(image, flavor)
+    except exception.InvalidVTPMRequest:
+        event('invalid')
+        return
+    event('no vTPM')
+    assert not request.enabled

@@ -31,9 +31,72 @@ def request(enabled=True, keys=(), shielded=False):
 def test_stats_round_trip():
     report = caps(os_version='10.0.20348')
     stats = capabilities.to_stats(report)
-    assert list(stats) == ['vtpm:capabilities']
-    assert isinstance(stats['vtpm:capabilities'], str)
+    assert list(stats) == ['vtpm:capabilities', 'vtpm:facts']
+    assert all(isinstance(v, str) for v in stats.values())
     assert capabilities.from_stats(stats) == report
+
+
+def test_the_facts_string():
+    stats = capabilities.to_stats(caps(os_version='10.0.20348',
+                                       local_key_protector=False))
+    # the admin guide shows this string
+    assert stats['vtpm:facts'] == (
+        '1.2|2026-11-26T12:00:00Z|110|Passed|TpmTrusted|fabric-a|10.0.20348')
+    assert capabilities.read_facts(stats['vtpm:facts']) == \
+        capabilities.view(capabilities.from_stats(stats))
+    # None: '-' in the flags, '' in the texts
+    facts = capabilities.to_stats(caps(fabric_id=None,
+                                       attestation_mode=None))['vtpm:facts']
+    assert facts == '1.2|2026-11-26T12:00:00Z|11-|Passed|||'
+    read = capabilities.read_facts(facts)
+    assert read.fabric_id is None and read.local_key_protector is None
+
+
+def test_a_view_has_every_field():
+    # a rule in compile_check may read any field, from either entry: a new
+    # field (a new version) goes into the facts too
+    assert sorted(capabilities.View._fields) == \
+        sorted(objects.HostCapabilities.fields)
+
+
+@pytest.mark.parametrize('report', [
+    caps(fabric_id='a|b'), caps(fabric_id=''), caps(os_version=''),
+    caps(measured_at=NOW.astimezone(
+        datetime.timezone(datetime.timedelta(hours=2)))),
+], ids=['separator-in-a-value', 'empty-fabric', 'empty-os-version',
+        'not-utc'])
+def test_no_facts_where_a_value_has_no_one_flat_form(report):
+    stats = capabilities.to_stats(report)
+    assert list(stats) == ['vtpm:capabilities']
+
+
+def test_no_facts_for_an_older_version():
+    assert list(capabilities.to_stats(caps(), target_version='1.1')) == [
+        'vtpm:capabilities']
+
+
+_FACTS = '1.2|2026-11-26T12:00:00Z|110|Passed|TpmTrusted|fabric-a|10.0'
+
+
+@pytest.mark.parametrize('raw', [
+    None, 42, b'1.2|110', '', '1.2|', _FACTS + '|', _FACTS.rsplit('|', 1)[0],
+    _FACTS.replace('1.2|', '1.3|'), _FACTS.replace('1.2|', '2.0|'),
+    _FACTS.replace('|110|', '|11|'), _FACTS.replace('|110|', '|-10|'),
+    _FACTS.replace('|110|', '|1x0|'),
+    _FACTS.replace('12:00:00Z', '12:00:00'),
+    _FACTS.replace('12:00:00Z', '12:00:00+00:00'),
+    _FACTS.replace('T12', ' 12'), _FACTS.replace('2026-11-26', '2026-W48-4'),
+    _FACTS.replace('12:00:00Z', '24:00:00Z'),
+    _FACTS.replace('2026', '２０２６'), _FACTS.replace('Z|', 'Z+'),
+    _FACTS.replace('1.2|', '1.20|'),
+], ids=['none', 'int', 'bytes', 'empty', 'version-only', 'a-part-more',
+        'a-part-less',
+        'newer-minor', 'newer-major', 'short-flags', 'required-flag-none',
+        'bad-flag', 'naive-time', 'offset-time', 'space-separator',
+        'week-date', 'hour-24', 'wide-digits', 'no-separator-after-time',
+        'version-longer'])
+def test_unreadable_facts_are_none(raw):
+    assert capabilities.read_facts(raw) is None
 
 
 def test_a_report_from_the_six_contract_fields_is_valid():

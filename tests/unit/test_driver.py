@@ -28,7 +28,7 @@ from vtpm_hyperv import driver
 HOOKS = ('init_host', 'spawn', 'destroy', 'get_available_resource',
          'update_provider_tree', 'migrate_disk_and_power_off',
          'check_can_live_migrate_destination', 'instance_on_disk',
-         'rebuild', 'power_off')
+         'rebuild', 'power_off', 'power_on')
 CONTEXT = support.CONTEXT
 
 

@@ -299,17 +299,23 @@ def test_errors_are_value_errors_and_vtpm_errors():
     assert issubclass(exception.PolicyConflict, exception.VTPMError)
 
 
-@pytest.mark.parametrize('specs,settles', [
-    ({'os:vtpm': 'disabled'}, True),
-    ({'os:vtpm': 'required'}, False),
-    ({'os:vtpm': 'optional'}, False),
-    ({}, False),
-])
-def test_flavor_settles(specs, settles):
-    """Only a disabled flavor makes the image irrelevant to the host."""
-    assert policy.flavor_settles(specs) is settles
-    if settles:
-        # Whatever the image says: off, or a conflict the filter lets pass.
-        for image_value in ('disabled', 'optional'):
-            assert not policy.build_request(
-                dict(GEN2, os_vtpm=image_value), specs).enabled
+@pytest.mark.parametrize('specs,machine_type,settles', [
+    # a disabled flavor: no vTPM or a conflict, whatever the image says
+    ({'os:vtpm': 'disabled'}, 'hyperv-gen2', True),
+    # not Generation 2: no vTPM, or an invalid request
+    ({'os:vtpm': 'required'}, None, True),
+    ({}, 'hyperv-gen1', True),
+    ({}, 'Hyperv-Gen2', True),
+    # Generation 2 under any other flavor: the image decides
+    ({'os:vtpm': 'required'}, 'hyperv-gen2', False),
+    ({'os:vtpm': 'optional'}, 'hyperv-gen2', False),
+    ({}, 'hyperv-gen2', False),
+], ids=['flavor-disabled', 'required-no-machine-type', 'gen1',
+        'gen2-misspelt', 'required-gen2', 'optional-gen2', 'absent-gen2'])
+def test_settled_without_image(specs, machine_type, settles):
+    assert policy.settled_without_image(specs, machine_type) is settles
+    if not settles:
+        # the image's os_vtpm turns the vTPM on
+        assert policy.build_request(
+            {'os_vtpm': 'required', 'hw_machine_type': machine_type},
+            specs).enabled

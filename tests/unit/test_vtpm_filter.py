@@ -30,6 +30,7 @@ from vtpm_core import constants
 from vtpm_core import objects
 import vtpm_filters
 from vtpm_filters import conf as vtpm_conf
+from vtpm_filters import image_cache
 from vtpm_filters import vtpm_filter
 
 nova_objects.register_all()
@@ -78,8 +79,11 @@ def make_filter(image_properties=None, image_error=None, **conf):
     return vtpm_filter.VTPMFilter(conf=make_conf(**conf), image_api=api), api
 
 
-def spec(extra_specs=None, image_id=IMAGE_ID, cell=None, hints=None):
-    image = {'properties': {'hw_machine_type': 'hyperv-gen2'}}
+def spec(extra_specs=None, image_id=IMAGE_ID, cell=None, hints=None,
+         machine_type='hyperv-gen2'):
+    # nova keeps hw_machine_type in the request spec, not our properties
+    image = {'properties': {} if machine_type is None else {
+        'hw_machine_type': machine_type}}
     if image_id:
         image['id'] = image_id
     spec_obj = nova_objects.RequestSpec(
@@ -192,19 +196,7 @@ def test_default_max_clock_skew_is_60():
     assert make_conf().vtpm_filter.max_clock_skew == 60
 
 
-def _attested_in(report, fabric):
-    report.guarded = True
-    report.attestation_status = 'Passed'
-    report.fabric_id = fabric
-    return report
-
-
-# Random reports, and attested ones in a fabric that a move may name (random
-# ones rarely get that far).
-_reports = st.one_of(
-    st.none(), strategies.host_capabilities,
-    st.builds(_attested_in, strategies.host_capabilities,
-              st.sampled_from(('fabric-a', 'fabric-b'))))
+_reports = st.one_of(st.none(), strategies.reports_for_moves)
 
 
 # Enough examples to reach the few keyed requests on attested hosts whose
@@ -219,19 +211,10 @@ _reports = st.one_of(
 def test_a_view_gets_the_verdict_of_its_report(request, report, fabrics,
                                                max_age, max_skew, data):
     """For any request, report, fabrics and clock, the compiled check gives
-    a report's capabilities.view (what the filter keeps per host) the
+    a report's capabilities.view (what the filter checks per host) the
     verdict it gives the report read back from its stats: the filter's
     per-host copy changes no decision."""
-    if report is None:
-        now = data.draw(strategies.timestamps)
-    else:
-        # at the age limit or the skew limit to the microsecond, or anywhere
-        # around them, including reports from far in the future
-        seconds = data.draw(st.one_of(
-            st.just(max_age), st.just(-max_skew),
-            st.integers(-2 * max_age - 2 * max_skew, 2 * max_age)))
-        now = report.measured_at + datetime.timedelta(
-            seconds=seconds, microseconds=data.draw(st.integers(-2, 2)))
+    now = strategies.scheduler_clock(data, report, max_age, max_skew)
     check = capabilities.compile_check(
         request, max_report_age=max_age, max_clock_skew=max_skew, now=now,
         allowed_fabrics=fabrics)
@@ -270,7 +253,10 @@ def test_every_rejection_is_logged_at_debug_with_its_reason(caplog):
 @pytest.mark.parametrize('stats', [
     None, 'vtpm:capabilities', ['vtpm:capabilities'], 42,
     {capabilities.STATS_KEY: ['not', 'a', 'string']},
-], ids=['none', 'string', 'list', 'int', 'report-not-a-string'])
+    {capabilities.FACTS_KEY: ['not', 'a', 'string']},
+    {capabilities.FACTS_KEY: {'a': 'dict'}},
+], ids=['none', 'string', 'list', 'int', 'report-not-a-string',
+        'facts-a-list', 'facts-a-dict'])
 def test_unreadable_stats_fail_closed_like_an_absent_report(caplog, stats):
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     filt, _ = make_filter(KEYED)
@@ -356,6 +342,73 @@ def test_glance_failure_falls_back_to_the_flavor(caplog):
     assert 'could not read image %s' % IMAGE_ID in caplog.text
 
 
+@pytest.mark.parametrize('machine_type', [None, 'hyperv-gen1'],
+                         ids=['absent', 'gen1'])
+@pytest.mark.parametrize('flavor', [{}, {'os:vtpm': 'required'}],
+                         ids=['flavor-silent', 'flavor-requires'])
+def test_a_boot_that_is_not_gen2_reads_no_image(machine_type, flavor):
+    # A vTPM needs hyperv-gen2: whatever Glance would say, the request asks
+    # for no vTPM or is invalid, and every host passes.
+    filt, api = make_filter(KEYED)
+    hosts = [host(n, r) for n, r in HOSTS.items()]
+    assert filt.filter_all(hosts, spec(flavor, machine_type=machine_type)) \
+        == hosts
+    assert api.calls == []
+
+
+def test_image_read_once_per_image_per_cache_lifetime():
+    filt, api = make_filter(KEYED)
+    hosts = [host('attested', caps()), host('unguarded', caps(guarded=False))]
+    images = ['7b4f8e38-58a1-4a63-9b2e-5d3f1f0c9a1%d' % i for i in range(3)]
+    for _ in range(10):
+        for image_id in images:
+            assert names(filt.filter_all(hosts, spec(image_id=image_id))) == \
+                ['attested']
+    assert api.calls == images
+
+
+def test_image_properties_are_read_again_after_their_lifetime():
+    filt, api = make_filter(VTPM)
+    clock = [0.0]
+    filt._images = image_cache.ImageCache(ttl=60, max_size=10,
+                                          clock=lambda: clock[0])
+    hosts = [host('attested', caps()), host('unguarded', caps(guarded=False))]
+    assert len(filt.filter_all(hosts, spec())) == 2
+    # the operator adds keys to the image: seen once what was kept expires
+    api.properties = KEYED
+    clock[0] = 59
+    assert len(filt.filter_all(hosts, spec())) == 2
+    clock[0] = 60
+    assert names(filt.filter_all(hosts, spec())) == ['attested']
+    assert api.calls == [IMAGE_ID, IMAGE_ID]
+
+
+def test_image_cache_ttl_zero_reads_every_request():
+    filt, api = make_filter(KEYED, image_cache_ttl=0)
+    for _ in range(3):
+        filt.filter_all([host('attested', caps())], spec())
+    assert api.calls == [IMAGE_ID] * 3
+
+
+def test_only_the_vtpm_properties_are_kept():
+    filt, _ = make_filter(dict(KEYED, os_distro='windows', secret='x' * 999))
+    filt.filter_all([host('attested', caps())], spec())
+    (expires, kept), = filt._images._entries.values()
+    assert dict(kept) == KEYED
+
+
+def test_a_glance_failure_is_not_kept():
+    filt, api = make_filter(
+        KEYED, image_error=nova_exception.ImageNotFound(image_id=IMAGE_ID))
+    hosts = [host('attested', caps()), host('unguarded', caps(guarded=False))]
+    # Glance fails: the flavor alone asks nothing of the host
+    assert len(filt.filter_all(hosts, spec())) == 2
+    api.error = None
+    assert names(filt.filter_all(hosts, spec())) == ['attested']
+    assert names(filt.filter_all(hosts, spec())) == ['attested']
+    assert api.calls == [IMAGE_ID, IMAGE_ID]
+
+
 def test_no_image_id_decides_on_the_flavor_alone():
     filt, api = make_filter(KEYED)
     hosts = [host('no-vtpm', caps(vtpm_supported=False))]
@@ -405,37 +458,86 @@ def test_keys_are_refs_and_nothing_secret_is_logged(caplog):
     assert KEY not in caplog.text
 
 
-# --- host reports: parsed once per change ----------------------------------
+# --- host reports: facts, and the versioned entry of older computes --------
 
-def test_report_parsed_once_per_change_of_its_raw_string():
+def versioned_only(report, **kwargs):
+    """The stats of a compute older than the facts: the versioned entry."""
+    return {capabilities.STATS_KEY: capabilities.to_stats(
+        report, **kwargs)[capabilities.STATS_KEY]}
+
+
+def reload(hosts):
+    """nova rebuilds HostState.stats from the database per request: equal
+    strings in new objects."""
+    for h in hosts:
+        h.stats = {k: ''.join(v) for k, v in h.stats.items()}
+
+
+def test_facts_are_read_without_a_parse_changed_or_not():
     filt, _ = make_filter(KEYED)
     hosts = [host('h%d' % i, caps()) for i in range(20)]
+    assert all(capabilities.FACTS_KEY in h.stats for h in hosts)
     with mock.patch.object(capabilities, 'from_stats',
                            wraps=capabilities.from_stats) as parse:
-        for _ in range(3):
-            # nova refreshes HostState.stats from the database per request:
-            # equal strings in new objects must not be parsed again
-            for h in hosts:
-                h.stats = {k: ''.join(v) for k, v in h.stats.items()}
+        for age in range(3):
+            reload(hosts)
             assert len(filt.filter_all(hosts, spec())) == 20
-        assert parse.call_count == 20
-        # one host's attestation expires: only that host is parsed again
+            # every report changes (a new measured_at each periodic run)
+            for h in hosts:
+                h.stats = capabilities.to_stats(caps(age=age))
+        # one host's attestation expires, and is seen at once
         hosts[3].stats = capabilities.to_stats(
             caps(attestation_status='Expired'))
         assert len(filt.filter_all(hosts, spec())) == 19
+    parse.assert_not_called()
+    assert filt._versioned == {}  # nothing kept per host
+
+
+def test_unchanged_facts_are_read_once_and_only_the_last_requests_kept():
+    filt, _ = make_filter(KEYED)
+    hosts = [host('h%d' % i, caps(age=i)) for i in range(20)]
+    changed = capabilities.to_stats(caps(age=100))
+    with mock.patch.object(capabilities, 'read_facts',
+                           wraps=capabilities.read_facts) as read:
+        for _ in range(3):
+            reload(hosts)
+            assert len(filt.filter_all(hosts, spec())) == 20
+        assert read.call_count == 20
+        # five reports change: read once, and what they said before goes
+        for h in hosts[:5]:
+            h.stats = dict(changed)
+        assert len(filt.filter_all(hosts, spec())) == 20
+        assert read.call_count == 21  # the five share their facts
+    assert set(filt._facts) == {h.stats[capabilities.FACTS_KEY]
+                                for h in hosts}
+
+
+def test_older_compute_report_parsed_once_per_change():
+    # A compute not yet upgraded publishes the versioned entry alone.
+    filt, _ = make_filter(KEYED)
+    hosts = [host('h%d' % i, versioned_only(caps())) for i in range(20)]
+    with mock.patch.object(capabilities, 'from_stats',
+                           wraps=capabilities.from_stats) as parse:
+        for _ in range(3):
+            reload(hosts)
+            assert len(filt.filter_all(hosts, spec())) == 20
+        assert parse.call_count == 20
+        # one host's attestation expires: only that host is parsed again
+        hosts[3].stats = versioned_only(caps(attestation_status='Expired'))
+        assert len(filt.filter_all(hosts, spec())) == 19
         assert parse.call_count == 21
         # ... and passes again
-        hosts[3].stats = capabilities.to_stats(caps(age=1))
+        hosts[3].stats = versioned_only(caps(age=1))
         assert len(filt.filter_all(hosts, spec())) == 20
         assert parse.call_count == 22
 
 
-def test_hosts_without_a_uuid_keep_a_report_each():
+def test_older_computes_without_a_uuid_keep_a_report_each():
     # nova's own test fakes build HostStates without a uuid; (host,
     # nodename) tells every compute node apart, so twenty different reports
     # are parsed once each, not once per host per request
     filt, _ = make_filter(KEYED)
-    hosts = [host('h%d' % i, caps(age=i)) for i in range(20)]
+    hosts = [host('h%d' % i, versioned_only(caps(age=i))) for i in range(20)]
     for h in hosts:
         h.uuid = None
     with mock.patch.object(capabilities, 'from_stats',
@@ -443,6 +545,54 @@ def test_hosts_without_a_uuid_keep_a_report_each():
         for _ in range(3):
             assert len(filt.filter_all(hosts, spec())) == 20
         assert parse.call_count == 20
+
+
+@pytest.mark.parametrize('target', ['1.0', '1.1'])
+def test_a_backported_report_is_read_from_the_versioned_entry(target):
+    # a compute told to publish for older schedulers writes no facts
+    filt, _ = make_filter(KEYED)
+    stats = capabilities.to_stats(caps(), target_version=target)
+    assert list(stats) == [capabilities.STATS_KEY]
+    assert names(filt.filter_all([host('old', stats)], spec())) == ['old']
+
+
+def test_facts_decide_when_readable_else_the_versioned_entry():
+    # Two entries that disagree only through damage: readable facts decide
+    # (one dict read); unreadable ones fall back to the reference.
+    expired = capabilities.to_stats(caps(attestation_status='Expired'))
+    passed = capabilities.to_stats(caps())
+    cases = {
+        'facts-passed': {capabilities.STATS_KEY: expired[
+            capabilities.STATS_KEY],
+            capabilities.FACTS_KEY: passed[capabilities.FACTS_KEY]},
+        'facts-damaged': {capabilities.STATS_KEY: passed[
+            capabilities.STATS_KEY],
+            capabilities.FACTS_KEY: passed[capabilities.FACTS_KEY][:-3]
+            + '|x'},
+        'facts-not-a-string': {capabilities.STATS_KEY: passed[
+            capabilities.STATS_KEY], capabilities.FACTS_KEY: None},
+        'both-damaged': {capabilities.STATS_KEY: '{',
+                         capabilities.FACTS_KEY: '1.2|'},
+    }
+    filt, _ = make_filter(KEYED)
+    hosts = [host(n, s) for n, s in cases.items()]
+    assert names(filt.filter_all(hosts, spec())) == [
+        'facts-passed', 'facts-damaged', 'facts-not-a-string']
+
+
+def test_an_older_scheduler_reads_a_newer_compute():
+    """What the previous release's filter read, the versioned entry alone,
+    is still all there and gives the same decisions."""
+    filt, _ = make_filter(KEYED)
+    hosts = [host(n, r) for n, r in HOSTS.items()]
+    new = names(filt.filter_all(hosts, spec()))
+    old_reader, _ = make_filter(KEYED)
+    for h in hosts:
+        if isinstance(h.stats, dict):
+            h.stats = {k: v for k, v in h.stats.items()
+                       if k != capabilities.FACTS_KEY}
+    assert names(old_reader.filter_all(hosts, spec())) == new
+    assert len(old_reader._versioned) == len(hosts)  # it parsed them all
 
 
 def test_request_without_vtpm_reads_no_report():
@@ -584,6 +734,8 @@ def test_filter_registers_its_options_on_the_conf_it_is_given():
     assert conf.vtpm_filter.max_report_age == 600
     assert conf.vtpm_filter.max_clock_skew == 60
     assert conf.vtpm_filter.image_lookup is True
+    assert conf.vtpm_filter.image_cache_ttl == 60
+    assert conf.vtpm_filter.image_cache_size == 1000
     assert conf.vtpm_filter.restrict_moves_to_fabrics is True
 
 
@@ -603,4 +755,6 @@ def test_oslo_config_generator_prints_the_options():
     assert '#max_report_age = 600' in result.stdout
     assert '#max_clock_skew = 60' in result.stdout
     assert '#image_lookup = true' in result.stdout
+    assert '#image_cache_ttl = 60' in result.stdout
+    assert '#image_cache_size = 1000' in result.stdout
     assert '#restrict_moves_to_fabrics = true' in result.stdout

@@ -251,7 +251,7 @@ class FakeHyperVDriver(vtpm_driver.VTPMDriverMixin, SimulatedHyperVDriver):
         return compute.VTPMCompute(
             self.cloud.conf, backend=self.cloud.make_backend(self.cloud.conf,
                                                              self.hv),
-            auth_for=self._auth_for)
+            auth_for=self._auth_for, host=self.vtpm_host)
 
     def _auth_for(self, context):
         return service_auth.get_service_user_token_auth_plugin(
