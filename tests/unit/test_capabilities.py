@@ -37,19 +37,22 @@ def test_stats_round_trip():
 
 
 def test_the_facts_string():
-    stats = capabilities.to_stats(caps(os_version='10.0.20348',
-                                       local_key_protector=False))
+    stats = capabilities.to_stats(caps(
+        os_version='10.0.20348', local_key_protector=False,
+        fabric_ids=['fabric-a', 'fabric-a-old']))
     # the admin guide shows this string
     assert stats['vtpm:facts'] == (
-        '1.2|2026-11-26T12:00:00Z|110|Passed|TpmTrusted|fabric-a|10.0.20348')
+        '1.3|2026-11-26T12:00:00Z|110|Passed|TpmTrusted|fabric-a|10.0.20348'
+        '|fabric-a,fabric-a-old')
     assert capabilities.read_facts(stats['vtpm:facts']) == \
         capabilities.view(capabilities.from_stats(stats))
     # None: '-' in the flags, '' in the texts
     facts = capabilities.to_stats(caps(fabric_id=None,
                                        attestation_mode=None))['vtpm:facts']
-    assert facts == '1.2|2026-11-26T12:00:00Z|11-|Passed|||'
+    assert facts == '1.3|2026-11-26T12:00:00Z|11-|Passed||||'
     read = capabilities.read_facts(facts)
     assert read.fabric_id is None and read.local_key_protector is None
+    assert read.fabric_ids is None
 
 
 def test_a_view_has_every_field():
@@ -63,8 +66,11 @@ def test_a_view_has_every_field():
     caps(fabric_id='a|b'), caps(fabric_id=''), caps(os_version=''),
     caps(measured_at=NOW.astimezone(
         datetime.timezone(datetime.timedelta(hours=2)))),
+    caps(fabric_ids=[]), caps(fabric_ids=['a', '']),
+    caps(fabric_ids=['a,b']), caps(fabric_ids=['a|b']),
 ], ids=['separator-in-a-value', 'empty-fabric', 'empty-os-version',
-        'not-utc'])
+        'not-utc', 'no-fabric-ids', 'an-empty-fabric-id',
+        'list-separator-in-a-fabric-id', 'separator-in-a-fabric-id'])
 def test_no_facts_where_a_value_has_no_one_flat_form(report):
     stats = capabilities.to_stats(report)
     assert list(stats) == ['vtpm:capabilities']
@@ -75,12 +81,20 @@ def test_no_facts_for_an_older_version():
         'vtpm:capabilities']
 
 
-_FACTS = '1.2|2026-11-26T12:00:00Z|110|Passed|TpmTrusted|fabric-a|10.0'
+_FACTS = ('1.3|2026-11-26T12:00:00Z|110|Passed|TpmTrusted|fabric-a|10.0'
+          '|fabric-a')
+
+
+def test_the_facts_of_a_1_3_report_hold_its_fabric_ids():
+    read = capabilities.read_facts(_FACTS.rsplit('|', 1)[0] + '|a,b')
+    assert read.fabric_ids == ['a', 'b']
+    assert capabilities.fabric_identities(read) == ('fabric-a', 'a', 'b')
 
 
 @pytest.mark.parametrize('raw', [
     None, 42, b'1.2|110', '', '1.2|', _FACTS + '|', _FACTS.rsplit('|', 1)[0],
-    _FACTS.replace('1.2|', '1.3|'), _FACTS.replace('1.2|', '2.0|'),
+    _FACTS.replace('1.3|', '1.4|'), _FACTS.replace('1.3|', '2.0|'),
+    _FACTS.replace('1.3|', '1.2|'),
     _FACTS.replace('|110|', '|11|'), _FACTS.replace('|110|', '|-10|'),
     _FACTS.replace('|110|', '|1x0|'),
     _FACTS.replace('12:00:00Z', '12:00:00'),
@@ -88,10 +102,11 @@ _FACTS = '1.2|2026-11-26T12:00:00Z|110|Passed|TpmTrusted|fabric-a|10.0'
     _FACTS.replace('T12', ' 12'), _FACTS.replace('2026-11-26', '2026-W48-4'),
     _FACTS.replace('12:00:00Z', '24:00:00Z'),
     _FACTS.replace('2026', '２０２６'), _FACTS.replace('Z|', 'Z+'),
-    _FACTS.replace('1.2|', '1.20|'),
+    _FACTS.replace('1.3|', '1.30|'),
 ], ids=['none', 'int', 'bytes', 'empty', 'version-only', 'a-part-more',
         'a-part-less',
-        'newer-minor', 'newer-major', 'short-flags', 'required-flag-none',
+        'newer-minor', 'newer-major', 'older-minor', 'short-flags',
+        'required-flag-none',
         'bad-flag', 'naive-time', 'offset-time', 'space-separator',
         'week-date', 'hour-24', 'wide-digits', 'no-separator-after-time',
         'version-longer'])
