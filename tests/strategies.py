@@ -87,24 +87,27 @@ host_capabilities = st.builds(
     attestation_mode=maybe(st.sampled_from(
         ('TpmTrusted', 'HostGuardianActiveDirectory'))),
     fabric_id=maybe(st.text(min_size=1, max_size=40)),
+    fabric_ids=maybe(st.lists(st.text(min_size=1, max_size=40), max_size=3)),
     measured_at=timestamps,
     os_version=maybe(st.sampled_from(('10.0.14393', '10.0.20348'))),
     local_key_protector=maybe(st.booleans()))
 
 
-def _attested_in(report, fabric):
+def _attested_in(report, fabric, previous):
     report.guarded = True
     report.attestation_status = 'Passed'
     report.fabric_id = fabric
+    report.fabric_ids = None if previous is None else [fabric, previous]
     return report
 
 
 # Random reports, and attested ones in a fabric that a move may name
-# (random ones rarely get that far).
+# (random ones rarely get that far), some during an HGS certificate renewal.
 reports_for_moves = st.one_of(
     host_capabilities,
     st.builds(_attested_in, host_capabilities,
-              st.sampled_from(('fabric-a', 'fabric-b'))))
+              st.sampled_from(('fabric-a', 'fabric-b')),
+              maybe(st.sampled_from(('fabric-a-old', 'fabric-b')))))
 
 
 def scheduler_clock(data, report, max_age, max_skew):

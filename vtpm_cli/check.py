@@ -16,6 +16,7 @@ without ``--audit``). ``--strict`` makes each warning an error.
 """
 
 import argparse
+import functools
 import sys
 import warnings
 
@@ -28,9 +29,10 @@ EXIT_STATUS = """exit status:
   1  the audit found problems
   2  the request or the arguments are invalid (with --strict, also a
      warning), or the cloud is unreadable
-  3  --audit without openstacksdk (pip install 'hyperv-vtpm[audit]')"""
+  3  --audit without openstacksdk (pip install 'hyperv-vtpm[audit]'), or
+     --nova-config without nova"""
 # Options that only an audit reads, with their defaults there.
-AUDIT_ONLY = {'format': 'human', 'os_cloud': None}
+AUDIT_ONLY = {'format': 'human', 'os_cloud': None, 'nova_config': None}
 
 
 def _key_value(text):
@@ -65,6 +67,11 @@ def parse_args(argv):
     audit.add_argument('--os-cloud', metavar='NAME',
                        help='a cloud of clouds.yaml (default: OS_CLOUD or '
                             'the OS_* variables)')
+    audit.add_argument('--nova-config', metavar='FILE', action='append',
+                       help='also read nova\'s databases with this '
+                            'nova.conf (repeatable, as nova-status takes '
+                            'it): every instance whose KeyProtector names '
+                            'no host\'s primary fabric is a finding')
     audit.add_argument('--format', choices=('human', 'json'),
                        help='human-readable text (default) or JSON')
     parser.add_argument('--strict', action='store_true',
@@ -138,9 +145,20 @@ def _audit(args):
               "the audit extra: pip install 'hyperv-vtpm[audit]'" % e,
               file=sys.stderr)
         return MISSING_EXTRA
+    fleet = None
+    if args.nova_config:
+        try:
+            from vtpm_filters import novadb
+        except ImportError as e:
+            print('error: vtpm-check --audit --nova-config needs nova (%s); '
+                  "run it on a controller with 'hyperv-vtpm[filters]'" % e,
+                  file=sys.stderr)
+            return MISSING_EXTRA
+        fleet = functools.partial(novadb.read, args.nova_config)
+    from vtpm_core import exception
     try:
-        report, status = cloud.run(args.os_cloud, args.format)
-    except cloud.CloudUnreadable as e:
+        report, status = cloud.run(args.os_cloud, args.format, fleet)
+    except exception.VTPMError as e:  # the cloud or nova's DB unreadable
         print('error: %s' % e, file=sys.stderr)
         return cloud.UNREADABLE
     print(report)

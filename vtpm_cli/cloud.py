@@ -75,9 +75,12 @@ def _describe(error):
     return '%s: %s' % (type(error).__name__, error)
 
 
-def run(cloud, fmt):
+def run(cloud, fmt, fleet=None):
     """Audit the cloud; return (report text, exit status).
 
+    :param fleet: None, or a callable that returns the instances and the
+        hosts' reports (``vtpm_filters.novadb.gather``'s), whose fabrics are
+        audited too.
     :raises CloudUnreadable: openstacksdk could not read the images and
         flavors (no credentials, an unknown cloud, Keystone, Glance or nova
         refused or unreachable); an unreadable secret is a finding.
@@ -89,5 +92,9 @@ def run(cloud, fmt):
         raise CloudUnreadable(cloud=cloud or '(OS_* environment)',
                               reason=_describe(e)) from e
     findings = audit.audit(images, flavors, secret_checker(conn))
-    return (audit.render(images, flavors, findings, fmt),
+    instances = None
+    if fleet is not None:
+        instances, reports = fleet()
+        findings += audit.fabric_findings(instances, reports)
+    return (audit.render(images, flavors, findings, fmt, instances),
             FINDINGS if findings else CLEAN)

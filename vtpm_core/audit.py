@@ -8,9 +8,15 @@ holds and finds:
   beyond the limits;
 * keyed images whose secrets the caller cannot read (the caller says which,
   through ``secret_problem``);
-* image and flavor pairs that conflict.
+* image and flavor pairs that conflict;
+* instances whose KeyProtector names only fabrics that no host reports as
+  its primary identity: during an HGS certificate renewal, those that name
+  only the previous certificates (they move while the hosts still answer
+  for them), and after it, those that no host answers for at all
+  (``fabric_findings``).
 
-Reading a cloud is ``vtpm_cli.cloud``'s job (``vtpm-check --audit``).
+Reading a cloud is ``vtpm_cli.cloud``'s job (``vtpm-check --audit``), and
+reading nova's databases ``vtpm_filters.novadb``'s.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from vtpm_core import capabilities
 from vtpm_core import constants as c
 from vtpm_core import exception
 from vtpm_core import policy
@@ -30,7 +37,7 @@ _FLAVOR_CHOICES = ({}, {c.FLAVOR_VTPM: c.DISABLED},
 
 @dataclasses.dataclass(frozen=True)
 class Resource:
-    kind: str  # 'image' or 'flavor'
+    kind: str  # 'image', 'flavor' or 'instance'
     id: str
     name: str
     properties: dict  # only the keys the policy reads
@@ -38,7 +45,7 @@ class Resource:
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
-    kind: str  # 'image', 'flavor', 'secret' or 'pair'
+    kind: str  # 'image', 'flavor', 'secret', 'pair' or 'instance'
     subject: str
     problem: str
 
@@ -109,17 +116,72 @@ def audit(images, flavors, secret_problem):
     return findings
 
 
-def render(images, flavors, findings, fmt):
-    """Return the report as text ('human') or JSON ('json')."""
+def recorded_fabrics(instance: Resource) -> frozenset[str]:
+    """The fabrics an instance's KeyProtector names, as nova recorded them
+    (``vtpm_fabrics``, read by the scheduler filter on a move)."""
+    raw = instance.properties.get(c.SYSMETA_FABRICS) or ''
+    return frozenset(f.strip() for f in raw.split(',') if f.strip())
+
+
+def fabric_findings(instances, reports):
+    """Return a finding per instance that names no host's primary fabric.
+
+    :param instances: ``Resource`` objects of kind 'instance', with the
+        instance's system metadata ``vtpm_fabrics`` as their property.
+    :param reports: every compute host's ``HostCapabilities`` (None for a
+        host without a readable report).
+
+    An instance whose fabrics meet some host's identities
+    (``capabilities.fabric_identities``, the filter's rule) still moves;
+    when none is a host's primary one, it names only certificates that HGS
+    is retiring, and will be stranded when HGS retires them.
+    """
+    primary, answered = set(), set()
+    for caps in reports:
+        if caps is not None and caps.fabric_id:
+            primary.add(caps.fabric_id)
+            answered.update(capabilities.fabric_identities(caps))
+    findings = []
+    for instance in instances:
+        fabrics = recorded_fabrics(instance)
+        if not fabrics or not fabrics.isdisjoint(primary):
+            continue
+        named = ', '.join(sorted(fabrics))
+        if fabrics.isdisjoint(answered):
+            problem = ('its KeyProtector names fabrics %s, none of which a '
+                       'host answers for: it can neither move nor start on '
+                       'another host' % named)
+        else:
+            problem = ('its KeyProtector names only fabrics %s, which hosts '
+                       'answer for only while HGS renews its certificates: '
+                       'it is stranded when HGS retires them' % named)
+        findings.append(Finding('instance', _label(instance), problem + (
+            '; its owner grants the fabric\'s new guardian '
+            '(Grant-HgsKeyProtectorAccess)')))
+    return findings
+
+
+def render(images, flavors, findings, fmt, instances=None):
+    """Return the report as text ('human') or JSON ('json').
+
+    :param instances: the instances read from nova's databases, or None
+        when they were not read (the report then has no instance list).
+    """
     if fmt == 'json':
-        return json.dumps({
+        report = {
             'images': [dataclasses.asdict(r) for r in images],
             'flavors': [dataclasses.asdict(r) for r in flavors],
             'findings': [dataclasses.asdict(f) for f in findings],
-        }, indent=2, sort_keys=True)
+        }
+        if instances is not None:
+            report['instances'] = [dataclasses.asdict(r) for r in instances]
+        return json.dumps(report, indent=2, sort_keys=True)
     lines = ['%d image(s) and %d flavor(s) carry vTPM properties'
              % (len(images), len(flavors))]
-    for resource in list(images) + list(flavors):
+    if instances is not None:
+        lines.append('%d instance(s) have a KeyProtector that names fabrics'
+                     % len(instances))
+    for resource in list(images) + list(flavors) + list(instances or ()):
         lines.append('  %s: %s' % (_label(resource), ', '.join(
             '%s=%s' % kv for kv in sorted(resource.properties.items()))))
     if not findings:

@@ -124,12 +124,14 @@ def _as_our_version(primitive):
 
 # --- the facts string --------------------------------------------------------
 #
-#     1.2|2026-11-26T12:00:00Z|110|Passed|TpmTrustedAttestation|fabric-a|10.0.20348
+#     1.3|2026-11-26T12:00:00Z|110|Passed|TpmTrustedAttestation|fabric-a|
+#     10.0.20348|fabric-a,fabric-a-old               (one line, no spaces)
 #
 # The object's version; measured_at as oslo writes it (UTC, to the second);
 # the booleans as one word of flags (1 true, 0 false, - None); the strings
-# ('' is None). The scheduler reads it per host per request: one stats
-# entry, split in one call.
+# ('' is None); fabric_ids (1.3) joined by ',' ('' is None; an empty list,
+# or an id that is empty or holds ',', has no flat form). The scheduler
+# reads it per host per request: one stats entry, split in one call.
 #
 # Versioning: facts are written and read at the object's exact version
 # only. A reader of any other version, older or newer, minor or major,
@@ -164,8 +166,9 @@ _TIME_SEPARATORS = '--T::Z'
 # host, read from the facts (or, from an older compute, from the versioned
 # entry); reading a tuple's field costs a tenth of reading a versioned
 # object's.
-View = collections.namedtuple('HostCapabilitiesView',
-                              _FLAG_FIELDS + _TEXT_FIELDS + ('measured_at',))
+View = collections.namedtuple(
+    'HostCapabilitiesView',
+    _FLAG_FIELDS + _TEXT_FIELDS + ('measured_at', 'fabric_ids'))
 # read_facts runs once per host per request: its callees, looked up once
 _new_view = functools.partial(tuple.__new__, View)
 _parse_time = datetime.datetime.fromisoformat
@@ -181,13 +184,14 @@ def read_facts(raw) -> View | None:
     """
     try:
         (version, measured_at, flags, attestation_status, attestation_mode,
-         fabric_id, os_version) = raw.split(_SEPARATOR)
+         fabric_id, os_version, fabric_ids) = raw.split(_SEPARATOR)
         if (version != _OUR_VERSION or len(measured_at) != _TIME_LENGTH
                 or measured_at[4::3] != _TIME_SEPARATORS):
             return None
         return _new_view(_FLAGS[flags] + (
             attestation_status, attestation_mode or None, fabric_id or None,
-            os_version or None, _parse_time(measured_at)))
+            os_version or None, _parse_time(measured_at),
+            fabric_ids.split(',') if fabric_ids else None))
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
 
@@ -204,11 +208,25 @@ def _facts(primitive):
             or not _REQUIRED_FIELDS.issubset(data)
             or any(data.get(name) == '' for name in _NULLABLE_TEXTS)):
         return None
+    fabric_ids = _flat_list(data.get('fabric_ids'))
+    if fabric_ids is None:
+        return None
     facts = _SEPARATOR.join(
         [_OUR_VERSION, data['measured_at'],
          ''.join(_FLAG_CHARS[data.get(name)] for name in _FLAG_FIELDS)]
-        + [data.get(name) or '' for name in _TEXT_FIELDS])
+        + [data.get(name) or '' for name in _TEXT_FIELDS] + [fabric_ids])
     return facts if read_facts(facts) is not None else None
+
+
+def _flat_list(values):
+    """A list of strings joined by ',' ('' for None), or None where that
+    form would read back otherwise (an empty list, an id that is empty or
+    holds ',')."""
+    if values is None:
+        return ''
+    if not values or any(not v or ',' in v for v in values):
+        return None
+    return ','.join(values)
 
 
 def view(caps: objects.HostCapabilities | None) -> View | None:
@@ -227,8 +245,7 @@ def traits(caps: objects.HostCapabilities | None) -> set[str]:
         result.add(TRAIT_GUARDED)
         if caps.attestation_status == constants.ATTESTATION_PASSED:
             result.add(TRAIT_ATTESTED)
-        if caps.fabric_id:
-            result.add(fabric_trait(caps.fabric_id))
+        result.update(fabric_trait(f) for f in fabric_identities(caps))
     return result
 
 
@@ -311,7 +328,8 @@ def compile_check(request: objects.VTPMRequest | None, *,
         own report.
     :param now: the time to compare ``measured_at`` with (UTC).
     :param allowed_fabrics: on a move of an instance that has a KeyProtector,
-        the fabrics it names; other hosts are refused.
+        the fabrics it names; a host none of whose ``fabric_identities`` is
+        one of them is refused.
     """
     needs_vtpm = request is not None and request.enabled
     if not needs_vtpm and not allowed_fabrics:
@@ -329,11 +347,13 @@ def compile_check(request: objects.VTPMRequest | None, *,
     def check(caps):
         if caps is None:
             return _NO_REPORT
-        if allowed_fabrics and caps.fabric_id not in allowed_fabrics:
-            return Verdict(False, 'fabric %s is not one the instance\'s '
-                           'KeyProtector names (%s)', (
-                               caps.fabric_id,
-                               ', '.join(sorted(allowed_fabrics))))
+        if allowed_fabrics:
+            identities = fabric_identities(caps)
+            if allowed_fabrics.isdisjoint(identities):
+                return Verdict(False, 'fabric %s is not one the instance\'s '
+                               'KeyProtector names (%s)', (
+                                   ', '.join(identities) or 'none',
+                                   ', '.join(sorted(allowed_fabrics))))
         if needs_vtpm and not caps.vtpm_supported:
             return _NO_VTPM
         if needs_local and caps.local_key_protector is False:
@@ -359,6 +379,19 @@ def compile_check(request: objects.VTPMRequest | None, *,
                                    max_clock_skew))
         return _PASS
     return check
+
+
+def fabric_identities(caps) -> tuple[str, ...]:
+    """Every guardian identity a host's fabric answers for, primary first.
+
+    During an HGS certificate renewal HGS unwraps KeyProtectors that name
+    its previous certificates as well as its new primary ones, so a host
+    reports both (``fabric_ids``); a report older than 1.3 has only
+    ``fabric_id``. A move may go to a host when one of these is a fabric
+    the instance's KeyProtector names.
+    """
+    primary = (caps.fabric_id,) if caps.fabric_id else ()
+    return tuple(dict.fromkeys(primary + tuple(caps.fabric_ids or ())))
 
 
 def satisfies(request: objects.VTPMRequest | None,

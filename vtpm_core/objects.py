@@ -117,15 +117,22 @@ class HostCapabilities(VTPMObject):
     # Version 1.0: Initial version
     # Version 1.1: Added 'os_version'
     # Version 1.2: Added 'local_key_protector'
-    VERSION = '1.2'
+    # Version 1.3: Added 'fabric_ids'
+    VERSION = '1.3'
 
     fields = {
         'vtpm_supported': fields.BooleanField(),
         'guarded': fields.BooleanField(),
         'attestation_status': fields.StringField(),
         'attestation_mode': fields.StringField(nullable=True, default=None),
-        # The identity of the fabric's guardian that HGS uses for this host.
+        # The identity of the fabric's guardian that HGS uses for this host:
+        # its primary one, which new KeyProtectors name.
         'fabric_id': fields.StringField(nullable=True, default=None),
+        # Every guardian identity this host's fabric answers for, 'fabric_id'
+        # first: while HGS's certificates are renewed, HGS unwraps for the
+        # previous ones too. None: not reported (a compute older than 1.3),
+        # taken as 'fabric_id' alone.
+        'fabric_ids': fields.ListOfStringsField(nullable=True, default=None),
         # Timezone-aware, UTC: when the compute host took these readings.
         'measured_at': fields.DateTimeField(),
         # The host's Windows version (for example '10.0.20348'), for operators.
@@ -140,6 +147,8 @@ class HostCapabilities(VTPMObject):
     def obj_make_compatible(self, primitive, target_version):
         super().obj_make_compatible(primitive, target_version)
         target = versionutils.convert_version_to_tuple(target_version)
+        if target < (1, 3):
+            primitive.pop('fabric_ids', None)
         if target < (1, 2):
             primitive.pop('local_key_protector', None)
         if target < (1, 1):

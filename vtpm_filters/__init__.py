@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The nova side: the scheduler host filter and the nova-api validator."""
+"""The nova side: the scheduler host filter, the nova-api validator, and
+the audit's reader of nova's databases (``novadb``)."""
 
 from stevedore import extension
 

@@ -183,6 +183,7 @@ class HyperVBackend(backend.VTPMBackend):
             LOG.warning('Cannot read the Windows version: %s', e)
         guarded, status, mode, fabric, local = False, 'Unknown', None, None, \
             None
+        fabrics = None
         try:
             hgs = self._hgs
             guarded = self._is_host_guarded()
@@ -193,7 +194,8 @@ class HyperVBackend(backend.VTPMBackend):
             local = config.Mode == wmi_schema.MODE_LOCAL
             guardian = self._fabric_guardian(hgs)
             if guardian is not None:
-                fabric = keyprotector.fabric_id(guardian.SigningCertificate)
+                fabrics = list(self._fabric_identities(hgs, guardian))
+                fabric = fabrics[0]
         except exception.VTPMError as e:
             # Without the HGS client no KeyProtector can be made at all.
             LOG.warning('The Host Guardian Service client is not usable, '
@@ -202,7 +204,8 @@ class HyperVBackend(backend.VTPMBackend):
         return objects.HostCapabilities(
             vtpm_supported=supported, guarded=guarded,
             attestation_status=status, attestation_mode=mode,
-            fabric_id=fabric, measured_at=now, os_version=version,
+            fabric_id=fabric, fabric_ids=fabrics, measured_at=now,
+            os_version=version,
             local_key_protector=local)
 
     def _windows_version(self):
@@ -226,6 +229,21 @@ class HyperVBackend(backend.VTPMBackend):
             and not g.Name.startswith(self._opts.guardian_name_prefix)
             and g.Name != self._opts.local_guardian_name]
         return candidates[0] if len(candidates) == 1 else None
+
+    def _fabric_identities(self, hgs, fabric_guardian) -> tuple[str, ...]:
+        """The identities of this host's fabric: the fabric guardian's, then
+        those of the previous guardians HGS still holds during a renewal
+        (``previous_fabric_guardian_names``)."""
+        result = [keyprotector.fabric_id(fabric_guardian.SigningCertificate)]
+        for name in self._opts.previous_fabric_guardian_names:
+            previous = hgs.guardian(name)
+            if previous is None:
+                LOG.warning('[%s] previous_fabric_guardian_names names %s, '
+                            'which is not in the guardian store: it is not '
+                            'reported', hv_conf.GROUP, name)
+                continue
+            result.append(keyprotector.fabric_id(previous.SigningCertificate))
+        return tuple(dict.fromkeys(result))
 
     # -- attach ---------------------------------------------------------------
     def attach(self, instance_uuid, vm_name, request, auth=None):
@@ -356,12 +374,12 @@ class HyperVBackend(backend.VTPMBackend):
         artifact = None
         if keys is not None and keys.artifact is not None:
             artifact = self._read_artifact(hgs, vm_name, files, keys.artifact)
-            host_fabric = keyprotector.fabric_id(
-                fabric_guardian.SigningCertificate)
-            if host_fabric not in artifact.info.fabric_ids:
+            host_fabrics = self._fabric_identities(hgs, fabric_guardian)
+            if set(host_fabrics).isdisjoint(artifact.info.fabric_ids):
                 raise hv_exception.HostNotSuitable(host=self._host, reason=(
                     'the %s in secret %s does not name this host\'s fabric '
-                    '%s') % (artifact.kind, keys.artifact.ref, host_fabric))
+                    '%s') % (artifact.kind, keys.artifact.ref,
+                             ', '.join(host_fabrics)))
 
         vm_id = self._vm_id(vm_name)
         ssd = security.read(vm_name, vm_id)

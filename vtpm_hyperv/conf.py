@@ -39,6 +39,20 @@ opts = [
              'has no private signing key and is not one this library '
              'imported; a host with none or several reports no fabric and '
              'refuses instances with keys.'),
+    cfg.ListOpt(
+        'previous_fabric_guardian_names',
+        default=[],
+        help='While HGS\'s certificates are renewed: names, in this host\'s '
+             'guardian store, of the fabric\'s previous guardians, which '
+             'HGS still holds beside its new primary certificates (keep the '
+             'guardian imported before the renewal under its name, import '
+             'the new metadata under another and make that '
+             'fabric_guardian_name). This host reports their identities '
+             'beside its fabric id, so instances whose KeyProtector names '
+             'only a previous guardian may still move here, and accepts '
+             'KeyProtectors that name one of them. Empty the list (and '
+             'remove those guardians) when HGS has disabled the previous '
+             'certificates.'),
     cfg.StrOpt(
         'guardian_name_prefix',
         default='openstack-vtpm-',

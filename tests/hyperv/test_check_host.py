@@ -144,9 +144,11 @@ def test_report_prints_what_the_host_publishes_with_novas_options(tmp_path):
     assert '  guarded: True' in lines
     assert '  attestation_status: Passed' in lines
     assert '  fabric_id: %s' % fabric.fabric_id in lines
-    (stats,) = [line for line in lines if line.startswith('stats entry ')]
-    assert stats.startswith('stats entry %s (read by VTPMFilter): '
-                            % capabilities.STATS_KEY)
+    # both entries the compute publishes: the versioned one and the facts
+    stats = [line for line in lines if line.startswith('stats entry ')]
+    assert [line.split(' (')[0] for line in stats] == [
+        'stats entry %s' % key for key in sorted(
+            (capabilities.STATS_KEY, capabilities.FACTS_KEY))]
     assert lines[-1] == 'traits: %s' % ', '.join(sorted({
         'COMPUTE_SECURITY_TPM_2_0', 'CUSTOM_HGS_GUARDED',
         'CUSTOM_HGS_ATTESTATION_PASSED',

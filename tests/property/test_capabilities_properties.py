@@ -49,7 +49,7 @@ def test_stats_round_trip(caps):
     assert capabilities.from_stats(stats) == caps
 
 
-@given(s.host_capabilities, st.sampled_from(('1.0', '1.1', '1.2')))
+@given(s.host_capabilities, st.sampled_from(('1.0', '1.1', '1.2', '1.3')))
 def test_from_stats_reads_what_oslo_reads(caps, version):
     """from_stats gives the same object as oslo.versionedobjects' own
     obj_from_primitive, for reports of every version."""
@@ -73,6 +73,35 @@ def test_from_stats_coerces_as_oslo_coerces(caps, name, value):
     try:
         expected = objects.HostCapabilities.obj_from_primitive(
             json.loads(raw))
-    except ValueError:  # oslo's fields refuse what they cannot coerce
+    # oslo's fields refuse what they cannot coerce (a list field, a value
+    # it cannot iterate, with TypeError)
+    except (TypeError, ValueError):
         expected = None
     assert capabilities.from_stats({capabilities.STATS_KEY: raw}) == expected
+
+
+fabric_names = st.sampled_from(('old', 'new', 'dr', 'other'))
+
+
+@given(s.host_capabilities, st.frozensets(fabric_names, min_size=1),
+       st.one_of(st.none(), s.vtpm_requests))
+def test_a_move_goes_where_the_fabrics_meet(caps, named, request):
+    """A move of an instance whose KeyProtector names the fabrics ``named``
+    is refused for its fabric exactly when ``named`` and the host's
+    identities (``fabric_id`` and ``fabric_ids``) have no fabric in common.
+    Where they meet, the host is judged as a host reporting that common
+    fabric alone (a 1.2 report) would be: the other rules are unchanged."""
+    identities = {caps.fabric_id} | set(caps.fabric_ids or ())
+    kwargs = dict(max_report_age=600, now=caps.measured_at,
+                  allowed_fabrics=named)
+    verdict = capabilities.satisfies(request, caps, **kwargs)
+    outside = 'is not one the instance' in verdict.reason
+    assert outside is named.isdisjoint(identities)
+    if outside:
+        assert not verdict
+    elif caps.fabric_id:
+        alone = caps.obj_clone()
+        alone.fabric_id = sorted(named & identities)[0]
+        alone.fabric_ids = None
+        assert bool(verdict) is bool(
+            capabilities.satisfies(request, alone, **kwargs))

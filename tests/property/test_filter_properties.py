@@ -21,20 +21,23 @@ def oslo_reads_facts(raw):
     """The HostCapabilities that a facts string describes, as oslo reads it
     (None where oslo refuses it), following the admin guide's layout:
     version|measured_at|flags|attestation_status|attestation_mode|fabric_id|
-    os_version, flags for vtpm_supported, guarded and local_key_protector,
-    '' for None in the nullable strings. Values the layout does not define
-    are handed to oslo as they are."""
+    os_version|fabric_ids, flags for vtpm_supported, guarded and
+    local_key_protector, '' for None in the nullable strings, fabric_ids
+    joined by ','. Values the layout does not define are handed to oslo as
+    they are."""
     parts = raw.split('|')
-    if len(parts) != 7 or len(parts[2]) != 3:
+    if len(parts) != 8 or len(parts[2]) != 3:
         return None
-    version, measured_at, flags, status, mode, fabric, os_version = parts
+    (version, measured_at, flags, status, mode, fabric, os_version,
+     fabrics) = parts
     data = {
         'vtpm_supported': _FLAG.get(flags[0], flags[0]),
         'guarded': _FLAG.get(flags[1], flags[1]),
         'local_key_protector': _FLAG.get(flags[2], flags[2]),
         'measured_at': measured_at, 'attestation_status': status,
         'attestation_mode': mode or None, 'fabric_id': fabric or None,
-        'os_version': os_version or None}
+        'os_version': os_version or None,
+        'fabric_ids': fabrics.split(',') if fabrics else None}
     primitive = {'vtpm_object.name': 'HostCapabilities',
                  'vtpm_object.namespace': 'vtpm',
                  'vtpm_object.version': version, 'vtpm_object.data': data}
@@ -61,7 +64,8 @@ _reports = strategies.reports_for_moves
 # A facts part, near what the writer writes and not.
 _parts = st.one_of(
     st.sampled_from(('', '1', '0', '-', '11', '110', '01-', '1-0', '1x0',
-                     '1.2', '1.3', '2.0', 'Passed', 'Expired', 'fabric-a',
+                     '1.2', '1.3', '1.4', '2.0', 'Passed', 'Expired',
+                     'fabric-a', 'fabric-a,fabric-b', ',', 'fabric-a,',
                      '2026-11-26T12:00:00Z', '2026-11-26T12:00:00',
                      '2026-11-26 12:00:00Z', '2026-02-30T12:00:00Z',
                      '2026-W48-4T12:00:00Z')),
@@ -127,7 +131,8 @@ def _filter():
 @hypothesis.given(request=strategies.vtpm_requests, stats=host_stats(),
                   others=st.lists(host_stats(), max_size=2),
                   fabrics=st.one_of(st.none(), st.frozensets(
-                      st.sampled_from(('fabric-a', 'fabric-b', 'x')))),
+                      st.sampled_from(('fabric-a', 'fabric-a-old',
+                                       'fabric-b', 'x')))),
                   max_age=st.integers(1, 10 ** 6),
                   max_skew=st.integers(0, 10 ** 4), data=st.data())
 def test_the_fast_path_decides_as_satisfies_on_the_full_object(
@@ -171,6 +176,9 @@ def test_what_a_compute_writes_reads_fast(report):
     stats = capabilities.to_stats(report)
     fabric = report.fabric_id
     hypothesis.assume(fabric is None or (fabric and '|' not in fabric))
+    ids = report.fabric_ids
+    hypothesis.assume(ids is None or (ids and all(
+        i and '|' not in i and ',' not in i for i in ids)))
     assert capabilities.read_facts(stats[capabilities.FACTS_KEY]) == \
         capabilities.view(capabilities.from_stats(stats)) == \
         capabilities.view(report)

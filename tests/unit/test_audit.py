@@ -6,14 +6,18 @@ connection; tests/functional/test_audit_live.py runs it against real
 services.
 """
 
+import datetime
 import json
 import pathlib
 import sys
+
+import pytest
 
 import vtpm_cli
 from vtpm_cli import check
 from vtpm_cli import cloud
 from vtpm_core import audit
+from vtpm_core import objects
 
 K1 = '8f14e45f-ceea-467a-9575-7a6c8c2b3a11'
 K2 = '45c48cce-2e2d-4fbd-a7b0-9ea0e5e4a1b2'
@@ -89,6 +93,72 @@ def test_conflicting_pairs_are_reported():
                      'image img1 (i1) with flavor flv1 (f1)']
 
 
+OLD_FABRIC = '5a' * 32  # the fabric guardian's before the renewal
+NEW_FABRIC = 'c3' * 32  # the new primary one's
+NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+
+
+def instances(*rows):
+    return audit.carriers('instance', [
+        (uuid, name, {'vtpm_fabrics': fabrics, 'image_os_vtpm': 'required'})
+        for uuid, name, fabrics in rows], ('vtpm_fabrics',))
+
+
+def renewing_host(*previous):
+    previous = previous or (OLD_FABRIC,)
+    return objects.HostCapabilities(
+        vtpm_supported=True, guarded=True, attestation_status='Passed',
+        fabric_id=NEW_FABRIC, fabric_ids=[NEW_FABRIC, *previous],
+        measured_at=NOW)
+
+
+def renewed_host():
+    return objects.HostCapabilities(
+        vtpm_supported=True, guarded=True, attestation_status='Passed',
+        fabric_id=NEW_FABRIC, fabric_ids=[NEW_FABRIC], measured_at=NOW)
+
+
+# (id, the instance's fabrics, the hosts' reports, what the finding says)
+FABRIC_FINDINGS = [
+    ('the new guardian: nothing', NEW_FABRIC, [renewing_host()], None),
+    ('both: nothing', '%s,%s' % (OLD_FABRIC, NEW_FABRIC), [renewed_host()],
+     None),
+    ('the old only, during the renewal', OLD_FABRIC, [renewing_host()],
+     'answer for only while HGS renews its certificates'),
+    ('the old only, after it', OLD_FABRIC, [renewed_host(), None],
+     'none of which a host answers for'),
+    ('the old and a DR site outside the cloud', 'dd' * 32 + ',' + OLD_FABRIC,
+     [renewing_host()], 'only fabrics %s, %s' % (OLD_FABRIC, 'dd' * 32)),
+    ('a 1.2 report of the new primary', NEW_FABRIC,
+     [objects.HostCapabilities.obj_from_primitive(
+         renewed_host().obj_to_primitive(target_version='1.2'))], None),
+    ('no host reports at all', NEW_FABRIC, [None],
+     'none of which a host answers for'),
+]
+
+
+@pytest.mark.parametrize('fabrics,reports,words',
+                         [row[1:] for row in FABRIC_FINDINGS],
+                         ids=[row[0] for row in FABRIC_FINDINGS])
+def test_instances_that_name_no_primary_fabric(fabrics, reports, words):
+    insts = instances(('u1', 'web', fabrics))
+    found = audit.fabric_findings(insts, reports)
+    if words is None:
+        assert found == []
+        return
+    [finding] = found
+    assert (finding.kind, finding.subject) == ('instance', 'instance web (u1)')
+    assert words in finding.problem
+    assert 'Grant-HgsKeyProtectorAccess' in finding.problem
+
+
+def test_only_instances_with_fabrics_are_listed():
+    listed = audit.carriers('instance', [
+        ('u1', 'local', {'image_os_vtpm': 'required'}),
+        ('u2', 'keyed', {'vtpm_fabrics': NEW_FABRIC})], ('vtpm_fabrics',))
+    assert [r.id for r in listed] == ['u2']
+
+
 def test_json_report_is_machine_readable():
     imgs = images(dict(GEN2, os_vtpm='Required'))
     found = audit.audit(imgs, [], readable)
@@ -103,7 +173,9 @@ SAMPLE = pathlib.Path(__file__).parents[1] / 'data' / 'audit-report.json'
 
 def sample_report():
     """A project with a keyed image whose second secret is gone, a flavor
-    that turns the vTPM on, and one that disables it."""
+    that turns the vTPM on, and one that disables it; read with nova's
+    databases during an HGS certificate renewal, with an instance whose
+    KeyProtector names only the previous certificate, and one re-granted."""
     imgs = audit.carriers('image', [
         ('5b1f0c1e-2f57-4e1a-9a43-7d2c1f6e8a10', 'win2022-keyed',
          dict(GEN2, os_vtpm='required', os_vtpm_keys='%s,%s' % (K1, K2),
@@ -114,14 +186,20 @@ def sample_report():
         ('f-vtpm', 'm1.vtpm', {'os:vtpm': 'required'}),
         ('f-plain', 'm1.no-vtpm', {'os:vtpm': 'disabled'})], ('os:vtpm',))
     found = audit.audit(imgs, flvs, {K2: 'does not exist'}.get)
-    return audit.render(imgs, flvs, found, 'json') + '\n'
+    insts = instances(
+        ('0b7c3a8e-1f52-4f7e-b1a2-3c4d5e6f7a80', 'web-1', OLD_FABRIC),
+        ('6e2f9d41-8c3b-4a7e-9f15-d2c8b7a6e590', 'web-2',
+         '%s,%s' % (OLD_FABRIC, NEW_FABRIC)))
+    found += audit.fabric_findings(insts, [renewing_host()])
+    return audit.render(imgs, flvs, found, 'json', insts) + '\n'
 
 
 def test_the_documented_json_report_is_what_the_audit_renders():
     assert SAMPLE.read_text() == sample_report(), (
         '%s is stale; write this into it:\n%s' % (SAMPLE, sample_report()))
     report = json.loads(SAMPLE.read_text())
-    assert [f['kind'] for f in report['findings']] == ['secret', 'pair']
+    assert [f['kind'] for f in report['findings']] == [
+        'secret', 'pair', 'instance']
 
 
 def test_human_report_says_when_all_is_well():
@@ -214,3 +292,50 @@ def test_audit_without_openstacksdk_names_the_extra_and_exits_3(
     assert status != cloud.FINDINGS
     err = capsys.readouterr().err
     assert "install the audit extra: pip install 'hyperv-vtpm[audit]'" in err
+
+
+class _EmptyCloud:
+    """openstacksdk's connection to a cloud with no images nor flavors."""
+
+    class image:
+        @staticmethod
+        def images():
+            return []
+
+    class compute:
+        @staticmethod
+        def flavors(get_extra_specs):
+            return []
+
+
+def test_nova_config_adds_the_instances_to_the_audit(monkeypatch, capsys):
+    from vtpm_filters import novadb
+
+    read = []
+    monkeypatch.setattr(cloud.openstack, 'connect',
+                        lambda cloud: _EmptyCloud())
+    monkeypatch.setattr(novadb, 'read', lambda files: read.append(files) or (
+        instances(('u1', 'web', OLD_FABRIC)), [renewing_host()]))
+    status = check.main(['--audit', '--format', 'json', '--nova-config',
+                         '/etc/nova/nova.conf', '--nova-config', 'cell.conf'])
+    assert read == [['/etc/nova/nova.conf', 'cell.conf']]
+    report = json.loads(capsys.readouterr().out)
+    assert [r['id'] for r in report['instances']] == ['u1']
+    assert [f['kind'] for f in report['findings']] == ['instance']
+    assert status == cloud.FINDINGS
+
+
+def test_an_unreadable_cell_exits_2(monkeypatch, capsys):
+    from vtpm_filters import novadb
+
+    def read(files):
+        raise novadb.NovaUnreadable(cell='c1', reason='it did not answer')
+
+    monkeypatch.setattr(cloud.openstack, 'connect',
+                        lambda cloud: _EmptyCloud())
+    monkeypatch.setattr(novadb, 'read', read)
+    assert check.main(['--audit', '--nova-config', 'n.conf']) == \
+        cloud.UNREADABLE
+    assert capsys.readouterr().err == (
+        "error: could not read nova's database of cell c1: it did not "
+        "answer\n")

@@ -4,6 +4,7 @@
 import datetime
 import json
 
+from oslo_versionedobjects import base
 import pytest
 
 from vtpm_core import capabilities
@@ -36,19 +37,22 @@ def test_stats_round_trip():
 
 
 def test_the_facts_string():
-    stats = capabilities.to_stats(caps(os_version='10.0.20348',
-                                       local_key_protector=False))
+    stats = capabilities.to_stats(caps(
+        os_version='10.0.20348', local_key_protector=False,
+        fabric_ids=['fabric-a', 'fabric-a-old']))
     # the admin guide shows this string
     assert stats['vtpm:facts'] == (
-        '1.2|2026-11-26T12:00:00Z|110|Passed|TpmTrusted|fabric-a|10.0.20348')
+        '1.3|2026-11-26T12:00:00Z|110|Passed|TpmTrusted|fabric-a|10.0.20348'
+        '|fabric-a,fabric-a-old')
     assert capabilities.read_facts(stats['vtpm:facts']) == \
         capabilities.view(capabilities.from_stats(stats))
     # None: '-' in the flags, '' in the texts
     facts = capabilities.to_stats(caps(fabric_id=None,
                                        attestation_mode=None))['vtpm:facts']
-    assert facts == '1.2|2026-11-26T12:00:00Z|11-|Passed|||'
+    assert facts == '1.3|2026-11-26T12:00:00Z|11-|Passed||||'
     read = capabilities.read_facts(facts)
     assert read.fabric_id is None and read.local_key_protector is None
+    assert read.fabric_ids is None
 
 
 def test_a_view_has_every_field():
@@ -62,8 +66,11 @@ def test_a_view_has_every_field():
     caps(fabric_id='a|b'), caps(fabric_id=''), caps(os_version=''),
     caps(measured_at=NOW.astimezone(
         datetime.timezone(datetime.timedelta(hours=2)))),
+    caps(fabric_ids=[]), caps(fabric_ids=['a', '']),
+    caps(fabric_ids=['a,b']), caps(fabric_ids=['a|b']),
 ], ids=['separator-in-a-value', 'empty-fabric', 'empty-os-version',
-        'not-utc'])
+        'not-utc', 'no-fabric-ids', 'an-empty-fabric-id',
+        'list-separator-in-a-fabric-id', 'separator-in-a-fabric-id'])
 def test_no_facts_where_a_value_has_no_one_flat_form(report):
     stats = capabilities.to_stats(report)
     assert list(stats) == ['vtpm:capabilities']
@@ -74,12 +81,20 @@ def test_no_facts_for_an_older_version():
         'vtpm:capabilities']
 
 
-_FACTS = '1.2|2026-11-26T12:00:00Z|110|Passed|TpmTrusted|fabric-a|10.0'
+_FACTS = ('1.3|2026-11-26T12:00:00Z|110|Passed|TpmTrusted|fabric-a|10.0'
+          '|fabric-a')
+
+
+def test_the_facts_of_a_1_3_report_hold_its_fabric_ids():
+    read = capabilities.read_facts(_FACTS.rsplit('|', 1)[0] + '|a,b')
+    assert read.fabric_ids == ['a', 'b']
+    assert capabilities.fabric_identities(read) == ('fabric-a', 'a', 'b')
 
 
 @pytest.mark.parametrize('raw', [
     None, 42, b'1.2|110', '', '1.2|', _FACTS + '|', _FACTS.rsplit('|', 1)[0],
-    _FACTS.replace('1.2|', '1.3|'), _FACTS.replace('1.2|', '2.0|'),
+    _FACTS.replace('1.3|', '1.4|'), _FACTS.replace('1.3|', '2.0|'),
+    _FACTS.replace('1.3|', '1.2|'),
     _FACTS.replace('|110|', '|11|'), _FACTS.replace('|110|', '|-10|'),
     _FACTS.replace('|110|', '|1x0|'),
     _FACTS.replace('12:00:00Z', '12:00:00'),
@@ -87,10 +102,11 @@ _FACTS = '1.2|2026-11-26T12:00:00Z|110|Passed|TpmTrusted|fabric-a|10.0'
     _FACTS.replace('T12', ' 12'), _FACTS.replace('2026-11-26', '2026-W48-4'),
     _FACTS.replace('12:00:00Z', '24:00:00Z'),
     _FACTS.replace('2026', '２０２６'), _FACTS.replace('Z|', 'Z+'),
-    _FACTS.replace('1.2|', '1.20|'),
+    _FACTS.replace('1.3|', '1.30|'),
 ], ids=['none', 'int', 'bytes', 'empty', 'version-only', 'a-part-more',
         'a-part-less',
-        'newer-minor', 'newer-major', 'short-flags', 'required-flag-none',
+        'newer-minor', 'newer-major', 'older-minor', 'short-flags',
+        'required-flag-none',
         'bad-flag', 'naive-time', 'offset-time', 'space-separator',
         'week-date', 'hour-24', 'wide-digits', 'no-separator-after-time',
         'version-longer'])
@@ -139,6 +155,61 @@ def test_a_1_1_report_is_read_without_local_key_protector():
                                   now=NOW)
 
 
+ROTATING = dict(fabric_id='fabric-a-2027',
+                fabric_ids=['fabric-a-2027', 'fabric-a'])
+
+
+def test_a_1_2_report_is_read_as_its_fabric_id_alone():
+    """A new scheduler reading a compute that is not upgraded yet."""
+    stats = capabilities.to_stats(caps(**ROTATING), target_version='1.2')
+    read = capabilities.from_stats(stats)
+    assert read.fabric_ids is None
+    assert capabilities.fabric_identities(read) == ('fabric-a-2027',)
+    kwargs = dict(max_report_age=AGE, now=NOW)
+    assert capabilities.satisfies(
+        request(keys=['k']), read,
+        allowed_fabrics=frozenset({'fabric-a-2027'}), **kwargs)
+    assert not capabilities.satisfies(
+        request(keys=['k']), read, allowed_fabrics=frozenset({'fabric-a'}),
+        **kwargs)
+
+
+@pytest.fixture
+def release_1_2(monkeypatch):
+    """This process as a 1.2 scheduler: HostCapabilities without
+    'fabric_ids', alone in oslo's registry, and the reader built for it."""
+    fields = dict(objects.HostCapabilities.fields)
+    del fields['fabric_ids']
+    old = type('HostCapabilities', (objects.HostCapabilities,),
+               {'VERSION': '1.2', 'fields': fields})
+    table = dict(base.VersionedObjectRegistry.obj_classes(),
+                 HostCapabilities=[old])
+    monkeypatch.setattr(base.VersionedObjectRegistry, 'obj_classes',
+                        classmethod(lambda cls: table))
+    monkeypatch.setattr(capabilities.objects, 'HostCapabilities', old)
+    monkeypatch.setattr(capabilities, '_OUR_VERSION', '1.2')
+    monkeypatch.setattr(capabilities, '_OUR_MINOR', 2)
+    return old
+
+
+@pytest.fixture
+def report_1_3():
+    """A 1.3 compute's stats entry during a certificate renewal."""
+    return capabilities.to_stats(caps(**ROTATING))
+
+
+def test_a_1_3_report_is_read_by_a_1_2_scheduler(report_1_3, release_1_2):
+    """An old scheduler reads a new compute's report, and its fabric_id
+    means what it meant: the primary identity."""
+    assert json.loads(report_1_3['vtpm:capabilities'])[
+        'vtpm_object.version'] == '1.3'
+    read = capabilities.from_stats(report_1_3)
+    assert type(read) is release_1_2
+    assert read.fabric_id == 'fabric-a-2027'
+    assert read.attestation_status == 'Passed'
+    assert 'fabric_ids' not in read.obj_to_primitive()['vtpm_object.data']
+
+
 def test_a_newer_minor_report_is_read_without_its_new_fields():
     primitive = json.loads(capabilities.to_stats(caps())['vtpm:capabilities'])
     primitive['vtpm_object.version'] = '1.7'
@@ -170,7 +241,12 @@ def test_a_report_missing_a_required_field_is_unreadable():
       'CUSTOM_HGS_FABRIC_FABRIC_A'}),
     (caps(), {'COMPUTE_SECURITY_TPM_2_0', 'CUSTOM_HGS_GUARDED',
               'CUSTOM_HGS_ATTESTATION_PASSED', 'CUSTOM_HGS_FABRIC_FABRIC_A'}),
-], ids=['no report', 'unsupported', 'unguarded', 'expired', 'attested'])
+    (caps(**ROTATING),
+     {'COMPUTE_SECURITY_TPM_2_0', 'CUSTOM_HGS_GUARDED',
+      'CUSTOM_HGS_ATTESTATION_PASSED', 'CUSTOM_HGS_FABRIC_FABRIC_A_2027',
+      'CUSTOM_HGS_FABRIC_FABRIC_A'}),
+], ids=['no report', 'unsupported', 'unguarded', 'expired', 'attested',
+        'during a certificate renewal'])
 def test_traits(report, expected):
     assert capabilities.traits(report) == expected
     assert capabilities.managed_traits(expected | {'HW_CPU_X86_AVX'}) == \
@@ -257,6 +333,23 @@ def test_a_move_keeps_the_instance_in_its_fabrics():
     # The fabric rule holds even when the request itself is not evaluated.
     assert not capabilities.satisfies(None, caps(fabric_id='fabric-b'),
                                       **kwargs)
+
+
+@pytest.mark.parametrize('named,passes', [
+    # booted before the renewal: HGS still holds the previous certificate
+    ({'fabric-a'}, True),
+    # booted from the new guardian metadata, or re-granted
+    ({'fabric-a-2027'}, True),
+    ({'fabric-a', 'fabric-a-2027'}, True),
+    ({'fabric-b'}, False),
+], ids=['previous only', 'new only', 'both', 'another fabric'])
+def test_a_move_during_a_renewal_meets_any_identity(named, passes):
+    verdict = capabilities.satisfies(
+        request(keys=['k']), caps(**ROTATING), max_report_age=AGE, now=NOW,
+        allowed_fabrics=frozenset(named))
+    assert bool(verdict) is passes
+    if not passes:
+        assert 'fabric-a-2027, fabric-a is not one' in verdict.reason
 
 
 def test_fabric_trait_uses_placement_alphabet():

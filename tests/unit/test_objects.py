@@ -14,12 +14,12 @@ from vtpm_core import objects
 # test fails, bump the object's VERSION, add a '# Version' line, teach
 # obj_make_compatible to drop the new field, and update the hash here.
 EXPECTED_FINGERPRINTS = {
-    'HostCapabilities': '1.2-657bcb2fead701fb933a9cb8ff5259c9',
+    'HostCapabilities': '1.3-44b0198f7b2761eda11ceba3cff243e9',
     'VTPMRequest': '1.1-f97ce730b5a030ac75cdabdcd5af2c45',
 }
 
 # Every version each object has had (from its '# Version' history).
-VERSIONS = {'HostCapabilities': ('1.0', '1.1', '1.2'),
+VERSIONS = {'HostCapabilities': ('1.0', '1.1', '1.2', '1.3'),
             'VTPMRequest': ('1.0', '1.1')}
 
 
@@ -93,6 +93,22 @@ def test_capabilities_backport_to_1_1_drops_local_key_protector():
     data = caps.obj_to_primitive(target_version='1.1')['vtpm_object.data']
     assert 'local_key_protector' not in data
     assert data['os_version'] == '10.0.20348'
+
+
+def test_capabilities_backport_to_1_2_drops_fabric_ids():
+    """A 1.2 reader gets fabric_id as it always was: the primary identity."""
+    caps = objects.HostCapabilities(
+        vtpm_supported=True, guarded=True, attestation_status='Passed',
+        fabric_id='new-primary', fabric_ids=['new-primary', 'previous'],
+        measured_at=datetime.datetime(2026, 1, 1,
+                                      tzinfo=datetime.timezone.utc),
+        local_key_protector=False)
+    primitive = caps.obj_to_primitive(target_version='1.2')
+    data = primitive['vtpm_object.data']
+    assert 'fabric_ids' not in data
+    assert data['fabric_id'] == 'new-primary'
+    assert data['local_key_protector'] is False
+    assert primitive['vtpm_object.version'] == '1.2'
 
 
 def test_from_validated_equals_coerced_construction():

@@ -113,7 +113,9 @@ def reports():
         values.update(overrides)
         return objects.HostCapabilities(**values)
     return {
-        'attested': caps(), 'attested-no-fabric-mode': caps(
+        'attested': caps(), 'renewing': caps(
+            fabric_ids=['fabric-a', 'fabric-a-old']),
+        'attested-no-fabric-mode': caps(
             attestation_mode=None, os_version=None, local_key_protector=None),
         'stale': caps(age=3600), 'ahead': caps(age=-3600),
         'expired': caps(attestation_status='Expired'),
@@ -134,7 +136,9 @@ def job(hosts):
             'image_id': t.IMAGE_ID, 'instance': t.INSTANCE}
 
 
-EXPECTED = ['attested', 'attested-no-fabric-mode']
+EXPECTED = ['attested', 'renewing', 'attested-no-fabric-mode']
+# the previous release's object version: what its computes publish
+PREVIOUS_VERSION = '1.2'
 
 
 def test_an_older_scheduler_reads_this_releases_computes(previous_release):
@@ -151,11 +155,12 @@ def test_an_older_scheduler_reads_this_releases_computes(previous_release):
 def test_this_scheduler_reads_an_older_releases_computes(previous_release):
     sent = reports()
     published = previous_release({'do': 'stats', 'reports': {
-        n: r.obj_to_primitive() for n, r in sent.items()}})
+        n: r.obj_to_primitive(target_version=PREVIOUS_VERSION)
+        for n, r in sent.items()}})
     # that release published the versioned entry alone, as this one does
     assert all(list(s) == [capabilities.STATS_KEY]
                for s in published.values())
     assert {n: s[capabilities.STATS_KEY] for n, s in published.items()} == {
-        n: capabilities.to_stats(r)[capabilities.STATS_KEY]
-        for n, r in sent.items()}
+        n: capabilities.to_stats(r, target_version=PREVIOUS_VERSION)[
+            capabilities.STATS_KEY] for n, r in sent.items()}
     assert this_release_passes(published) == EXPECTED

@@ -43,7 +43,15 @@ call number.
 
 A fabric's identity (``Fabric.fabric_id``, and what
 ``HyperVBackend.get_capabilities().fabric_id`` reports) is the SHA-256 of
-its HGS guardian's signing certificate (DER), lowercase hex.
+its HGS guardian's signing certificate (DER), lowercase hex. HGS renews its
+certificates as Microsoft documents (``Fabric.add_certificates``,
+``set_primary``, ``disable``, ``remove``): it unwraps with every enabled
+pair, and its guardian metadata gives the primary one::
+
+    new = fabric.add_certificates('contoso-hgs-2027')
+    fabric.set_primary(new)                         # metadata: the new pair
+    host.import_guardian(fabric.guardian_metadata(), 'contoso-hgs-2027')
+    fabric.disable(old); fabric.remove(old)         # after tenants re-grant
 """
 
 from vtpm_hyperv.fake import crypto

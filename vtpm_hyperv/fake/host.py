@@ -33,6 +33,7 @@ data file), the simulator reads that file, as Windows would.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 import tempfile
@@ -90,19 +91,115 @@ def installed():
             baseutils.wmi = previous_wmi
 
 
+# Microsoft's guide to HGS's certificates, which the renewal model follows:
+# "Managing the Host Guardian Service", sections "Adding new keys",
+# "Identifying and changing the primary certificates" and "Renewing or
+# replacing keys" (WindowsServerDocs/security/guarded-fabric-shielded-vm/
+# guarded-fabric-manage-hgs.md).
+MANAGE_HGS = 'guarded-fabric-manage-hgs.md'
+
+
+@dataclasses.dataclass
+class KeyProtectionCertificates:
+    """One signing and encryption pair that HGS holds (with private keys),
+    as ``Get-HgsKeyProtectionCertificate`` lists them."""
+
+    guardian: crypto.Guardian
+    is_primary: bool = False
+    is_enabled: bool = True
+
+
 class Fabric:
-    """A guarded fabric: its HGS guardian (HGS holds the private keys)."""
+    """A guarded fabric: its HGS and the certificates HGS holds.
+
+    HGS is initialised with one signing and encryption pair, its primary
+    one; an HGS administrator may add more and change which is primary, and
+    disable and remove the others (``add_certificates``, ``set_primary``,
+    ``disable``, ``remove``: the HgsServer cmdlets of ``MANAGE_HGS``).
+    ``guardian`` is the primary pair: what the guardian metadata at
+    ``https://<hgs>/KeyProtection/service/metadata/2014-07/metadata.xml``
+    gives (``guardian_metadata``). Nothing else is offered: Microsoft
+    documents no other change, and none to the primary pair but replacing it
+    as primary.
+    """
 
     def __init__(self, name, ca=None, reuse_keys=False):
         self.name = name
         self.ca = ca
-        self.guardian = crypto.make_guardian(name, ca=ca,
-                                             reuse_keys=reuse_keys)
+        self._reuse_keys = reuse_keys
+        self.certificates = [KeyProtectionCertificates(
+            crypto.make_guardian(name, ca=ca, reuse_keys=reuse_keys),
+            is_primary=True)]
+
+    @property
+    def guardian(self) -> crypto.Guardian:
+        """The primary pair (HGS's private keys included)."""
+        return next(c.guardian for c in self.certificates if c.is_primary)
 
     @property
     def fabric_id(self):
         """The identity the backend reports (signing certificate SHA-256)."""
         return keyprotector.fabric_id(self.guardian.signing_der)
+
+    def guardian_metadata(self) -> crypto.Guardian:
+        """The public guardian the metadata URL serves."""
+        # Windows: the primary certificates "will be used if someone
+        # downloads the guardian metadata for that HGS cluster" (MANAGE_HGS).
+        return self.guardian.public()
+
+    def unwrapping_guardians(self) -> list[crypto.Guardian]:
+        """The pairs whose keys HGS opens a KeyProtector with."""
+        # Windows: after a new primary pair, "existing VMs will continue to
+        # work because the older certificates are still there"; old ones are
+        # disabled "after ensuring VMs are still able to start" without
+        # them, then removed (MANAGE_HGS, Renewing or replacing keys).
+        return [c.guardian for c in self.certificates if c.is_enabled]
+
+    def add_certificates(self, name) -> crypto.Guardian:
+        """``Add-HgsKeyProtectionCertificate`` of a new signing and a new
+        encryption certificate (not primary, enabled); the new pair."""
+        # Windows: "you can add more than one encryption and signing key to
+        # HGS", to "replace the existing keys for HGS by first adding the
+        # new keys and keeping both sets of keys" (MANAGE_HGS).
+        guardian = crypto.make_guardian(name, ca=self.ca,
+                                        reuse_keys=self._reuse_keys)
+        self.certificates.append(KeyProtectionCertificates(guardian))
+        return guardian
+
+    def set_primary(self, guardian):
+        """``Set-HgsKeyProtectionCertificate -IsPrimary`` (both types)."""
+        found = self._find(guardian)
+        if not found.is_enabled:
+            # Windows: documented only for an enabled pair (MANAGE_HGS).
+            raise ValueError('%s is disabled' % guardian.name)
+        for c in self.certificates:
+            c.is_primary = c is found
+
+    def disable(self, guardian):
+        """``Set-HgsKeyProtectionCertificate -IsEnabled $false``."""
+        self._not_primary(guardian).is_enabled = False
+
+    def remove(self, guardian):
+        """``Remove-HgsKeyProtectionCertificate`` (both types)."""
+        self.certificates.remove(self._not_primary(guardian))
+
+    def _find(self, guardian):
+        for c in self.certificates:
+            if c.guardian.signing_der == guardian.signing_der:
+                return c
+        raise ValueError('HGS %s holds no certificates of %s'
+                         % (self.name, guardian.name))
+
+    def _not_primary(self, guardian):
+        found = self._find(guardian)
+        if found.is_primary:
+            # Windows: the old certificates retired are those of
+            # "Get-HgsKeyProtectionCertificate -IsPrimary $false"
+            # (MANAGE_HGS); nothing documents retiring the primary.
+            raise ValueError('%s is the primary pair of HGS %s; make '
+                             'another primary first'
+                             % (guardian.name, self.name))
+        return found
 
     def __repr__(self):
         return '<Fabric %s>' % self.name
@@ -286,7 +383,7 @@ class FakeHyperVHost:
                 raise wmi.MethodError(wmi.ACCESS_DENIED, UNWRAP_MESSAGE % (
                     vm.name, 'The host failed attestation (%s).' % word),
                     as_job=True)
-            openers = [self.fabric.guardian]
+            openers = self.fabric.unwrapping_guardians()
         else:
             # Windows: "In local mode, there is no attestation and the
             # client keeps key material" (Set-HgsClientConfiguration.md):
@@ -311,6 +408,11 @@ class FakeHyperVHost:
                                 guardian.signing_key, guardian.encryption_key)
             self.store[g.name] = ns.StoredGuardian(
                 g, g.signing_key is not None)
+
+    def remove_guardian(self, name):
+        """``Remove-HgsGuardian -Name``: the operator's, outside WMI."""
+        with self.lock:
+            del self.store[name]
 
     def guardian_names(self):
         with self.lock:
