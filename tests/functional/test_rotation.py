@@ -6,11 +6,12 @@ replacing keys) on a simulated fabric: HGS adds a new signing and
 encryption pair and makes it primary; the hoster imports the new guardian
 metadata on every host beside the old guardian; VM owners grant the new
 guardian (here: tenants whose KeyProtector names both, or the new one
-alone); HGS disables, then removes, the old pair and the hosts drop the old
-guardian. Through it all an instance whose KeyProtector names the new
-guardian keeps moving within the fabric, and the audit lists those that
-name only the old one: during the renewal as soon to be stranded, after it
-as stranded.
+alone, and one owner who re-grants a running instance through nova's API,
+as the user guide's re-authorization says); HGS disables, then removes,
+the old pair and the hosts drop the old guardian. Through it all an
+instance whose KeyProtector names the new guardian keeps moving within the
+fabric, and the audit lists those that name only the old one: during the
+renewal as soon to be stranded, after it as stranded.
 
 nova-api, conductor, scheduler with ``VTPMFilter``, placement and computes
 running the real backend over the simulator, configured by the install
@@ -23,6 +24,7 @@ from nova import context as nova_context
 from nova import objects as nova_objects
 import pytest
 
+from tests.functional import test_reauthorize
 from tests import realservices
 from tools.simcloud import driver
 from tools.simcloud import guide
@@ -32,6 +34,7 @@ from vtpm_core import constants
 from vtpm_filters import novadb
 from vtpm_hyperv import fake
 from vtpm_hyperv import keyprotector
+from vtpm_hyperv import reauthorize
 
 pytestmark = pytest.mark.usefixtures('real_services')
 CONF = nova_conf.CONF
@@ -61,11 +64,12 @@ class RotationTestCase(nova.Services):
 
     # --- the cloud, the tenant, the hoster --------------------------------
 
-    def boot_naming(self, *guardians):
+    def boot_naming(self, *guardians, raw=None):
         """A shielded instance whose raw KeyProtector (in Barbican) names
-        ``guardians``, as the tenant makes it with New-HgsKeyProtector."""
-        raw = fake.build_key_protector(self.tenant,
-                                       [g.public() for g in guardians])
+        ``guardians`` (or is ``raw``), as the tenant makes it with
+        New-HgsKeyProtector."""
+        raw = raw or fake.build_key_protector(
+            self.tenant, [g.public() for g in guardians])
         ref = realservices.store_secret(raw, 'owner', name='rotation kp')
         image = self.create_image(**dict(
             GEN2, os_vtpm='required', os_shielded_vm='required',
@@ -88,6 +92,20 @@ class RotationTestCase(nova.Services):
         self.flags(previous_fabric_guardian_names=[], group='hyperv_vtpm')
         self.refresh_reports()
         self.fabric.remove(old)
+
+    def regrant(self, server, pc, raw, name):
+        """The owner re-grants ``server``'s KeyProtector ``raw`` to guardian
+        ``name`` on its own machine (Grant-HgsKeyProtectorAccess), stores
+        it in Barbican, and names it while the server is stopped."""
+        ref = realservices.store_secret(pc.grant(raw, name), 'owner',
+                                        name='rotation re-grant')
+        server = self._stop_server(server)
+        self.api.post_server_metadata(server['id'],
+                                      {reauthorize.METADATA_KEY: ref})
+        server = self._start_server(server)
+        self.assertEqual('applied %s' % ref, self.api.get_server(
+            server['id'])['metadata'][reauthorize.STATUS_KEY])
+        return server
 
     def audit(self):
         """What ``vtpm-check --audit --nova-config`` adds: instances and
@@ -126,26 +144,38 @@ class RotationTestCase(nova.Services):
             self.start_compute(name)
         old = self.fabric.guardian
         before = self.boot_naming(old)
+        # the owner's machine, with the fabric's guardian as published now
+        pc = test_reauthorize.TenantMachine(self.tenant, old)
+        self.addCleanup(pc.host.close)
+        kp_old = pc.new(old.name)
+        regranted = self.boot_naming(raw=kp_old)
         old_id = keyprotector.fabric_id(old.signing_der)
-        self.assertEqual(({before['id']}, {}), self.audit())
+        self.assertEqual(({before['id'], regranted['id']}, {}), self.audit())
 
         # HGS: a new primary pair beside the old; the hosts follow.
         new = self.fabric.add_certificates(NEW)
         self.fabric.set_primary(new)
         self.renew_hosts(new)
         new_id = keyprotector.fabric_id(new.signing_der)
+        self.assertEqual({regranted['id']}, set(self.audit()[1]) - {
+            before['id']})
+        # its owner imports the new guardian and re-grants (stop, set, start)
+        pc.host.import_guardian(new.public(), new.name)
+        regranted = self.regrant(regranted, pc, kp_old, new.name)
         both = self.boot_naming(old, new)  # granted before the boot
         fresh = self.boot_naming(new)  # from the new metadata alone
         recorded = {s['id']: set(self.recorded(s))
-                    for s in (before, both, fresh)}
+                    for s in (before, regranted, both, fresh)}
         self.assertEqual({before['id']: {old_id},
+                          regranted['id']: {old_id, new_id},
                           both['id']: {old_id, new_id},
                           fresh['id']: {new_id}}, recorded)
 
         # During the renewal everything moves; the audit names the one
         # instance whose KeyProtector names only the old certificate.
         listed, findings = self.audit()
-        self.assertEqual({before['id'], both['id'], fresh['id']}, listed)
+        self.assertEqual({before['id'], regranted['id'], both['id'],
+                          fresh['id']}, listed)
         self.assertEqual([before['id']], list(findings))
         self.assertIn('only while HGS renews its certificates',
                       findings[before['id']])
@@ -153,7 +183,7 @@ class RotationTestCase(nova.Services):
 
         # HGS retires the old pair; the hosts drop the old guardian.
         self.retire_old(old)
-        for server in (both, fresh):
+        for server in (regranted, both, fresh):
             self.moves_within_the_fabric(server)
         listed, findings = self.audit()
         self.assertEqual([before['id']], list(findings))
