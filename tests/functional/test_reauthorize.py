@@ -17,6 +17,7 @@ import json
 from nova.tests.functional.api import client as nova_client
 
 from tests.functional import test_end_to_end as e2e
+from tests import notification_samples as samples
 from tests import realservices
 from vtpm_core import constants
 from vtpm_hyperv import fake
@@ -116,7 +117,16 @@ class ReauthorizeTestCase(e2e.KeyedCloud):
         data = sent['payload']['vtpm_object.data']
         self.assertEqual((server['id'], 'nova-compute:a1'),
                          (data['instance_uuid'], sent['publisher_id']))
+        self.last_sent = sent
         return sent['event_type'], sent['priority'], data
+
+    def assert_sample(self, name, server, ref):
+        """The last notification is the documented sample ``name``."""
+        samples.check(name, self.last_sent, {
+            samples.INSTANCE_UUID: server['id'], samples.SECRET_REF: ref,
+            samples.fabric_id('fabric-a'): e2e.fabric('fabric-a').fabric_id,
+            samples.fabric_id('fabric-b'): e2e.fabric('fabric-b').fabric_id,
+            'hyperv-a1': 'a1'})
 
     def fabrics(self, server):
         return set(self.instance(server).system_metadata[
@@ -185,6 +195,7 @@ class ReauthorizeTestCase(e2e.KeyedCloud):
                          (event, priority, data['applied'], data['fault']))
         self.assertEqual(([a.fabric_id], {a.fabric_id, b.fabric_id}),
                          (data['old_fabrics'], set(data['new_fabrics'])))
+        self.assert_sample('vtpm-reauthorize-end', server, ref)
         _, vm = self.vm(server)
         self.assert_unwraps(vm['KeyProtector'], allowed=[
             ('A', a.guardian.encryption_key),
