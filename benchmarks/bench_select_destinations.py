@@ -10,8 +10,9 @@ request, nova's filter handler calling each enabled filter's
 ``filter_all``, the weighers; the API database (cell and host mappings),
 the cell databases (1,000 ``ComputeNode`` and ``Service`` rows, written
 through nova's objects, stats as the compute writes them), all SQLite
-through nova's own ``Database`` fixtures; the image read by VTPMFilter
-through ``nova.image.glance.API`` from nova's ``GlanceFixture``.
+through nova's own ``Database`` fixtures; the images in nova's
+``GlanceFixture``, which VTPMFilter reads over HTTP with its own reader
+from a local server answering as Glance's v2 API (``tools.glance_v2``).
 
 Stubbed: placement, which this does not measure: allocation candidates are
 every node (the report client's ``get_allocation_candidates``), and the
@@ -52,6 +53,7 @@ from oslo_utils import timeutils  # noqa: E402
 from oslo_utils import uuidutils  # noqa: E402
 import sqlalchemy  # noqa: E402
 
+from tools import glance_v2  # noqa: E402
 from vtpm_core import capabilities  # noqa: E402
 from vtpm_core import objects  # noqa: E402
 
@@ -107,7 +109,14 @@ class Cloud(test.TestCase):
         # the services stay up however long the run takes
         self.flags(service_down_time=24 * 3600)
         self.glance = self.useFixture(nova_fixtures.GlanceFixture(self))
+        server = glance_v2.GlanceV2(
+            lambda i: glance_v2.v2_record(self.glance.images[i])
+            if i in self.glance.images else None).start()
+        self.addCleanup(server.stop)
+        self.flags(api_servers=[server.url], group='glance')
         self.context = nova_context.get_admin_context()
+        # as keystonemiddleware gives nova-api's requests
+        self.context.auth_token = 'bench-token'  # noqa: S105
         self.cell = self.cell_mappings['cell1']
         now = timeutils.utcnow(with_timezone=True)
         with nova_context.target_cell(self.context, self.cell) as cctxt:

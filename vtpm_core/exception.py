@@ -198,6 +198,15 @@ class OwnerKeysRefused(KeyMaterialError):
                "shielding data file (PDK) that the tenant made, alone")
 
 
+# --- reading an image (scheduler side) ---------------------------------------
+
+class ImageReadFailed(VTPMError):
+    """The scheduler could not read an image's properties from Glance."""
+
+    msg_fmt = ("VTPMFilter could not read image %(image)s from Glance: "
+               "%(reason)s")
+
+
 # --- lifecycle of a vTPM instance (compute side) ----------------------------
 
 class OperationRefused(VTPMError):

@@ -32,8 +32,8 @@ import weakref
 import nova.conf
 from nova import context as nova_context
 from nova import exception as nova_exception
-from nova.image import glance
 from nova import objects
+from nova.objects import base as nova_objects_base
 from nova.scheduler import filters
 from oslo_utils import timeutils
 
@@ -42,6 +42,7 @@ from vtpm_core import constants
 from vtpm_core import exception
 from vtpm_core import policy
 from vtpm_filters import conf as vtpm_conf
+from vtpm_filters import glance_images
 from vtpm_filters import image_cache
 
 LOG = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class VTPMFilter(filters.BaseHostFilter):
     # consume it, so the later instances of a multi-create need no rerun.
     run_filter_once_per_request = True
 
-    def __init__(self, conf=None, image_api=None):
+    def __init__(self, conf=None, image_reader=None):
         # nova instantiates filters with no arguments; tests pass seams.
         self._conf = conf if conf is not None else nova.conf.CONF
         vtpm_conf.register_opts(self._conf)
@@ -77,7 +78,8 @@ class VTPMFilter(filters.BaseHostFilter):
         self._facts = {}
         # host_passes callers: the last request spec per thread and its check.
         self._last = threading.local()
-        self._image_api = image_api
+        # (context, image id) -> the image's Glance v2 record
+        self._read_record = image_reader or glance_images.ImageReader()
         self._images = image_cache.ImageCache(ttl=opts.image_cache_ttl,
                                               max_size=opts.image_cache_size)
 
@@ -172,38 +174,36 @@ class VTPMFilter(filters.BaseHostFilter):
     def _request(self, spec_obj, opts):
         """The merged VTPMRequest, or None when there is none to enforce."""
         extra_specs = spec_obj.flavor.extra_specs
-        if policy.settled_without_image(extra_specs,
-                                        _machine_type(spec_obj)):
+        image = _get(spec_obj, 'image')
+        if policy.settled_without_image(extra_specs, _machine_type(image)):
             return None
-        properties = (self._image_properties(spec_obj) if opts.image_lookup
-                      else None)
-        if properties is None:
-            # Without Glance (image_lookup off or failing) the image allows
-            # whatever the flavor asks: os:vtpm=required then needs a vTPM
-            # host, and the compute side, which reads every image property,
-            # refuses what the flavor could not show.
-            properties = policy.PERMISSIVE_IMAGE
-        try:
-            return policy.build_request(properties, extra_specs)
-        except exception.VTPMError as e:
+        kept = self._kept_image(spec_obj, image) if opts.image_lookup else None
+        # Without Glance (image_lookup off or failing) the image allows
+        # whatever the flavor asks: os:vtpm=required then needs a vTPM host,
+        # and the compute side, which reads every image property, refuses
+        # what the flavor could not show.
+        outcome = (kept.request(extra_specs) if kept is not None
+                   else _build_request(policy.PERMISSIVE_IMAGE, extra_specs))
+        if isinstance(outcome, exception.VTPMError):
             # Not hidden behind "No valid host": the compute side aborts the
             # build with a fault that names the problem.
             LOG.info('Instance %(uuid)s has an invalid vTPM request; '
                      'VTPMFilter does not refuse hosts for it, the compute '
                      'side refuses the build: %(error)s',
-                     {'uuid': _get(spec_obj, 'instance_uuid'), 'error': e})
+                     {'uuid': _get(spec_obj, 'instance_uuid'),
+                      'error': outcome})
             return None
+        return outcome
 
-    def _image_properties(self, spec_obj):
-        """The image's vTPM properties (kept, or one Glance read), or None.
+    def _kept_image(self, spec_obj, image):
+        """The image's _KeptImage (kept, or one Glance read), or None.
 
         Kept for ``image_cache_ttl`` seconds, by image id: whoever asks
-        while they are kept gets what the first reader's context read. The
+        while it is kept gets what the first reader's context read. The
         compute side checks every property again from the instance's own
         copy, so what is kept can at worst place a boot on a host that then
         refuses it.
         """
-        image = _get(spec_obj, 'image')
         image_id = _get(image, 'id') if image is not None else None
         context = getattr(spec_obj, '_context', None)
         if image_id is None or context is None:
@@ -211,21 +211,16 @@ class VTPMFilter(filters.BaseHostFilter):
         try:
             return self._images.get(
                 image_id, lambda: self._read_image(context, image_id))
-        except nova_exception.NovaException as e:
-            LOG.warning('VTPMFilter could not read image %(image)s from '
-                        'Glance (%(error)s); deciding on the flavor alone',
-                        {'image': image_id, 'error': e})
+        except exception.ImageReadFailed as e:
+            LOG.warning('%(error)s; deciding on the flavor alone',
+                        {'error': e})
             return None
 
     def _read_image(self, context, image_id):
-        """The properties build_request reads, from one Glance read."""
-        if self._image_api is None:
-            self._image_api = glance.API()
-        properties = self._image_api.get(context, image_id).get(
-            'properties') or {}
-        return types.MappingProxyType({
-            k: properties[k] for k in constants.IMAGE_KEYS
-            if k in properties})
+        """The image's properties build_request reads, from one read."""
+        record = self._read_record(context, image_id)
+        return _KeptImage({k: record[k] for k in constants.IMAGE_KEYS
+                           if k in record})
 
     def _move_fabrics(self, spec_obj):
         """On a move, the fabrics the instance's KeyProtector names.
@@ -284,14 +279,56 @@ def _instance_cell(spec_obj):
     return None
 
 
-def _machine_type(spec_obj):
+class _KeptImage:
+    """An image's vTPM properties as Glance gave them, and the requests
+    they made with the flavors asked so far.
+
+    ``build_request`` reads the flavor's ``constants.FLAVOR_KEYS`` alone, so
+    the boots of one image under flavors that agree on them share one
+    request: a cached boot builds none.
+    """
+
+    __slots__ = ('properties', '_outcomes')
+
+    def __init__(self, properties):
+        self.properties = types.MappingProxyType(properties)
+        # the flavor's FLAVOR_KEYS values -> VTPMRequest or the VTPMError
+        self._outcomes = {}
+
+    def request(self, extra_specs):
+        """build_request's VTPMRequest, or the VTPMError it raised."""
+        key = tuple(extra_specs.get(k) for k in constants.FLAVOR_KEYS)
+        try:
+            return self._outcomes[key]
+        except KeyError:
+            pass
+        except TypeError:  # a value nova would not have stored: no memo
+            return _build_request(self.properties, extra_specs)
+        outcome = self._outcomes[key] = _build_request(self.properties,
+                                                       extra_specs)
+        return outcome
+
+
+def _build_request(properties, extra_specs):
+    """build_request's VTPMRequest, or the VTPMError it raised."""
+    try:
+        return policy.build_request(properties, extra_specs)
+    except exception.VTPMError as e:
+        return e
+
+
+def _machine_type(image):
     """The image's hw_machine_type as nova keeps it, or None."""
-    image = _get(spec_obj, 'image')
     properties = _get(image, 'properties') if image is not None else None
     return (_get(properties, constants.IMAGE_MACHINE_TYPE)
             if properties is not None else None)
 
 
 def _get(obj, name):
-    """A versioned object's field, or None when it is not set."""
-    return getattr(obj, name) if name in obj else None
+    """A versioned object's field, or None when it is not set.
+
+    Read from the field's storage, as nova's objects do themselves: on
+    every request, ``name in obj`` costs more than the rest of a cached
+    boot's decision.
+    """
+    return getattr(obj, nova_objects_base.get_attrname(name), None)

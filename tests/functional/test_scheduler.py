@@ -143,6 +143,9 @@ class SchedulerTestCase(nova.Services):
         for _ in range(2):
             server = self.boot(flavor, image)
             self.assertEqual('host2', self.host_of(server))
+        # the scheduler read the image over HTTP once: the second boot
+        # came within [vtpm_filter] image_cache_ttl
+        self.assertEqual(1, self.glance_http.reads)
 
     def test_no_capable_host_is_no_valid_host(self):
         self.start_hosts({

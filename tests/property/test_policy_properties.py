@@ -19,6 +19,7 @@ from vtpm_hyperv import compute
 nova_objects.register_all()
 
 GEN2 = {'hw_machine_type': 'hyperv-gen2'}
+KEY = '8f14e45f-ceea-467a-9575-7a6c8c2b3a11'
 
 
 def _sides(image_value, flavor_value, **image):
@@ -282,3 +283,31 @@ def test_a_settled_request_asks_nothing_of_a_host(image, flavor):
         return
     event('no vTPM')
     assert not request.enabled
+
+
+_other_specs = st.dictionaries(
+    st.one_of(st.sampled_from(('os:vtpm_keys', 'os:shielded', 'hw:vtpm',
+                               'capabilities:hypervisor_type',
+                               'trait:COMPUTE_SECURITY_TPM_2_0')),
+              st.text(max_size=20)),
+    st.text(max_size=20), max_size=4)
+
+
+def _request_or_error(image, extra_specs):
+    outcome = _outcome(image, extra_specs)
+    if isinstance(outcome, objects.VTPMRequest):
+        return outcome.obj_to_primitive()
+    return type(outcome), str(outcome)
+
+
+@given(s.image_policies, s.flavor_policies, st.booleans(), _other_specs)
+def test_the_flavor_counts_by_its_flavor_keys_alone(
+        image_value, flavor_value, keyed, others):
+    """build_request reads the flavor's constants.FLAVOR_KEYS and no other
+    extra spec: any others give the same request, or the same error. (The
+    filter keeps one request per kept image and FLAVOR_KEYS values.)"""
+    image, flavor = _sides(image_value, flavor_value,
+                           **({'os_vtpm_keys': KEY} if keyed else {}))
+    extra_specs = dict(others, **flavor)
+    assert _request_or_error(image, extra_specs) == _request_or_error(image, {
+        k: extra_specs[k] for k in constants.FLAVOR_KEYS if k in extra_specs})

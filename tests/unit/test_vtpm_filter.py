@@ -27,6 +27,7 @@ import pytest
 from tests import strategies
 from vtpm_core import capabilities
 from vtpm_core import constants
+from vtpm_core import exception
 from vtpm_core import objects
 import vtpm_filters
 from vtpm_filters import conf as vtpm_conf
@@ -51,19 +52,19 @@ def frozen_time():
         yield
 
 
-class FakeImageAPI:
-    """nova.image.glance.API().get, counting calls."""
+class FakeImages:
+    """glance_images.ImageReader: Glance's v2 record, counting calls."""
 
     def __init__(self, properties=None, error=None):
         self.properties = properties or {}
         self.error = error
         self.calls = []
 
-    def get(self, context, image_id):
+    def __call__(self, context, image_id):
         self.calls.append(image_id)
         if self.error:
             raise self.error
-        return {'id': image_id, 'properties': dict(self.properties)}
+        return dict(self.properties, id=image_id, status='active')
 
 
 def make_conf(**overrides):
@@ -75,8 +76,9 @@ def make_conf(**overrides):
 
 
 def make_filter(image_properties=None, image_error=None, **conf):
-    api = FakeImageAPI(image_properties, image_error)
-    return vtpm_filter.VTPMFilter(conf=make_conf(**conf), image_api=api), api
+    api = FakeImages(image_properties, image_error)
+    return (vtpm_filter.VTPMFilter(conf=make_conf(**conf), image_reader=api),
+            api)
 
 
 def spec(extra_specs=None, image_id=IMAGE_ID, cell=None, hints=None,
@@ -333,7 +335,8 @@ def test_image_lookup_off_decides_on_the_flavor_alone():
 
 def test_glance_failure_falls_back_to_the_flavor(caplog):
     filt, api = make_filter(
-        image_error=nova_exception.ImageNotFound(image_id=IMAGE_ID))
+        image_error=exception.ImageReadFailed(image=IMAGE_ID,
+                                              reason='HTTP 404 Not Found'))
     hosts = [host('no-vtpm', caps(vtpm_supported=False)),
              host('vtpm', caps())]
     assert names(filt.filter_all(hosts, spec({'os:vtpm': 'required'}))) == \
@@ -367,6 +370,31 @@ def test_image_read_once_per_image_per_cache_lifetime():
     assert api.calls == images
 
 
+def test_one_kept_image_decides_under_each_flavor_as_asked():
+    # os_vtpm=optional: the flavor decides, boot by boot, from one read
+    filt, api = make_filter(dict(VTPM, os_vtpm='optional'))
+    hosts = [host('no-vtpm', caps(vtpm_supported=False)),
+             host('vtpm', caps())]
+    for flavor, passed in [({}, ['no-vtpm', 'vtpm']),
+                           ({'os:vtpm': 'required'}, ['vtpm']),
+                           ({'os:vtpm': 'optional'}, ['no-vtpm', 'vtpm']),
+                           ({'os:vtpm': 'required', 'hw:cpu_policy': 'x'},
+                            ['vtpm']),
+                           ({}, ['no-vtpm', 'vtpm'])]:
+        assert names(filt.filter_all(hosts, spec(flavor))) == passed, flavor
+    assert api.calls == [IMAGE_ID]
+
+
+def test_an_invalid_request_of_a_kept_image_is_logged_each_time(caplog):
+    # kept: the image's os_vtpm=disabled conflicts with the flavor's
+    filt, api = make_filter(dict(VTPM, os_vtpm='disabled'))
+    hosts = [host('no-vtpm', caps(vtpm_supported=False))]
+    for _ in range(2):
+        assert filt.filter_all(hosts, spec({'os:vtpm': 'required'})) == hosts
+    assert caplog.text.count('has an invalid vTPM request') == 2
+    assert api.calls == [IMAGE_ID]
+
+
 def test_image_properties_are_read_again_after_their_lifetime():
     filt, api = make_filter(VTPM)
     clock = [0.0]
@@ -394,12 +422,13 @@ def test_only_the_vtpm_properties_are_kept():
     filt, _ = make_filter(dict(KEYED, os_distro='windows', secret='x' * 999))
     filt.filter_all([host('attested', caps())], spec())
     (expires, kept), = filt._images._entries.values()
-    assert dict(kept) == KEYED
+    assert dict(kept.properties) == KEYED
 
 
 def test_a_glance_failure_is_not_kept():
     filt, api = make_filter(
-        KEYED, image_error=nova_exception.ImageNotFound(image_id=IMAGE_ID))
+        KEYED, image_error=exception.ImageReadFailed(
+            image=IMAGE_ID, reason='HTTP 503 Service Unavailable'))
     hosts = [host('attested', caps()), host('unguarded', caps(guarded=False))]
     # Glance fails: the flavor alone asks nothing of the host
     assert len(filt.filter_all(hosts, spec())) == 2

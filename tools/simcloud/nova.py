@@ -24,6 +24,7 @@ import contextlib
 
 import fixtures
 from keystoneauth1 import loading as ks_loading
+from nova.api import auth
 from nova.api.validation.extra_specs import validators as es_validators
 import nova.conf
 from nova import context as nova_context
@@ -31,6 +32,7 @@ from nova import objects as nova_objects
 from nova.tests.functional import integrated_helpers
 from oslo_utils import uuidutils
 
+from tools import glance_v2
 from tools.simcloud import guide
 from vtpm_core import constants
 from vtpm_filters import conf as filter_conf
@@ -75,7 +77,44 @@ class Services(integrated_helpers.ProviderUsageBaseTestCase):
             'nova.virt.driver.load_compute_driver',
             lambda virtapi, compute_driver=None: self.make_driver(virtapi)))
         super().setUp()
+        self._serve_images_over_http()
+        self._give_requests_a_token()
         self.assert_validator_loaded()
+
+    def _serve_images_over_http(self):
+        """Answer the filter's image reads from nova's GlanceFixture.
+
+        nova's GlanceFixture stands in for ``nova.image.glance.API``, which
+        nova-api and the computes call; VTPMFilter reads images over HTTP
+        through nova's Glance client, so a local server answers those
+        reads from the same images (``tools.glance_v2``).
+        """
+        server = glance_v2.GlanceV2(self._v2_record).start()
+        self.addCleanup(server.stop)
+        self.glance_http = server
+        self.flags(api_servers=[server.url], num_retries=0, group='glance')
+
+    def _v2_record(self, image_id):
+        image = self.glance.images.get(image_id)
+        return glance_v2.v2_record(image) if image is not None else None
+
+    def _give_requests_a_token(self):
+        """Requests to nova-api carry a token, as behind keystonemiddleware.
+
+        nova's API fixture builds each request's context from the client's
+        X-Auth-User and X-Auth-Project-Id and no token, where Keystone's
+        middleware gives every request its user's token; nova's Glance
+        client sends none without one.
+        """
+        from_headers = auth.NovaKeystoneContext._create_context
+
+        def with_token(env, **kwargs):
+            context = from_headers(env, **kwargs)
+            context.auth_token = 'simcloud-token-%s' % context.user_id
+            return context
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.api.auth.NovaKeystoneContext._create_context', with_token))
 
     def _set(self, group, name, value):
         if name == 'auth_type':
