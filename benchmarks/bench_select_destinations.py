@@ -110,8 +110,7 @@ class Cloud(test.TestCase):
         self.flags(service_down_time=24 * 3600)
         self.glance = self.useFixture(nova_fixtures.GlanceFixture(self))
         server = glance_v2.GlanceV2(
-            lambda i: glance_v2.v2_record(self.glance.images[i])
-            if i in self.glance.images else None).start()
+            glance_v2.from_fixture(self.glance)).start()
         self.addCleanup(server.stop)
         self.flags(api_servers=[server.url], group='glance')
         self.context = nova_context.get_admin_context()

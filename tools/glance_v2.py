@@ -116,3 +116,11 @@ def v2_record(image):
             record[name] = value
     record.update(image.get('properties') or {})
     return record
+
+
+def from_fixture(glance_fixture):
+    """A ``lookup`` for ``GlanceV2``: the images of nova's GlanceFixture."""
+    def lookup(image_id):
+        image = glance_fixture.images.get(image_id)
+        return v2_record(image) if image is not None else None
+    return lookup

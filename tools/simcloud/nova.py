@@ -89,14 +89,11 @@ class Services(integrated_helpers.ProviderUsageBaseTestCase):
         through nova's Glance client, so a local server answers those
         reads from the same images (``tools.glance_v2``).
         """
-        server = glance_v2.GlanceV2(self._v2_record).start()
+        server = glance_v2.GlanceV2(
+            glance_v2.from_fixture(self.glance)).start()
         self.addCleanup(server.stop)
         self.glance_http = server
         self.flags(api_servers=[server.url], num_retries=0, group='glance')
-
-    def _v2_record(self, image_id):
-        image = self.glance.images.get(image_id)
-        return glance_v2.v2_record(image) if image is not None else None
 
     def _give_requests_a_token(self):
         """Requests to nova-api carry a token, as behind keystonemiddleware.
