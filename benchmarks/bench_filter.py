@@ -458,7 +458,7 @@ def one_read_each_way(glance, image_id, rounds=200):
 
     reader = glance_images.ImageReader()
     ways = [('raw HTTP GET, one connection (http.client)', raw),
-            ("VTPMFilter's reader: one GET through nova's Glance client",
+            ("VTPMFilter's reader: one GET, nova's Glance session",
              lambda: reader(context, image_id)),
             ("nova.image.glance.API().get (schema, then the image)",
              lambda: nova_glance.API().get(context, image_id))]

@@ -3,10 +3,10 @@
 
 nova's functional tests replace Glance by nova's ``GlanceFixture``, which
 stands in for ``nova.image.glance.API`` inside the process. VTPMFilter
-reads an image over HTTP (one ``GET /v2/images/ID`` through nova's Glance
-client), so the in-process cloud and the benchmarks run this server in
-front of the images they hold: the filter's reader, nova's Glance client
-and its HTTP stack then run as they do against Glance. ``GET
+reads an image over HTTP (one ``GET /v2/images/ID`` with nova's Glance
+configuration and session), so the in-process cloud and the benchmarks run
+this server in front of the images they hold: the filter's reader and its
+HTTP stack then run as they do against Glance. ``GET
 /v2/schemas/image`` answers glanceclient's copy of Glance's schema, which
 ``nova.image.glance.API`` fetches before each image.
 
@@ -15,7 +15,8 @@ image's core fields and its custom properties side by side at the top of
 the record; for an unknown image, 404 with the HTML error page Glance
 sends (held against the real one in ``tests/functional/
 test_glance_reads.py``, which also shows who may read what: this server
-checks no token).
+checks no token); 503 while ``lookup`` raises ``Unavailable``, as a Glance
+behind a load balancer with no backend left.
 """
 
 import datetime
@@ -23,28 +24,42 @@ import http.server
 import json
 import socket
 import threading
+import urllib.parse
 
 from glanceclient.v2 import image_schema
+
+
+class Unavailable(Exception):
+    """Raised by a ``lookup``: the server answers 503 for that read."""
 
 
 class GlanceV2(http.server.ThreadingHTTPServer):
     """``GlanceV2(lookup)``: ``lookup(image_id)`` -> the v2 record or None.
 
-    ``reads`` counts the images it answered. ``start()`` serves in a
-    daemon thread; ``stop()`` ends it and closes the socket.
+    ``reads`` counts the images it answered; ``last_request`` is the
+    request target and headers of the last request (an absolute URL when
+    the request came to it as to a proxy). With ``ssl_context`` it answers
+    HTTPS. ``start()`` serves in a daemon thread; ``stop()`` ends it and
+    closes the socket.
     """
 
     daemon_threads = True
 
-    def __init__(self, lookup):
+    def __init__(self, lookup, ssl_context=None):
         self.lookup = lookup
         self.reads = 0
+        self.last_request = None
         self._count = threading.Lock()
         super().__init__(('127.0.0.1', 0), _Handler)
+        self._scheme = 'http'
+        if ssl_context is not None:
+            self.socket = ssl_context.wrap_socket(self.socket,
+                                                  server_side=True)
+            self._scheme = 'https'
 
     @property
     def url(self):
-        return 'http://127.0.0.1:%d' % self.server_address[1]
+        return '%s://127.0.0.1:%d' % (self._scheme, self.server_address[1])
 
     def start(self):
         threading.Thread(target=self.serve_forever, daemon=True,
@@ -66,11 +81,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self):  # noqa: N802 - http.server's name
-        if self.path == '/v2/schemas/image':
+        self.server.last_request = (self.path, dict(self.headers))
+        # a proxy is sent the absolute URL
+        path = urllib.parse.urlsplit(self.path).path
+        if path == '/v2/schemas/image':
             return self._answer(200, image_schema._BASE_SCHEMA)
-        prefix, _, image_id = self.path.rpartition('/')
-        record = (self.server.lookup(image_id) if prefix == '/v2/images'
-                  else None)
+        prefix, _, image_id = path.rpartition('/')
+        try:
+            record = (self.server.lookup(image_id)
+                      if prefix == '/v2/images' else None)
+        except Unavailable:
+            return self._send(503, 'text/plain', 'Service Unavailable')
         if record is None:
             return self._not_found(image_id)
         with self.server._count:

@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """VTPMFilter's image reads against the real Glance, as a user's token.
 
-The reader (``vtpm_filters.glance_images``) sends one GET through nova's
-own Glance client; Glance, behind its keystonemiddleware, decides what the
-token may see. Held here: it gives what ``nova.image.glance.API().get``
-gives for the properties the filter decides on, one request per read,
-Glance's own refusal of another project's private image, and no token in
-the logs.
+The reader (``vtpm_filters.glance_images``) sends one GET with nova's own
+Glance configuration and session; Glance, behind its keystonemiddleware,
+decides what the token may see. Held here: it gives what
+``nova.image.glance.API().get`` gives for the properties the filter decides
+on, one request per read, Glance's own refusal of another project's private
+image, and no token in the logs.
 """
 
 import logging

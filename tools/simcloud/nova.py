@@ -86,7 +86,7 @@ class Services(integrated_helpers.ProviderUsageBaseTestCase):
 
         nova's GlanceFixture stands in for ``nova.image.glance.API``, which
         nova-api and the computes call; VTPMFilter reads images over HTTP
-        through nova's Glance client, so a local server answers those
+        with nova's Glance configuration, so a local server answers those
         reads from the same images (``tools.glance_v2``).
         """
         server = glance_v2.GlanceV2(
