@@ -17,12 +17,12 @@ TLS options and timeout, the proxies and CA bundle that requests takes from
 the environment, and ``[glance] num_retries``. What differs is the cost: a
 first read of an image is on a boot's path, and the keystoneauth session's
 and requests session's per-call work (the environment's proxies, cookie and
-hook merging, request logging) made the read 3-4 times a raw GET's
-(``benchmarks/bench_filter.py``). So the TLS, proxy and CA settings are
-resolved once per endpoint, through keystoneauth and requests themselves,
-and each read goes straight to requests' transport adapter, the connection
-pool the session would use. Glance decides what the user may see, as it
-does for nova's reads.
+hook merging, request logging) made the read about five times a raw GET's
+(``benchmarks/bench_filter.py``; now under three). So the TLS, proxy and
+CA settings are resolved once per endpoint, through keystoneauth and
+requests themselves, and each read goes straight to requests' transport
+adapter, the connection pool the session would use. Glance decides what
+the user may see, as it does for nova's reads.
 
 Image record: https://docs.openstack.org/api-ref/image/v2/#show-image
 """
@@ -82,6 +82,8 @@ class ImageReader:
                         image=image_id,
                         reason='no answer from Glance in %d attempt(s), '
                                'the last at %s: %s' % (attempts, endpoint, e))
+                # the next endpoint at once: nova's own calls sleep a
+                # second first, which a boot's scheduling should not wait
                 continue
             if response.status_code in _RETRIED_STATUS and attempt < attempts:
                 continue
