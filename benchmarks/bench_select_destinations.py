@@ -109,10 +109,7 @@ class Cloud(test.TestCase):
         # the services stay up however long the run takes
         self.flags(service_down_time=24 * 3600)
         self.glance = self.useFixture(nova_fixtures.GlanceFixture(self))
-        server = glance_v2.GlanceV2(
-            glance_v2.from_fixture(self.glance)).start()
-        self.addCleanup(server.stop)
-        self.flags(api_servers=[server.url], group='glance')
+        glance_v2.serve_fixture(self, self.glance)
         self.context = nova_context.get_admin_context()
         # as keystonemiddleware gives nova-api's requests
         self.context.auth_token = 'bench-token'  # noqa: S105

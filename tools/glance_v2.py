@@ -145,3 +145,15 @@ def from_fixture(glance_fixture):
         image = glance_fixture.images.get(image_id)
         return v2_record(image) if image is not None else None
     return lookup
+
+
+def serve_fixture(test_case, glance_fixture):
+    """Serve nova's GlanceFixture's images for a nova test case.
+
+    Started for the test and stopped after it; nova.conf's ``[glance]
+    api_servers`` names it. Returns the server.
+    """
+    server = GlanceV2(from_fixture(glance_fixture)).start()
+    test_case.addCleanup(server.stop)
+    test_case.flags(api_servers=[server.url], group='glance')
+    return server

@@ -96,11 +96,15 @@ def test_an_image_id_cannot_reach_another_path(server):
         read('../schemas/image')
 
 
-def test_glance_down_is_a_failure_that_names_the_server(caplog):
-    caplog.set_level(logging.DEBUG)
+def _unused_port_url():
     with socket.socket() as s:  # a port nothing listens on
         s.bind(('127.0.0.1', 0))
-        url = 'http://127.0.0.1:%d' % s.getsockname()[1]
+        return 'http://127.0.0.1:%d' % s.getsockname()[1]
+
+
+def test_glance_down_is_a_failure_that_names_the_server(caplog):
+    caplog.set_level(logging.DEBUG)
+    url = _unused_port_url()
     CONF.set_override('api_servers', [url], group='glance')
     CONF.set_override('num_retries', 0, group='glance')
     try:
@@ -128,12 +132,6 @@ def test_the_token_is_never_logged(server, caplog):
     with pytest.raises(exception.ImageReadFailed):
         read('0c5e2a4b-1111-4a63-9b2e-5d3f1f0c9a11')
     assert TOKEN not in caplog.text
-
-
-def _unused_port_url():
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(('127.0.0.1', 0))
-        return 'http://127.0.0.1:%d' % s.getsockname()[1]
 
 
 def test_the_request_carries_nova_s_headers(server, fresh_nova_session,

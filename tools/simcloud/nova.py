@@ -89,19 +89,16 @@ class Services(integrated_helpers.ProviderUsageBaseTestCase):
         with nova's Glance configuration, so a local server answers those
         reads from the same images (``tools.glance_v2``).
         """
-        server = glance_v2.GlanceV2(
-            glance_v2.from_fixture(self.glance)).start()
-        self.addCleanup(server.stop)
-        self.glance_http = server
-        self.flags(api_servers=[server.url], num_retries=0, group='glance')
+        self.glance_http = glance_v2.serve_fixture(self, self.glance)
+        self.flags(num_retries=0, group='glance')
 
     def _give_requests_a_token(self):
         """Requests to nova-api carry a token, as behind keystonemiddleware.
 
         nova's API fixture builds each request's context from the client's
         X-Auth-User and X-Auth-Project-Id and no token, where Keystone's
-        middleware gives every request its user's token; nova's Glance
-        client sends none without one.
+        middleware gives every request its user's token; the filter's
+        Glance read has none to send without one.
         """
         from_headers = auth.NovaKeystoneContext._create_context
 
