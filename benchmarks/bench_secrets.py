@@ -60,7 +60,7 @@ import requests  # noqa: E402
 
 from tools import services  # noqa: E402
 from tools.services import clients as realservices  # noqa: E402
-from vtpm_hyperv import secrets  # noqa: E402
+from vtpm_hyperv.barbican import key_source  # noqa: E402
 
 SECRETS = 6
 PAYLOAD_BYTES = 2048  # about an owner PKCS#12 bundle
@@ -78,19 +78,19 @@ def handwritten_fetch(conf, session, auth, refs):
     handling left out: one keystoneauth adapter per fetch, the token and
     the endpoint first, then one GET per secret in a thread each."""
     adapter = ks_loading.load_adapter_from_conf_options(
-        conf, secrets.GROUP, session=session, auth=auth)
+        conf, key_source.GROUP, session=session, auth=auth)
     adapter.get_token()
-    base = secrets._endpoint_base(adapter.get_endpoint())
+    base = key_source._endpoint_base(adapter.get_endpoint())
 
     def read(ref):
-        url = '%s/%s/secrets/%s/payload' % (base, secrets.API_VERSION, ref)
+        url = '%s/%s/secrets/%s/payload' % (base, key_source.API_VERSION, ref)
         response = adapter.get(url, headers={'Accept': '*/*'},
                                raise_exc=False, log=False)
         if response.status_code != 200:
             raise RuntimeError('HTTP %d' % response.status_code)
         payload = bytearray(response.content)
         response._content = None
-        return secrets.SecretPayload(ref, payload)
+        return key_source.SecretPayload(ref, payload)
 
     with concurrent.futures.ThreadPoolExecutor(
             min(len(refs), 6), thread_name_prefix='vtpm-barbican') as pool:
@@ -131,17 +131,17 @@ def measure(refs, rounds):
 
     conf = cfg.ConfigOpts()
     conf([], project='hyperv-vtpm-bench')
-    source = secrets.BarbicanKeySource(conf)
+    source = key_source.BarbicanKeySource(conf)
     handwritten_session = ks_loading.load_session_from_conf_options(
-        conf, secrets.GROUP)
+        conf, key_source.GROUP)
     client = barbican_client.Client(session=sess)
 
     cases = {
         BOUND: lambda: list(pool.map(raw_get, refs)),
         OCTET: lambda: list(pool.map(
             raw_get, refs, ['application/octet-stream'] * len(refs))),
-        FETCH: lambda: secrets.wipe_all(source.fetch(refs, auth=auth)),
-        HANDWRITTEN: lambda: secrets.wipe_all(handwritten_fetch(
+        FETCH: lambda: key_source.wipe_all(source.fetch(refs, auth=auth)),
+        HANDWRITTEN: lambda: key_source.wipe_all(handwritten_fetch(
             conf, handwritten_session, auth, refs)),
         NAIVE: lambda: [client.secrets.get(r).payload for r in refs],
     }

@@ -3,6 +3,7 @@
 the real services for the tests that need them (``tests/realservices.py``)."""
 
 import os
+import sys
 
 import hypothesis
 
@@ -26,3 +27,26 @@ hypothesis.settings.register_profile(
     suppress_health_check=[hypothesis.HealthCheck.too_slow],
 )
 hypothesis.settings.load_profile('vtpm')
+
+
+def pytest_terminal_summary(terminalreporter):
+    """What the simulated Hyper-V tests counted (``tests.fixtures.hyperv``),
+    when they ran."""
+    hyperv = sys.modules.get('tests.fixtures.hyperv')
+    if hyperv is None:
+        return
+    if hyperv.HOST_CHECK:
+        terminalreporter.write_line(
+            'vtpm-hyperv-check --compare tests/data/wmi-signatures-sample'
+            '.json: %d difference(s)' % len(hyperv.HOST_CHECK))
+        for line in hyperv.HOST_CHECK:
+            terminalreporter.write_line('  ' + line)
+    if hyperv.INJECTIONS['injections']:
+        terminalreporter.write_line(
+            'rollback: %(injections)d faults injected at every WMI step of '
+            'every attach path, %(leftovers)d leftovers' % hyperv.INJECTIONS)
+    if hyperv.CONFORMANCE['tests']:
+        terminalreporter.write_line(
+            'WMI conformance: %(tests)d tests, %(validated)d WMI calls '
+            'validated against vtpm_hyperv.wmi_schema, %(undocumented)d '
+            'undocumented' % hyperv.CONFORMANCE)

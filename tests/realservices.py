@@ -2,7 +2,7 @@
 """The real Keystone, Barbican and Glance, for the tests that need them.
 
 A test that needs them uses the session fixture ``real_services`` (or a
-fixture that does, as ``tests/barbican/conftest.py``'s ``services``; a
+fixture that does, as ``tests/fixtures/barbican.py``'s ``services``; a
 ``unittest.TestCase`` through ``pytestmark =
 pytest.mark.usefixtures('real_services')``). The first such test starts them
 (``tools.services``, state in ``.state``), the session's end stops them,

@@ -148,7 +148,7 @@ def _audit(args):
     fleet = None
     if args.nova_config:
         try:
-            from vtpm_filters import novadb
+            from vtpm_cli import novadb
         except ImportError as e:
             print('error: vtpm-check --audit --nova-config needs nova (%s); '
                   "run it on a controller with 'hyperv-vtpm[filters]'" % e,

@@ -2,7 +2,7 @@
 """``vtpm-check --audit``: read a cloud's images and flavors, and audit them.
 
 Through openstacksdk, with the usual ``OS_*`` variables or clouds.yaml; the
-findings are ``vtpm_core.audit``'s. Secrets are checked by their metadata
+findings are ``vtpm_cli.audit``'s. Secrets are checked by their metadata
 only: no payload is fetched. Importing this module needs openstacksdk (the
 ``audit`` extra: ``pip install 'hyperv-vtpm[audit]'``).
 """
@@ -13,7 +13,7 @@ from keystoneauth1 import exceptions as ks_exceptions
 import openstack
 from openstack import exceptions as sdk_exceptions
 
-from vtpm_core import audit
+from vtpm_cli import audit
 from vtpm_core import constants as c
 from vtpm_core import exception
 
@@ -79,7 +79,7 @@ def run(cloud, fmt, fleet=None):
     """Audit the cloud; return (report text, exit status).
 
     :param fleet: None, or a callable that returns the instances and the
-        hosts' reports (``vtpm_filters.novadb.gather``'s), whose fabrics are
+        hosts' reports (``vtpm_cli.novadb.gather``'s), whose fabrics are
         audited too.
     :raises CloudUnreadable: openstacksdk could not read the images and
         flavors (no credentials, an unknown cloud, Keystone, Glance or nova

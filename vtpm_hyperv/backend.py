@@ -49,11 +49,11 @@ from vtpm_core import backend
 from vtpm_core import constants
 from vtpm_core import exception
 from vtpm_core import objects
+from vtpm_hyperv.barbican import key_source
 from vtpm_hyperv import conf as hv_conf
 from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import keyprotector
 from vtpm_hyperv import material
-from vtpm_hyperv import secrets
 from vtpm_hyperv import wmi_schema
 
 LOG = logging.getLogger(__name__)
@@ -107,8 +107,9 @@ class HyperVBackend(backend.VTPMBackend):
     """The ``hyperv`` backend (entry point group ``vtpm.backends``).
 
     :param key_source: an object with ``fetch(key_refs, auth=None)`` that
-        returns ``vtpm_hyperv.secrets.SecretPayload`` items; default
-        ``vtpm_hyperv.secrets.BarbicanKeySource(conf)``.
+        returns ``vtpm_hyperv.barbican.key_source.SecretPayload`` items;
+        default
+        ``vtpm_hyperv.barbican.key_source.BarbicanKeySource(conf)``.
     :param vmutils: os-win's ``VMUtils10``; default: os-win's
         utilsfactory for this Windows host, made on first use (so the
         backend loads anywhere, and runs on Windows).
@@ -154,7 +155,7 @@ class HyperVBackend(backend.VTPMBackend):
     @property
     def key_source(self):
         if self._key_source is None:
-            self._key_source = secrets.BarbicanKeySource(self.conf)
+            self._key_source = key_source.BarbicanKeySource(self.conf)
         return self._key_source
 
     @property
@@ -286,7 +287,7 @@ class HyperVBackend(backend.VTPMBackend):
                           ', '.join(failed))
             raise
         finally:
-            secrets.wipe_all(items)
+            key_source.wipe_all(items)
 
     def _check_version(self):
         try:
@@ -588,7 +589,7 @@ class HyperVBackend(backend.VTPMBackend):
         LOG.info('VM %s (instance %s) has no vTPM any more', vm_name,
                  instance_uuid)
 
-    # -- re-authorization (vtpm_hyperv.reauthorize) ---------------------------
+    # -- re-authorization (vtpm_hyperv.nova.reauthorize) ----------------------
     def reauthorize(self, instance_uuid, vm_name, ref, auth=None):
         """Give the VM the tenant's new KeyProtector from secret ``ref``.
 
@@ -688,7 +689,7 @@ class HyperVBackend(backend.VTPMBackend):
         except (exception.InvalidKeyMaterial, exception.InvalidKeySet) as e:
             raise refuse(unusable, e.reason) from e
         finally:
-            secrets.wipe_all(items)
+            key_source.wipe_all(items)
 
     def restore_last_known_good(self, instance_uuid, vm_name):
         """Put back the KeyProtector that opened at the VM's last start.

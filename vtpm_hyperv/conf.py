@@ -2,7 +2,8 @@
 """``[hyperv_vtpm]`` options of the Hyper-V backend, and ``list_opts``.
 
 Options are registered on the conf the backend is given, never at import.
-``list_opts`` also lists the key-manager group of ``vtpm_hyperv.secrets``,
+``list_opts`` also lists the key-manager group of
+``vtpm_hyperv.barbican.key_source``,
 so ``oslo-config-generator --namespace vtpm_hyperv`` renders both.
 """
 
@@ -112,7 +113,8 @@ opts = [
 def register_opts(conf):
     """Register ``[hyperv_vtpm]`` on ``conf`` (idempotent).
 
-    ``vtpm_hyperv.secrets`` registers its own group when a key source is
+    ``vtpm_hyperv.barbican.key_source`` registers its own group when a key
+    source is
     built.
     """
     conf.register_group(opt_group())
@@ -121,5 +123,5 @@ def register_opts(conf):
 
 def list_opts():
     """For oslo-config-generator (entry point ``oslo.config.opts``)."""
-    from vtpm_hyperv import secrets
-    return [(opt_group(), copy.deepcopy(opts))] + list(secrets.list_opts())
+    from vtpm_hyperv.barbican import key_source
+    return [(opt_group(), copy.deepcopy(opts))] + list(key_source.list_opts())

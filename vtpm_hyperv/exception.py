@@ -55,7 +55,7 @@ def translated(operation: str, vm: str):
             code='n/a' if code is None else code, description=str(e)) from e
 
 
-# --- re-authorization of an existing vTPM (vtpm_hyperv.reauthorize) ---------
+# --- re-authorization of an existing vTPM (vtpm_hyperv.nova.reauthorize) ---
 
 class ReauthorizationRefused(exception.VTPMError):
     """A re-authorization refused before anything changed on the VM.

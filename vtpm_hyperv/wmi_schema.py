@@ -9,7 +9,7 @@ the simulator (``vtpm_hyperv.fake``) rely on. ``source`` is the page in
 classes, whose pages are only on learn.microsoft.com, its path there.
 
 The simulator offers exactly this and validates every call against it; the
-Windows-host check (``vtpm_hyperv.check_host``) compares a live host's
+Windows-host check (``vtpm_cli.hyperv_check``) compares a live host's
 classes with it. Nothing here imports the simulator, os-win or PyMI.
 
 How PyMI binds arguments (``wmi/__init__.py`` of cloudbase/PyMI,

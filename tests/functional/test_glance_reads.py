@@ -21,7 +21,7 @@ from oslo_utils import timeutils
 import pytest
 
 from tests import realservices
-from tests.unit import test_vtpm_filter as t
+from tests.unit.vtpm_filters import test_vtpm_filter as t
 from vtpm_core import exception
 from vtpm_filters import conf as vtpm_conf
 from vtpm_filters import glance_images

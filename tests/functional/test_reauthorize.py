@@ -21,7 +21,7 @@ from tests import notification_samples as samples
 from tests import realservices
 from vtpm_core import constants
 from vtpm_hyperv import fake
-from vtpm_hyperv import reauthorize
+from vtpm_hyperv.nova import reauthorize
 
 pytestmark = e2e.pytestmark
 KEY, STATUS = reauthorize.METADATA_KEY, reauthorize.STATUS_KEY

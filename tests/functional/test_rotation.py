@@ -29,12 +29,12 @@ from tests import realservices
 from tools.simcloud import driver
 from tools.simcloud import guide
 from tools.simcloud import nova
-from vtpm_core import audit
+from vtpm_cli import audit
+from vtpm_cli import novadb
 from vtpm_core import constants
-from vtpm_filters import novadb
 from vtpm_hyperv import fake
 from vtpm_hyperv import keyprotector
-from vtpm_hyperv import reauthorize
+from vtpm_hyperv.nova import reauthorize
 
 pytestmark = pytest.mark.usefixtures('real_services')
 CONF = nova_conf.CONF

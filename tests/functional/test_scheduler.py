@@ -21,7 +21,7 @@ from vtpm_core import capabilities
 from vtpm_core import constants
 from vtpm_core import objects
 from vtpm_filters import vtpm_filter
-from vtpm_hyperv import compute
+from vtpm_hyperv.nova import compute
 
 KEYS = '%s,%s' % (uuids.owner_bundle, uuids.dr_guardian)
 NO_VALID_HOST = 'No valid host'
@@ -66,7 +66,7 @@ class ReportingDriver(nova_fake.MediumFakeDriver):
     """A fake compute that reports what ``reports[its host]`` says.
 
     A value is a ``HostCapabilities`` (published as ``to_stats`` and as
-    placement traits, as ``vtpm_hyperv.compute`` publishes it), an
+    placement traits, as ``vtpm_hyperv.nova.compute`` publishes it), an
     ``OlderCompute``, a plain stats dict (published verbatim, for
     unreadable reports), or absent (no report). Tests change the mapping
     and run nova's periodic task to publish a change.

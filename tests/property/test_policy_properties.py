@@ -14,7 +14,7 @@ from vtpm_core import constants
 from vtpm_core import exception
 from vtpm_core import objects
 from vtpm_core import policy
-from vtpm_hyperv import compute
+from vtpm_hyperv.nova import compute
 
 nova_objects.register_all()
 

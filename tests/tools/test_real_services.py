@@ -185,9 +185,9 @@ def plan():
     return tests
 
 
-def test_unit_property_hyperv_and_tools_tests_start_no_service(plan):
+def test_unit_property_and_tools_tests_start_no_service(plan):
     light = [t for t in plan if t.startswith(
-        ('tests/unit/', 'tests/property/', 'tests/hyperv/', 'tests/tools/'))]
+        ('tests/unit/', 'tests/property/', 'tests/tools/'))]
 
     assert len(light) > 300
     assert [t for t in light if 'real_services' in plan[t]] == []

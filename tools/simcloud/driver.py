@@ -3,7 +3,7 @@
 
 For the demo and the end-to-end tests; no real compute host runs it. It is
 built the way the install guide builds a real one: ``FakeHyperVDriver`` is
-``vtpm_hyperv.driver.VTPMDriverMixin`` composed with
+``vtpm_hyperv.nova.driver.VTPMDriverMixin`` composed with
 ``SimulatedHyperVDriver``, a driver that knows nothing of vTPMs (nova's
 ``MediumFakeDriver`` whose instances are VMs on a ``vtpm_hyperv.fake``
 simulated Hyper-V host). So the tests and the demo run the mixin's hooks
@@ -40,9 +40,9 @@ from nova.virt import fake as nova_fake
 
 from vtpm_core import constants
 from vtpm_hyperv import backend
-from vtpm_hyperv import compute
-from vtpm_hyperv import driver as vtpm_driver
 from vtpm_hyperv import fake
+from vtpm_hyperv.nova import compute
+from vtpm_hyperv.nova import driver as vtpm_driver
 
 
 def simulated_backend(conf, hv_host):

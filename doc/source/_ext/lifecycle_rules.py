@@ -2,7 +2,7 @@
 """Sphinx directive ``vtpm-lifecycle-rules``: the table of lifecycle.RULES.
 
 The admin guide shows the decision table the compute side applies, rendered
-from ``vtpm_hyperv.lifecycle.RULES`` at build time, so the two cannot
+from ``vtpm_hyperv.nova.lifecycle.RULES`` at build time, so the two cannot
 disagree (as the user guide's merge table is rendered from its CSV).
 """
 
@@ -10,7 +10,7 @@ from docutils import nodes
 from docutils.parsers.rst import Directive
 from docutils.statemachine import StringList
 
-from vtpm_hyperv import lifecycle
+from vtpm_hyperv.nova import lifecycle
 
 
 class LifecycleRules(Directive):
@@ -27,7 +27,7 @@ class LifecycleRules(Directive):
             lines.extend('     - %s' % cell for cell in rest)
         container = nodes.container()
         self.state.nested_parse(
-            StringList(lines, source='vtpm_hyperv.lifecycle.RULES'),
+            StringList(lines, source='vtpm_hyperv.nova.lifecycle.RULES'),
             self.content_offset, container)
         return container.children
 

@@ -1,0 +1,341 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The audit's findings from plain data, and its cloud client's answers.
+
+The cloud client is tested here against stand-ins for openstacksdk's
+connection; tests/functional/test_audit_live.py runs it against real
+services.
+"""
+
+import datetime
+import json
+import sys
+
+import pytest
+
+from tests.fixtures import paths
+import vtpm_cli
+from vtpm_cli import audit
+from vtpm_cli import check
+from vtpm_cli import cloud
+from vtpm_core import objects
+
+K1 = '8f14e45f-ceea-467a-9575-7a6c8c2b3a11'
+K2 = '45c48cce-2e2d-4fbd-a7b0-9ea0e5e4a1b2'
+GEN2 = {'hw_machine_type': 'hyperv-gen2'}
+
+
+def images(*props):
+    return audit.carriers('image', [('i%d' % n, 'img%d' % n, p)
+                                    for n, p in enumerate(props)],
+                          ('os_vtpm', 'os_vtpm_keys', 'hw_machine_type',
+                           'os_shielded_vm'))
+
+
+def flavors(*specs):
+    return audit.carriers('flavor', [('f%d' % n, 'flv%d' % n, s)
+                                     for n, s in enumerate(specs)],
+                          ('os:vtpm',))
+
+
+def readable(ref):
+    return None
+
+
+def test_only_carriers_are_listed():
+    listed = images({'os_distro': 'windows'}, dict(GEN2, os_vtpm='required'))
+    assert [r.id for r in listed] == ['i1']
+    assert listed[0].properties == dict(GEN2, os_vtpm='required')
+    assert flavors({'hw:cpu_policy': 'dedicated'}) == []
+
+
+def test_a_clean_cloud_has_no_findings():
+    found = audit.audit(images(dict(GEN2, os_vtpm='optional')),
+                        flavors({'os:vtpm': 'required'}), readable)
+    assert found == []
+
+
+def test_invalid_values_are_reported_per_resource():
+    found = audit.audit(
+        images(dict(GEN2, os_vtpm='Required'),
+               dict(GEN2, os_vtpm='required', os_vtpm_keys='x,' * 7)),
+        flavors({'os:vtpm': 'bogus'}), readable)
+    assert [(f.kind, f.subject) for f in found] == [
+        ('image', 'image img0 (i0)'), ('image', 'image img1 (i1)'),
+        ('flavor', 'flavor flv0 (f0)')]
+    assert "os_vtpm (image property) is 'Required'" in found[0].problem
+    assert 'os_vtpm_keys (image property)' in found[1].problem
+    assert "os:vtpm (flavor extra spec) is 'bogus'" in found[2].problem
+
+
+def test_an_image_valid_with_some_flavor_is_not_invalid():
+    # Keys with os_vtpm=optional need a flavor that requires the vTPM.
+    found = audit.audit(
+        images(dict(GEN2, os_vtpm='optional', os_vtpm_keys=K1)), [], readable)
+    assert found == []
+
+
+def test_unreadable_secrets_are_named():
+    problems = {K2: 'the caller may not read it'}
+    found = audit.audit(
+        images(dict(GEN2, os_vtpm='required', os_vtpm_keys='%s,%s' % (
+            K1, K2.upper()))), [], problems.get)
+    assert len(found) == 1
+    assert found[0].kind == 'secret'
+    assert K2 in found[0].problem and 'may not read' in found[0].problem
+
+
+def test_conflicting_pairs_are_reported():
+    found = audit.audit(
+        images(dict(GEN2, os_vtpm='required'), dict(GEN2, os_vtpm='disabled')),
+        flavors({'os:vtpm': 'disabled'}, {'os:vtpm': 'required'}), readable)
+    pairs = sorted(f.subject for f in found if f.kind == 'pair')
+    assert pairs == ['image img0 (i0) with flavor flv0 (f0)',
+                     'image img1 (i1) with flavor flv1 (f1)']
+
+
+OLD_FABRIC = '5a' * 32  # the fabric guardian's before the renewal
+NEW_FABRIC = 'c3' * 32  # the new primary one's
+NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+
+
+def instances(*rows):
+    return audit.carriers('instance', [
+        (uuid, name, {'vtpm_fabrics': fabrics, 'image_os_vtpm': 'required'})
+        for uuid, name, fabrics in rows], ('vtpm_fabrics',))
+
+
+def renewing_host(*previous):
+    previous = previous or (OLD_FABRIC,)
+    return objects.HostCapabilities(
+        vtpm_supported=True, guarded=True, attestation_status='Passed',
+        fabric_id=NEW_FABRIC, fabric_ids=[NEW_FABRIC, *previous],
+        measured_at=NOW)
+
+
+def renewed_host():
+    return objects.HostCapabilities(
+        vtpm_supported=True, guarded=True, attestation_status='Passed',
+        fabric_id=NEW_FABRIC, fabric_ids=[NEW_FABRIC], measured_at=NOW)
+
+
+# (id, the instance's fabrics, the hosts' reports, what the finding says)
+FABRIC_FINDINGS = [
+    ('the new guardian: nothing', NEW_FABRIC, [renewing_host()], None),
+    ('both: nothing', '%s,%s' % (OLD_FABRIC, NEW_FABRIC), [renewed_host()],
+     None),
+    ('the old only, during the renewal', OLD_FABRIC, [renewing_host()],
+     'answer for only while HGS renews its certificates'),
+    ('the old only, after it', OLD_FABRIC, [renewed_host(), None],
+     'none of which a host answers for'),
+    ('the old and a DR site outside the cloud', 'dd' * 32 + ',' + OLD_FABRIC,
+     [renewing_host()], 'only fabrics %s, %s' % (OLD_FABRIC, 'dd' * 32)),
+    ('a 1.2 report of the new primary', NEW_FABRIC,
+     [objects.HostCapabilities.obj_from_primitive(
+         renewed_host().obj_to_primitive(target_version='1.2'))], None),
+    ('no host reports at all', NEW_FABRIC, [None],
+     'none of which a host answers for'),
+]
+
+
+@pytest.mark.parametrize('fabrics,reports,words',
+                         [row[1:] for row in FABRIC_FINDINGS],
+                         ids=[row[0] for row in FABRIC_FINDINGS])
+def test_instances_that_name_no_primary_fabric(fabrics, reports, words):
+    insts = instances(('u1', 'web', fabrics))
+    found = audit.fabric_findings(insts, reports)
+    if words is None:
+        assert found == []
+        return
+    [finding] = found
+    assert (finding.kind, finding.subject) == ('instance', 'instance web (u1)')
+    assert words in finding.problem
+    assert 'Grant-HgsKeyProtectorAccess' in finding.problem
+
+
+def test_only_instances_with_fabrics_are_listed():
+    listed = audit.carriers('instance', [
+        ('u1', 'local', {'image_os_vtpm': 'required'}),
+        ('u2', 'keyed', {'vtpm_fabrics': NEW_FABRIC})], ('vtpm_fabrics',))
+    assert [r.id for r in listed] == ['u2']
+
+
+def test_json_report_is_machine_readable():
+    imgs = images(dict(GEN2, os_vtpm='Required'))
+    found = audit.audit(imgs, [], readable)
+    report = json.loads(audit.render(imgs, [], found, 'json'))
+    assert report['images'][0]['id'] == 'i0'
+    assert report['findings'][0]['kind'] == 'image'
+
+
+# The JSON report the audit guide shows (doc/source/admin/audit.rst).
+SAMPLE = paths.DATA / 'audit-report.json'
+
+
+def sample_report():
+    """A project with a keyed image whose second secret is gone, a flavor
+    that turns the vTPM on, and one that disables it; read with nova's
+    databases during an HGS certificate renewal, with an instance whose
+    KeyProtector names only the previous certificate, and one re-granted."""
+    imgs = audit.carriers('image', [
+        ('5b1f0c1e-2f57-4e1a-9a43-7d2c1f6e8a10', 'win2022-keyed',
+         dict(GEN2, os_vtpm='required', os_vtpm_keys='%s,%s' % (K1, K2),
+              os_distro='windows')),
+        ('c0a8e3b2-4d6f-4b8e-8f1a-2e9d7c5b3a41', 'ubuntu', {})],
+        ('os_vtpm', 'os_vtpm_keys', 'hw_machine_type', 'os_shielded_vm'))
+    flvs = audit.carriers('flavor', [
+        ('f-vtpm', 'm1.vtpm', {'os:vtpm': 'required'}),
+        ('f-plain', 'm1.no-vtpm', {'os:vtpm': 'disabled'})], ('os:vtpm',))
+    found = audit.audit(imgs, flvs, {K2: 'does not exist'}.get)
+    insts = instances(
+        ('0b7c3a8e-1f52-4f7e-b1a2-3c4d5e6f7a80', 'web-1', OLD_FABRIC),
+        ('6e2f9d41-8c3b-4a7e-9f15-d2c8b7a6e590', 'web-2',
+         '%s,%s' % (OLD_FABRIC, NEW_FABRIC)))
+    found += audit.fabric_findings(insts, [renewing_host()])
+    return audit.render(imgs, flvs, found, 'json', insts) + '\n'
+
+
+def test_the_documented_json_report_is_what_the_audit_renders():
+    assert SAMPLE.read_text() == sample_report(), (
+        '%s is stale; write this into it:\n%s' % (SAMPLE, sample_report()))
+    report = json.loads(SAMPLE.read_text())
+    assert [f['kind'] for f in report['findings']] == [
+        'secret', 'pair', 'instance']
+
+
+def test_human_report_says_when_all_is_well():
+    text = audit.render([], [], [], 'human')
+    assert text.splitlines() == [
+        '0 image(s) and 0 flavor(s) carry vTPM properties',
+        'no problems found']
+
+
+class _Response:
+    def __init__(self, status_code):
+        self.status_code = status_code
+
+
+class _KeyManager:
+    """conn.key_manager: answers with a status, or raises."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.calls = []
+
+    def get(self, url, **kwargs):
+        self.calls.append((url, kwargs))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return _Response(self.answer)
+
+
+class _Conn:
+    def __init__(self, answer):
+        self.key_manager = _KeyManager(answer)
+
+
+def test_secret_checker_reads_metadata_as_json_only():
+    conn = _Conn(200)
+    assert cloud.secret_checker(conn)(K1) is None
+    # any other Accept gets the payload from Barbican
+    assert conn.key_manager.calls == [(
+        '/secrets/%s' % K1,
+        {'raise_exc': False, 'headers': {'Accept': 'application/json'}})]
+
+
+def test_secret_checker_names_each_refusal():
+    problems = {status: cloud.secret_checker(_Conn(status))(K1)
+                for status in (403, 404, 500)}
+    assert problems == {403: 'the caller may not read it',
+                        404: 'does not exist',
+                        500: 'Barbican answered HTTP 500'}
+
+
+def test_an_unreachable_barbican_is_a_finding_not_a_crash():
+    from keystoneauth1 import exceptions as ks_exceptions
+
+    check = cloud.secret_checker(_Conn(
+        ks_exceptions.ConnectFailure('Unable to establish connection')))
+    found = audit.audit(images(dict(GEN2, os_vtpm='required',
+                                    os_vtpm_keys=K1)), [], check)
+    assert [(f.kind, f.problem) for f in found] == [(
+        'secret', 'Barbican secret %s named by os_vtpm_keys (image '
+        'property): could not be checked: ConnectFailure: Unable to '
+        'establish connection' % K1)]
+
+
+def test_a_cloud_that_cannot_be_read_exits_2_with_the_error_on_stderr(
+        monkeypatch, capsys):
+    from openstack import exceptions as sdk_exceptions
+
+    def connect(cloud):
+        raise sdk_exceptions.ConfigException('Cloud %s was not found.'
+                                             % cloud)
+
+    monkeypatch.setattr(cloud.openstack, 'connect', connect)
+    for fmt in ('human', 'json'):
+        assert check.main(['--audit', '--os-cloud', 'nowhere', '--format',
+                           fmt]) == cloud.UNREADABLE
+        captured = capsys.readouterr()
+        assert (captured.out, captured.err) == ('', (
+            'error: could not read images and flavors from the cloud '
+            'nowhere: ConfigException: Cloud nowhere was not found.\n'))
+
+
+def test_audit_without_openstacksdk_names_the_extra_and_exits_3(
+        monkeypatch, capsys):
+    # as after 'pip install hyperv-vtpm': no openstacksdk
+    monkeypatch.setitem(sys.modules, 'openstack', None)
+    monkeypatch.delitem(sys.modules, 'vtpm_cli.cloud')
+    monkeypatch.delattr(vtpm_cli, 'cloud')
+    status = check.main(['--audit'])
+    assert status == check.MISSING_EXTRA == 3
+    assert status != cloud.FINDINGS
+    err = capsys.readouterr().err
+    assert "install the audit extra: pip install 'hyperv-vtpm[audit]'" in err
+
+
+class _EmptyCloud:
+    """openstacksdk's connection to a cloud with no images nor flavors."""
+
+    class image:
+        @staticmethod
+        def images():
+            return []
+
+    class compute:
+        @staticmethod
+        def flavors(get_extra_specs):
+            return []
+
+
+def test_nova_config_adds_the_instances_to_the_audit(monkeypatch, capsys):
+    from vtpm_cli import novadb
+
+    read = []
+    monkeypatch.setattr(cloud.openstack, 'connect',
+                        lambda cloud: _EmptyCloud())
+    monkeypatch.setattr(novadb, 'read', lambda files: read.append(files) or (
+        instances(('u1', 'web', OLD_FABRIC)), [renewing_host()]))
+    status = check.main(['--audit', '--format', 'json', '--nova-config',
+                         '/etc/nova/nova.conf', '--nova-config', 'cell.conf'])
+    assert read == [['/etc/nova/nova.conf', 'cell.conf']]
+    report = json.loads(capsys.readouterr().out)
+    assert [r['id'] for r in report['instances']] == ['u1']
+    assert [f['kind'] for f in report['findings']] == ['instance']
+    assert status == cloud.FINDINGS
+
+
+def test_an_unreadable_cell_exits_2(monkeypatch, capsys):
+    from vtpm_cli import novadb
+
+    def read(files):
+        raise novadb.NovaUnreadable(cell='c1', reason='it did not answer')
+
+    monkeypatch.setattr(cloud.openstack, 'connect',
+                        lambda cloud: _EmptyCloud())
+    monkeypatch.setattr(novadb, 'read', read)
+    assert check.main(['--audit', '--nova-config', 'n.conf']) == \
+        cloud.UNREADABLE
+    assert capsys.readouterr().err == (
+        "error: could not read nova's database of cell c1: it did not "
+        "answer\n")

@@ -1,0 +1,438 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The vTPM calls a Hyper-V compute driver makes, one per driver hook.
+
+``vtpm_hyperv.nova.driver.VTPMDriverMixin`` makes every call for a driver it is
+composed with; a driver that cannot compose it keeps one ``VTPMCompute``
+per host and adds a call to each hook it already has::
+
+    spawn (VM created, still off)    if self._vtpm.requested(instance):
+                                         self._vtpm.spawn(context, instance,
+                                                          name)
+    destroy                          self._vtpm.destroy(instance, name)
+    get_available_resource           res['stats'].update(self._vtpm.stats())
+    update_provider_tree             self._vtpm.update_traits(tree, nodename)
+    migrate_disk_and_power_off       self._vtpm.before_move(instance, flavor,
+                                                            same_host)
+    check_can_live_migrate_destination
+                                     self._vtpm.before_live_migration_here(
+                                         instance)
+    instance_on_disk (evacuation)    self._vtpm.before_evacuation_here(
+                                         instance)
+    rebuild                          self._vtpm.before_rebuild(instance)
+    power_off                        self._vtpm.before_power_off(instance)
+    power_on                         self._vtpm.power_on(context, instance,
+                                                         name, start)
+
+Each raises the nova exception that makes nova's compute manager do the
+right thing: abort a build without rescheduling for what another host cannot
+fix (a bad request, a missing or forbidden secret), reschedule for what
+another host may not have (a failed WMI job, an unsuitable host), and roll
+the instance back to its state for a refused lifecycle operation
+(``vtpm_hyperv.nova.lifecycle``). The fault always carries our message.
+
+``spawn`` and ``stats`` also send the vTPM's versioned notifications
+(``vtpm_hyperv.nova.notifications``): the attach's end or error, and a host's
+attestation crossing ``Passed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from nova.compute import task_states
+import nova.conf
+from nova import exception as nova_exception
+from nova import service_auth
+
+from vtpm_core import backend as vtpm_backend
+from vtpm_core import capabilities
+from vtpm_core import constants
+from vtpm_core import exception
+from vtpm_core import policy
+from vtpm_hyperv import exception as hv_exception
+from vtpm_hyperv.nova import lifecycle
+from vtpm_hyperv.nova import notifications
+from vtpm_hyperv.nova import reauthorize
+
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
+
+# nova copies every image property into system metadata with this prefix
+# (nova.utils.SM_IMAGE_PROP_PREFIX); image_meta keeps only nova's own ones.
+IMAGE_PREFIX = 'image_'
+
+# What another host cannot fix: abort the build, do not reschedule.
+_ABORT = (exception.InvalidVTPMRequest, exception.KeyNotFound,
+          exception.KeyAccessDenied, exception.KeyAuthenticationFailed,
+          exception.InvalidKeyMaterial,
+          exception.InvalidKeySet, exception.OwnerKeysRefused,
+          hv_exception.UnsupportedVM)
+
+# The host measured its report seconds ago; a destination checks itself.
+_FRESH = 24 * 3600
+
+
+class VTPMBuildAborted(nova_exception.BuildAbortException):
+    """A build that another host cannot fix; the fault is our message."""
+
+    msg_fmt = '%(reason)s'
+    code = 400
+
+
+class VTPMOperationRefused(nova_exception.NovaException):
+    """A refused lifecycle operation; the fault is our message."""
+
+    msg_fmt = '%(reason)s'
+    code = 409
+
+
+def image_properties(instance) -> dict[str, str]:
+    """Return the image properties nova recorded for ``instance``."""
+    n = len(IMAGE_PREFIX)
+    return {key[n:]: value for key, value in instance.system_metadata.items()
+            if key.startswith(IMAGE_PREFIX) and value is not None}
+
+
+def request_for(instance, flavor=None):
+    """Return the vTPM request of ``instance`` (with ``flavor`` if given).
+
+    :raises vtpm_core.exception.InvalidVTPMRequest:
+    """
+    flavor = flavor if flavor is not None else instance.flavor
+    return policy.build_request(image_properties(instance),
+                                flavor.extra_specs or {})
+
+
+def recorded_fabrics(instance) -> tuple[str, ...]:
+    """Return the fabrics recorded for ``instance`` at spawn, in order."""
+    raw = instance.system_metadata.get(constants.SYSMETA_FABRICS) or ''
+    return tuple(f for f in raw.split(',') if f)
+
+
+def subject(instance) -> lifecycle.Subject:
+    """Return what the lifecycle check needs to know about ``instance``."""
+    try:
+        request = request_for(instance)
+    except exception.InvalidVTPMRequest as e:
+        # Its build was aborted, or it predates this library: no vTPM.
+        LOG.debug('Instance %(uuid)s has no valid vTPM request: %(error)s',
+                  {'uuid': instance.uuid, 'error': e})
+        request = None
+    return lifecycle.Subject(uuid=instance.uuid, request=request,
+                             fabrics=recorded_fabrics(instance),
+                             host=instance.host)
+
+
+def set_traits(provider_tree, nodename, caps) -> None:
+    """Give ``nodename`` the traits of ``caps``; drop the stale ones we own.
+
+    Other traits on the node are not ours and stay as they are.
+    """
+    wanted = capabilities.traits(caps)
+    current = provider_tree.data(nodename).traits
+    stale = capabilities.managed_traits(current) - wanted
+    if stale:
+        provider_tree.remove_traits(nodename, *sorted(stale))
+    if wanted - set(current):
+        provider_tree.add_traits(nodename, *sorted(wanted))
+
+
+class VTPMCompute:
+    """One host's vTPM side of a compute driver.
+
+    :param conf: the oslo.config object the backend reads.
+    :param backend: a ``VTPMBackend``; None loads ``backend_name``.
+    :param auth_for: ``context -> keystoneauth1 plugin`` acting for the
+        instance owner; by default what nova sends other services:
+        ``nova.service_auth.get_service_user_token_auth_plugin(context)``,
+        the owner's token plus a service token when ``[service_user]
+        send_service_user_token`` is set (a build then survives the owner's
+        token expiring).
+    :param host: the nova-compute host its notifications are published
+        as (``nova-compute:<host>``, ``vtpm_hyperv.nova.notifications``);
+        default ``conf.host`` (nova's, which defaults to this machine's
+        name).
+    """
+
+    def __init__(self, conf, backend=None, backend_name='hyperv',
+                 auth_for=None, host=None):
+        self._conf = conf
+        self.host = host or getattr(conf, 'host', None) or \
+            socket.gethostname()
+        self._attestation = notifications.AttestationWatch(self.host)
+        self._backend = backend
+        self._backend_name = backend_name
+        self._auth_for = (auth_for or
+                          service_auth.get_service_user_token_auth_plugin)
+        self._caps = None
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            self._backend = vtpm_backend.load_backend(self._backend_name,
+                                                      self._conf)
+        return self._backend
+
+    # --- spawn and destroy --------------------------------------------------
+
+    def requested(self, instance) -> bool:
+        """Whether the build of ``instance`` asks for a vTPM.
+
+        :raises VTPMBuildAborted: its image and flavor make an invalid
+            request, which another host cannot fix.
+        """
+        try:
+            return request_for(instance).enabled
+        except exception.InvalidVTPMRequest as e:
+            raise self._abort(instance, e) from e
+
+    def spawn(self, context, instance, vm_name):
+        """Give the VM the vTPM its image and flavor ask for, if any.
+
+        Call it after the VM exists and before it is powered on. Records the
+        KeyProtector's fabrics in ``instance.system_metadata`` (nova's
+        compute manager saves the instance after spawn).
+
+        :returns: the backend's ``AttachResult``, or None without a vTPM.
+        :raises VTPMBuildAborted: another host cannot fix it.
+        :raises vtpm_core.exception.VTPMError: another host may succeed
+            (nova reschedules; the message becomes the fault).
+        """
+        try:
+            request = request_for(instance)
+        except exception.InvalidVTPMRequest as e:
+            raise self._abort(instance, e) from e
+        if not request.enabled:
+            return None
+        try:
+            result = self.backend.attach(instance.uuid, vm_name, request,
+                                         auth=self._auth_for(context))
+        except exception.VTPMError as e:
+            notifications.attach_failed(context, instance, self.host,
+                                        shielded=request.shielded, error=e)
+            if isinstance(e, _ABORT):
+                raise self._abort(instance, e) from e
+            LOG.warning('vTPM attach for instance %(uuid)s failed on this '
+                        'host, nova may reschedule: %(error)s',
+                        {'uuid': instance.uuid, 'error': e})
+            raise
+        instance.system_metadata[constants.SYSMETA_FABRICS] = ','.join(
+            result.fabrics)
+        LOG.info('vTPM attached to instance %(uuid)s (fabrics: %(fabrics)s)',
+                 {'uuid': instance.uuid,
+                  'fabrics': ', '.join(result.fabrics) or 'local'})
+        notifications.attach(context, instance, self.host,
+                             shielded=request.shielded,
+                             fabrics=result.fabrics)
+        return result
+
+    def destroy(self, instance, vm_name):
+        """Remove what ``spawn`` added on this host; never needs a secret.
+
+        A secret that is gone or forbidden by now does not block the delete.
+        """
+        try:
+            self.backend.detach(instance.uuid, vm_name)
+        except exception.KeyMaterialError as e:
+            LOG.warning('vTPM cleanup for instance %(uuid)s skipped a '
+                        'secret: %(error)s',
+                        {'uuid': instance.uuid, 'error': e})
+
+    @staticmethod
+    def _abort(instance, error):
+        LOG.error('vTPM build of instance %(uuid)s aborted: %(error)s',
+                  {'uuid': instance.uuid, 'error': error})
+        return VTPMBuildAborted(instance_uuid=instance.uuid,
+                                reason=str(error))
+
+    # --- capability reporting ------------------------------------------------
+
+    def stats(self) -> dict[str, str]:
+        """The stats entry for ``get_available_resource()``; measures now.
+
+        A host that cannot measure reports nothing, so the scheduler refuses
+        it vTPM instances (fail closed).
+        """
+        try:
+            self._caps = self.backend.get_capabilities()
+        except exception.VTPMError as e:
+            LOG.warning('vTPM capabilities unavailable, reporting none: '
+                        '%(error)s', {'error': e})
+            self._caps = None
+        # the report as nova publishes it, from here to the scheduler
+        self._attestation.observe(self._caps)
+        return {} if self._caps is None else capabilities.to_stats(self._caps)
+
+    def update_traits(self, provider_tree, nodename):
+        """Set our traits on ``nodename`` from the last ``stats()`` report.
+
+        nova calls ``get_available_resource`` and then
+        ``update_provider_tree`` in the same periodic run, so both carry
+        the same measurement.
+        """
+        if self._caps is None:
+            self.stats()
+        set_traits(provider_tree, nodename, self._caps)
+
+    # --- lifecycle ----------------------------------------------------------
+
+    def before_move(self, instance, flavor, same_host=False):
+        """At ``migrate_disk_and_power_off``: resize or cold migration.
+
+        :raises nova.exception.InstanceFaultRollback: the instance keeps its
+            state; the fault carries our message.
+        """
+        op = lifecycle.MIGRATE
+        if flavor is not None and flavor.flavorid != \
+                instance.flavor.flavorid:
+            op = lifecycle.RESIZE
+        new_request = new_error = None
+        try:
+            new_request = request_for(instance, flavor)
+        except exception.InvalidVTPMRequest as e:
+            new_error = e
+        self._check_or_roll_back(op, instance, new_request=new_request,
+                                 new_request_error=new_error,
+                                 same_host=same_host)
+
+    def before_live_migration_here(self, instance, host=None):
+        """At ``check_can_live_migrate_destination``, on the destination.
+
+        :raises nova.exception.MigrationPreCheckError: the conductor tries
+            another host, or fails the migration with our message.
+        """
+        what = subject(instance)
+        if what.kind == lifecycle.NONE:
+            return
+        caps = self.backend.get_capabilities()
+        verdict = capabilities.satisfies(
+            what.request, caps, max_report_age=_FRESH,
+            allowed_fabrics=frozenset(what.fabrics) or None)
+        try:
+            lifecycle.check(lifecycle.LIVE_MIGRATE, what, destination=verdict,
+                            destination_host=host)
+        except exception.OperationRefused as e:
+            LOG.info('%s', e)
+            raise nova_exception.MigrationPreCheckError(reason=str(e)) from e
+
+    def before_evacuation_here(self, instance):
+        """At the first driver call of an evacuation, on the destination."""
+        self._check_or_roll_back(lifecycle.EVACUATE, instance)
+
+    def before_rebuild(self, instance):
+        """At ``rebuild``, before the VM is destroyed."""
+        self._check_or_roll_back(lifecycle.REBUILD, instance)
+
+    def before_power_off(self, instance):
+        """At ``power_off``: refuses a shelve that would lose the vTPM.
+
+        nova powers the guest off first when it shelves (task state
+        ``shelving``) or offloads at once (``shelving_offloading``); any
+        other power-off is not ours to refuse.
+
+        :raises VTPMOperationRefused: nova reverts the task state.
+        """
+        if instance.task_state == task_states.SHELVING_OFFLOADING:
+            self.before_shelve(instance, True, lifecycle.SHELVE_OFFLOAD)
+        elif instance.task_state == task_states.SHELVING:
+            self.before_shelve(instance, CONF.shelved_offload_time != -1)
+
+    def before_shelve(self, instance, offload,
+                      operation=lifecycle.SHELVE):
+        """At ``power_off`` while shelving (the guest still runs).
+
+        :param offload: nova will offload the VM (``[DEFAULT]
+            shelved_offload_time`` is not -1, or this is the offload).
+        :param operation: ``lifecycle.SHELVE`` or ``SHELVE_OFFLOAD``.
+        :raises VTPMOperationRefused: nova reverts the task state.
+        """
+        try:
+            lifecycle.check(operation, subject(instance), offload=offload)
+        except exception.OperationRefused as e:
+            LOG.info('%s', e)
+            raise VTPMOperationRefused(reason=str(e)) from e
+
+    def _check_or_roll_back(self, operation, instance, **facts):
+        try:
+            lifecycle.check(operation, subject(instance), **facts)
+        except exception.OperationRefused as e:
+            LOG.info('%s', e)
+            raise nova_exception.InstanceFaultRollback(
+                inner_exception=VTPMOperationRefused(reason=str(e))) from e
+
+    # --- re-authorization (vtpm_hyperv.nova.reauthorize) ---------------------
+
+    def power_on(self, context, instance, vm_name, start):
+        """At ``power_on``: apply the owner's pending re-authorization, if
+        any, then ``start()`` (the driver's own power-on).
+
+        :returns: the ``reauthorize.Outcome``, or None without a request.
+        :raises VTPMOperationRefused: refused (nothing changed), or the VM
+            did not start with the new KeyProtector (the last known good
+            one is back); the server stays stopped, the fault says why.
+        """
+        ref = reauthorize.pending(instance)
+        if ref is None:
+            start()
+            return None
+        before = recorded_fabrics(instance)
+        try:
+            reauthorize.check_ref(instance, ref)
+            before, after = self.backend.reauthorize(
+                instance.uuid, vm_name, ref, auth=self._auth_for(context))
+        except (reauthorize.InvalidReauthorization,
+                hv_exception.ReauthorizationRefused,
+                hv_exception.HyperVOperationFailed) as e:
+            outcome = reauthorize.Outcome.failed(
+                instance, ref, reauthorize.REFUSED, e, before, before)
+            raise self._reauthorized(context, instance, outcome,
+                                     before) from e
+        try:
+            start()
+        except Exception as e:  # noqa: BLE001 - any failure to start
+            # The new KeyProtector is the one change since the last good
+            # start, so whatever failed, the known good one comes back.
+            restored = self.backend.restore_last_known_good(instance.uuid,
+                                                            vm_name)
+            error = hv_exception.KeyProtectorDidNotOpen(
+                instance=instance.uuid, ref=ref, reason=e)
+            outcome = reauthorize.Outcome.failed(
+                instance, ref, reauthorize.RESTORED, error, after, restored)
+            raise self._reauthorized(context, instance, outcome,
+                                     restored) from e
+        outcome = reauthorize.Outcome(instance.uuid, ref,
+                                      reauthorize.APPLIED, before, after)
+        self._reauthorized(context, instance, outcome, after)
+        return outcome
+
+    def _reauthorized(self, context, instance, outcome, fabrics):
+        """Record ``outcome`` on the instance and report it; for a failure,
+        the exception that fails the start."""
+        reauthorize.record(instance, outcome, fabrics)
+        instance.save()
+        self.reauthorized(context, instance, outcome)
+        if outcome.result == reauthorize.APPLIED:
+            return None
+        return VTPMOperationRefused(reason=outcome.message)
+
+    def reauthorized(self, context, instance, outcome):
+        """Where every re-authorization outcome goes (saved by then): the
+        log and ``vtpm.reauthorize.end``/``.error``."""
+        applied = outcome.result == reauthorize.APPLIED
+        if applied:
+            LOG.info('Instance %(uuid)s re-authorized with secret %(ref)s: '
+                     'fabrics %(new)s (before: %(old)s)',
+                     {'uuid': instance.uuid, 'ref': outcome.ref,
+                      'new': ', '.join(outcome.new_fabrics),
+                      'old': ', '.join(outcome.old_fabrics)})
+        else:
+            LOG.warning('Re-authorization of instance %(uuid)s %(result)s: '
+                        '%(reason)s', {'uuid': instance.uuid,
+                                       'result': outcome.result,
+                                       'reason': outcome.reason})
+        notifications.reauthorization(
+            context, instance, self.host, applied=applied,
+            reason=None if applied else (outcome.reason or None),
+            error=outcome.error, secret_ref=outcome.ref,
+            old_fabrics=outcome.old_fabrics, new_fabrics=outcome.new_fabrics)
