@@ -8,13 +8,15 @@ commands:
   demo            the demonstration: Keystone, Barbican and Glance on
                   loopback, nova's services in process, simulated Hyper-V
                   hosts in two fabrics, a handful of boots
-  test            every test (the real Keystone, Barbican and Glance start
-                  for the tests that need them and stop at the end), then
-                  the documentation (warnings are errors) and the tests that
-                  need no service on Python 3.12 and 3.13 (tox -e
-                  docs,py312,py313; a Python that is not installed is
+  test            every test: the real Keystone, Barbican and Glance start,
+                  each test file runs in a pytest of its own (so each
+                  passes alone), as many at a time as there are cores, and
+                  the services stop at the end; then the documentation
+                  (warnings are errors), pep8, and the tests that need no
+                  service on Python 3.12 and 3.13 (tox -e
+                  docs,pep8,py312,py313; a Python that is not installed is
                   skipped, except in CI)
-  test ARGUMENTS  pytest with these arguments, nothing else
+  test ARGUMENTS  pytest with these arguments, nothing else, in one process
                   (python3 run.py test tests/unit -q): the services start
                   only if a selected test needs them
 
@@ -53,20 +55,26 @@ def ensure_venv():
         sys.exit(str(e))
 
 
-def run(argv):
-    """Run ``argv`` from .venv; its exit code.
-
-    Ctrl-C reaches the command alone, which stops what it started (the
-    services) before it exits; this process waits for it.
-    """
-    env = dict(os.environ)
+def venv_env(extra=None):
+    """The environment of a command run from .venv."""
+    env = dict(os.environ, **(extra or {}))
     env['PATH'] = '%s%s%s' % (VENV / 'bin', os.pathsep, env.get('PATH', ''))
     env.pop('PYTHONPATH', None)
     # nova's in-process services with native threads, not eventlet: the
     # same process also talks to Keystone, Barbican and Glance over real
     # sockets
     env['OS_NOVA_DISABLE_EVENTLET_PATCHING'] = '1'
-    process = subprocess.Popen([str(a) for a in argv], cwd=ROOT, env=env)
+    return env
+
+
+def run(argv):
+    """Run ``argv`` from .venv; its exit code.
+
+    Ctrl-C reaches the command alone, which stops what it started (the
+    services) before it exits; this process waits for it.
+    """
+    process = subprocess.Popen([str(a) for a in argv], cwd=ROOT,
+                               env=venv_env())
     interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return process.wait()
@@ -82,14 +90,17 @@ def demo(args):
 def test(args):
     ensure_venv()
     from tools import services
-    try:
-        code = run([VENV / 'bin' / 'python', '-m', 'pytest'] + args)
-    finally:
-        # the tests stop the services they started, unless pytest itself
-        # was killed; services named in the environment are not ours
-        if 'VTPM_TEST_KEYSTONE_URL' not in os.environ:
-            services.stop()
-    if code != 0 or args:
+    if args:
+        try:
+            return run([VENV / 'bin' / 'python', '-m', 'pytest'] + args)
+        finally:
+            # the tests stop the services they started, unless pytest
+            # itself was killed; services named in the environment are not
+            # ours
+            if 'VTPM_TEST_KEYSTONE_URL' not in os.environ:
+                services.stop()
+    code = every_file_alone(services)
+    if code != 0:
         return code
     log('the documentation (warnings are errors), pep8, and the tests that '
         'need no service on the other Pythons, in parallel: tox -e '
@@ -100,6 +111,24 @@ def test(args):
     return run([VENV / 'bin' / 'tox', '-q', '-p', 'auto', '-e',
                 'docs,pep8,' + OTHER_PYTHONS,
                 '--skip-missing-interpreters', skip])
+
+
+def every_file_alone(services):
+    """Every test file in a pytest of its own, against services started
+    once for all of them (or those named in the environment)."""
+    from tools import testrun
+    ours = 'VTPM_TEST_KEYSTONE_URL' not in os.environ
+    try:
+        env = venv_env(services.start() if ours else None)
+        return testrun.run(VENV / 'bin' / 'python', ROOT, env,
+                           testrun.default_jobs(), log)
+    except services.ServiceError as e:
+        sys.exit('run.py: %s' % e)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if ours:
+            services.stop()
 
 
 COMMANDS = {'demo': demo, 'test': test}

@@ -37,8 +37,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-# before nova: it prepares the process for nova's test fixtures
-importlib.import_module('tools.simcloud')
+# before nova: the process prepared for nova's test fixtures
+importlib.import_module('tools.simcloud.process').prepare()
 
 import fixtures  # noqa: E402
 from nova import context as nova_context  # noqa: E402

@@ -7,12 +7,14 @@ import sys
 
 import hypothesis
 
-# Import order matters whichever tests are collected: nova's test packages
-# set nova's threading mode (native threads: eventlet would also patch the
-# sockets the Keystone and Barbican tests use) and then refuse eventlet,
-# which os-win and oslo.versionedobjects import. tools.simcloud prepares
-# the process in that order, before any test module imports them.
-import tools.simcloud  # noqa: F401
+from tools.simcloud import process
+
+# First, before any conftest or test module imports nova, os-win or
+# vtpm_core: whichever tests run, nova's test packages set nova's threading
+# mode (native threads: eventlet would also patch the sockets the Keystone
+# and Barbican tests use) and then refuse eventlet, which os-win and
+# oslo.versionedobjects import.
+process.prepare()
 
 # the fixture real_services and its marker; pytester, for their tests
 pytest_plugins = ['pytester', 'tests.realservices']

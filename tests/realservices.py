@@ -20,7 +20,7 @@ Then, in the tests:
     realservices.session('other')         a keystoneauth1 session for a user
     ref = realservices.store_secret(b'...', 'owner')    -> the secret's UUID
     realservices.delete_secret(ref, 'owner')
-    realservices.stop_barbican(); realservices.start_barbican()
+    realservices.unreachable_url()        Barbican (or any) down, for a client
 
 Users (``kind``): ``owner`` and ``other`` are members of two different
 projects (two tenants); ``service`` is a member of project ``service``;
@@ -28,11 +28,13 @@ projects (two tenants); ``service`` is a member of project ``service``;
 """
 
 import os
+import socket
 
 import pytest
 
 from tools import services
 from tools.services import clients
+from tools.services import common
 
 # the clients, under the names the tests use
 ServicesMissing = clients.ServicesMissing
@@ -94,11 +96,11 @@ def state_dir():
     return env('STATE_DIR')
 
 
-def stop_barbican():
-    """Stop the real Barbican (its gunicorn) until start_barbican()."""
-    services.stop_service(state_dir(), 'barbican')
-
-
-def start_barbican():
-    """Start it again on the same port, with the same database."""
-    services.start_service(state_dir(), 'barbican')
+def unreachable_url():
+    """A URL on loopback where nothing listens: a service that is down, as
+    its clients see it, while the real ones stay up for the other test
+    files that run at the same time (``python3 run.py test``)."""
+    with socket.socket() as probe:
+        probe.bind((common.HOST, 0))
+        port = probe.getsockname()[1]
+    return 'http://%s:%d' % (common.HOST, port)

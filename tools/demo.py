@@ -255,6 +255,8 @@ def _row(name, asked, server, cloud, fabric_of, names):
 def run(env):
     """The scenario, with nova's services and the simulator around it."""
     # first: nova's threading mode, before anything imports eventlet
+    from tools.simcloud import process
+    process.prepare()
     from tools.simcloud import driver
     from tools.simcloud import guide
     from tools.simcloud import nova

@@ -12,7 +12,7 @@ _EPILOG = '''\
 To run single tests against services started by hand:
   python3 -m tools.services start
   eval "$(python3 -m tools.services env)"
-  .venv/bin/python -m pytest tests/barbican
+  .venv/bin/python -m pytest tests/functional/barbican
 The tests reuse services named in their environment and stop none of them.
 '''
 

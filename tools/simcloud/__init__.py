@@ -14,12 +14,9 @@ Test support, not product: no distribution ships it (``setup.cfg`` packages
   real backend (``SimulatedCloud``, ``FakeHyperVDriver``);
 * ``guide``: the install guide's nova.conf blocks, which ``nova`` applies.
 
-Importing the package prepares the process for them (``process.prepare``),
-as importing ``nova.tests`` does for nova's own: import it before nova,
-os-win or ``vtpm_core`` (which imports eventlet through
-oslo.versionedobjects).
+Importing it changes nothing. A program that runs them first prepares
+the process, before anything imports nova, os-win or ``vtpm_core`` (which
+imports eventlet through oslo.versionedobjects): ``process.prepare()``, as
+``tests/conftest.py`` does when pytest starts and the demo before it loads
+nova.
 """
-
-from tools.simcloud import process
-
-process.prepare()

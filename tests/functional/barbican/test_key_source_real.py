@@ -122,24 +122,22 @@ def test_deleted_secret_is_missing(conf, store):
     assert raised.value.ref == ref
 
 
-def test_barbican_stopped_is_unavailable(conf, store):
+def test_barbican_down_is_unavailable(conf, store):
     ref = store()
     auth = realservices.auth('owner')
     auth.get_token(ks_session.Session())  # Keystone stays up
     conf.set_override('connect_retries', 1, key_source.GROUP)
-    realservices.stop_barbican()
-    try:
-        started = time.monotonic()
-        with pytest.raises(exception.KeyManagerUnavailable) as raised:
-            key_source.BarbicanKeySource(conf).fetch([ref], auth=auth)
-        elapsed = time.monotonic() - started
-    finally:
-        realservices.start_barbican()
+    # Barbican down, as the client sees it: nothing answers at its address
+    conf.set_override('endpoint_override', realservices.unreachable_url(),
+                      key_source.GROUP)
+    with pytest.raises(exception.KeyManagerUnavailable) as raised:
+        key_source.BarbicanKeySource(conf).fetch([ref], auth=auth)
 
     assert raised.value.ref == ref
     assert ref in str(raised.value)
-    assert elapsed < 5
-    # and the same secret reads again once Barbican is back
+    assert 'ConnectFailure after 1 retries' in str(raised.value)
+    # and the same secret reads again from the Barbican that answers
+    conf.clear_override('endpoint_override', key_source.GROUP)
     items = key_source.BarbicanKeySource(conf).fetch([ref], auth=auth)
     assert items[0].ref == ref
 

@@ -21,7 +21,7 @@ def caps(**overrides):
     return objects.HostCapabilities(**values)
 
 
-def request(enabled=True, keys=(), shielded=False):
+def req(enabled=True, keys=(), shielded=False):
     return objects.VTPMRequest(
         enabled=enabled, key_refs=list(keys), shielded=shielded,
         machine_type='hyperv-gen2', image_policy='required',
@@ -151,7 +151,7 @@ def test_a_1_1_report_is_read_without_local_key_protector():
                                   target_version='1.1')
     read = capabilities.from_stats(stats)
     assert read.local_key_protector is None  # not reported: "may"
-    assert capabilities.satisfies(request(), read, max_report_age=AGE,
+    assert capabilities.satisfies(req(), read, max_report_age=AGE,
                                   now=NOW)
 
 
@@ -167,10 +167,10 @@ def test_a_1_2_report_is_read_as_its_fabric_id_alone():
     assert capabilities.fabric_identities(read) == ('fabric-a-2027',)
     kwargs = dict(max_report_age=AGE, now=NOW)
     assert capabilities.satisfies(
-        request(keys=['k']), read,
+        req(keys=['k']), read,
         allowed_fabrics=frozenset({'fabric-a-2027'}), **kwargs)
     assert not capabilities.satisfies(
-        request(keys=['k']), read, allowed_fabrics=frozenset({'fabric-a'}),
+        req(keys=['k']), read, allowed_fabrics=frozenset({'fabric-a'}),
         **kwargs)
 
 
@@ -259,45 +259,45 @@ SKEW = 60
 # (id, request, host report, passes?, words the reason must contain)
 MATCHES = [
     ('no vTPM: any host, even without a report',
-     request(enabled=False), None, True, ''),
-    ('vTPM: no report fails closed', request(), None, False, 'no readable'),
-    ('vTPM: unsupported host', request(), caps(vtpm_supported=False), False,
+     req(enabled=False), None, True, ''),
+    ('vTPM: no report fails closed', req(), None, False, 'no readable'),
+    ('vTPM: unsupported host', req(), caps(vtpm_supported=False), False,
      'does not support'),
-    ('vTPM without keys: unguarded host is fine', request(),
+    ('vTPM without keys: unguarded host is fine', req(),
      caps(guarded=False, attestation_status='NotConfigured'), True, ''),
-    ('vTPM without keys: a stale report is fine', request(),
+    ('vTPM without keys: a stale report is fine', req(),
      caps(measured_at=NOW - datetime.timedelta(days=2)), True, ''),
-    ('keys: unguarded host', request(keys=['k']), caps(guarded=False), False,
+    ('keys: unguarded host', req(keys=['k']), caps(guarded=False), False,
      'not guarded'),
-    ('keys: attestation expired', request(keys=['k']),
+    ('keys: attestation expired', req(keys=['k']),
      caps(attestation_status='Expired'), False, 'Expired'),
-    ('keys: report too old', request(keys=['k']),
+    ('keys: report too old', req(keys=['k']),
      caps(measured_at=NOW - datetime.timedelta(seconds=AGE + 1)), False,
      'old'),
-    ('keys: report just fresh enough', request(keys=['k']),
+    ('keys: report just fresh enough', req(keys=['k']),
      caps(measured_at=NOW - datetime.timedelta(seconds=AGE)), True, ''),
-    ('keys: report dated in year 9999 (a wrong clock)', request(keys=['k']),
+    ('keys: report dated in year 9999 (a wrong clock)', req(keys=['k']),
      caps(measured_at=NOW.replace(year=9999)), False, 'in the future'),
-    ('keys: report further ahead than the clock skew', request(keys=['k']),
+    ('keys: report further ahead than the clock skew', req(keys=['k']),
      caps(measured_at=NOW + datetime.timedelta(seconds=SKEW, microseconds=1)),
      False, 'dated 60 s in the future (max 60 s of clock skew)'),
-    ('keys: report ahead by the clock skew', request(keys=['k']),
+    ('keys: report ahead by the clock skew', req(keys=['k']),
      caps(measured_at=NOW + datetime.timedelta(seconds=SKEW)), True, ''),
-    ('vTPM without keys: a report from the future is fine', request(),
+    ('vTPM without keys: a report from the future is fine', req(),
      caps(measured_at=NOW.replace(year=9999)), True, ''),
-    ('keys: no fabric guardian', request(keys=['k']), caps(fabric_id=None),
+    ('keys: no fabric guardian', req(keys=['k']), caps(fabric_id=None),
      False, 'no fabric'),
-    ('no keys: no fabric guardian is fine', request(), caps(fabric_id=None),
+    ('no keys: no fabric guardian is fine', req(), caps(fabric_id=None),
      True, ''),
-    ('shielded: guarded and attested', request(keys=['k'], shielded=True),
+    ('shielded: guarded and attested', req(keys=['k'], shielded=True),
      caps(), True, ''),
-    ('no keys: a host in HGS mode opens no local key protector', request(),
+    ('no keys: a host in HGS mode opens no local key protector', req(),
      caps(local_key_protector=False), False, 'local key protector'),
-    ('no keys: a host in local mode', request(),
+    ('no keys: a host in local mode', req(),
      caps(guarded=False, local_key_protector=True), True, ''),
-    ('no keys: an older report without the field still passes', request(),
+    ('no keys: an older report without the field still passes', req(),
      caps(), True, ''),
-    ('keys: HGS mode is what keys need', request(keys=['k']),
+    ('keys: HGS mode is what keys need', req(keys=['k']),
      caps(local_key_protector=False), True, ''),
 ]
 
@@ -314,14 +314,14 @@ def test_satisfies(req, report, passes, words):
 def test_clock_skew_defaults_to_none_allowed():
     # A host checking its own report: the same clock measured it.
     ahead = caps(measured_at=NOW + datetime.timedelta(microseconds=1))
-    assert not capabilities.satisfies(request(keys=['k']), ahead,
+    assert not capabilities.satisfies(req(keys=['k']), ahead,
                                       max_report_age=AGE, now=NOW)
-    assert capabilities.satisfies(request(keys=['k']), caps(),
+    assert capabilities.satisfies(req(keys=['k']), caps(),
                                   max_report_age=AGE, now=NOW)
 
 
 def test_a_move_keeps_the_instance_in_its_fabrics():
-    keyed = request(keys=['k'])
+    keyed = req(keys=['k'])
     allowed = frozenset({'fabric-a', 'fabric-dr'})
     kwargs = dict(max_report_age=AGE, now=NOW, allowed_fabrics=allowed)
     assert capabilities.satisfies(keyed, caps(), **kwargs)
@@ -345,7 +345,7 @@ def test_a_move_keeps_the_instance_in_its_fabrics():
 ], ids=['previous only', 'new only', 'both', 'another fabric'])
 def test_a_move_during_a_renewal_meets_any_identity(named, passes):
     verdict = capabilities.satisfies(
-        request(keys=['k']), caps(**ROTATING), max_report_age=AGE, now=NOW,
+        req(keys=['k']), caps(**ROTATING), max_report_age=AGE, now=NOW,
         allowed_fabrics=frozenset(named))
     assert bool(verdict) is passes
     if not passes:

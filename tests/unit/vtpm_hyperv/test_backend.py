@@ -27,7 +27,7 @@ from vtpm_hyperv import wmi_schema
 
 VM = hyperv.VM
 INSTANCE = '5d1f1c53-6a1d-4a4e-9bd4-0d0b8f3c2c77'
-request = hyperv.request
+vtpm_request = hyperv.vtpm_request
 
 
 def _keyed(keys, guardians, *extra):
@@ -56,7 +56,7 @@ def _pdk(guardians, *parties, policy='Shielded'):
 def test_keyed_attach_seals_for_owner_fabric_and_guardians(
         hv, host, keys, guardians, fabric, conformance):
     refs = _keyed(keys, guardians, 'dr', 'branch')
-    result = hv.attach(INSTANCE, VM, request(refs))
+    result = hv.attach(INSTANCE, VM, vtpm_request(refs))
 
     state = host.vm_security(VM)
     assert state['TpmEnabled'] and not state['ShieldingRequested']
@@ -102,7 +102,7 @@ def test_owner_is_imported_from_private_password_protected_pfx_files(
         return load_pfx(path, password)
     monkeypatch.setattr(fake.host.ns, '_load_pfx', spy)
     hv.conf.set_override('private_dir', str(tmp_path), group='hyperv_vtpm')
-    hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
+    hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     assert len(seen) == 2
     (p1, pw1, m1, d1), (p2, pw2, m2, d2) = seen
     assert len(pw1) >= 32 and len(pw2) >= 32 and pw1 != pw2  # random
@@ -116,17 +116,17 @@ def test_private_files_are_removed_when_the_import_fails(
     hv.conf.set_override('private_dir', str(tmp_path), group='hyperv_vtpm')
     host.fail('MSFT_HgsGuardian.Import', return_code=32768)
     with pytest.raises(hv_exception.HyperVOperationFailed):
-        hv.attach(INSTANCE, VM, request(_keyed(keys, guardians, 'dr')))
+        hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians, 'dr')))
     assert os.listdir(tmp_path) == []
 
 
 def test_payloads_are_wiped_after_success_and_failure(hv, host, keys,
                                                       guardians):
-    hv.attach(INSTANCE, VM, request(_keyed(keys, guardians, 'dr')))
+    hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians, 'dr')))
     host.add_vm('vm-2')
     host.fail('Msvm_SecurityService.SetKeyProtector', return_code=32768)
     with pytest.raises(hv_exception.HyperVOperationFailed):
-        hv.attach('other', 'vm-2', request(_keyed(keys, guardians)))
+        hv.attach('other', 'vm-2', vtpm_request(_keyed(keys, guardians)))
     assert len(keys.handed_out) == 3
     for payload in keys.handed_out:
         assert payload and payload == bytearray(len(payload))
@@ -134,7 +134,7 @@ def test_payloads_are_wiped_after_success_and_failure(hv, host, keys,
 
 def test_second_attach_converges_without_changes(hv, host, keys, guardians,
                                                  conformance):
-    req = request(_keyed(keys, guardians, 'dr'))
+    req = vtpm_request(_keyed(keys, guardians, 'dr'))
     first = hv.attach(INSTANCE, VM, req)
     before = host.vm_security(VM)
     host.calls.clear()
@@ -146,11 +146,11 @@ def test_second_attach_converges_without_changes(hv, host, keys, guardians,
 
 def test_other_keys_on_a_vm_with_a_vtpm_are_refused(hv, host, keys,
                                                     guardians):
-    hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
+    hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     before = host.vm_security(VM)
     other = [keys.add(fake.export_owner_pkcs12(guardians['owner2']))]
     with pytest.raises(hv_exception.UnsupportedVM, match='unreadable'):
-        hv.attach(INSTANCE, VM, request(other))
+        hv.attach(INSTANCE, VM, vtpm_request(other))
     assert host.vm_security(VM) == before
 
 
@@ -162,7 +162,7 @@ def test_shielded_owner_bundle_is_refused_before_anything_changes(
     before, store = host.vm_security(VM), host.guardian_names()
     host.calls.clear()
     with pytest.raises(exception.OwnerKeysRefused) as err:
-        hv.attach(INSTANCE, VM, request(refs, shielded=True))
+        hv.attach(INSTANCE, VM, vtpm_request(refs, shielded=True))
     message = str(err.value)
     assert refs[0] in message and 'os_shielded_vm=required' in message
     assert 'private keys' in message and 'raw KeyProtector' in message
@@ -176,9 +176,9 @@ def test_operator_can_refuse_owner_bundles_altogether(
     hv = make_backend(host, allow_owner_bundles=False)
     with pytest.raises(exception.OwnerKeysRefused,
                        match='allow_owner_bundles = False'):
-        hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
+        hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     # What tenants make themselves is still accepted.
-    hv.attach(INSTANCE, VM, request([keys.add(_raw(
+    hv.attach(INSTANCE, VM, vtpm_request([keys.add(_raw(
         guardians, hv_fabric(host)))]))
     assert host.vm_security(VM)['TpmEnabled']
 
@@ -192,8 +192,8 @@ def test_shielded_from_a_tenant_artifact_opens_only_on_its_fabrics(
         hv, host, keys, guardians, fabric, other_fabric, form, conformance):
     payload = (_raw if form == 'raw' else _pdk)(
         guardians, fabric.guardian, guardians['dr'])
-    result = hv.attach(INSTANCE, VM, request([keys.add(payload)],
-                                             shielded=True))
+    result = hv.attach(INSTANCE, VM, vtpm_request([keys.add(payload)],
+                                                  shielded=True))
     state = host.vm_security(VM)
     assert state['TpmEnabled'] and state['ShieldingRequested']
     assert result.fabrics == (
@@ -221,7 +221,7 @@ def test_tenant_artifact_for_another_fabric_refuses_the_host(
     payload = make(guardians, other_fabric.guardian)
     ref = keys.add(payload)
     with pytest.raises(hv_exception.HostNotSuitable) as err:
-        hv.attach(INSTANCE, VM, request([ref], shielded=True))
+        hv.attach(INSTANCE, VM, vtpm_request([ref], shielded=True))
     assert ref in str(err.value)
     assert host.vm_security(VM) == before
 
@@ -229,7 +229,7 @@ def test_tenant_artifact_for_another_fabric_refuses_the_host(
 def test_raw_key_protector_is_applied_as_is(hv, host, keys, guardians,
                                             fabric, conformance):
     raw = _raw(guardians, fabric.guardian, guardians['dr'])
-    result = hv.attach(INSTANCE, VM, request([keys.add(raw)]))
+    result = hv.attach(INSTANCE, VM, vtpm_request([keys.add(raw)]))
     assert host.vm_security(VM)['KeyProtector'] == raw
     assert result.fabrics == (
         fabric.fabric_id, keyprotector.fabric_id(guardians['dr'].signing_der))
@@ -240,7 +240,7 @@ def test_raw_key_protector_is_applied_as_is(hv, host, keys, guardians,
 
 def test_no_keys_gives_a_local_key_protector(local_hv, local_host,
                                              other_fabric, conformance):
-    result = local_hv.attach(INSTANCE, VM, request())
+    result = local_hv.attach(INSTANCE, VM, vtpm_request())
     assert result.fabrics == ()
     state = local_host.vm_security(VM)
     assert state['TpmEnabled'] and not state['ShieldingRequested']
@@ -258,7 +258,7 @@ def test_no_keys_on_a_host_in_hgs_mode_is_refused(hv, host):
     would never open, so the host refuses before changing anything."""
     before, store = host.vm_security(VM), host.guardian_names()
     with pytest.raises(hv_exception.HostNotSuitable, match='local mode'):
-        hv.attach(INSTANCE, VM, request())
+        hv.attach(INSTANCE, VM, vtpm_request())
     assert host.vm_security(VM) == before
     assert host.guardian_names() == store
     assert hv.get_capabilities().local_key_protector is False
@@ -269,7 +269,7 @@ def test_no_keys_on_a_host_in_hgs_mode_is_refused(hv, host):
 def test_generation_1_vm_is_refused(hv, host, keys, guardians):
     host.add_vm('gen1', generation=1)
     with pytest.raises(hv_exception.UnsupportedVM, match='Generation 1'):
-        hv.attach(INSTANCE, 'gen1', request(_keyed(keys, guardians)))
+        hv.attach(INSTANCE, 'gen1', vtpm_request(_keyed(keys, guardians)))
     assert keys.handed_out == []
 
 
@@ -277,13 +277,13 @@ def test_hosts_older_than_windows_server_2016_are_refused(make_backend):
     host = fake.FakeHyperVHost('hv-2012r2', os_version='6.3.9600')
     host.add_vm(VM)
     with pytest.raises(hv_exception.HostNotSuitable, match='6.3.9600'):
-        make_backend(host).attach(INSTANCE, VM, request())
+        make_backend(host).attach(INSTANCE, VM, vtpm_request())
     assert host.vm_security(VM)['KeyProtector'] == b''
 
 
 def test_missing_vm_is_refused(hv):
     with pytest.raises(hv_exception.UnsupportedVM, match='no such VM'):
-        hv.attach(INSTANCE, 'nope', request())
+        hv.attach(INSTANCE, 'nope', vtpm_request())
 
 
 @pytest.mark.parametrize('status, guarded, reason', [
@@ -298,7 +298,7 @@ def test_keys_need_a_guarded_attested_host(hv, host, keys, guardians, status,
                                            guarded, reason):
     host.set_attestation(status, guarded=guarded)
     with pytest.raises(hv_exception.HostNotSuitable, match=reason):
-        hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
+        hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     assert keys.handed_out == []
 
 
@@ -311,7 +311,7 @@ def test_keys_need_a_fabric_guardian(conf, make_backend, fabric, keys,
     hv = backend.HyperVBackend(conf, key_source=keys, vmutils=vmutils,
                                hostutils=hostutils, host_name='hv-nofabric')
     with pytest.raises(hv_exception.HostNotSuitable) as err:
-        hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
+        hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     assert 'not-there' in str(err.value)
     assert err.value.host == 'hv-nofabric'
     assert keys.handed_out == []
@@ -321,14 +321,14 @@ def test_invalid_set_is_refused_and_names_secrets(hv, host, keys, guardians):
     before = host.vm_security(VM)
     refs = [keys.add(fake.export_guardian_file(guardians['dr']))]
     with pytest.raises(exception.InvalidKeySet, match=refs[0]):
-        hv.attach(INSTANCE, VM, request(refs))
+        hv.attach(INSTANCE, VM, vtpm_request(refs))
     assert host.vm_security(VM) == before
 
 
 def test_unreadable_tenant_artifact_names_the_secret(hv, host, keys):
     ref = keys.add(b'\x01' * 2048)
     with pytest.raises(exception.InvalidKeyMaterial) as err:
-        hv.attach(INSTANCE, VM, request([ref]))
+        hv.attach(INSTANCE, VM, vtpm_request([ref]))
     assert err.value.ref == ref and ref in str(err.value)
     assert 'raw KeyProtector' in str(err.value)
     assert 'shielding data file' in str(err.value)
@@ -339,7 +339,7 @@ def test_key_source_errors_pass_through(hv, host, keys, guardians):
     refs = _keyed(keys, guardians)
     keys.fail[refs[0]] = exception.KeyAccessDenied(ref=refs[0])
     with pytest.raises(exception.KeyAccessDenied, match=refs[0]):
-        hv.attach(INSTANCE, VM, request(refs))
+        hv.attach(INSTANCE, VM, vtpm_request(refs))
     assert host.vm_security(VM)['KeyProtector'] == b''
 
 
@@ -347,7 +347,7 @@ def test_self_signed_guardians_need_allow_untrusted_root(
         make_backend, host, keys, guardians):
     hv = make_backend(host, allow_untrusted_root=False)
     with pytest.raises(hv_exception.HyperVOperationFailed, match='32773'):
-        hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
+        hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     assert _instance_guardians(host) == []
 
 
@@ -401,7 +401,7 @@ def test_fault_at_each_step_leaves_the_vm_as_before(
         hv, host, keys, guardians, fabric, target, fault, expected,
         conformance):
     refs = _keyed(keys, guardians, 'dr')
-    req = request(refs)
+    req = vtpm_request(refs)
     before = host.vm_security(VM)
     store = host.guardian_names()
     if target == 'fetch':
@@ -468,7 +468,7 @@ def test_fault_in_local_raw_and_pdk_attach_leaves_the_vm_as_before(
         refs = [keys.add(make(guardians, fabric.guardian))]
     else:
         hv, host = local_hv, local_host
-    req = request(refs, shielded=bool(refs))
+    req = vtpm_request(refs, shielded=bool(refs))
     before = host.vm_security(VM)
     planted = host.fail(target, **fault)
     with pytest.raises(exception.VTPMError):
@@ -488,7 +488,7 @@ def test_rollback_sets_the_previous_key_protector_again(
     host.vms[VM].key_protector = old
     host.fail('Msvm_SecurityService.ModifySecuritySettings', job_error=32768)
     with pytest.raises(hv_exception.HyperVOperationFailed):
-        hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
+        hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     assert host.vm_security(VM)['KeyProtector'] == old
     assert not host.vm_security(VM)['TpmEnabled']
 
@@ -502,10 +502,10 @@ def test_backend_waits_for_running_jobs(make_backend, fabric, keys,
     hv = make_backend(host)
     with pytest.raises(hv_exception.HyperVOperationFailed,
                        match='the job failed late') as err:
-        hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
+        hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     assert err.value.code == 32768 and VM in str(err.value)
     assert not host.vm_security(VM)['TpmEnabled']
-    hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
+    hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     assert host.vm_security(VM)['TpmEnabled']
 
 
@@ -515,13 +515,13 @@ def test_steps_cover_every_call_of_an_attach(hv, host, local_hv, local_host,
     tested = {t for t, _, _ in STEPS if '.' in t} | {
         t for _, t, _ in OTHER_STEPS}
     host.calls.clear()
-    hv.attach(INSTANCE, VM, request(_keyed(keys, guardians, 'dr')))
+    hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians, 'dr')))
     for i, make in enumerate((_raw, _pdk)):
         host.add_vm('vm-%d' % i)
-        hv.attach('i-%d' % i, 'vm-%d' % i, request(
+        hv.attach('i-%d' % i, 'vm-%d' % i, vtpm_request(
             [keys.add(make(guardians, fabric.guardian))], shielded=True))
     local_host.calls.clear()
-    local_hv.attach(INSTANCE, VM, request())
+    local_hv.attach(INSTANCE, VM, vtpm_request())
     assert set(host.calls) | set(local_host.calls) <= tested
 
 
@@ -531,7 +531,7 @@ def test_guardian_that_cannot_be_removed_is_named_and_swept_later(
     host.fail('MSFT_HgsGuardian.Remove', return_code=32768,
               times=backend.REMOVE_ATTEMPTS)
     with pytest.raises(hv_exception.HyperVOperationFailed) as err:
-        hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
+        hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     left = _instance_guardians(host)
     assert len(left) == 1 and left[0] in str(err.value)
     assert host.vm_security(VM) == before
@@ -543,7 +543,7 @@ def test_guardian_that_cannot_be_removed_is_named_and_swept_later(
 
 def test_detach_switches_the_vtpm_off_with_documented_calls(
         hv, host, keys, guardians, fabric, conformance):
-    hv.attach(INSTANCE, VM, request(_keyed(keys, guardians)))
+    hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     # A guardian an interrupted attach left behind.
     host.import_guardian(guardians['dr'].public(),
                          'openstack-vtpm-%s-leftover' % INSTANCE)
@@ -631,11 +631,11 @@ def test_no_key_material_in_debug_logs(hv, host, keys, guardians, caplog):
     ]
     caplog.set_level(logging.DEBUG)
     refs = [keys.add(pfx)]
-    hv.attach(INSTANCE, VM, request(refs))
+    hv.attach(INSTANCE, VM, vtpm_request(refs))
     host.add_vm('vm-2')
     host.fail('Msvm_SecurityService.ModifySecuritySettings', job_error=32768)
     with pytest.raises(hv_exception.HyperVOperationFailed) as err:
-        hv.attach('other', 'vm-2', request(refs))
+        hv.attach('other', 'vm-2', vtpm_request(refs))
     text = caplog.text + str(err.value) + repr(err.value)
     assert 'vm-2' in caplog.text or VM in caplog.text  # logs were captured
     for form in secret_forms:
@@ -667,6 +667,6 @@ def test_random_key_material_is_a_vtpm_error(payloads):
     refs = [source.add(p) for p in payloads]
     before = host.vm_security(VM)
     with pytest.raises(exception.VTPMError):
-        hv.attach(INSTANCE, VM, request(refs))
+        hv.attach(INSTANCE, VM, vtpm_request(refs))
     assert host.vm_security(VM) == before
     assert host.guardian_names() == [fabric.name]

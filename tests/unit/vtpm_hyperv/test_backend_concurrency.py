@@ -38,7 +38,7 @@ def test_concurrent_attaches_without_keys_on_a_fresh_host(
     # One backend per nova-compute, but also two of them in one process.
     backends = [make_backend(host), make_backend(host)]
     errors = _run_all([
-        (lambda b, vm: lambda: b.attach(vm, vm, hyperv.request()))(
+        (lambda b, vm: lambda: b.attach(vm, vm, hyperv.vtpm_request()))(
             backends[i % 2], vm) for i, vm in enumerate(vms)])
     assert errors == [None] * THREADS
     assert host.guardian_names() == [fake.LOCAL_GUARDIAN]
@@ -60,7 +60,7 @@ def test_concurrent_keyed_attaches_on_a_guarded_host(make_backend, fabric,
         host.add_vm(vm)
     errors = _run_all([
         (lambda vm: lambda: hv.attach(str(uuid.uuid4()), vm,
-                                      hyperv.request(refs)))(vm)
+                                      hyperv.vtpm_request(refs)))(vm)
         for vm in vms])
     assert errors == [None] * THREADS
     assert host.guardian_names() == [fabric.name]

@@ -24,7 +24,7 @@ def _raw(owner, *parties):
 def booted(hv, host, keys, guardians, fabric):
     """The VM with a vTPM sealed for this fabric, started once and off."""
     raw = _raw(guardians['owner'], fabric.guardian)
-    hv.attach(INSTANCE, VM, hyperv.request([keys.add(raw)]))
+    hv.attach(INSTANCE, VM, hyperv.vtpm_request([keys.add(raw)]))
     host.start_vm(VM)
     host.stop_vm(VM)
     return host.vm_security(VM)

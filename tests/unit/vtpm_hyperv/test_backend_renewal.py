@@ -127,8 +127,8 @@ def test_a_renewing_host_accepts_a_key_protector_of_either(
     raw = fake.build_key_protector(guardians['owner'],
                                    [p.public() for p in parties])
     hv = _renew_host(host, fabric, make_backend)
-    result = hv.attach(INSTANCE, VM, hyperv.request([keys.add(raw)],
-                                                    shielded=True))
+    result = hv.attach(INSTANCE, VM, hyperv.vtpm_request([keys.add(raw)],
+                                                         shielded=True))
     assert result.fabrics == tuple(_ids(*parties))
     host.start_vm(VM)
 
@@ -143,5 +143,5 @@ def test_after_the_renewal_the_old_guardian_is_refused(
     ref = keys.add(fake.build_key_protector(guardians['owner'],
                                             [old.public()]))
     with pytest.raises(hv_exception.HostNotSuitable, match=ref):
-        hv.attach(INSTANCE, VM, hyperv.request([ref], shielded=True))
+        hv.attach(INSTANCE, VM, hyperv.vtpm_request([ref], shielded=True))
     assert host.vm_security(VM) == before

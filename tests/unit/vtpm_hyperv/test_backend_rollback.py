@@ -60,7 +60,7 @@ def _setup(kind, fabric, guardians, keys):
         else:
             refs = [keys.add(payload)]
     host.add_vm(VM)
-    return host, hyperv.request(refs, shielded=kind in ('raw', 'pdk'))
+    return host, hyperv.vtpm_request(refs, shielded=kind in ('raw', 'pdk'))
 
 
 def _steps(make_backend, kind, fabric, guardians, keys):

@@ -17,15 +17,15 @@ KEY = '8f14e45f-ceea-467a-9575-7a6c8c2b3a11'
 GEN2 = {'hw_machine_type': 'hyperv-gen2'}
 
 
-def request(image, flavor=None):
+def vtpm_request(image, flavor=None):
     return policy.build_request(dict(GEN2, **image), flavor or {})
 
 
-NO_VTPM = request({})
-LOCAL = request({'os_vtpm': 'required'})
-KEYED = request({'os_vtpm': 'required', 'os_vtpm_keys': KEY})
-SHIELDED = request({'os_vtpm': 'required', 'os_vtpm_keys': KEY,
-                    'os_shielded_vm': 'required'})
+NO_VTPM = vtpm_request({})
+LOCAL = vtpm_request({'os_vtpm': 'required'})
+KEYED = vtpm_request({'os_vtpm': 'required', 'os_vtpm_keys': KEY})
+SHIELDED = vtpm_request({'os_vtpm': 'required', 'os_vtpm_keys': KEY,
+                         'os_shielded_vm': 'required'})
 
 
 def subject(req, fabrics=()):
@@ -165,10 +165,10 @@ def test_shelve_names_the_option_that_allows_it():
 
 @pytest.mark.parametrize('old,new_flavor,fragment', [
     # on -> off: the state would be lost
-    (request({'os_vtpm': 'optional'}, {'os:vtpm': 'required'}),
+    (vtpm_request({'os_vtpm': 'optional'}, {'os:vtpm': 'required'}),
      {'os:vtpm': 'disabled'}, 'turns the vTPM off'),
     # off -> on: a resize cannot add one
-    (request({'os_vtpm': 'optional'}), {'os:vtpm': 'required'},
+    (vtpm_request({'os_vtpm': 'optional'}), {'os:vtpm': 'required'},
      'cannot add a vTPM'),
 ], ids=['turns-vtpm-off', 'turns-vtpm-on'])
 def test_resize_that_changes_the_decision_is_refused(old, new_flavor,
@@ -193,8 +193,8 @@ def test_resize_to_a_conflicting_flavor_names_both_values():
 
 
 def test_resize_keeping_the_decision_is_allowed():
-    new = request({'os_vtpm': 'required', 'os_vtpm_keys': KEY},
-                  {'os:vtpm': 'optional'})
+    new = vtpm_request({'os_vtpm': 'required', 'os_vtpm_keys': KEY},
+                       {'os:vtpm': 'optional'})
     lifecycle.check(lifecycle.RESIZE, subject(KEYED, ('fabric-a',)),
                     new_request=new)
 
