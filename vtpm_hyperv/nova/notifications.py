@@ -48,9 +48,10 @@ know them. So the pattern is nova's (``NotificationBase`` with
 consumer-facing, they version apart from the RPC objects of
 ``vtpm_core.objects``, and each table of pinned fingerprints
 (``tests/unit/vtpm_hyperv/nova/test_notifications.py``,
-``tests/unit/vtpm_core/test_objects.py``) pins its own. The publisher is nova's ``NotificationPublisher`` itself.
-Payloads go on the wire as ``obj_to_primitive()``: ``vtpm_object.name``,
-``.namespace``, ``.version``, ``.data``.
+``tests/unit/vtpm_core/test_objects.py``) pins its own. The publisher is
+nova's ``NotificationPublisher`` itself. Payloads go on the wire as
+``obj_to_primitive()``: ``vtpm_object.name``, ``.namespace``, ``.version``,
+``.data``.
 """
 
 from __future__ import annotations
