@@ -32,6 +32,7 @@ import weakref
 import nova.conf
 from nova import context as nova_context
 from nova import exception as nova_exception
+from nova.image import glance
 from nova import objects
 from nova.objects import base as nova_objects_base
 from nova.scheduler import filters
@@ -62,7 +63,7 @@ class VTPMFilter(filters.BaseHostFilter):
     # consume it, so the later instances of a multi-create need no rerun.
     run_filter_once_per_request = True
 
-    def __init__(self, conf=None, image_reader=None):
+    def __init__(self, conf=None, image_api=None):
         # nova instantiates filters with no arguments; tests pass seams.
         self._conf = conf if conf is not None else nova.conf.CONF
         vtpm_conf.register_opts(self._conf)
@@ -78,8 +79,10 @@ class VTPMFilter(filters.BaseHostFilter):
         self._facts = {}
         # host_passes callers: the last request spec per thread and its check.
         self._last = threading.local()
-        # (context, image id) -> the image's Glance v2 record
-        self._read_record = image_reader or glance_images.ImageReader()
+        # nova's image API: nova's [glance] configuration, and its
+        # GlanceFixture in nova's functional tests
+        self._image_api = image_api if image_api is not None else \
+            glance.API()
         self._images = image_cache.ImageCache(ttl=opts.image_cache_ttl,
                                               max_size=opts.image_cache_size)
 
@@ -218,9 +221,8 @@ class VTPMFilter(filters.BaseHostFilter):
 
     def _read_image(self, context, image_id):
         """The image's properties build_request reads, from one read."""
-        record = self._read_record(context, image_id)
-        return _KeptImage({k: record[k] for k in constants.IMAGE_KEYS
-                           if k in record})
+        return _KeptImage(glance_images.read_properties(
+            self._image_api, context, image_id))
 
     def _move_fabrics(self, spec_obj):
         """On a move, the fabrics the instance's KeyProtector names.

@@ -10,6 +10,7 @@ import datetime
 
 import fixtures
 from nova import context as nova_context
+from nova.image import glance
 from nova import objects as nova_objects
 from nova.tests.functional.api import client as api_client
 from nova.virt import fake as nova_fake
@@ -20,6 +21,7 @@ from tools.simcloud import nova
 from vtpm_core import capabilities
 from vtpm_core import constants
 from vtpm_core import objects
+from vtpm_filters import glance_images
 from vtpm_filters import vtpm_filter
 from vtpm_hyperv.nova import compute
 
@@ -140,12 +142,17 @@ class SchedulerTestCase(nova.Services):
         })
         flavor = self.create_flavor()
         image = self.gen2_image(os_vtpm='required')
+        reads = self.useFixture(fixtures.MockPatchObject(
+            glance_images, 'read_properties',
+            wraps=glance_images.read_properties)).mock
         for _ in range(2):
             server = self.boot(flavor, image)
             self.assertEqual('host2', self.host_of(server))
-        # the scheduler read the image over HTTP once: the second boot
-        # came within [vtpm_filter] image_cache_ttl
-        self.assertEqual(1, self.glance_http.reads)
+        # the scheduler read the image once, from nova's GlanceFixture
+        # through nova's image API: the second boot came within
+        # [vtpm_filter] image_cache_ttl
+        self.assertEqual([image], [c.args[2] for c in reads.call_args_list])
+        self.assertIsInstance(reads.call_args.args[0], glance.API)
 
     def test_no_capable_host_is_no_valid_host(self):
         self.start_hosts({

@@ -122,7 +122,7 @@ def _state(i, stats):
 def _filter():
     conf = cfg.ConfigOpts()
     vtpm_conf.register_opts(conf)
-    return vtpm_filter.VTPMFilter(conf=conf, image_reader=object())
+    return vtpm_filter.VTPMFilter(conf=conf, image_api=object())
 
 
 # Enough examples to reach keyed requests on attested hosts whose report

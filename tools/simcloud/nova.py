@@ -10,8 +10,11 @@ scheduler with ``VTPMFilter`` configured by the install guide's
 ``nova-scheduler-conf`` block (``tools.simcloud.guide``), and placement,
 with computes whose driver ``make_driver`` gives, configured by its
 ``nova-compute-conf`` block when the cloud says how (``compute_conf``).
-The functional tests are ``Services`` test cases; a program (the demo) runs
-the same set-up and clean-up around a ``with`` block::
+Images live in nova's ``GlanceFixture`` (``create_image``), which nova-api,
+the computes and ``VTPMFilter`` all read through nova's image API, as in
+any deployer's functional tests. The functional tests are ``Services``
+test cases; a program (the demo) runs the same set-up and clean-up around
+a ``with`` block::
 
     with nova.running(cloud.make_driver) as services:
         services.start_compute('hv1')
@@ -24,7 +27,6 @@ import contextlib
 
 import fixtures
 from keystoneauth1 import loading as ks_loading
-from nova.api import auth
 from nova.api.validation.extra_specs import validators as es_validators
 import nova.conf
 from nova import context as nova_context
@@ -32,7 +34,6 @@ from nova import objects as nova_objects
 from nova.tests.functional import integrated_helpers
 from oslo_utils import uuidutils
 
-from tools import glance_v2
 from tools.simcloud import guide
 from vtpm_core import constants
 from vtpm_filters import conf as filter_conf
@@ -77,38 +78,7 @@ class Services(integrated_helpers.ProviderUsageBaseTestCase):
             'nova.virt.driver.load_compute_driver',
             lambda virtapi, compute_driver=None: self.make_driver(virtapi)))
         super().setUp()
-        self._serve_images_over_http()
-        self._give_requests_a_token()
         self.assert_validator_loaded()
-
-    def _serve_images_over_http(self):
-        """Answer the filter's image reads from nova's GlanceFixture.
-
-        nova's GlanceFixture stands in for ``nova.image.glance.API``, which
-        nova-api and the computes call; VTPMFilter reads images over HTTP
-        with nova's Glance configuration, so a local server answers those
-        reads from the same images (``tools.glance_v2``).
-        """
-        self.glance_http = glance_v2.serve_fixture(self, self.glance)
-        self.flags(num_retries=0, group='glance')
-
-    def _give_requests_a_token(self):
-        """Requests to nova-api carry a token, as behind keystonemiddleware.
-
-        nova's API fixture builds each request's context from the client's
-        X-Auth-User and X-Auth-Project-Id and no token, where Keystone's
-        middleware gives every request its user's token; the filter's
-        Glance read has none to send without one.
-        """
-        from_headers = auth.NovaKeystoneContext._create_context
-
-        def with_token(env, **kwargs):
-            context = from_headers(env, **kwargs)
-            context.auth_token = 'simcloud-token-%s' % context.user_id
-            return context
-
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.api.auth.NovaKeystoneContext._create_context', with_token))
 
     def _set(self, group, name, value):
         if name == 'auth_type':

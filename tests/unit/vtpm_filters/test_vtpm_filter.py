@@ -27,7 +27,6 @@ import pytest
 from tests import strategies
 from vtpm_core import capabilities
 from vtpm_core import constants
-from vtpm_core import exception
 from vtpm_core import objects
 import vtpm_filters
 from vtpm_filters import conf as vtpm_conf
@@ -53,18 +52,21 @@ def frozen_time():
 
 
 class FakeImages:
-    """glance_images.ImageReader: Glance's v2 record, counting calls."""
+    """nova.image.glance.API: an image as its get() gives it, counting
+    calls."""
 
     def __init__(self, properties=None, error=None):
         self.properties = properties or {}
         self.error = error
         self.calls = []
 
-    def __call__(self, context, image_id):
+    def get(self, context, image_id):
         self.calls.append(image_id)
         if self.error:
             raise self.error
-        return dict(self.properties, id=image_id, status='active')
+        # nova nests the custom properties
+        return {'id': image_id, 'status': 'active',
+                'properties': dict(self.properties)}
 
 
 def make_conf(**overrides):
@@ -77,7 +79,7 @@ def make_conf(**overrides):
 
 def make_filter(image_properties=None, image_error=None, **conf):
     api = FakeImages(image_properties, image_error)
-    return (vtpm_filter.VTPMFilter(conf=make_conf(**conf), image_reader=api),
+    return (vtpm_filter.VTPMFilter(conf=make_conf(**conf), image_api=api),
             api)
 
 
@@ -335,14 +337,17 @@ def test_image_lookup_off_decides_on_the_flavor_alone():
 
 def test_glance_failure_falls_back_to_the_flavor(caplog):
     filt, api = make_filter(
-        image_error=exception.ImageReadFailed(image=IMAGE_ID,
-                                              reason='HTTP 404 Not Found'))
+        image_error=nova_exception.ImageNotFound(image_id=IMAGE_ID))
     hosts = [host('no-vtpm', caps(vtpm_supported=False)),
              host('vtpm', caps())]
     assert names(filt.filter_all(hosts, spec({'os:vtpm': 'required'}))) == \
         ['vtpm']
     assert api.calls == [IMAGE_ID]
-    assert 'could not read image %s' % IMAGE_ID in caplog.text
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage() == (
+        'VTPMFilter could not read image %s from Glance: ImageNotFound: '
+        'Image %s could not be found.; deciding on the flavor alone'
+        % (IMAGE_ID, IMAGE_ID))
 
 
 @pytest.mark.parametrize('machine_type', [None, 'hyperv-gen1'],
@@ -427,8 +432,9 @@ def test_only_the_vtpm_properties_are_kept():
 
 def test_a_glance_failure_is_not_kept():
     filt, api = make_filter(
-        KEYED, image_error=exception.ImageReadFailed(
-            image=IMAGE_ID, reason='HTTP 503 Service Unavailable'))
+        KEYED, image_error=nova_exception.GlanceConnectionFailed(
+            server='http://glance.example.org:9292',
+            reason='HTTP 503 Service Unavailable'))
     hosts = [host('attested', caps()), host('unguarded', caps(guarded=False))]
     # Glance fails: the flavor alone asks nothing of the host
     assert len(filt.filter_all(hosts, spec())) == 2
