@@ -268,7 +268,10 @@ MATCHES = [
     ('vTPM without keys: a stale report is fine', request(),
      caps(measured_at=NOW - datetime.timedelta(days=2)), True, ''),
     ('keys: unguarded host', request(keys=['k']), caps(guarded=False), False,
-     'not guarded'),
+     'not a guarded host in HGS mode'),
+    # in local mode Hyper-V opens no KeyProtector that names a fabric
+    ('keys: a guarded host in local mode', request(keys=['k']),
+     caps(local_key_protector=True), False, 'not a guarded host in HGS mode'),
     ('keys: attestation expired', request(keys=['k']),
      caps(attestation_status='Expired'), False, 'Expired'),
     ('keys: report too old', request(keys=['k']),
