@@ -6,10 +6,12 @@ New-HgsKeyProtector, Set-VMKeyProtector, Set-VMSecurityPolicy,
 Enable-VMTPM) through the WMI calls ``vtpm_hyperv.wmi_schema`` documents:
 
 1. the VM is Generation 2 (os-win's ``get_vm_generation``);
-2. with keys or shielding: the host is guarded, in HGS mode, attested,
-   and has a fabric guardian; without: the host is in local mode, the only
-   mode in which Hyper-V opens a local key protector (in HGS mode "the host
-   must get the key from HGS": Microsoft's "Shielded VM local mode and HGS
+2. the host, measured now, passes the scheduler's own rule
+   (``vtpm_core.capabilities``): Windows Server 2016 or later with a
+   usable HGS client; with keys or shielding, guarded, in HGS mode,
+   attested, with a fabric guardian; without, in local mode, the only mode
+   in which Hyper-V opens a local key protector (in HGS mode "the host must
+   get the key from HGS": Microsoft's "Shielded VM local mode and HGS
    mode", 2018);
 3. the secrets are fetched (instance owner's credentials) and checked as a
    set (``material``); an owner bundle is refused for a shielded VM, and
