@@ -299,7 +299,8 @@ _NO_LOCAL = Verdict(False, 'host opens no local key protector (its HGS '
 # Hyper-V opens only key protectors of guardians it holds private keys of.
 _NOT_HGS = Verdict(False, 'host is not a guarded host in HGS mode, which an '
                    'HGS KeyProtector needs')
-# The KeyProtector must name this host's fabric guardian.
+# The KeyProtector must name this host's fabric guardian. Public: a compute
+# host that refuses for it names the option it looked the guardian up by.
 NO_FABRIC = Verdict(False, 'host reports no fabric guardian')
 
 
