@@ -11,9 +11,6 @@ In one run, interleaved round by round so noise hits all alike:
   payload content type given (one request per secret), concurrently, under
   the guarded transport (deadline, redirect rule, size cap); goal: at most
   1.25x the bound;
-- the hand-written REST path the key source had before it used
-  python-barbicanclient (``handwritten_fetch`` below, kept here for this
-  comparison only): keystoneauth GETs, concurrently, no guard;
 - python-barbicanclient as the retired compute-hyperv used it:
   ``Client(session=...).secrets.get(ref).payload`` without the content
   type (two requests per secret), one secret after the other (the client
@@ -25,15 +22,9 @@ secret was stored with, the same bytes, but it serves
 the bound, about 4 ms more per request on this machine; the time is spent
 in Barbican, not in any client). Asking ``application/octet-stream`` the
 client measured 1.57x the bound, asking ``*/*`` 0.97x to 1.12x over
-several runs. One run (80 rounds, 2-core VM shared with other work, so
-medians move by 20 % between runs):
-
-    case                                   median ms   p90 ms   x bound
-    raw lower bound (6 concurrent GETs)         37.4     55.8     1.00x
-    raw, Accept: application/octet-stream       56.7     76.0     1.52x
-    fetch: barbicanclient, 6 secrets            41.7     52.7     1.12x
-    hand-written REST, 6 secrets                40.2     53.7     1.07x
-    barbicanclient loop, no content type       137.5    178.8     3.68x
+several runs. The figures of one run, and of the hand-written REST client
+the key source had before python-barbicanclient, are in
+``doc/source/admin/barbican.rst``.
 
 Usage: ``.venv/bin/python benchmarks/bench_secrets.py [rounds]``. It uses the
 services of ``python3 run.py test`` when ``VTPM_TEST_*`` is set, else starts
@@ -53,7 +44,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from barbicanclient import client as barbican_client  # noqa: E402
-from keystoneauth1 import loading as ks_loading  # noqa: E402
 from keystoneauth1 import session as ks_session  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 import requests  # noqa: E402
@@ -69,32 +59,7 @@ GOAL = 1.25
 BOUND = 'raw lower bound (6 concurrent GETs)'
 OCTET = 'raw, Accept: application/octet-stream'
 FETCH = 'fetch: barbicanclient, 6 secrets'
-HANDWRITTEN = 'hand-written REST, 6 secrets'
 NAIVE = 'barbicanclient loop, no content type'
-
-
-def handwritten_fetch(conf, session, auth, refs):
-    """The key source's read path before python-barbicanclient, error
-    handling left out: one keystoneauth adapter per fetch, the token and
-    the endpoint first, then one GET per secret in a thread each."""
-    adapter = ks_loading.load_adapter_from_conf_options(
-        conf, key_source.GROUP, session=session, auth=auth)
-    adapter.get_token()
-    base = key_source._endpoint_base(adapter.get_endpoint())
-
-    def read(ref):
-        url = '%s/%s/secrets/%s/payload' % (base, key_source.API_VERSION, ref)
-        response = adapter.get(url, headers={'Accept': '*/*'},
-                               raise_exc=False, log=False)
-        if response.status_code != 200:
-            raise RuntimeError('HTTP %d' % response.status_code)
-        payload = bytearray(response.content)
-        response._content = None
-        return key_source.SecretPayload(ref, payload)
-
-    with concurrent.futures.ThreadPoolExecutor(
-            min(len(refs), 6), thread_name_prefix='vtpm-barbican') as pool:
-        return list(pool.map(read, refs))
 
 
 def timed(function):
@@ -132,8 +97,6 @@ def measure(refs, rounds):
     conf = cfg.ConfigOpts()
     conf([], project='hyperv-vtpm-bench')
     source = key_source.BarbicanKeySource(conf)
-    handwritten_session = ks_loading.load_session_from_conf_options(
-        conf, key_source.GROUP)
     client = barbican_client.Client(session=sess)
 
     cases = {
@@ -141,8 +104,6 @@ def measure(refs, rounds):
         OCTET: lambda: list(pool.map(
             raw_get, refs, ['application/octet-stream'] * len(refs))),
         FETCH: lambda: key_source.wipe_all(source.fetch(refs, auth=auth)),
-        HANDWRITTEN: lambda: key_source.wipe_all(handwritten_fetch(
-            conf, handwritten_session, auth, refs)),
         NAIVE: lambda: [client.secrets.get(r).payload for r in refs],
     }
 
@@ -150,8 +111,6 @@ def measure(refs, rounds):
     expected = [raw_get(ref) for ref in refs]
     assert [bytes(i.payload) for i in source.fetch(refs, auth=auth)] == \
         expected
-    assert [bytes(i.payload) for i in handwritten_fetch(
-        conf, handwritten_session, auth, refs)] == expected
     assert [client.secrets.get(r).payload for r in refs] == expected
 
     for function in cases.values():  # warm up connections and caches
@@ -179,8 +138,6 @@ def report(results, rounds):
     print()
     print('fetch / raw lower bound          = %.2fx  (goal <= %.2fx)'
           % (fetch / bound, GOAL))
-    print('fetch / hand-written REST        = %.2fx'
-          % (fetch / results[HANDWRITTEN][0]))
     print('barbicanclient loop / fetch      = %.2fx'
           % (results[NAIVE][0] / fetch))
     return fetch / bound <= GOAL

@@ -28,6 +28,7 @@ from vtpm_core import capabilities
 from vtpm_core import constants as c
 from vtpm_core import exception
 from vtpm_core import policy
+from vtpm_core import sysmeta
 
 # The flavor sides an image may meet; an image is valid on its own when one
 # of them accepts it.
@@ -94,7 +95,8 @@ def audit(images, flavors, secret_problem):
             if problem:
                 findings.append(Finding(
                     'secret', _label(image), 'Barbican secret %s named by '
-                    'os_vtpm_keys (image property): %s' % (ref, problem)))
+                    '%s: %s' % (ref, exception.named(c.IMAGE_VTPM_KEYS,
+                                                     c.IMAGE), problem)))
 
     valid_flavors = []
     for flavor in flavors:
@@ -114,13 +116,6 @@ def audit(images, flavors, secret_problem):
                     'pair', '%s with %s' % (_label(image), _label(flavor)),
                     str(e)))
     return findings
-
-
-def recorded_fabrics(instance: Resource) -> frozenset[str]:
-    """The fabrics an instance's KeyProtector names, as nova recorded them
-    (``vtpm_fabrics``, read by the scheduler filter on a move)."""
-    raw = instance.properties.get(c.SYSMETA_FABRICS) or ''
-    return frozenset(f.strip() for f in raw.split(',') if f.strip())
 
 
 def fabric_findings(instances, reports):
@@ -143,7 +138,8 @@ def fabric_findings(instances, reports):
             answered.update(capabilities.fabric_identities(caps))
     findings = []
     for instance in instances:
-        fabrics = recorded_fabrics(instance)
+        # as nova recorded them: the scheduler filter reads the same
+        fabrics = frozenset(sysmeta.fabrics(instance.properties))
         if not fabrics or not fabrics.isdisjoint(primary):
             continue
         named = ', '.join(sorted(fabrics))

@@ -14,8 +14,8 @@ import openstack
 from openstack import exceptions as sdk_exceptions
 
 from vtpm_cli import audit
+from vtpm_cli import exception as cli_exception
 from vtpm_core import constants as c
-from vtpm_core import exception
 
 # run()'s exit status (vtpm_cli.check documents every code of vtpm-check).
 CLEAN = 0
@@ -24,13 +24,6 @@ UNREADABLE = 2
 
 # What openstacksdk and keystoneauth raise for an unreadable cloud.
 CLIENT_ERRORS = (ks_exceptions.ClientException, sdk_exceptions.SDKException)
-
-
-class CloudUnreadable(exception.VTPMError):
-    """The cloud's images and flavors could not be read: no report."""
-
-    msg_fmt = ('could not read images and flavors from the cloud %(cloud)s: '
-               '%(reason)s')
 
 
 def gather(conn):
@@ -81,16 +74,17 @@ def run(cloud, fmt, fleet=None):
     :param fleet: None, or a callable that returns the instances and the
         hosts' reports (``vtpm_cli.novadb.gather``'s), whose fabrics are
         audited too.
-    :raises CloudUnreadable: openstacksdk could not read the images and
-        flavors (no credentials, an unknown cloud, Keystone, Glance or nova
-        refused or unreachable); an unreadable secret is a finding.
+    :raises vtpm_cli.exception.CloudUnreadable: openstacksdk could not
+        read the images and flavors (no credentials, an unknown cloud,
+        Keystone, Glance or nova refused or unreachable); an unreadable
+        secret is a finding.
     """
     try:
         conn = openstack.connect(cloud=cloud)
         images, flavors = gather(conn)
     except CLIENT_ERRORS as e:
-        raise CloudUnreadable(cloud=cloud or '(OS_* environment)',
-                              reason=_describe(e)) from e
+        raise cli_exception.CloudUnreadable(
+            cloud=cloud or '(OS_* environment)', reason=_describe(e)) from e
     findings = audit.audit(images, flavors, secret_checker(conn))
     instances = None
     if fleet is not None:

@@ -76,12 +76,14 @@ def _misplaced(source, key):
                 _a(source), _COUNTERPART[key])
         return message
     if key.startswith(_LIBVIRT_PREFIXES):
-        return ('%s (%s) is nova\'s libvirt vTPM, which Hyper-V hosts do '
-                'not offer: hyperv-vtpm ignores it, and with a TPM version '
+        return ('%s is nova\'s libvirt vTPM, which Hyper-V hosts do not '
+                'offer: hyperv-vtpm ignores it, and with a TPM version '
                 'nova\'s scheduler requires placement traits that no '
                 'Hyper-V host reports (no valid host); a Hyper-V vTPM is a '
-                'TPM 2.0, asked for with %s (image property) or %s (flavor '
-                'extra spec)' % (key, source, c.IMAGE_VTPM, c.FLAVOR_VTPM))
+                'TPM 2.0, asked for with %s or %s' % (
+                    exception.named(key, source),
+                    exception.named(c.IMAGE_VTPM, c.IMAGE),
+                    exception.named(c.FLAVOR_VTPM, c.FLAVOR)))
     ours = c.IMAGE_KEYS + c.FLAVOR_KEYS
     alike = difflib.get_close_matches(key, own, n=1, cutoff=_ALIKE) or \
         difflib.get_close_matches(key, ours, n=1, cutoff=_ALIKE)
@@ -90,10 +92,10 @@ def _misplaced(source, key):
     if alike:
         (meant,) = alike
         side = '' if meant in own else ' (%s)' % _a(other)
-        return '%s (%s) is not a key hyperv-vtpm reads; did you mean ' \
-            '%s%s?' % (key, source, meant, side)
-    return '%s (%s) is not a key hyperv-vtpm reads; it reads %s' % (
-        key, source, ', '.join(own))
+        return '%s is not a key hyperv-vtpm reads; did you mean %s%s?' % (
+            exception.named(key, source), meant, side)
+    return '%s is not a key hyperv-vtpm reads; it reads %s' % (
+        exception.named(key, source), ', '.join(own))
 
 
 def _a(noun):

@@ -16,15 +16,9 @@ from nova import context as nova_context
 from nova import objects
 
 from vtpm_cli import audit
+from vtpm_cli import exception as cli_exception
 from vtpm_core import capabilities
 from vtpm_core import constants as c
-from vtpm_core import exception
-
-
-class NovaUnreadable(exception.VTPMError):
-    """A cell's database could not be read: no report."""
-
-    msg_fmt = 'could not read nova\'s database of cell %(cell)s: %(reason)s'
 
 
 def _read_cell(context):
@@ -43,13 +37,14 @@ def gather(context):
     ``HostCapabilities`` (None where unreadable). cell0 holds only
     instances that were never scheduled: none has a KeyProtector.
 
-    :raises NovaUnreadable: a cell did not answer, or failed.
+    :raises vtpm_cli.exception.NovaUnreadable: a cell did not answer, or
+        failed.
     """
     instances, reports = [], []
     results = nova_context.scatter_gather_skip_cell0(context, _read_cell)
     for cell, result in sorted(results.items()):
         if nova_context.is_cell_failure_sentinel(result):
-            raise NovaUnreadable(cell=cell, reason=(
+            raise cli_exception.NovaUnreadable(cell=cell, reason=(
                 'it did not answer' if result is
                 nova_context.did_not_respond_sentinel else
                 '%s: %s' % (type(result).__name__, result)))

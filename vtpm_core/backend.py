@@ -3,6 +3,10 @@
 
 A compute driver loads a backend by its short name (``hyperv``) and calls
 it; the backend owns everything hypervisor- and key-manager-specific.
+``VTPMBackend`` is the whole contract, as castellan's ``KeyManager`` is:
+the compute side (``vtpm_hyperv.nova``) calls these methods and no other,
+and tells failures apart by the ``vtpm_core.exception`` classes each names
+(a test holds the compute side to it).
 """
 
 from __future__ import annotations
@@ -30,7 +34,12 @@ class AttachResult:
 
 
 class VTPMBackend(abc.ABC):
-    """A hypervisor's vTPM implementation."""
+    """A hypervisor's vTPM implementation.
+
+    Every method may also raise another ``vtpm_core.exception.VTPMError``
+    (a backend's own subclass of one named here, for example); the compute
+    side treats any such error as one another host may not have.
+    """
 
     def __init__(self, conf):
         self.conf = conf
@@ -40,6 +49,10 @@ class VTPMBackend(abc.ABC):
         """Return this host's report, measured now.
 
         Never raises for an unguarded or unconfigured host: it reports so.
+
+        :raises vtpm_core.exception.VTPMError: the host cannot be measured
+            at all (the compute side then publishes no report, and the
+            scheduler refuses the host every vTPM instance).
         """
 
     @abc.abstractmethod
@@ -57,10 +70,15 @@ class VTPMBackend(abc.ABC):
             forbidden, unreachable or not guardian material.
         :raises vtpm_core.exception.InvalidKeySet: the secrets do not form
             a valid set.
-        :raises vtpm_core.exception.VTPMError: a backend's own subclass when
-            this host cannot run the request, when the VM cannot have a
-            vTPM, or when the hypervisor refused a step (everything before
-            it rolled back); its message says which.
+        :raises vtpm_core.exception.OwnerKeysRefused: an owner bundle where
+            the owner's private keys must not go.
+        :raises vtpm_core.exception.UnsupportedVM: the VM cannot have a
+            vTPM, on any host (no such VM, not Generation 2, or it has
+            another vTPM already).
+        :raises vtpm_core.exception.HostNotSuitable: this host cannot run
+            the request; another host may.
+        :raises vtpm_core.exception.BackendOperationFailed: the hypervisor
+            refused a step; everything before it was rolled back.
         """
 
     @abc.abstractmethod
@@ -68,6 +86,44 @@ class VTPMBackend(abc.ABC):
         """Remove what ``attach`` added for the instance; idempotent.
 
         ``vm_name`` is None when the VM is already gone.
+
+        :raises vtpm_core.exception.KeyMaterialError: a secret was needed
+            and could not be read (the caller may go on with the delete).
+        :raises vtpm_core.exception.BackendOperationFailed: the hypervisor
+            refused a step.
+        """
+
+    @abc.abstractmethod
+    def reauthorize(self, instance_uuid: str, vm_name: str, ref: str,
+                    auth=None) -> tuple[Sequence[str], Sequence[str]]:
+        """Give the VM, which is off, the tenant's new KeyProtector.
+
+        Secret ``ref`` holds a KeyProtector (or a shielding data file) the
+        instance owner made from the VM's current one: the same owner,
+        guardians granted or revoked. Checked before anything changes.
+
+        :param auth: as ``attach``'s.
+        :returns: ``(fabrics before, fabrics after)``: the fabrics the old
+            and the new KeyProtector name.
+        :raises vtpm_core.exception.ReauthorizationRefused: a subclass per
+            rule (the VM is not off, has no tenant KeyProtector, the secret
+            is unusable, the owner changed, this host's fabric is dropped,
+            or this host cannot open KeyProtectors); nothing was changed.
+        :raises vtpm_core.exception.BackendOperationFailed: setting it
+            failed; the VM keeps its KeyProtector.
+        """
+
+    @abc.abstractmethod
+    def restore_last_known_good(self, instance_uuid: str,
+                                vm_name: str) -> Sequence[str]:
+        """Put back the KeyProtector that opened at the VM's last start.
+
+        For a VM that did not start with the KeyProtector ``reauthorize``
+        gave it.
+
+        :returns: the fabrics the restored KeyProtector names.
+        :raises vtpm_core.exception.BackendOperationFailed: the hypervisor
+            refused it.
         """
 
 

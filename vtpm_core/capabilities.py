@@ -295,10 +295,13 @@ _NO_VTPM = Verdict(False, 'host does not support vTPM on Generation 2 VMs')
 # Hyper-V opens a local key protector only in local mode.
 _NO_LOCAL = Verdict(False, 'host opens no local key protector (its HGS '
                     'client is in HGS mode) and the request has no keys')
-_UNGUARDED = Verdict(False, 'host is not guarded (HGS) and the request has '
-                     'keys or is shielded')
-# The KeyProtector must name this host's fabric guardian.
-_NO_FABRIC = Verdict(False, 'host reports no fabric guardian')
+# HGS unwraps a KeyProtector for a guarded host in HGS mode; in local mode
+# Hyper-V opens only key protectors of guardians it holds private keys of.
+_NOT_HGS = Verdict(False, 'host is not a guarded host in HGS mode, which an '
+                   'HGS KeyProtector needs')
+# The KeyProtector must name this host's fabric guardian. Public: a compute
+# host that refuses for it names the option it looked the guardian up by.
+NO_FABRIC = Verdict(False, 'host reports no fabric guardian')
 
 
 def _passes(caps):
@@ -359,14 +362,14 @@ def compile_check(request: objects.VTPMRequest | None, *,
         if needs_local and caps.local_key_protector is False:
             return _NO_LOCAL
         if needs_attested:
-            if not caps.guarded:
-                return _UNGUARDED
+            if not caps.guarded or caps.local_key_protector:
+                return _NOT_HGS
             status = caps.attestation_status
             if status != constants.ATTESTATION_PASSED:
                 return Verdict(False, 'HGS attestation status is %s, not %s',
                                (status, constants.ATTESTATION_PASSED))
             if not caps.fabric_id:
-                return _NO_FABRIC
+                return NO_FABRIC
             measured_at = caps.measured_at
             if measured_at < oldest:
                 return Verdict(False, 'capability report is %d s old (max '

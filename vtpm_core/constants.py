@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """Property and extra-spec names, allowed values and limits."""
 
-# Where a value came from; used verbatim in error messages.
+# Where a value came from; used verbatim in error messages
+# (vtpm_core.exception.named: "os_vtpm (image property)").
 IMAGE = 'image property'
 FLAVOR = 'flavor extra spec'
+SERVER_METADATA = 'server metadata'
 
 # Image properties (flat, as Glance's v2 API returns them).
 IMAGE_VTPM = 'os_vtpm'
@@ -28,6 +30,9 @@ SHIELDING_POLICIES = (DISABLED, REQUIRED)
 MACHINE_TYPE_GEN2 = 'hyperv-gen2'
 
 MAX_KEYS = 6
+# An owner bundle and the guardian files it comes with, in os_vtpm_keys:
+# the owner takes one of the MAX_KEYS.
+MAX_GUARDIANS = MAX_KEYS - 1
 
 # nova copies every image property into the instance's system metadata cut
 # to 255 bytes of UTF-8, dropping a character that the cut splits
@@ -41,10 +46,18 @@ MAX_KEYS = 6
 NOVA_SYSTEM_METADATA_BYTES = 255
 MAX_VALUE_BYTES = NOVA_SYSTEM_METADATA_BYTES - 4
 
-# Instance system metadata key under which the compute side records the
-# fabrics whose guardians the instance's KeyProtector names (comma-separated
-# fabric ids). The scheduler filter reads it on a move.
+# Instance system metadata of ours (read and written by vtpm_core.sysmeta
+# alone): the fabrics whose guardians the instance's KeyProtector names,
+# which the scheduler filter reads on a move; the Barbican secret of the
+# last re-authorization handled.
 SYSMETA_FABRICS = 'vtpm_fabrics'
+SYSMETA_HANDLED_KEYPROTECTOR = 'vtpm_keyprotector'
+
+# Server metadata of a vTPM instance (vtpm_hyperv.nova.reauthorize): the
+# owner names the Barbican secret (a UUID) of a new KeyProtector, and the
+# compute host answers with the outcome.
+METADATA_KEYPROTECTOR = 'os_vtpm_keyprotector'
+METADATA_KEYPROTECTOR_STATUS = 'os_vtpm_keyprotector_status'
 
 # HGS attestation status that allows a host to unwrap KeyProtectors.
 ATTESTATION_PASSED = 'Passed'

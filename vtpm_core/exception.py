@@ -1,13 +1,24 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Every error the library raises: one hierarchy under VTPMError.
+"""Every error of the core and of the backend contract: one hierarchy
+under VTPMError.
 
 Messages are written for the person who has to fix the problem: they name
-the key, where it came from (image property or flavor extra spec), an
-excerpt of the value as given, and what is allowed. They never carry key
-material or tokens.
+the key, where it came from (``named``: image property, flavor extra spec
+or server metadata), an excerpt of the value as given (``excerpt``), and
+what is allowed. They never carry key material or tokens.
+
+A backend raises the classes that ``vtpm_core.backend.VTPMBackend``'s
+methods name, as castellan's key managers raise castellan's: the compute
+side tells them apart (abort a build, reschedule it, refuse a
+re-authorization) by these classes alone. A backend subclasses one only
+where its message must say more (``vtpm_hyperv.exception``'s
+``HyperVOperationFailed`` gives Hyper-V's return code). Each package's
+other errors live in its own ``exception`` module.
 """
 
 import reprlib
+
+from vtpm_core import constants as c
 
 # An error message quotes at most this many characters of a value. 300 holds
 # the repr of any ASCII value that build_request can accept (at most 251
@@ -57,6 +68,17 @@ def excerpt(value) -> str:
     return '%s... (%s)' % (text[:EXCERPT_LENGTH], size)
 
 
+def named(key: str, source: str) -> str:
+    """How every message names a key: ``os_vtpm (image property)``."""
+    return '%s (%s)' % (key, source)
+
+
+# The key and source an error is given, and the keys our messages name.
+_THE_KEY = named('%(key)s', '%(source)s')
+_KEYS = named(c.IMAGE_VTPM_KEYS, c.IMAGE)
+_KEYPROTECTOR = named(c.METADATA_KEYPROTECTOR, c.SERVER_METADATA)
+
+
 class VTPMError(Exception):
     """Base of every error hyperv-vtpm raises.
 
@@ -91,16 +113,16 @@ class InvalidVTPMRequest(VTPMError, ValueError):
 
 
 class InvalidPropertyValue(InvalidVTPMRequest):
-    msg_fmt = "%(key)s (%(source)s) is %(value)s; allowed: %(allowed)s"
+    msg_fmt = _THE_KEY + " is %(value)s; allowed: %(allowed)s"
 
 
 class PolicyConflict(InvalidVTPMRequest):
     quoted = ('image_value', 'flavor_value')
-    msg_fmt = ("%(flavor_key)s (flavor extra spec) is %(flavor_value)s but "
-               "%(image_key)s (image property) is %(image_value)s: %(why)s")
+    msg_fmt = (named(c.FLAVOR_VTPM, c.FLAVOR) + " is %(flavor_value)s but "
+               + named(c.IMAGE_VTPM, c.IMAGE) + " is %(image_value)s: %(why)s")
 
     def __init__(self, image_value, flavor_value, why):
-        super().__init__(image_key='os_vtpm', flavor_key='os:vtpm',
+        super().__init__(image_key=c.IMAGE_VTPM, flavor_key=c.FLAVOR_VTPM,
                          image_value=image_value, flavor_value=flavor_value,
                          why=why)
 
@@ -108,40 +130,40 @@ class PolicyConflict(InvalidVTPMRequest):
 class PropertyNotCopyable(InvalidPropertyValue):
     """nova would not copy the value to the instance unchanged."""
 
-    msg_fmt = ("%(key)s (%(source)s) is %(value)s: %(problem)s; allowed: a "
-               "string of at most %(max_bytes)d bytes in UTF-8, which nova "
-               "copies to the instance unchanged")
+    msg_fmt = (_THE_KEY + " is %(value)s: %(problem)s; allowed: a string of "
+               "at most %(max_bytes)d bytes in UTF-8, which nova copies to "
+               "the instance unchanged")
 
 
 class NestedImageProperties(InvalidVTPMRequest):
     """The caller passed nova's image dict instead of its properties."""
 
-    msg_fmt = ("%(key)s (%(source)s) is %(value)s: image properties nested "
+    msg_fmt = (_THE_KEY + " is %(value)s: image properties nested "
                "under 'properties', as nova's glance.API().get() returns an "
                "image; pass the flat properties (image['properties']), as "
                "Glance's v2 API returns them")
 
 
 class InvalidKeyList(InvalidVTPMRequest):
-    msg_fmt = ("%(key)s (%(source)s) is %(value)s: %(problem)s; allowed: "
+    msg_fmt = (_THE_KEY + " is %(value)s: %(problem)s; allowed: "
                "1 to %(max_keys)d Barbican secret UUIDs separated by commas "
                "and ASCII whitespace, at most %(max_length)d characters in "
                "all")
 
 
 class KeysWithoutVTPM(InvalidVTPMRequest):
-    msg_fmt = ("%(key)s (%(source)s) is %(value)s but the vTPM is off "
-               "(%(why)s); keys are allowed only when the vTPM is on")
+    msg_fmt = (_THE_KEY + " is %(value)s but the vTPM is off (%(why)s); "
+               "keys are allowed only when the vTPM is on")
 
 
 class MachineTypeNotSupported(InvalidVTPMRequest):
-    msg_fmt = ("%(key)s (%(source)s) is %(value)s but a vTPM needs a "
-               "Generation 2 VM; allowed: %(allowed)s")
+    msg_fmt = (_THE_KEY + " is %(value)s but a vTPM needs a Generation 2 "
+               "VM; allowed: %(allowed)s")
 
 
 class ShieldingNotPossible(InvalidVTPMRequest):
-    msg_fmt = ("%(key)s (%(source)s) is %(value)s but %(why)s; a shielded VM "
-               "needs the vTPM on and at least one key in os_vtpm_keys")
+    msg_fmt = (_THE_KEY + " is %(value)s but %(why)s; a shielded VM needs "
+               "the vTPM on and at least one key in " + c.IMAGE_VTPM_KEYS)
 
 
 # --- loading plugins ---------------------------------------------------------
@@ -159,30 +181,52 @@ class KeyMaterialError(VTPMError):
 
 
 class KeyNotFound(KeyMaterialError):
-    msg_fmt = ("Barbican secret %(ref)s named by os_vtpm_keys (image "
-               "property) does not exist")
+    msg_fmt = "Barbican secret %(ref)s named by " + _KEYS + " does not exist"
+
+
+class KeyWithoutPayload(KeyNotFound):
+    """The secret exists, but holds nothing to read."""
+
+    msg_fmt = ("Barbican secret %(ref)s named by " + _KEYS + " has no "
+               "payload; store the key material in it")
+
+
+class InvalidSecretRef(KeyNotFound):
+    """What names the secret is no secret UUID (so no secret is read)."""
+
+    quoted = ('ref',)
+    msg_fmt = ("Barbican secret %(ref)s named by " + _KEYS + " is not a "
+               "secret UUID; allowed: a UUID such as "
+               "8f14e45f-ceea-467a-9575-7a6c8c2b3a11")
 
 
 class KeyAccessDenied(KeyMaterialError):
-    msg_fmt = ("Barbican refused secret %(ref)s named by os_vtpm_keys (image "
-               "property) to the instance owner's project")
+    msg_fmt = ("Barbican refused secret %(ref)s named by " + _KEYS + " to "
+               "the instance owner's project")
+
+
+class KeyAccessDeniedToService(KeyAccessDenied):
+    """Refused to the service credentials (no owner's were given)."""
+
+    msg_fmt = ("Barbican refused secret %(ref)s named by " + _KEYS + " to "
+               "the service credentials of [%(group)s] (HTTP 403)")
 
 
 class KeyManagerUnavailable(KeyMaterialError):
     msg_fmt = ("Barbican could not be reached for secret %(ref)s named by "
-               "os_vtpm_keys (image property): %(reason)s")
+               + _KEYS + ": %(reason)s")
 
 
 class InvalidKeyMaterial(KeyMaterialError):
-    msg_fmt = ("Barbican secret %(ref)s named by os_vtpm_keys (image "
-               "property) is not usable guardian material: %(reason)s")
+    msg_fmt = ("Barbican secret %(ref)s named by " + _KEYS + " is not usable "
+               "guardian material: %(reason)s")
 
 
 class InvalidKeySet(VTPMError):
-    msg_fmt = ("the secrets named by os_vtpm_keys (image property) are not a "
-               "valid set: %(reason)s; allowed: exactly one owner PKCS#12 "
-               "bundle plus up to five guardian files, or one raw "
-               "KeyProtector or shielding data file alone")
+    msg_fmt = ("the secrets named by " + _KEYS + " are not a valid set: "
+               "%(reason)s; allowed: exactly one owner PKCS#12 bundle plus "
+               "up to " + str(c.MAX_GUARDIANS) + " guardian files, or one "
+               "raw KeyProtector or shielding data file alone")
 
 
 class OwnerKeysRefused(KeyMaterialError):
@@ -191,11 +235,11 @@ class OwnerKeysRefused(KeyMaterialError):
     Retrying on another host cannot help: the build is aborted.
     """
 
-    msg_fmt = ("Barbican secret %(ref)s named by os_vtpm_keys (image "
-               "property) is an owner PKCS#12 bundle, refused because "
-               "%(why)s: it would hand the owner's private keys to the "
-               "compute host; allowed instead: a raw KeyProtector or a "
-               "shielding data file (PDK) that the tenant made, alone")
+    msg_fmt = ("Barbican secret %(ref)s named by " + _KEYS + " is an owner "
+               "PKCS#12 bundle, refused because %(why)s: it would hand the "
+               "owner's private keys to the compute host; allowed instead: "
+               "a raw KeyProtector or a shielding data file (PDK) that the "
+               "tenant made, alone")
 
 
 # --- reading an image (scheduler side) ---------------------------------------
@@ -225,16 +269,16 @@ class KeyFetchFailed(KeyMaterialError):
     """Barbican answered, but neither with the payload nor a known refusal."""
 
     msg_fmt = ("Barbican answered HTTP %(status)s for secret %(ref)s named by "
-               "os_vtpm_keys (image property): %(reason)s")
+               + _KEYS + ": %(reason)s")
 
 
 class KeySourceNotConfigured(KeyMaterialError):
     """No credentials to read secrets with: no owner's, no service's."""
 
     msg_fmt = ("no credentials to read Barbican secret %(ref)s named by "
-               "os_vtpm_keys (image property): the caller passed no instance "
-               "owner's credentials and [%(group)s] sets no auth_type; pass "
-               "the owner's auth plugin, or configure service credentials")
+               + _KEYS + ": the caller passed no instance owner's "
+               "credentials and [%(group)s] sets no auth_type; pass the "
+               "owner's auth plugin, or configure service credentials")
 
 
 class KeyAuthenticationFailed(KeyMaterialError):
@@ -245,18 +289,94 @@ class KeyAuthenticationFailed(KeyMaterialError):
     """
 
     msg_fmt = ("%(service)s did not accept %(credentials)s (HTTP 401) when "
-               "reading secret %(ref)s named by os_vtpm_keys (image "
-               "property): the token is invalid or has expired, which says "
-               "nothing about who owns the secret. A build that outlives "
-               "the owner's token needs nova's [service_user] "
-               "send_service_user_token = true")
+               "reading secret %(ref)s named by " + _KEYS + ": the token is "
+               "invalid or has expired, which says nothing about who owns "
+               "the secret. A build that outlives the owner's token needs "
+               "nova's [service_user] send_service_user_token = true")
 
 
 class KeyTooLarge(InvalidKeyMaterial):
     """A payload over the configured cap, refused before it is read whole."""
 
-    msg_fmt = ("Barbican secret %(ref)s named by os_vtpm_keys (image "
-               "property) is larger than [%(group)s] max_payload_bytes = "
-               "%(limit)d bytes (%(seen)s) and was refused before it was "
-               "read in full; allowed: at most %(limit)d bytes (raise the "
-               "option only for a genuine shielding data file that large)")
+    msg_fmt = ("Barbican secret %(ref)s named by " + _KEYS + " is larger "
+               "than [%(group)s] max_payload_bytes = %(limit)d bytes "
+               "(%(seen)s) and was refused before it was read in full; "
+               "allowed: at most %(limit)d bytes (raise the option only for "
+               "a genuine shielding data file that large)")
+
+
+# --- what a backend raises (vtpm_core.backend.VTPMBackend) ------------------
+
+class HostNotSuitable(VTPMError):
+    """This host cannot run the instance; another host may (reschedule)."""
+
+    msg_fmt = "host %(host)s cannot run this vTPM instance: %(reason)s"
+
+
+class UnsupportedVM(VTPMError):
+    """The VM cannot have a vTPM; no other host can change that (abort)."""
+
+    msg_fmt = "VM %(vm)s cannot have a vTPM: %(reason)s"
+
+
+class BackendOperationFailed(VTPMError):
+    """The hypervisor refused a step; everything before it was rolled back.
+
+    Another host may succeed (reschedule). A backend subclasses it to say
+    what its hypervisor answered (``HyperVOperationFailed``).
+    """
+
+    msg_fmt = "%(operation)s failed for VM %(vm)s: %(description)s"
+
+
+# --- re-authorization of an existing vTPM (vtpm_hyperv.nova.reauthorize) ---
+
+class InvalidReauthorization(VTPMError):
+    """The server metadata names no Barbican secret UUID."""
+
+    msg_fmt = (_KEYPROTECTOR + " of instance "
+               "%(instance)s is %(value)s; allowed: one Barbican secret "
+               "UUID")
+
+
+class ReauthorizationRefused(VTPMError):
+    """A re-authorization refused before anything changed on the VM.
+
+    Carries ``.instance``, ``.ref`` (the secret the server metadata names)
+    and ``.reason``; each subclass is one rule.
+    """
+
+    quoted = ('ref',)
+    msg_fmt = ("re-authorization of instance %(instance)s with "
+               + _KEYPROTECTOR + " %(ref)s refused: %(reason)s")
+
+
+class ReauthorizationNotOff(ReauthorizationRefused):
+    """A KeyProtector changes only while the VM is off."""
+
+
+class ReauthorizationSecretUnusable(ReauthorizationRefused):
+    """The secret is missing, forbidden to the owner, or no KeyProtector."""
+
+
+class ReauthorizationOwnerChanged(ReauthorizationRefused):
+    """The new KeyProtector has another owner: the vTPM would not open."""
+
+
+class ReauthorizationDropsFabric(ReauthorizationRefused):
+    """The new KeyProtector no longer names the fabric the VM runs in."""
+
+
+class ReauthorizationNotKeyed(ReauthorizationRefused):
+    """The VM has no KeyProtector of a tenant's to re-authorize."""
+
+
+class KeyProtectorDidNotOpen(VTPMError):
+    """The VM did not start with its new KeyProtector; the last known good
+    one is back and the instance's recorded fabrics with it. ``.reason``
+    is what the start raised."""
+
+    quoted = ('ref',)
+    msg_fmt = ("instance %(instance)s did not start with " + _KEYPROTECTOR
+               + " %(ref)s; last known good KeyProtector restored: "
+               "%(reason)s")

@@ -15,7 +15,9 @@ from vtpm_core import fields as vtpm_fields
 
 
 class VTPMObjectRegistry(base.VersionedObjectRegistry):
-    """Our objects' registry (the underlying class table is process-wide)."""
+    """The registry of every versioned object of ours: these and the
+    notifications' (``vtpm_hyperv.nova.notifications``). The class table
+    beneath is process-wide; each namespace pins its own fingerprints."""
 
 
 class VTPMObject(base.VersionedObject):

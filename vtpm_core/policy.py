@@ -38,6 +38,12 @@ _UUID_LIST = re.compile(r'\s*%(u)s\s*(?:,\s*%(u)s\s*){0,%(more)d}\Z' % {
     'u': _UUID_TEXT, 'more': c.MAX_KEYS - 1}, re.ASCII)
 _SPACE = ' \t\n\r\f\v'
 
+# How the reasons name the keys (built once: build_request runs per request)
+_IMAGE_VTPM = exception.named(c.IMAGE_VTPM, c.IMAGE)
+_FLAVOR_VTPM = exception.named(c.FLAVOR_VTPM, c.FLAVOR)
+_IMAGE_KEYS = exception.named(c.IMAGE_VTPM_KEYS, c.IMAGE)
+_IMAGE_SHIELDED = exception.named(c.IMAGE_SHIELDED, c.IMAGE)
+
 # Tells a key that is absent from one whose value is None (refused).
 _ABSENT = object()
 
@@ -101,8 +107,7 @@ def build_request(image_properties: Mapping[str, str],
             raise exception.KeysWithoutVTPM(
                 key=c.IMAGE_VTPM_KEYS, source=c.IMAGE, value=raw_keys,
                 why=reasons[0])
-        reasons.append('%d key(s) from %s (%s)' % (
-            len(key_refs), c.IMAGE_VTPM_KEYS, c.IMAGE))
+        reasons.append('%d key(s) from %s' % (len(key_refs), _IMAGE_KEYS))
 
     machine_type = image_properties.get(c.IMAGE_MACHINE_TYPE, _ABSENT)
     if machine_type != c.MACHINE_TYPE_GEN2:
@@ -126,14 +131,28 @@ def build_request(image_properties: Mapping[str, str],
         if not key_refs:
             raise exception.ShieldingNotPossible(
                 key=c.IMAGE_SHIELDED, source=c.IMAGE, value=shielding,
-                why='%s (image property) is absent' % c.IMAGE_VTPM_KEYS)
-        reasons.append('shielded: %s (%s) is required' % (
-            c.IMAGE_SHIELDED, c.IMAGE))
+                why='%s is absent' % _IMAGE_KEYS)
+        reasons.append('shielded: %s is %s' % (_IMAGE_SHIELDED, c.REQUIRED))
 
     return objects.VTPMRequest.from_validated(
         enabled=enabled, key_refs=key_refs, shielded=shielded,
         machine_type=machine_type, image_policy=image_policy,
         flavor_policy=flavor_policy, reasons=reasons)
+
+
+def secret_uuid(value) -> str | None:
+    """The one rule of a Barbican secret reference: a UUID.
+
+    Returns the canonical form (lowercase, hyphenated) of a UUID written as
+    8-4-4-4-12 hex digits in any case, and None for anything else (no other
+    spelling, no URL: secrets are read from this cloud's Barbican only).
+    Each item of ``os_vtpm_keys``, the server metadata of a
+    re-authorization and every secret the key source reads are checked by
+    it.
+    """
+    if isinstance(value, str) and _UUID.match(value):
+        return value.lower()
+    return None
 
 
 def settled_without_image(extra_specs: Mapping[str, str],
@@ -215,10 +234,11 @@ def _key_refs(raw):
         item = item.strip(_SPACE)
         if not item:
             raise invalid('item %d is empty' % position)
-        if not _UUID.match(item):
+        canonical = secret_uuid(item)
+        if canonical is None:
             raise invalid('item %d (%s) is not a UUID' % (
                 position, exception.excerpt(item)))
-        item = item.lower()
+        item = canonical
         if item in refs:
             raise invalid('item %d (%s) is a duplicate' % (position, item))
         refs.append(item)
@@ -229,11 +249,13 @@ def _conflict(image_properties, image_policy, flavor_policy):
     image_value = image_properties.get(c.IMAGE_VTPM, exception.ABSENT)
     if flavor_policy == c.REQUIRED:
         why = ('the flavor requires a vTPM but the image does not declare '
-               'support; set os_vtpm to optional or required on the image, '
-               'or use a flavor without os:vtpm=required')
+               'support; set %s to %s or %s on the image, or use a flavor '
+               'without %s=%s' % (c.IMAGE_VTPM, c.OPTIONAL, c.REQUIRED,
+                                  c.FLAVOR_VTPM, c.REQUIRED))
     else:
         why = ('the image requires a vTPM but the flavor disables it; use a '
-               'flavor whose os:vtpm is absent, optional or required')
+               'flavor whose %s is absent, %s or %s' % (
+                   c.FLAVOR_VTPM, c.OPTIONAL, c.REQUIRED))
     return exception.PolicyConflict(
         image_value=image_value, flavor_value=flavor_policy, why=why)
 
@@ -242,6 +264,5 @@ def _why(image_policy, flavor_policy, enabled, image_set):
     # an absent key is "absent", as in the errors; the image's default too
     image = image_policy if image_set else 'absent (%s)' % image_policy
     flavor = 'absent' if flavor_policy is None else flavor_policy
-    return 'vTPM %s: %s (%s) is %s, %s (%s) is %s' % (
-        'on' if enabled else 'off', c.IMAGE_VTPM, c.IMAGE, image,
-        c.FLAVOR_VTPM, c.FLAVOR, flavor)
+    return 'vTPM %s: %s is %s, %s is %s' % (
+        'on' if enabled else 'off', _IMAGE_VTPM, image, _FLAVOR_VTPM, flavor)

@@ -24,7 +24,6 @@ anew from the database, so the filter
 from __future__ import annotations
 
 import collections
-import logging
 import threading
 import types
 import weakref
@@ -36,17 +35,19 @@ from nova.image import glance
 from nova import objects
 from nova.objects import base as nova_objects_base
 from nova.scheduler import filters
+from oslo_log import log
 from oslo_utils import timeutils
 
 from vtpm_core import capabilities
 from vtpm_core import constants
 from vtpm_core import exception
 from vtpm_core import policy
+from vtpm_core import sysmeta
 from vtpm_filters import conf as vtpm_conf
 from vtpm_filters import glance_images
 from vtpm_filters import image_cache
 
-LOG = logging.getLogger(__name__)
+LOG = log.getLogger(__name__)
 
 
 # One request's compiled check, and the instance it is for (for the logs).
@@ -108,7 +109,7 @@ class VTPMFilter(filters.BaseHostFilter):
     def _passing(self, host_states, check):
         read_facts = capabilities.read_facts
         key = capabilities.FACTS_KEY
-        debug = LOG.isEnabledFor(logging.DEBUG)
+        debug = LOG.isEnabledFor(log.DEBUG)
         passes, instance_uuid = check
         # facts string -> its verdict, for this request: hosts of one
         # profile that reported in the same second share it
@@ -253,9 +254,7 @@ class VTPMFilter(filters.BaseHostFilter):
         except (nova_exception.InstanceNotFound,
                 nova_exception.InstanceMappingNotFound):
             return None
-        raw = instance.system_metadata.get(constants.SYSMETA_FABRICS)
-        fabrics = frozenset(f.strip() for f in (raw or '').split(',')
-                            if f.strip())
+        fabrics = frozenset(sysmeta.fabrics(instance.system_metadata))
         if not fabrics:
             return None
         LOG.debug('Instance %(uuid)s moves from host %(source)s; its '

@@ -6,10 +6,12 @@ New-HgsKeyProtector, Set-VMKeyProtector, Set-VMSecurityPolicy,
 Enable-VMTPM) through the WMI calls ``vtpm_hyperv.wmi_schema`` documents:
 
 1. the VM is Generation 2 (os-win's ``get_vm_generation``);
-2. with keys or shielding: the host is guarded, in HGS mode, attested,
-   and has a fabric guardian; without: the host is in local mode, the only
-   mode in which Hyper-V opens a local key protector (in HGS mode "the host
-   must get the key from HGS": Microsoft's "Shielded VM local mode and HGS
+2. the host, measured now, passes the scheduler's own rule
+   (``vtpm_core.capabilities``): Windows Server 2016 or later with a
+   usable HGS client; with keys or shielding, guarded, in HGS mode,
+   attested, with a fabric guardian; without, in local mode, the only mode
+   in which Hyper-V opens a local key protector (in HGS mode "the host must
+   get the key from HGS": Microsoft's "Shielded VM local mode and HGS
    mode", 2018);
 3. the secrets are fetched (instance owner's credentials) and checked as a
    set (``material``); an owner bundle is refused for a shielded VM, and
@@ -38,14 +40,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import logging
 import socket
 import threading
 import typing
 
 from os_win import exceptions as os_win_exc
+from oslo_log import log
 
 from vtpm_core import backend
+from vtpm_core import capabilities
 from vtpm_core import constants
 from vtpm_core import exception
 from vtpm_core import objects
@@ -54,9 +57,10 @@ from vtpm_hyperv import conf as hv_conf
 from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import keyprotector
 from vtpm_hyperv import material
+from vtpm_hyperv import oswin
 from vtpm_hyperv import wmi_schema
 
-LOG = logging.getLogger(__name__)
+LOG = log.getLogger(__name__)
 
 # A Gen2 vTPM needs Windows Server 2016 (10.0) or later.
 MIN_VERSION = (10, 0)
@@ -114,21 +118,16 @@ class HyperVBackend(backend.VTPMBackend):
         utilsfactory for this Windows host, made on first use (so the
         backend loads anywhere, and runs on Windows).
     :param hostutils: os-win's ``HostUtils10``; same default.
-    :param conn: an object with ``virt`` and ``hgs`` WMI connections
-        (``root/virtualization/v2``, ``Root/Microsoft/Windows/Hgs``);
-        default: the ones os-win opened.
     :param host_name: the name errors give this host; default nova's
         ``[DEFAULT] host`` when registered, else the hostname.
     """
 
     def __init__(self, conf, *, key_source=None, vmutils=None,
-                 hostutils=None, conn=None, host_name=None):
+                 hostutils=None, host_name=None):
         super().__init__(conf)
         hv_conf.register_opts(conf)
-        self._vmutils_attr = vmutils
-        self._hostutils_attr = hostutils
+        self._os_win = oswin.OsWin(vmutils=vmutils, hostutils=hostutils)
         self._key_source = key_source
-        self._conn = conn
         self._host = (host_name or getattr(conf, 'host', None)
                       or socket.gethostname())
 
@@ -136,21 +135,6 @@ class HyperVBackend(backend.VTPMBackend):
     @property
     def _opts(self):
         return self.conf[hv_conf.GROUP]
-
-    # os-win's utils for this host, made on first use (on Windows).
-    @property
-    def _vmutils(self):
-        if self._vmutils_attr is None:
-            from os_win import utilsfactory
-            self._vmutils_attr = utilsfactory.get_vmutils()
-        return self._vmutils_attr
-
-    @property
-    def _hostutils(self):
-        if self._hostutils_attr is None:
-            from os_win import utilsfactory
-            self._hostutils_attr = utilsfactory.get_hostutils()
-        return self._hostutils_attr
 
     @property
     def key_source(self):
@@ -160,65 +144,90 @@ class HyperVBackend(backend.VTPMBackend):
 
     @property
     def _hgs(self):
-        conn = self._conn.hgs if self._conn else self._hostutils._conn_hgs
-        return keyprotector.Hgs(conn)
+        return keyprotector.Hgs(self._os_win.hgs)
 
     @property
     def _security(self):
-        conn = self._conn.virt if self._conn else self._vmutils._conn
-        return keyprotector.SecuritySettings(conn, self._vmutils._jobutils)
+        return keyprotector.SecuritySettings(self._os_win.virt,
+                                             self._os_win.jobutils)
 
-    @property
-    def _msps(self):
-        return self._conn.msps if self._conn else self._vmutils._conn_msps
-
-    # -- capabilities ---------------------------------------------------------
+    # -- what this host offers ------------------------------------------------
     def get_capabilities(self) -> objects.HostCapabilities:
+        return self._measure(self._hgs).caps
+
+    def _measure(self, hgs, key_protector=True) -> _Measurement:
+        """What this host offers, read now: the one reading of the host.
+
+        The report is published from it, and every attach and
+        re-authorization asks ``vtpm_core.capabilities``' rule about it.
+        ``key_protector=False`` reads only what a vTPM without keys needs
+        (not whether the host is guarded, nor its fabric).
+        """
         now = datetime.datetime.now(datetime.timezone.utc)
-        version, supported = None, False
+        version, refusal = None, None
         try:
             version = self._windows_version()
-            supported = _version_tuple(version) >= MIN_VERSION
+            if _version_tuple(version) < MIN_VERSION:
+                refusal = ('Windows %s; a Generation 2 vTPM needs Windows '
+                           'Server 2016 (10.0) or later' % version)
         except (hv_exception.HyperVOperationFailed, ValueError,
                 AttributeError, IndexError) as e:
             LOG.warning('Cannot read the Windows version: %s', e)
-        guarded, status, mode, fabric, local = False, 'Unknown', None, None, \
-            None
-        fabrics = None
+            refusal = 'its Windows version cannot be read: %s' % e
+        guarded, status, mode, local = False, 'Unknown', None, None
+        guardian, fabrics = None, None
         try:
-            hgs = self._hgs
-            guarded = self._is_host_guarded()
             config = hgs.client_configuration()
             status = wmi_schema.attestation_word(config.AttestationStatus)
             mode = wmi_schema.ATTESTATION_MODES.get(
                 config.AttestationOperationMode)
             local = config.Mode == wmi_schema.MODE_LOCAL
-            guardian = self._fabric_guardian(hgs)
-            if guardian is not None:
-                fabrics = list(self._fabric_identities(hgs, guardian))
-                fabric = fabrics[0]
+            if key_protector:
+                guarded = self._is_host_guarded()
+                guardian = self._fabric_guardian(hgs)
+                if guardian is not None:
+                    fabrics = list(self._fabric_identities(hgs, guardian))
         except exception.VTPMError as e:
             # Without the HGS client no KeyProtector can be made at all.
             LOG.warning('The Host Guardian Service client is not usable, '
                         'so this host offers no vTPM: %s', e)
-            supported = False
-        return objects.HostCapabilities(
-            vtpm_supported=supported, guarded=guarded,
+            refusal = refusal or 'the HGS client cannot be read: %s' % e
+        caps = objects.HostCapabilities(
+            vtpm_supported=refusal is None, guarded=guarded,
             attestation_status=status, attestation_mode=mode,
-            fabric_id=fabric, fabric_ids=fabrics, measured_at=now,
-            os_version=version,
-            local_key_protector=local)
+            fabric_id=fabrics[0] if fabrics else None, fabric_ids=fabrics,
+            measured_at=now, os_version=version, local_key_protector=local)
+        return _Measurement(caps, guardian, refusal)
+
+    def _check_host(self, hgs, request) -> _Measurement:
+        """This host's measurement, if the core's rule lets it run
+        ``request``.
+
+        :raises vtpm_core.exception.HostNotSuitable: it does not; the
+            message gives the rule's reason.
+        """
+        measured = self._measure(hgs, request.needs_key_protector)
+        reason = measured.refusal
+        if reason is None:
+            # measured this instant: fresh by any age
+            verdict = capabilities.satisfies(
+                request, measured.caps, max_report_age=0,
+                now=measured.caps.measured_at)
+            reason = None if verdict else verdict.reason
+            if verdict is capabilities.NO_FABRIC:
+                reason += ' ([%s] fabric_guardian_name is %r)' % (
+                    hv_conf.GROUP, self._opts.fabric_guardian_name)
+        if reason is not None:
+            raise exception.HostNotSuitable(host=self._host, reason=reason)
+        return measured
 
     def _windows_version(self):
-        # Not os-win's get_windows_version(): it caches one version per
-        # process, and one process may manage several simulated hosts.
-        with hv_exception.translated('Win32_OperatingSystem query', 'n/a'):
-            return self._hostutils._conn_cimv2.Win32_OperatingSystem()[
-                0].Version
+        with hv_exception.translated('get_windows_version', 'n/a'):
+            return self._os_win.hostutils.get_windows_version()
 
     def _is_host_guarded(self):
         with hv_exception.translated('is_host_guarded', 'n/a'):
-            return bool(self._hostutils.is_host_guarded())
+            return bool(self._os_win.hostutils.is_host_guarded())
 
     def _fabric_guardian(self, hgs):
         name = self._opts.fabric_guardian_name
@@ -250,25 +259,19 @@ class HyperVBackend(backend.VTPMBackend):
     def attach(self, instance_uuid, vm_name, request, auth=None):
         if not request.enabled:
             return backend.AttachResult()
-        self._check_version()
         self._check_generation(vm_name)
         hgs, security = self._hgs, self._security
-        fabric_guardian = None
-        if request.needs_key_protector:
-            fabric_guardian = self._check_host(hgs)
-        else:
-            self._check_local_mode(hgs)
+        measured = self._check_host(hgs, request)
         items = self.key_source.fetch(request.key_refs, auth=auth) \
             if request.key_refs else []
         serial = contextlib.nullcontext() if request.needs_key_protector \
             else _local_lock(self._host)
         with serial:
             return self._attach_and_undo(instance_uuid, vm_name, request,
-                                         items, hgs, security,
-                                         fabric_guardian)
+                                         items, hgs, security, measured)
 
     def _attach_and_undo(self, instance_uuid, vm_name, request, items, hgs,
-                         security, fabric_guardian):
+                         security, measured):
         undo = _Undo()
         try:
             keys = material.check_set(
@@ -277,8 +280,7 @@ class HyperVBackend(backend.VTPMBackend):
             self._check_owner_allowed(keys, request)
             with keyprotector.PrivateFiles(self._opts.private_dir) as files:
                 return self._attach(instance_uuid, vm_name, request, keys,
-                                    hgs, security, fabric_guardian, files,
-                                    undo)
+                                    hgs, security, measured, files, undo)
         except BaseException:
             failed = undo.run(vm_name)
             if failed:
@@ -289,73 +291,19 @@ class HyperVBackend(backend.VTPMBackend):
         finally:
             key_source.wipe_all(items)
 
-    def _check_version(self):
-        try:
-            version = self._windows_version()
-            supported = _version_tuple(version) >= MIN_VERSION
-        except (hv_exception.HyperVOperationFailed, ValueError,
-                IndexError) as e:
-            raise hv_exception.HostNotSuitable(host=self._host, reason=(
-                'its Windows version cannot be read: %s' % e)) from e
-        if not supported:
-            raise hv_exception.HostNotSuitable(host=self._host, reason=(
-                'Windows %s; a Generation 2 vTPM needs Windows Server 2016 '
-                '(10.0) or later' % version))
-
     def _check_generation(self, vm_name):
         with hv_exception.translated('get_vm_generation', vm_name):
             try:
-                generation = self._vmutils.get_vm_generation(vm_name)
+                generation = self._os_win.vmutils.get_vm_generation(vm_name)
             except os_win_exc.HyperVVMNotFoundException as e:
-                raise hv_exception.UnsupportedVM(
+                raise exception.UnsupportedVM(
                     vm=vm_name, reason='no such VM on this host') from e
         if generation != 2:
-            raise hv_exception.UnsupportedVM(vm=vm_name, reason=(
-                'it is Generation %s; a vTPM needs Generation 2 (image '
-                'property %s=%s)') % (generation,
-                                      constants.IMAGE_MACHINE_TYPE,
-                                      constants.MACHINE_TYPE_GEN2))
-
-    def _configuration(self, hgs):
-        try:
-            return hgs.client_configuration()
-        except hv_exception.HyperVOperationFailed as e:
-            raise hv_exception.HostNotSuitable(host=self._host, reason=(
-                'the HGS client cannot be read: %s' % e)) from e
-
-    def _check_local_mode(self, hgs):
-        """A vTPM without keys: only where a local key protector opens."""
-        config = self._configuration(hgs)
-        if config.Mode != wmi_schema.MODE_LOCAL:
-            raise hv_exception.HostNotSuitable(host=self._host, reason=(
-                'its HGS client is not in local mode (Mode %s): in HGS mode '
-                'Hyper-V gets every key protector\'s key from HGS, so the '
-                'local key protector of a vTPM without keys would never '
-                'open' % config.Mode))
-
-    def _check_host(self, hgs):
-        """The fabric guardian of a host that can run a KeyProtector VM."""
-        def refuse(reason):
-            return hv_exception.HostNotSuitable(host=self._host,
-                                                reason=reason)
-        config = self._configuration(hgs)
-        try:
-            guarded = self._is_host_guarded()
-            guardian = self._fabric_guardian(hgs)
-        except hv_exception.HyperVOperationFailed as e:
-            raise refuse('the HGS client cannot be read: %s' % e) from e
-        status = wmi_schema.attestation_word(config.AttestationStatus)
-        if not guarded or config.Mode != wmi_schema.MODE_HGS:
-            raise refuse('it is not a guarded host in HGS mode')
-        if status != constants.ATTESTATION_PASSED:
-            raise refuse('HGS attestation status is %s, not %s' % (
-                status, constants.ATTESTATION_PASSED))
-        if guardian is None:
-            raise refuse(
-                'no fabric guardian in its guardian store ([%s] '
-                'fabric_guardian_name is %r)' % (
-                    hv_conf.GROUP, self._opts.fabric_guardian_name))
-        return guardian
+            raise exception.UnsupportedVM(vm=vm_name, reason=(
+                'it is Generation %s; a vTPM needs Generation 2 (%s=%s)') % (
+                    generation, exception.named(constants.IMAGE_MACHINE_TYPE,
+                                                constants.IMAGE),
+                    constants.MACHINE_TYPE_GEN2))
 
     def _check_owner_allowed(self, keys, request):
         """Refuse an owner bundle where its private keys must not go."""
@@ -371,13 +319,14 @@ class HyperVBackend(backend.VTPMBackend):
                 % hv_conf.GROUP))
 
     def _attach(self, instance_uuid, vm_name, request, keys, hgs, security,
-                fabric_guardian, files, undo):
+                measured, files, undo):
+        fabric_guardian = measured.guardian
         artifact = None
         if keys is not None and keys.artifact is not None:
             artifact = self._read_artifact(hgs, vm_name, files, keys.artifact)
-            host_fabrics = self._fabric_identities(hgs, fabric_guardian)
+            host_fabrics = measured.caps.fabric_ids
             if set(host_fabrics).isdisjoint(artifact.info.fabric_ids):
-                raise hv_exception.HostNotSuitable(host=self._host, reason=(
+                raise exception.HostNotSuitable(host=self._host, reason=(
                     'the %s in secret %s does not name this host\'s fabric '
                     '%s') % (artifact.kind, keys.artifact.ref,
                              ', '.join(host_fabrics)))
@@ -428,7 +377,7 @@ class HyperVBackend(backend.VTPMBackend):
 
     def _vm_id(self, vm_name):
         with hv_exception.translated('get_vm_id', vm_name):
-            return self._vmutils.get_vm_id(vm_name)
+            return self._os_win.vmutils.get_vm_id(vm_name)
 
     def _read_artifact(self, hgs, vm_name, files, item):
         """What Hyper-V reads in a tenant artifact: a raw KeyProtector, or
@@ -440,7 +389,7 @@ class HyperVBackend(backend.VTPMBackend):
         except hv_exception.HyperVOperationFailed as raw_error:
             try:
                 kp, policy = keyprotector.read_shielding_data(
-                    self._msps, vm_name, files, item.payload)
+                    self._os_win.msps, vm_name, files, item.payload)
                 return _Artifact('shielding data file', kp, policy,
                                  hgs.describe(vm_name, kp))
             except hv_exception.HyperVOperationFailed as e:
@@ -470,7 +419,7 @@ class HyperVBackend(backend.VTPMBackend):
                     and fabric in info.guardians
                     and len(set(info.guardians)) == 1 + len(keys.guardians))
         if not same:
-            raise hv_exception.UnsupportedVM(vm=vm_name, reason=(
+            raise exception.UnsupportedVM(vm=vm_name, reason=(
                 'it already has a vTPM whose KeyProtector names other '
                 'guardians; replacing it would make the vTPM\'s '
                 'contents unreadable'))
@@ -576,7 +525,7 @@ class HyperVBackend(backend.VTPMBackend):
         if vm_name is None:
             return
         with hv_exception.translated('vm_exists', vm_name):
-            if not self._vmutils.vm_exists(vm_name):
+            if not self._os_win.vmutils.vm_exists(vm_name):
                 return
         security = self._security
         ssd = security.read(vm_name, self._vm_id(vm_name))
@@ -605,7 +554,7 @@ class HyperVBackend(backend.VTPMBackend):
         last known good (``restore_last_known_good``).
 
         :returns: ``(fabrics before, fabrics after)``.
-        :raises vtpm_hyperv.exception.ReauthorizationRefused: a subclass
+        :raises vtpm_core.exception.ReauthorizationRefused: a subclass
             per rule; nothing was changed.
         :raises vtpm_hyperv.exception.HyperVOperationFailed: setting it
             failed; the VM keeps its KeyProtector.
@@ -614,16 +563,21 @@ class HyperVBackend(backend.VTPMBackend):
             return cls(instance=instance_uuid, ref=ref, reason=reason)
 
         security, hgs = self._security, self._hgs
+        # A VM sealed by a tenant's KeyProtector needs of this host what a
+        # request with keys needs.
+        keyed = objects.VTPMRequest(enabled=True, key_refs=[ref],
+                                    image_policy=constants.REQUIRED,
+                                    machine_type=constants.MACHINE_TYPE_GEN2)
         try:
-            fabric_guardian = self._check_host(hgs)
-        except hv_exception.HostNotSuitable as e:
-            raise refuse(hv_exception.ReauthorizationRefused, str(e)) from e
+            measured = self._check_host(hgs, keyed)
+        except exception.HostNotSuitable as e:
+            raise refuse(exception.ReauthorizationRefused, str(e)) from e
         # Windows: security settings change only while the VM is off
         # (Set-VMKeyProtector; guarded-fabric-create-vm-move-to-guarded-
         # fabric.md: Stop-VM first).
         state = security.vm_state(vm_name)
         if state != wmi_schema.DISABLED:
-            raise refuse(hv_exception.ReauthorizationNotOff, (
+            raise refuse(exception.ReauthorizationNotOff, (
                 'VM %s is not off (EnabledState %s) and Hyper-V changes a '
                 'KeyProtector only while the VM is off: stop the server, '
                 'set the metadata, start it') % (vm_name, state))
@@ -631,13 +585,13 @@ class HyperVBackend(backend.VTPMBackend):
         current = security.key_protector(vm_name, ssd)
         info = hgs.describe(vm_name, current) if current else None
         if not ssd.TpmEnabled or info is None or not info.guardians:
-            raise refuse(hv_exception.ReauthorizationNotKeyed, (
+            raise refuse(exception.ReauthorizationNotKeyed, (
                 'VM %s has no vTPM sealed by a KeyProtector of the '
                 'tenant\'s, so there is nothing to re-authorize') % vm_name)
         artifact = self._reauthorization_artifact(hgs, vm_name, ref, auth,
                                                   refuse)
         if artifact.info.owner != info.owner:
-            raise refuse(hv_exception.ReauthorizationOwnerChanged, (
+            raise refuse(exception.ReauthorizationOwnerChanged, (
                 'a KeyProtector\'s owner never changes (New-HgsKeyProtector) '
                 'and this one\'s (signing certificate SHA-256 %s) is not the '
                 'VM\'s (%s), so the vTPM would not open; make it from the '
@@ -645,10 +599,9 @@ class HyperVBackend(backend.VTPMBackend):
                 'Revoke-HgsKeyProtectorAccess') % (
                     keyprotector.fabric_id(artifact.info.owner),
                     keyprotector.fabric_id(info.owner)))
-        host_fabric = keyprotector.fabric_id(
-            fabric_guardian.SigningCertificate)
+        host_fabric = measured.caps.fabric_id
         if host_fabric not in artifact.info.fabric_ids:
-            raise refuse(hv_exception.ReauthorizationDropsFabric, (
+            raise refuse(exception.ReauthorizationDropsFabric, (
                 'it does not name fabric %s, where the VM is (host %s), so '
                 'the VM could not start here; keep this fabric\'s guardian '
                 'and revoke it once the server has moved') % (
@@ -670,7 +623,7 @@ class HyperVBackend(backend.VTPMBackend):
     def _reauthorization_artifact(self, hgs, vm_name, ref, auth, refuse):
         """The raw KeyProtector or PDK in secret ``ref``, as Hyper-V reads
         it; any other secret, or one the owner cannot read, is refused."""
-        unusable = hv_exception.ReauthorizationSecretUnusable
+        unusable = exception.ReauthorizationSecretUnusable
         try:
             items = self.key_source.fetch([ref], auth=auth)
         except exception.KeyMaterialError as e:
@@ -724,6 +677,16 @@ def _secret_refusal(error):
         if isinstance(error, cls):
             return reason
     return 'it cannot be read (%s: %s)' % (type(error).__name__, error)
+
+
+class _Measurement(typing.NamedTuple):
+    """One reading of the host (``HyperVBackend._measure``)."""
+
+    caps: objects.HostCapabilities
+    # the fabric's guardian in the store (a KeyProtector names it), or None
+    guardian: object
+    # why the host offers no vTPM at all, or None
+    refusal: str | None
 
 
 class _Artifact(typing.NamedTuple):

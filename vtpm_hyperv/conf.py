@@ -2,14 +2,16 @@
 """``[hyperv_vtpm]`` options of the Hyper-V backend, and ``list_opts``.
 
 Options are registered on the conf the backend is given, never at import.
-``list_opts`` also lists the key-manager group of
-``vtpm_hyperv.barbican.key_source``,
-so ``oslo-config-generator --namespace vtpm_hyperv`` renders both.
+``list_opts`` also lists ``[vtpm_key_manager]``
+(``vtpm_hyperv.barbican.conf``), so ``oslo-config-generator --namespace
+vtpm_hyperv`` renders both.
 """
 
 import copy
 
 from oslo_config import cfg
+
+from vtpm_hyperv.barbican import conf as barbican_conf
 
 GROUP = 'hyperv_vtpm'
 _GROUP_HELP = (
@@ -27,7 +29,7 @@ def opt_group():
                         help=_GROUP_HELP)
 
 
-opts = [
+OPTS = [
     cfg.StrOpt(
         'fabric_guardian_name',
         help='Name, in this host\'s guardian store, of the guardian of the '
@@ -113,15 +115,15 @@ opts = [
 def register_opts(conf):
     """Register ``[hyperv_vtpm]`` on ``conf`` (idempotent).
 
-    ``vtpm_hyperv.barbican.key_source`` registers its own group when a key
-    source is
-    built.
+    The key source registers ``[vtpm_key_manager]`` when it is built
+    (``vtpm_hyperv.barbican.conf``).
     """
     conf.register_group(opt_group())
-    conf.register_opts(opts, group=GROUP)
+    conf.register_opts(OPTS, group=GROUP)
 
 
 def list_opts():
-    """For oslo-config-generator (entry point ``oslo.config.opts``)."""
-    from vtpm_hyperv.barbican import key_source
-    return [(opt_group(), copy.deepcopy(opts))] + list(key_source.list_opts())
+    """For oslo-config-generator (entry point ``oslo.config.opts``; deep
+    copies)."""
+    return ([(opt_group(), copy.deepcopy(OPTS))]
+            + barbican_conf.list_opts())

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import logging
 import os
 import secrets
 import shutil
@@ -29,11 +28,12 @@ import tempfile
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
+from oslo_log import log
 
 from vtpm_hyperv import exception
 from vtpm_hyperv import wmi_schema
 
-LOG = logging.getLogger(__name__)
+LOG = log.getLogger(__name__)
 
 SECURITY_FLAGS = ('TpmEnabled', 'ShieldingRequested',
                   'EncryptStateAndVmMigrationTraffic')
@@ -111,8 +111,11 @@ class Hgs:
         self._conn = conn
 
     def _call(self, operation, vm, method, **kwargs):
+        """Call ``method`` ('Class.Method') with ``kwargs``; its failures,
+        reaching the class included, are a ``HyperVOperationFailed``."""
+        class_name, name = method.split('.')
         with exception.translated(operation, vm):
-            result = method(**kwargs)
+            result = getattr(getattr(self._conn, class_name), name)(**kwargs)
         code = result[0]  # ReturnValue sorts before cmdletOutput (PyMI)
         if code:
             raise _failed(operation, vm, code)
@@ -120,7 +123,7 @@ class Hgs:
 
     def client_configuration(self):
         return self._call('MSFT_HgsClientConfiguration.Get', 'n/a',
-                          self._conn.MSFT_HgsClientConfiguration.Get)
+                          'MSFT_HgsClientConfiguration.Get')
 
     def guardians(self, name=None):
         """The guardian store, or the guardians named ``name``."""
@@ -143,7 +146,7 @@ class Hgs:
         LOG.debug('Importing guardian %s for VM %s', name, vm)
         return self._call(
             'MSFT_HgsGuardian.NewByAcceptCertificates(%s)' % name, vm,
-            self._conn.MSFT_HgsGuardian.NewByAcceptCertificates,
+            'MSFT_HgsGuardian.NewByAcceptCertificates',
             Name=name, SigningCertificate=sign_path,
             SigningCertificatePassword=sign_pw,
             EncryptionCertificate=enc_path,
@@ -158,7 +161,7 @@ class Hgs:
         LOG.debug('Importing guardian %s for VM %s', name, vm)
         return self._call(
             'MSFT_HgsGuardian.Import(%s)' % name, vm,
-            self._conn.MSFT_HgsGuardian.Import, Path=path, Name=name,
+            'MSFT_HgsGuardian.Import', Path=path, Name=name,
             AllowExpired=allow_expired,
             AllowUntrustedRoot=allow_untrusted_root)
 
@@ -166,19 +169,19 @@ class Hgs:
         LOG.info('Creating the local guardian %s', name)
         return self._call(
             'MSFT_HgsGuardian.NewByGenerateCertificates(%s)' % name, vm,
-            self._conn.MSFT_HgsGuardian.NewByGenerateCertificates, Name=name,
+            'MSFT_HgsGuardian.NewByGenerateCertificates', Name=name,
             GenerateCertificates=True)
 
     def remove_guardian(self, vm, name):
         LOG.debug('Removing guardian %s (VM %s)', name, vm)
         self._call('MSFT_HgsGuardian.Remove(%s)' % name, vm,
-                   self._conn.MSFT_HgsGuardian.Remove, Name=name)
+                   'MSFT_HgsGuardian.Remove', Name=name)
 
     def new_key_protector(self, vm, owner, guardians, *, allow_expired,
                           allow_untrusted_root) -> bytes:
         kp = self._call(
             'MSFT_HgsKeyProtector.NewByGuardians', vm,
-            self._conn.MSFT_HgsKeyProtector.NewByGuardians, Owner=owner,
+            'MSFT_HgsKeyProtector.NewByGuardians', Owner=owner,
             Guardian=list(guardians), AllowExpired=allow_expired,
             AllowUntrustedRoot=allow_untrusted_root)
         return bytes(kp.RawData)
@@ -186,7 +189,7 @@ class Hgs:
     def describe(self, vm, raw) -> KeyProtectorInfo:
         """Who a raw KeyProtector names, as Hyper-V reads it."""
         kp = self._call('MSFT_HgsKeyProtector.ConvertToByRawBytes', vm,
-                        self._conn.MSFT_HgsKeyProtector.ConvertToByRawBytes,
+                        'MSFT_HgsKeyProtector.ConvertToByRawBytes',
                         Bytes=bytes(raw))
         return KeyProtectorInfo(
             bytes(kp.Owner.SigningCertificate),

@@ -20,16 +20,16 @@ Each secret is one of:
   VM (``MSFT_HgsKeyProtector.ConvertToByRawBytes``,
   ``Msps_ProvisioningFileProcessor.PopulateFromFile``).
 
-A valid set is one owner plus up to five guardian files, or one tenant
-artifact alone. Every refusal names the secret. Payloads are read in place
-(no copies of the secret bytes), so the caller can wipe them afterwards.
+A valid set is one owner plus up to ``constants.MAX_GUARDIANS`` guardian
+files, or one tenant artifact alone. Every refusal names the secret.
+Payloads are read in place (no copies of the secret bytes), so the caller
+can wipe them afterwards.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 import dataclasses
-import enum
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives import serialization
@@ -43,13 +43,11 @@ from vtpm_core import exception
 MIN_RSA_BITS = 2048
 # A KeyProtector holds at least one RSA-2048 wrapping and one signature.
 MIN_ARTIFACT_BYTES = 512
-MAX_GUARDIANS = constants.MAX_KEYS - 1
 
-
-class Kind(enum.Enum):
-    OWNER = 'owner PKCS#12 bundle'
-    GUARDIAN = 'guardian file'
-    TENANT_ARTIFACT = 'raw KeyProtector or shielding data file'
+# What a secret is (``Material.kind``), in the words messages use.
+OWNER = 'owner PKCS#12 bundle'
+GUARDIAN = 'guardian file'
+TENANT_ARTIFACT = 'raw KeyProtector or shielding data file'
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -61,13 +59,13 @@ class Material:
     """
 
     ref: str
-    kind: Kind
+    kind: str  # OWNER, GUARDIAN or TENANT_ARTIFACT
     payload: object
     signing: tuple | None = None
     encryption: tuple | None = None
 
     def __repr__(self):
-        return '<Material %s: %s>' % (self.ref, self.kind.value)
+        return '<Material %s: %s>' % (self.ref, self.kind)
 
     @property
     def signing_der(self) -> bytes | None:
@@ -117,7 +115,7 @@ _CERTIFICATES_ALONE = (
 def _parse(ref, view):
     head = bytes(view[:64]).lstrip(b'\xef\xbb\xbf \t\r\n')
     if head.startswith(b'<'):
-        return Material(ref, Kind.GUARDIAN, view.obj)
+        return Material(ref, GUARDIAN, view.obj)
     if head.startswith(b'-----'):
         raise _invalid(ref, 'PEM: ' + _CERTIFICATES_ALONE)
     if head[:1] == b'\x30':
@@ -130,7 +128,7 @@ def _parse(ref, view):
             '%d bytes that parse as no owner bundle (two PKCS#12 files), no '
             'guardian file and are too short for a raw KeyProtector or a '
             'shielding data file') % len(view))
-    return Material(ref, Kind.TENANT_ARTIFACT, view.obj)
+    return Material(ref, TENANT_ARTIFACT, view.obj)
 
 
 def _split_der(data):
@@ -189,7 +187,7 @@ def _from_der(ref, view, parts):
             raise _invalid(ref, 'PKCS#12 file whose private key is not its '
                            'certificate\'s (%s)'
                            % cert.subject.rfc4514_string())
-    return Material(ref, Kind.OWNER, view.obj, pairs[0], pairs[1])
+    return Material(ref, OWNER, view.obj, pairs[0], pairs[1])
 
 
 def _load_pkcs12(data):
@@ -228,9 +226,9 @@ def check_set(materials: Sequence[Material]) -> KeySet:
     :raises vtpm_core.exception.InvalidKeySet: the message names the
         secrets at fault.
     """
-    artifacts = [m for m in materials if m.kind is Kind.TENANT_ARTIFACT]
-    owners = [m for m in materials if m.kind is Kind.OWNER]
-    guardians = [m for m in materials if m.kind is Kind.GUARDIAN]
+    artifacts = [m for m in materials if m.kind == TENANT_ARTIFACT]
+    owners = [m for m in materials if m.kind == OWNER]
+    guardians = [m for m in materials if m.kind == GUARDIAN]
     if artifacts:
         if len(materials) != 1:
             raise exception.InvalidKeySet(reason=(
@@ -247,9 +245,9 @@ def check_set(materials: Sequence[Material]) -> KeySet:
         raise exception.InvalidKeySet(reason=(
             'secrets %s are all owner bundles; a KeyProtector has one '
             'owner') % ', '.join(m.ref for m in owners))
-    if len(guardians) > MAX_GUARDIANS:
+    if len(guardians) > constants.MAX_GUARDIANS:
         raise exception.InvalidKeySet(reason='%d guardians; at most %d' % (
-            len(guardians), MAX_GUARDIANS))
+            len(guardians), constants.MAX_GUARDIANS))
     seen = {}
     for g in guardians:
         key = bytes(memoryview(g.payload))

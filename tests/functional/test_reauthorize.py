@@ -21,10 +21,10 @@ from tests import notification_samples as samples
 from tests import realservices
 from vtpm_core import constants
 from vtpm_hyperv import fake
-from vtpm_hyperv.nova import reauthorize
 
 pytestmark = e2e.pytestmark
-KEY, STATUS = reauthorize.METADATA_KEY, reauthorize.STATUS_KEY
+KEY = constants.METADATA_KEYPROTECTOR
+STATUS = constants.METADATA_KEYPROTECTOR_STATUS
 
 
 class TenantMachine:
@@ -136,7 +136,7 @@ class ReauthorizeTestCase(e2e.KeyedCloud):
         """The VM's settings and the system metadata, to compare."""
         _, vm = self.vm(server)
         sysmeta = dict(self.instance(server).system_metadata)
-        sysmeta.pop(reauthorize.SYSMETA_HANDLED, None)
+        sysmeta.pop(constants.SYSMETA_HANDLED_KEYPROTECTOR, None)
         return vm, sysmeta
 
     def request(self, server, payload, kind='owner'):

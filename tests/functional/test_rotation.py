@@ -34,7 +34,6 @@ from vtpm_cli import novadb
 from vtpm_core import constants
 from vtpm_hyperv import fake
 from vtpm_hyperv import keyprotector
-from vtpm_hyperv.nova import reauthorize
 
 pytestmark = pytest.mark.usefixtures('real_services')
 CONF = nova_conf.CONF
@@ -101,10 +100,10 @@ class RotationTestCase(nova.Services):
                                         name='rotation re-grant')
         server = self._stop_server(server)
         self.api.post_server_metadata(server['id'],
-                                      {reauthorize.METADATA_KEY: ref})
+                                      {constants.METADATA_KEYPROTECTOR: ref})
         server = self._start_server(server)
         self.assertEqual('applied %s' % ref, self.api.get_server(
-            server['id'])['metadata'][reauthorize.STATUS_KEY])
+            server['id'])['metadata'][constants.METADATA_KEYPROTECTOR_STATUS])
         return server
 
     def audit(self):

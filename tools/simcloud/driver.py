@@ -51,7 +51,7 @@ def simulated_backend(conf, hv_host):
     # One process runs every simulated host, so each backend is told its
     # host's name rather than taking nova's conf.host.
     return backend.HyperVBackend(conf, vmutils=vmutils, hostutils=hostutils,
-                                 conn=hv_host, host_name=hv_host.name)
+                                 host_name=hv_host.name)
 
 
 class SimulatedCloud:

@@ -38,7 +38,7 @@ from tools.simcloud import guide
 from vtpm_core import constants
 from vtpm_filters import conf as filter_conf
 from vtpm_filters import validators as vtpm_validators
-from vtpm_hyperv.barbican import key_source
+from vtpm_hyperv.barbican import conf as barbican_conf
 from vtpm_hyperv import conf as hv_conf
 
 CONF = nova.conf.CONF
@@ -69,7 +69,7 @@ class Services(integrated_helpers.ProviderUsageBaseTestCase):
             self._set, guide.SCHEDULER, CONF)}
         if self.compute_conf is not None:
             hv_conf.register_opts(CONF)
-            key_source.register_opts(CONF)
+            barbican_conf.register_opts(CONF)
             # the driver comes from make_driver, composed as the guide's is
             self.from_guide[guide.COMPUTE] = guide.apply(
                 self._set, guide.COMPUTE, CONF, replace=self.compute_conf,

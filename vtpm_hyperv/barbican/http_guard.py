@@ -46,6 +46,8 @@ from urllib3 import connection
 from urllib3 import connectionpool
 from urllib3 import poolmanager
 
+from vtpm_hyperv.barbican import exception
+
 # what keystoneauth's Session follows (Session._REDIRECT_STATUSES)
 REDIRECT_STATUSES = frozenset((301, 302, 303, 305, 307, 308))
 DEFAULT_PORTS = {'http': 80, 'https': 443}
@@ -53,36 +55,6 @@ CHUNK_BYTES = 64 * 1024
 
 _CURRENT: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
     'vtpm_barbican_call', default=None)
-
-
-class Refused(Exception):
-    """A request broke one of the rules; the key source names the secret.
-
-    Deliberately not a ``requests`` exception, which keystoneauth would
-    wrap as a connection error (and retry, for some); this one goes straight
-    through keystoneauth and barbicanclient to the caller.
-    """
-
-
-class DeadlineExceeded(Refused):
-    pass
-
-
-class RedirectRefused(Refused):
-    def __init__(self, status, source, target):
-        super().__init__('HTTP %d redirect from %s to %s, another origin: '
-                         'refused, only redirects within %s are followed'
-                         % (status, origin_text(source), origin_text(target),
-                            origin_text(source)))
-        self.status = status
-
-
-class TooLarge(Refused):
-    def __init__(self, limit, seen):
-        super().__init__('the answer is larger than %d bytes (%s)'
-                         % (limit, seen))
-        self.limit = limit
-        self.seen = seen
 
 
 def origin(url):
@@ -135,8 +107,7 @@ class Call:
 
     def check(self):
         if self.expired():
-            raise DeadlineExceeded('no time left of the %s s for the whole '
-                                   'call' % self.timeout)
+            raise exception.DeadlineExceeded(timeout=self.timeout)
 
     def abort(self):
         """Fail every request of this call, now and from now on."""
@@ -275,7 +246,9 @@ def _refuse_other_origin(url, response):
     if response.status_code in REDIRECT_STATUSES and location:
         target = parse.urljoin(url, location)
         if origin(target) != origin(url):
-            raise RedirectRefused(response.status_code, url, target)
+            raise exception.RedirectRefused(
+                status=response.status_code, source=origin_text(url),
+                target=origin_text(target))
 
 
 def _read_body(response, cap):
@@ -283,11 +256,13 @@ def _read_body(response, cap):
     if cap is not None:
         length = response.headers.get('Content-Length', '')
         if length.isdigit() and int(length) > cap:
-            raise TooLarge(cap, 'Content-Length %s' % length)
+            raise exception.TooLarge(limit=cap,
+                                     seen='Content-Length %s' % length)
     body = bytearray()
     for chunk in response.iter_content(CHUNK_BYTES):
         if cap is not None and len(body) + len(chunk) > cap:
-            raise TooLarge(cap, 'more than %d bytes sent' % cap)
+            raise exception.TooLarge(limit=cap,
+                                     seen='more than %d bytes sent' % cap)
         body += chunk
     # requests hands out _content as response.content once consumed
     return body

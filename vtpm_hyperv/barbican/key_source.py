@@ -39,129 +39,40 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import concurrent.futures
-import copy
 import functools
 import logging
-import uuid
 
 from barbicanclient import client as barbican_client
 from barbicanclient import exceptions as barbican_exceptions
 from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import loading as ks_loading
 from keystoneauth1 import plugin as ks_plugin
-from oslo_config import cfg
+from oslo_log import log
 
 from vtpm_core import exception
+from vtpm_core import policy
+from vtpm_hyperv.barbican import conf as barbican_conf
+from vtpm_hyperv.barbican import exception as guard_exception
 from vtpm_hyperv.barbican import http_guard
 
-LOG = logging.getLogger(__name__)
+LOG = log.getLogger(__name__)
 
-GROUP = 'vtpm_key_manager'
-SERVICE_TYPE = 'key-manager'
 API_VERSION = 'v1'
 # What the payload is asked as. Any type given spares barbicanclient its
 # metadata GET; '*/*' makes Barbican answer in the type the secret was
 # stored with (barbican.plugin.resources.get_secret), the same bytes as
 # 'application/octet-stream' would be, and Barbican 23 serves it about 5 ms
-# sooner per request (benchmarks/bench_secrets.py: about 1.1x the raw
-# bound against 1.57x)
+# sooner per request (benchmarks/bench_secrets.py; the figures are in
+# doc/source/admin/barbican.rst)
 PAYLOAD_CONTENT_TYPE = '*/*'
 # how long fetch waits for its threads once the deadline has shut their
 # sockets; they end in milliseconds, this only bounds a stuck TLS handshake
 ABORT_GRACE = 1.0
-REASON_CHARS = 200
 
-_own_opts = [
-    cfg.IntOpt('max_concurrency', default=6, min=1,
-               help='How many secrets of one instance are read from Barbican '
-                    'at the same time. The default, 6, is the most keys '
-                    'os_vtpm_keys can name, so an instance waits for one '
-                    'round trip, not six.'),
-    cfg.IntOpt('fetch_timeout', default=30, min=1,
-               help='Seconds for reading all the secrets of one instance, '
-                    'Keystone and retries included; then the build fails '
-                    'with KeyManagerUnavailable. timeout bounds each wait '
-                    'for data, this bounds the whole call, so a Barbican '
-                    'that answers a byte at a time cannot hold a build. The '
-                    'default, 30, leaves room for a slow token request and '
-                    'a retried read, where a healthy Barbican answers in '
-                    'milliseconds.'),
-    cfg.IntOpt('max_payload_bytes', default=1024 * 1024, min=1,
-               help='The largest answer accepted from Barbican, in bytes; a '
-                    'larger secret is refused (KeyTooLarge) before it is '
-                    'read in full. The default, 1 MiB, is a few times the '
-                    'largest key material an image can name: a shielding '
-                    'data file (a KeyProtector, volume signature catalogs, '
-                    'an unattend file and an RDP certificate) is tens to a '
-                    'few hundred KB, a KeyProtector or guardian bundle a few '
-                    'KB, and Barbican itself refuses secrets over '
-                    '20,000 bytes unless its max_allowed_secret_in_bytes is '
-                    'raised. It also bounds what one build holds in memory '
-                    'to max_concurrency times this.'),
-]
-
-# 5xx only: a 429 or any other 4xx is Barbican's answer, not a hiccup
-RETRIABLE_STATUS_CODES = [500, 502, 503, 504]
 # the adapter options barbicanclient's Client passes on to keystoneauth
 _RETRY_OPTS = ('connect_retries', 'connect_retry_delay',
                'status_code_retries', 'status_code_retry_delay',
                'retriable_status_codes')
-
-
-def _adapter_opts():
-    opts = ks_loading.get_adapter_conf_options(include_deprecated=False)
-    cfg.set_defaults(opts, service_type=SERVICE_TYPE,
-                     valid_interfaces=['internal', 'public'],
-                     connect_retries=2, status_code_retries=2,
-                     retriable_status_codes=RETRIABLE_STATUS_CODES)
-    return opts
-
-
-def _session_opts():
-    opts = ks_loading.get_session_conf_options()
-    # keystoneauth's default is no timeout at all: a hung Barbican would
-    # hang the instance build with it
-    cfg.set_defaults(opts, timeout=10)
-    return opts
-
-
-# What the sample config and the configuration reference print above the
-# group's options.
-_GROUP_HELP = (
-    'How the Hyper-V vTPM backend reads the Barbican secrets named by the '
-    "os_vtpm_keys image property. Secrets are read with the instance owner's "
-    "credentials, which the compute driver passes, together with nova's "
-    'service token when [service_user] send_service_user_token is set. '
-    'Barbican is found in the service catalog (service_type, '
-    'valid_interfaces, region_name) unless endpoint_override is set; the '
-    'session options (cafile, timeout, ...) apply to every request of a read. '
-    'The auth options (auth_type and after) are service credentials, used '
-    'only when a caller passes no owner credentials: leave them unset on a '
-    "compute host. nova's [key_manager] and [barbican] configure castellan, "
-    'which nova uses for its own secrets; this backend reads neither.')
-
-
-def opt_group():
-    """``[vtpm_key_manager]`` with its help; a new one each call (an
-    OptGroup holds the options registered on it, with their overrides)."""
-    return cfg.OptGroup(GROUP, title='Barbican access for vTPM key material',
-                        help=_GROUP_HELP)
-
-
-def register_opts(conf):
-    """Register ``[vtpm_key_manager]`` on ``conf`` (safe to call twice)."""
-    conf.register_group(opt_group())
-    conf.register_opts(_own_opts + _adapter_opts() + _session_opts(),
-                       group=GROUP)
-    ks_loading.register_auth_conf_options(conf, GROUP)
-
-
-def list_opts():
-    """Options for oslo-config-generator (deep copies: callers may mutate)."""
-    opts = (_own_opts + _adapter_opts() + _session_opts()
-            + ks_loading.get_auth_common_conf_options()
-            + ks_loading.get_auth_plugin_conf_options('password'))
-    return [(opt_group(), copy.deepcopy(opts))]
 
 
 class SecretPayload:
@@ -245,7 +156,7 @@ class _WithoutBodies(logging.LoggerAdapter):
 
 # what a failed request raises below us; anything else is a bug and
 # propagates as it is
-_CLIENT_ERRORS = (http_guard.Refused, barbican_exceptions.HTTPError,
+_CLIENT_ERRORS = (guard_exception.Refused, barbican_exceptions.HTTPError,
                   barbican_exceptions.BarbicanException,
                   ks_exceptions.ClientException)
 
@@ -254,21 +165,23 @@ class BarbicanKeySource:
     """Reads the key material of one instance from Barbican."""
 
     def __init__(self, conf):
-        register_opts(conf)
+        barbican_conf.register_opts(conf)
         self.conf = conf
         self._session = None
         self._service_auth = None
         self._clients = {}
+        # keystoneauth logs each request through the standard library logger
+        # it is given (barbicanclient passes it on): one of ours, filtered
         self._log = _WithoutBodies(logging.getLogger(__name__ + '.http'), {})
 
     def _get_session(self):
         # one keystoneauth session (one connection pool) for every fetch
         if self._session is None:
-            group = self.conf[GROUP]
+            group = self.conf[barbican_conf.GROUP]
             self._service_auth = ks_loading.load_auth_from_conf_options(
-                self.conf, GROUP)
+                self.conf, barbican_conf.GROUP)
             self._session = ks_loading.load_session_from_conf_options(
-                self.conf, GROUP, session=http_guard.session(
+                self.conf, barbican_conf.GROUP, session=http_guard.session(
                     pool_maxsize=max(10, group.max_concurrency),
                     tls_ciphers=group.tls_ciphers,
                     tls_min_version=group.tls_min_version))
@@ -296,8 +209,8 @@ class BarbicanKeySource:
             auth = self._service_auth
             if auth is None:
                 raise exception.KeySourceNotConfigured(
-                    ref=', '.join(refs), group=GROUP)
-        group = self.conf[GROUP]
+                    ref=', '.join(refs), group=barbican_conf.GROUP)
+        group = self.conf[barbican_conf.GROUP]
         call = http_guard.Call(auth, group.fetch_timeout,
                                group.max_payload_bytes)
         pool = concurrent.futures.ThreadPoolExecutor(
@@ -352,28 +265,25 @@ class BarbicanKeySource:
         # be wiped before anything propagates
         try:
             return function()
-        except exception.VTPMError as e:
-            return e
         except _CLIENT_ERRORS as e:
+            # the guard's refusals too, which name no secret
             error = self._error(e, call, ref, owner)
             error.__cause__ = e
             return error
+        except exception.VTPMError as e:
+            return e
 
     @staticmethod
     def _secret_id(ref):
-        try:
-            return str(uuid.UUID(ref))
-        except (TypeError, ValueError, AttributeError):
-            raise exception.KeyNotFound(
-                'Barbican secret %.80r named by os_vtpm_keys (image '
-                'property) is not a secret UUID; allowed: a UUID such as '
-                '8f14e45f-ceea-467a-9575-7a6c8c2b3a11' % (ref,),
-                ref=ref) from None
+        secret_id = policy.secret_uuid(ref)
+        if secret_id is None:
+            raise exception.InvalidSecretRef(ref=ref)
+        return secret_id
 
     def _client(self, session, call, refs):
         """The client for this call's Barbican (built once per endpoint)."""
         adapter = ks_loading.load_adapter_from_conf_options(
-            self.conf, GROUP, session=session, auth=call.auth)
+            self.conf, barbican_conf.GROUP, session=session, auth=call.auth)
         # the token first: Keystone answers here, not in every thread
         adapter.get_token()
         try:
@@ -381,18 +291,19 @@ class BarbicanKeySource:
         except ks_exceptions.EndpointNotFound:
             url = None
         if not url:
-            group = self.conf[GROUP]
+            group = self.conf[barbican_conf.GROUP]
             raise exception.KeyManagerUnavailable(
                 ref=', '.join(refs), reason='no %s endpoint in the service '
                 'catalog for interfaces %s, region %s; set [%s] '
                 'endpoint_override' % (
-                    SERVICE_TYPE, ','.join(group.valid_interfaces or []),
-                    group.region_name, GROUP))
+                    barbican_conf.SERVICE_TYPE,
+                    ','.join(group.valid_interfaces or []),
+                    group.region_name, barbican_conf.GROUP))
         endpoint = call.barbican = _endpoint_base(url)
         client = self._clients.get(endpoint)
         if client is None:
             # Client() asks Barbican for its versions: once per endpoint
-            group = self.conf[GROUP]
+            group = self.conf[barbican_conf.GROUP]
             client = self._clients.setdefault(endpoint, barbican_client.Client(
                 session=session, endpoint=endpoint, version=API_VERSION,
                 auth=_CallAuth(), logger=self._log,
@@ -414,23 +325,20 @@ class BarbicanKeySource:
             raise _http_error(status) from None
         if not isinstance(payload, bytearray):
             # barbicanclient turns some failures into None
-            raise exception.KeyNotFound(
-                'Barbican secret %s named by os_vtpm_keys (image property) '
-                'has no payload; store the key material in it' % ref,
-                ref=ref)
+            raise exception.KeyWithoutPayload(ref=ref)
         LOG.debug('Read Barbican secret %s', ref)
         return SecretPayload(ref, payload)
 
     def _error(self, error, call, ref, owner):
         """The VTPMError for what the client or the transport raised."""
-        group = self.conf[GROUP]
+        group = self.conf[barbican_conf.GROUP]
         if call.expired():
             # whatever the aborted socket made of it, the cause is the time
             return _deadline_error(call, ref)
-        if isinstance(error, http_guard.TooLarge):
-            return exception.KeyTooLarge(ref=ref, group=GROUP,
+        if isinstance(error, guard_exception.TooLarge):
+            return exception.KeyTooLarge(ref=ref, group=barbican_conf.GROUP,
                                          limit=error.limit, seen=error.seen)
-        if isinstance(error, http_guard.RedirectRefused):
+        if isinstance(error, guard_exception.RedirectRefused):
             return exception.KeyFetchFailed(ref=ref, status=error.status,
                                             reason=str(error))
         if isinstance(error, (barbican_exceptions.HTTPAuthError,
@@ -441,46 +349,41 @@ class BarbicanKeySource:
                 ref=ref, service='Barbican' if isinstance(
                     error, barbican_exceptions.HTTPAuthError) else 'Keystone',
                 credentials="the instance owner's token" if owner
-                else 'the service credentials of [%s]' % GROUP)
+                else 'the service credentials of [%s]' % barbican_conf.GROUP)
         if isinstance(error, barbican_exceptions.HTTPClientError):
             return self._client_error(error, ref, owner)
         if isinstance(error, barbican_exceptions.HTTPServerError):
             return exception.KeyManagerUnavailable(
                 ref=ref, reason='HTTP %d after %d retries: %s' % (
                     error.status_code, group.status_code_retries,
-                    _excerpt(error)))
+                    _error_text(error)))
         if isinstance(error, ks_exceptions.http.HttpError):
             # Keystone asked for a token, or Barbican for its versions
             return exception.KeyManagerUnavailable(
                 ref=ref, reason='HTTP %s from %s' % (
-                    error.http_status, _excerpt(error.url)))
+                    error.http_status, _error_text(error.url)))
         if isinstance(error, ks_exceptions.RetriableConnectionFailure):
             return exception.KeyManagerUnavailable(
                 ref=ref, reason='%s after %d retries: %s' % (
                     type(error).__name__, group.connect_retries,
-                    _excerpt(error)))
+                    _error_text(error)))
         # discovery failures, a token that cannot be renewed, ...
         return exception.KeyManagerUnavailable(
             ref=ref, reason='%s: %s' % (type(error).__name__,
-                                        _excerpt(error)))
+                                        _error_text(error)))
 
     @staticmethod
     def _client_error(error, ref, owner):
-        status, reason = error.status_code, _excerpt(error)
+        status, reason = error.status_code, _error_text(error)
         if status == 404:
             if 'payload' in reason.lower():
-                return exception.KeyNotFound(
-                    'Barbican secret %s named by os_vtpm_keys (image '
-                    'property) has no payload; store the key material in it'
-                    % ref, ref=ref)
+                return exception.KeyWithoutPayload(ref=ref)
             return exception.KeyNotFound(ref=ref)
         if status == 403:
             if owner:
                 return exception.KeyAccessDenied(ref=ref)
-            return exception.KeyAccessDenied(
-                'Barbican refused secret %s named by os_vtpm_keys (image '
-                'property) to the service credentials of [%s] (HTTP 403)'
-                % (ref, GROUP), ref=ref)
+            return exception.KeyAccessDeniedToService(
+                ref=ref, group=barbican_conf.GROUP)
         return exception.KeyFetchFailed(ref=ref, status=status,
                                         reason=reason)
 
@@ -488,7 +391,7 @@ class BarbicanKeySource:
 def _deadline_error(call, ref):
     return exception.KeyManagerUnavailable(
         ref=ref, reason='no complete answer within [%s] fetch_timeout = %s s'
-                        % (GROUP, call.timeout))
+                        % (barbican_conf.GROUP, call.timeout))
 
 
 def _http_error(status):
@@ -501,12 +404,10 @@ def _http_error(status):
     return barbican_exceptions.HTTPClientError(text, status)
 
 
-def _excerpt(error):
-    """The first REASON_CHARS characters of an error's text."""
-    text = str(error).strip() or type(error).__name__
-    if len(text) > REASON_CHARS:
-        return text[:REASON_CHARS] + '...'
-    return text
+def _error_text(error):
+    """An error's text as our messages quote a foreign value: a bounded
+    excerpt (``vtpm_core.exception.excerpt``), its class for no text."""
+    return exception.excerpt(str(error).strip() or type(error).__name__)
 
 
 def _wipe_late(future):

@@ -43,6 +43,7 @@ import uuid
 from cryptography.hazmat.primitives.asymmetric import padding
 from os_win.utils import baseutils
 from os_win.utils.compute import vmutils10
+from os_win.utils import hostutils
 from os_win.utils import hostutils10
 
 from vtpm_hyperv.fake import crypto
@@ -68,27 +69,57 @@ def installed():
     os-win's job polling (``JobUtils._wait_for_job``) and OS version probe
     call ``baseutils.wmi.WMI(moniker=...)``, a module that os-win imports on
     Windows only. Inside the ``with`` block ``baseutils.wmi`` is a
-    ``wmi.WmiModule`` that answers for the hosts made in the block, and
+    ``wmi.WmiModule`` that answers for the hosts made in the block,
     ``BaseUtilsVirt._os_version`` (os-win's per-process cache) is 10.0 if
-    it was unset; both are put back as they were when the block ends, even
-    when it raises. Blocks nest; yields the module.
+    it was unset, and ``HostUtils._windows_version`` (the cache of
+    ``get_windows_version``) is empty, so that the block's hosts answer it
+    (``FakeHyperVHost``: one Windows version per process); all are put
+    back as they were when the block ends, even when it raises. Blocks
+    nest; yields the module.
     """
     module = wmi.WmiModule()
     utils = baseutils.BaseUtilsVirt
-    saved = (baseutils.__dict__.get('wmi', _ABSENT), utils._os_version)
+    saved = (baseutils.__dict__.get('wmi', _ABSENT), utils._os_version,
+             hostutils.HostUtils._windows_version)
     baseutils.wmi = module
     if not utils._os_version:
         utils._os_version = [10, 0]
+    hostutils.HostUtils._windows_version = None
     _INSTALLED.append(module)
     try:
         yield module
     finally:
         _INSTALLED.remove(module)
-        previous_wmi, utils._os_version = saved
+        (previous_wmi, utils._os_version,
+         hostutils.HostUtils._windows_version) = saved
         if previous_wmi is _ABSENT:
             del baseutils.wmi
         else:
             baseutils.wmi = previous_wmi
+
+
+def _one_windows_version(name, version):
+    """Refuse a host whose Windows version differs from the other hosts'
+    made while the simulator is installed.
+
+    os-win's ``HostUtils.get_windows_version`` keeps the first version it
+    reads for the life of the process (``HostUtils._windows_version``, a
+    class attribute; os-win 5.9.0's utils/hostutils.py), which is right on
+    Windows: one nova-compute process manages one host. Simulated hosts
+    share one process, so they must share that version too (an inference
+    from os-win's code, not a Windows rule): a host of another version is
+    made in a ``with fake.installed():`` block of its own, which starts
+    with the cache empty.
+    """
+    for module in _INSTALLED:
+        if module.windows_version not in (None, version):
+            raise RuntimeError(
+                'simulated host %s reports Windows %s, but the hosts made '
+                'while the simulator is installed report %s: os-win caches '
+                'one Windows version per process (HostUtils.'
+                'get_windows_version); make it in a "with fake.installed():" '
+                'block of its own' % (name, version, module.windows_version))
+    _INSTALLED[-1].windows_version = version
 
 
 # Microsoft's guide to HGS's certificates, which the renewal model follows:
@@ -262,6 +293,7 @@ class FakeHyperVHost:
             raise RuntimeError(
                 'a simulated host answers os-win only while the simulator '
                 'is installed: make it inside "with fake.installed():"')
+        _one_windows_version(name, os_version)
         self._wmi = _INSTALLED[-1]
         if fabric is not None:
             self.import_guardian(fabric.guardian.public(),

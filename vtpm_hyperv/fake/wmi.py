@@ -535,6 +535,9 @@ class WmiModule:
     def __init__(self):
         self._hosts = {}
         self._lock = threading.Lock()
+        # the Windows version of the hosts made while this is installed
+        # (vtpm_hyperv.fake.host._one_windows_version)
+        self.windows_version = None
 
     def register(self, host):
         with self._lock:

@@ -24,11 +24,15 @@ per host and adds a call to each hook it already has::
                                                          name, start)
 
 Each raises the nova exception that makes nova's compute manager do the
-right thing: abort a build without rescheduling for what another host cannot
-fix (a bad request, a missing or forbidden secret), reschedule for what
-another host may not have (a failed WMI job, an unsuitable host), and roll
-the instance back to its state for a refused lifecycle operation
-(``vtpm_hyperv.nova.lifecycle``). The fault always carries our message.
+right thing (nova's own, or ``vtpm_hyperv.nova.exception``'s subclasses of
+them): abort a build without rescheduling for what another host cannot fix
+(a bad request, a missing or forbidden secret), reschedule for what another
+host may not have (a failed WMI job, an unsuitable host), and roll the
+instance back to its state for a refused lifecycle operation
+(``vtpm_hyperv.nova.lifecycle``). The fault always carries our message. The
+backend's failures are told apart by the ``vtpm_core.exception`` classes
+its contract names (``vtpm_core.backend.VTPMBackend``), and its methods are
+the only ones called.
 
 ``spawn`` and ``stats`` also send the vTPM's versioned notifications
 (``vtpm_hyperv.nova.notifications``): the attach's end or error, and a host's
@@ -37,26 +41,24 @@ attestation crossing ``Passed``.
 
 from __future__ import annotations
 
-import logging
 import socket
 
 from nova.compute import task_states
-import nova.conf
 from nova import exception as nova_exception
 from nova import service_auth
+from oslo_log import log
 
 from vtpm_core import backend as vtpm_backend
 from vtpm_core import capabilities
-from vtpm_core import constants
 from vtpm_core import exception
 from vtpm_core import policy
-from vtpm_hyperv import exception as hv_exception
+from vtpm_core import sysmeta
+from vtpm_hyperv.nova import exception as nova_vtpm_exc
 from vtpm_hyperv.nova import lifecycle
 from vtpm_hyperv.nova import notifications
 from vtpm_hyperv.nova import reauthorize
 
-LOG = logging.getLogger(__name__)
-CONF = nova.conf.CONF
+LOG = log.getLogger(__name__)
 
 # nova copies every image property into system metadata with this prefix
 # (nova.utils.SM_IMAGE_PROP_PREFIX); image_meta keeps only nova's own ones.
@@ -67,24 +69,10 @@ _ABORT = (exception.InvalidVTPMRequest, exception.KeyNotFound,
           exception.KeyAccessDenied, exception.KeyAuthenticationFailed,
           exception.InvalidKeyMaterial,
           exception.InvalidKeySet, exception.OwnerKeysRefused,
-          hv_exception.UnsupportedVM)
+          exception.UnsupportedVM)
 
 # The host measured its report seconds ago; a destination checks itself.
 _FRESH = 24 * 3600
-
-
-class VTPMBuildAborted(nova_exception.BuildAbortException):
-    """A build that another host cannot fix; the fault is our message."""
-
-    msg_fmt = '%(reason)s'
-    code = 400
-
-
-class VTPMOperationRefused(nova_exception.NovaException):
-    """A refused lifecycle operation; the fault is our message."""
-
-    msg_fmt = '%(reason)s'
-    code = 409
 
 
 def image_properties(instance) -> dict[str, str]:
@@ -104,12 +92,6 @@ def request_for(instance, flavor=None):
                                 flavor.extra_specs or {})
 
 
-def recorded_fabrics(instance) -> tuple[str, ...]:
-    """Return the fabrics recorded for ``instance`` at spawn, in order."""
-    raw = instance.system_metadata.get(constants.SYSMETA_FABRICS) or ''
-    return tuple(f for f in raw.split(',') if f)
-
-
 def subject(instance) -> lifecycle.Subject:
     """Return what the lifecycle check needs to know about ``instance``."""
     try:
@@ -120,7 +102,8 @@ def subject(instance) -> lifecycle.Subject:
                   {'uuid': instance.uuid, 'error': e})
         request = None
     return lifecycle.Subject(uuid=instance.uuid, request=request,
-                             fabrics=recorded_fabrics(instance),
+                             fabrics=sysmeta.fabrics(
+                                 instance.system_metadata),
                              host=instance.host)
 
 
@@ -141,7 +124,9 @@ def set_traits(provider_tree, nodename, caps) -> None:
 class VTPMCompute:
     """One host's vTPM side of a compute driver.
 
-    :param conf: the oslo.config object the backend reads.
+    :param conf: nova's configuration (``nova.conf.CONF`` in nova-compute):
+        the backend's groups, and ``[DEFAULT] shelved_offload_time`` for
+        a shelve.
     :param backend: a ``VTPMBackend``; None loads ``backend_name``.
     :param auth_for: ``context -> keystoneauth1 plugin`` acting for the
         instance owner; by default what nova sends other services:
@@ -217,8 +202,7 @@ class VTPMCompute:
                         'host, nova may reschedule: %(error)s',
                         {'uuid': instance.uuid, 'error': e})
             raise
-        instance.system_metadata[constants.SYSMETA_FABRICS] = ','.join(
-            result.fabrics)
+        sysmeta.set_fabrics(instance.system_metadata, result.fabrics)
         LOG.info('vTPM attached to instance %(uuid)s (fabrics: %(fabrics)s)',
                  {'uuid': instance.uuid,
                   'fabrics': ', '.join(result.fabrics) or 'local'})
@@ -243,8 +227,8 @@ class VTPMCompute:
     def _abort(instance, error):
         LOG.error('vTPM build of instance %(uuid)s aborted: %(error)s',
                   {'uuid': instance.uuid, 'error': error})
-        return VTPMBuildAborted(instance_uuid=instance.uuid,
-                                reason=str(error))
+        return nova_vtpm_exc.VTPMBuildAborted(instance_uuid=instance.uuid,
+                                              reason=str(error))
 
     # --- capability reporting ------------------------------------------------
 
@@ -336,7 +320,8 @@ class VTPMCompute:
         if instance.task_state == task_states.SHELVING_OFFLOADING:
             self.before_shelve(instance, True, lifecycle.SHELVE_OFFLOAD)
         elif instance.task_state == task_states.SHELVING:
-            self.before_shelve(instance, CONF.shelved_offload_time != -1)
+            self.before_shelve(instance,
+                               self._conf.shelved_offload_time != -1)
 
     def before_shelve(self, instance, offload,
                       operation=lifecycle.SHELVE):
@@ -351,7 +336,7 @@ class VTPMCompute:
             lifecycle.check(operation, subject(instance), offload=offload)
         except exception.OperationRefused as e:
             LOG.info('%s', e)
-            raise VTPMOperationRefused(reason=str(e)) from e
+            raise nova_vtpm_exc.VTPMOperationRefused(reason=str(e)) from e
 
     def _check_or_roll_back(self, operation, instance, **facts):
         try:
@@ -359,7 +344,8 @@ class VTPMCompute:
         except exception.OperationRefused as e:
             LOG.info('%s', e)
             raise nova_exception.InstanceFaultRollback(
-                inner_exception=VTPMOperationRefused(reason=str(e))) from e
+                inner_exception=nova_vtpm_exc.VTPMOperationRefused(
+                    reason=str(e))) from e
 
     # --- re-authorization (vtpm_hyperv.nova.reauthorize) ---------------------
 
@@ -376,14 +362,14 @@ class VTPMCompute:
         if ref is None:
             start()
             return None
-        before = recorded_fabrics(instance)
+        before = sysmeta.fabrics(instance.system_metadata)
         try:
             reauthorize.check_ref(instance, ref)
             before, after = self.backend.reauthorize(
                 instance.uuid, vm_name, ref, auth=self._auth_for(context))
-        except (reauthorize.InvalidReauthorization,
-                hv_exception.ReauthorizationRefused,
-                hv_exception.HyperVOperationFailed) as e:
+        except (exception.InvalidReauthorization,
+                exception.ReauthorizationRefused,
+                exception.BackendOperationFailed) as e:
             outcome = reauthorize.Outcome.failed(
                 instance, ref, reauthorize.REFUSED, e, before, before)
             raise self._reauthorized(context, instance, outcome,
@@ -395,7 +381,7 @@ class VTPMCompute:
             # start, so whatever failed, the known good one comes back.
             restored = self.backend.restore_last_known_good(instance.uuid,
                                                             vm_name)
-            error = hv_exception.KeyProtectorDidNotOpen(
+            error = exception.KeyProtectorDidNotOpen(
                 instance=instance.uuid, ref=ref, reason=e)
             outcome = reauthorize.Outcome.failed(
                 instance, ref, reauthorize.RESTORED, error, after, restored)
@@ -414,7 +400,7 @@ class VTPMCompute:
         self.reauthorized(context, instance, outcome)
         if outcome.result == reauthorize.APPLIED:
             return None
-        return VTPMOperationRefused(reason=outcome.message)
+        return nova_vtpm_exc.VTPMOperationRefused(reason=outcome.message)
 
     def reauthorized(self, context, instance, outcome):
         """Where every re-authorization outcome goes (saved by then): the

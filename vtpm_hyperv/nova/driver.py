@@ -54,6 +54,11 @@ composed class when the driver differs (the defaults are compute-hyperv's):
 * ``vtpm_compute()``: the host's ``vtpm_hyperv.nova.compute.VTPMCompute``; by
   default over nova's ``CONF`` (``[hyperv_vtpm]``, ``[vtpm_key_manager]``,
   ``[service_user]``) with the ``hyperv`` backend loaded by name.
+
+nova gives a compute driver no configuration object: its own drivers read
+``nova.conf.CONF``. ``vtpm_compute`` is where the vTPM side reads it, once;
+from there it is passed down (``VTPMCompute``, the backend, the key
+source), and nothing below reads a global.
 """
 
 from __future__ import annotations
@@ -61,8 +66,6 @@ from __future__ import annotations
 import nova.conf
 
 from vtpm_hyperv.nova import compute
-
-CONF = nova.conf.CONF
 
 
 class VTPMDriverMixin:
@@ -78,7 +81,7 @@ class VTPMDriverMixin:
     def vtpm_compute(self) -> compute.VTPMCompute:
         """The host's vTPM side: nova's configuration, the ``hyperv``
         backend, notifications published as this host."""
-        return compute.VTPMCompute(CONF, host=self.vtpm_host)
+        return compute.VTPMCompute(nova.conf.CONF, host=self.vtpm_host)
 
     def vtpm_vm_name(self, instance) -> str:
         """The name of ``instance``'s Hyper-V VM (compute-hyperv's)."""

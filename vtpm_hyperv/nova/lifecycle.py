@@ -59,9 +59,10 @@ NOT_OFFLOADED = ('refused, unless [DEFAULT] shelved_offload_time = -1 keeps '
 
 # Why a move of a local key protector is refused.
 _LOCAL_ONLY = ('its vTPM has a local key protector that only host %%(host)s '
-               'can open (%s (image property) is absent); keep it there, or '
-               'use an image with %s' % (constants.IMAGE_VTPM_KEYS,
-                                         constants.IMAGE_VTPM_KEYS))
+               'can open (%s is absent); keep it there, or use an image '
+               'with %s' % (exception.named(constants.IMAGE_VTPM_KEYS,
+                                            constants.IMAGE),
+                            constants.IMAGE_VTPM_KEYS))
 # Why a shelve that offloads is refused.
 _SHELVE_REFUSAL = ('the offload would destroy the vTPM state (unshelve starts '
                    'an empty vTPM); stop the server instead, or set [DEFAULT] '
@@ -223,11 +224,15 @@ def _check_flavor_change(subject, new_request, new_request_error, refuse):
         return
     if was_on:
         refuse('the new flavor turns the vTPM off (%s), which would lose its '
-               'state; choose a flavor whose os:vtpm (flavor extra spec) is '
-               'absent, optional or required' % new_request.reasons[0])
+               'state; choose a flavor whose %s is absent, %s or %s' % (
+                   new_request.reasons[0],
+                   exception.named(constants.FLAVOR_VTPM, constants.FLAVOR),
+                   constants.OPTIONAL, constants.REQUIRED))
     refuse('the new flavor turns a vTPM on (%s), but a resize cannot add a '
            'vTPM to an existing VM; boot a new server with that flavor, or '
-           'choose a flavor without os:vtpm=required' % new_request.reasons[0])
+           'choose a flavor without %s=%s' % (
+               new_request.reasons[0], constants.FLAVOR_VTPM,
+               constants.REQUIRED))
 
 
 def _describe(subject):

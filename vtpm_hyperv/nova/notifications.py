@@ -44,9 +44,10 @@ our payloads in nova's namespace, where nova's object hash table does not
 know them. So the pattern is nova's (``NotificationBase`` with
 ``priority``, ``event_type``, ``publisher`` and a ``payload``;
 ``NotificationPayloadBase``'s "reset changes after creation"; nova's
-``emit``), the objects are ours, in the namespace ``vtpm_notification``:
-consumer-facing, they version apart from the RPC objects of
-``vtpm_core.objects``, and each table of pinned fingerprints
+``emit``), the objects are ours, registered in our one registry
+(``vtpm_core.objects.VTPMObjectRegistry``) in the namespace
+``vtpm_notification``: consumer-facing, they version apart from the RPC
+objects of ``vtpm_core.objects``, and each table of pinned fingerprints
 (``tests/unit/vtpm_hyperv/nova/test_notifications.py``,
 ``tests/unit/vtpm_core/test_objects.py``) pins its own. The publisher is
 nova's ``NotificationPublisher`` itself. Payloads go on the wire as
@@ -57,18 +58,20 @@ nova's ``NotificationPublisher`` itself. Payloads go on the wire as
 from __future__ import annotations
 
 from collections.abc import Sequence
-import logging
 
 from nova import context as nova_context
 from nova.notifications.objects import base as nova_notification
 from nova.objects import fields as nova_fields
 from nova import rpc
+from oslo_log import log
 from oslo_versionedobjects import base
 from oslo_versionedobjects import fields
 
 from vtpm_core import constants
+from vtpm_core import fields as vtpm_fields
+from vtpm_core import objects as vtpm_objects
 
-LOG = logging.getLogger(__name__)
+LOG = log.getLogger(__name__)
 
 
 # --- the objects -------------------------------------------------------------
@@ -84,17 +87,7 @@ class VTPMNotificationObject(base.VersionedObject):
         self.obj_reset_changes(recursive=False)
 
 
-class _Enum(fields.Enum):
-    """An enum whose values are its class's ``ALL`` (nova's
-    ``BaseNovaEnum``)."""
-
-    ALL = ()
-
-    def __init__(self):
-        super().__init__(valid_values=self.ALL)
-
-
-class Priority(_Enum):
+class Priority(vtpm_fields.BaseVTPMEnum):
     # the oslo.messaging notifier methods nova calls, by nova's names
     INFO = 'info'
     WARN = 'warn'
@@ -102,20 +95,20 @@ class Priority(_Enum):
     ALL = (INFO, WARN, ERROR)
 
 
-class EventObject(_Enum):
+class EventObject(vtpm_fields.BaseVTPMEnum):
     VTPM = 'vtpm'
     HGS_ATTESTATION = 'hgs_attestation'
     ALL = (VTPM, HGS_ATTESTATION)
 
 
-class Action(_Enum):
+class Action(vtpm_fields.BaseVTPMEnum):
     ATTACH = 'attach'
     REAUTHORIZE = 'reauthorize'
     UPDATE = 'update'
     ALL = (ATTACH, REAUTHORIZE, UPDATE)
 
 
-class Phase(_Enum):
+class Phase(vtpm_fields.BaseVTPMEnum):
     # nova's words (nova.objects.fields.NotificationPhase), those we send
     END = 'end'
     ERROR = 'error'
@@ -138,12 +131,7 @@ class PhaseField(fields.BaseEnumField):
     AUTO_TYPE = Phase()
 
 
-class VTPMObjectRegistry(base.VersionedObjectRegistry):
-    """Our notification objects' registry (the class table is
-    process-wide)."""
-
-
-@VTPMObjectRegistry.register
+@vtpm_objects.VTPMObjectRegistry.register
 class VTPMEventType(VTPMNotificationObject):
     # Version 1.0: Initial version
     VERSION = '1.0'
@@ -161,7 +149,7 @@ class VTPMEventType(VTPMNotificationObject):
         return '.'.join(parts)
 
 
-@VTPMObjectRegistry.register
+@vtpm_objects.VTPMObjectRegistry.register
 class VTPMFaultPayload(VTPMNotificationObject):
     """What went wrong: the error's class and message, no traceback."""
 
@@ -181,7 +169,7 @@ class VTPMFaultPayload(VTPMNotificationObject):
                    exception_message=str(error))
 
 
-@VTPMObjectRegistry.register
+@vtpm_objects.VTPMObjectRegistry.register
 class VTPMAttachPayload(VTPMNotificationObject):
     """A spawn's vTPM: applied (``fabrics``) or failed (``fault``)."""
 
@@ -202,7 +190,7 @@ class VTPMAttachPayload(VTPMNotificationObject):
     }
 
 
-@VTPMObjectRegistry.register
+@vtpm_objects.VTPMObjectRegistry.register
 class VTPMReauthorizationPayload(VTPMNotificationObject):
     """A running instance's request for other fabrics: applied or not."""
 
@@ -224,7 +212,7 @@ class VTPMReauthorizationPayload(VTPMNotificationObject):
     }
 
 
-@VTPMObjectRegistry.register
+@vtpm_objects.VTPMObjectRegistry.register
 class HGSAttestationPayload(VTPMNotificationObject):
     """A host's HGS attestation crossed ``Passed``, one way or the other."""
 
@@ -269,7 +257,7 @@ class VTPMNotificationBase(VTPMNotificationObject):
             payload=self.payload.obj_to_primitive())
 
 
-@VTPMObjectRegistry.register
+@vtpm_objects.VTPMObjectRegistry.register
 class VTPMAttachNotification(VTPMNotificationBase):
     # Version 1.0: Initial version
     VERSION = '1.0'
@@ -278,7 +266,7 @@ class VTPMAttachNotification(VTPMNotificationBase):
                   payload=fields.ObjectField('VTPMAttachPayload'))
 
 
-@VTPMObjectRegistry.register
+@vtpm_objects.VTPMObjectRegistry.register
 class VTPMReauthorizationNotification(VTPMNotificationBase):
     # Version 1.0: Initial version
     VERSION = '1.0'
@@ -287,7 +275,7 @@ class VTPMReauthorizationNotification(VTPMNotificationBase):
                   payload=fields.ObjectField('VTPMReauthorizationPayload'))
 
 
-@VTPMObjectRegistry.register
+@vtpm_objects.VTPMObjectRegistry.register
 class HGSAttestationNotification(VTPMNotificationBase):
     # Version 1.0: Initial version
     VERSION = '1.0'

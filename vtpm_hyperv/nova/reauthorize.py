@@ -34,19 +34,16 @@ reads on a move. ``VTPMCompute.reauthorized`` is where an outcome goes.
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from vtpm_core import constants
 from vtpm_core import exception
+from vtpm_core import policy
+from vtpm_core import sysmeta
 
-# Server metadata the owner sets: the Barbican secret (UUID) with the new
-# KeyProtector. A UUID and not a URL: secrets are read from this cloud's
-# Barbican only, as os_vtpm_keys' are.
-METADATA_KEY = 'os_vtpm_keyprotector'
-# Server metadata the compute host sets: the outcome, for the tenant.
-STATUS_KEY = 'os_vtpm_keyprotector_status'
-# System metadata: the secret whose request was handled last.
-SYSMETA_HANDLED = 'vtpm_keyprotector'
+# The server metadata the owner sets (constants.METADATA_KEYPROTECTOR) names
+# the Barbican secret with the new KeyProtector by its UUID, not a URL:
+# secrets are read from this cloud's Barbican only, as os_vtpm_keys' are.
+# The compute host answers in constants.METADATA_KEYPROTECTOR_STATUS.
 
 APPLIED = 'applied'    # set; the VM started with it
 REFUSED = 'refused'    # not set: a rule, the secret, or Hyper-V refused it
@@ -55,16 +52,6 @@ RESTORED = 'restored'  # set, did not open; the last known good is back
 # nova refuses server metadata values over 255 characters
 # (nova.api.validation.parameter_types.metadata).
 MAX_STATUS = 255
-
-_UUID = re.compile(r'[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-'
-                   r'[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z')
-
-
-class InvalidReauthorization(exception.VTPMError):
-    """The server metadata names no Barbican secret UUID."""
-
-    msg_fmt = ("os_vtpm_keyprotector (server metadata) of instance "
-               "%(instance)s is %(value)s; allowed: one Barbican secret UUID")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,22 +97,25 @@ class Outcome:
 
 def pending(instance) -> str | None:
     """The value ``instance``'s owner set, if not handled yet."""
-    value = (instance.metadata or {}).get(METADATA_KEY)
-    if not value or value == instance.system_metadata.get(SYSMETA_HANDLED):
+    value = (instance.metadata or {}).get(constants.METADATA_KEYPROTECTOR)
+    if not value or value == sysmeta.handled_keyprotector(
+            instance.system_metadata):
         return None
     return value
 
 
 def check_ref(instance, value) -> None:
-    """:raises InvalidReauthorization: ``value`` is no secret UUID."""
-    if not _UUID.match(value):
-        raise InvalidReauthorization(instance=instance.uuid, value=value)
+    """:raises vtpm_core.exception.InvalidReauthorization: ``value`` is no
+    secret UUID."""
+    if policy.secret_uuid(value) is None:
+        raise exception.InvalidReauthorization(instance=instance.uuid,
+                                               value=value)
 
 
 def record(instance, outcome: Outcome, fabrics) -> None:
     """Write ``outcome`` and the fabrics the VM's KeyProtector now names
     on ``instance`` (the caller saves it)."""
-    instance.metadata = dict(instance.metadata or {},
-                             **{STATUS_KEY: outcome.status})
-    instance.system_metadata[SYSMETA_HANDLED] = outcome.ref
-    instance.system_metadata[constants.SYSMETA_FABRICS] = ','.join(fabrics)
+    instance.metadata = dict(instance.metadata or {}, **{
+        constants.METADATA_KEYPROTECTOR_STATUS: outcome.status})
+    sysmeta.set_handled_keyprotector(instance.system_metadata, outcome.ref)
+    sysmeta.set_fabrics(instance.system_metadata, fabrics)

@@ -17,6 +17,7 @@ import pytest
 
 from tests import realservices
 from vtpm_core import exception
+from vtpm_hyperv.barbican import conf as barbican_conf
 from vtpm_hyperv.barbican import key_source
 
 
@@ -126,10 +127,10 @@ def test_barbican_down_is_unavailable(conf, store):
     ref = store()
     auth = realservices.auth('owner')
     auth.get_token(ks_session.Session())  # Keystone stays up
-    conf.set_override('connect_retries', 1, key_source.GROUP)
+    conf.set_override('connect_retries', 1, barbican_conf.GROUP)
     # Barbican down, as the client sees it: nothing answers at its address
     conf.set_override('endpoint_override', realservices.unreachable_url(),
-                      key_source.GROUP)
+                      barbican_conf.GROUP)
     with pytest.raises(exception.KeyManagerUnavailable) as raised:
         key_source.BarbicanKeySource(conf).fetch([ref], auth=auth)
 
@@ -137,7 +138,7 @@ def test_barbican_down_is_unavailable(conf, store):
     assert ref in str(raised.value)
     assert 'ConnectFailure after 1 retries' in str(raised.value)
     # and the same secret reads again from the Barbican that answers
-    conf.clear_override('endpoint_override', key_source.GROUP)
+    conf.clear_override('endpoint_override', barbican_conf.GROUP)
     items = key_source.BarbicanKeySource(conf).fetch([ref], auth=auth)
     assert items[0].ref == ref
 
@@ -183,7 +184,7 @@ def test_service_credentials_when_configured(conf, store, services):
     # what a config file does: keystoneauth registers a plugin's options
     # once it reads auth_type; an override needs them first
     conf.register_opts(ks_loading.get_auth_plugin_conf_options('password'),
-                       group=key_source.GROUP)
+                       group=barbican_conf.GROUP)
     for name, value in (('auth_type', 'password'),
                         ('auth_url', services['keystone']),
                         ('username', service['username']),
@@ -191,7 +192,7 @@ def test_service_credentials_when_configured(conf, store, services):
                         ('project_name', service['project']),
                         ('user_domain_id', 'default'),
                         ('project_domain_id', 'default')):
-        conf.set_override(name, value, key_source.GROUP)
+        conf.set_override(name, value, barbican_conf.GROUP)
     payload = random_bytes.token_bytes(40)
     theirs = store(payload, kind='service')
     tenant = store(kind='owner')
@@ -203,13 +204,13 @@ def test_service_credentials_when_configured(conf, store, services):
 
     assert bytes(items[0].payload) == payload
     assert raised.value.ref == tenant
-    assert key_source.GROUP in str(raised.value)
+    assert barbican_conf.GROUP in str(raised.value)
 
 
 def test_endpoint_override_with_version_suffix(conf, store, services):
     ref = store()
     # no catalog entry in this region: only the override can find Barbican
-    conf.set_override('region_name', 'Nowhere', key_source.GROUP)
+    conf.set_override('region_name', 'Nowhere', barbican_conf.GROUP)
     source = key_source.BarbicanKeySource(conf)
     auth = realservices.auth('owner')
     with pytest.raises(exception.KeyManagerUnavailable) as raised:
@@ -218,7 +219,7 @@ def test_endpoint_override_with_version_suffix(conf, store, services):
     assert 'endpoint_override' in str(raised.value)
 
     conf.set_override('endpoint_override', services['barbican'] + '/v1/',
-                      key_source.GROUP)
+                      barbican_conf.GROUP)
     items = key_source.BarbicanKeySource(conf).fetch([ref], auth=auth)
 
     assert items[0].ref == ref

@@ -17,6 +17,7 @@ import vtpm_cli
 from vtpm_cli import audit
 from vtpm_cli import check
 from vtpm_cli import cloud
+from vtpm_cli import exception as cli_exception
 from vtpm_core import objects
 
 K1 = '8f14e45f-ceea-467a-9575-7a6c8c2b3a11'
@@ -329,7 +330,8 @@ def test_an_unreadable_cell_exits_2(monkeypatch, capsys):
     from vtpm_cli import novadb
 
     def read(files):
-        raise novadb.NovaUnreadable(cell='c1', reason='it did not answer')
+        raise cli_exception.NovaUnreadable(cell='c1',
+                                           reason='it did not answer')
 
     monkeypatch.setattr(cloud.openstack, 'connect',
                         lambda cloud: _EmptyCloud())

@@ -123,7 +123,7 @@ def _report(tmp_path, nova_conf, hv):
         # what the compute driver loads by name, on this simulated host
         vmutils, hostutils = hv.os_win_utils()
         return backend.HyperVBackend(conf, vmutils=vmutils,
-                                     hostutils=hostutils, conn=hv)
+                                     hostutils=hostutils)
 
     code = hyperv_check.main(['--report', '--config-file', str(conf_file)],
                              out=lines.append, make_backend=simulated)

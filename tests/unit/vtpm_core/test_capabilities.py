@@ -268,7 +268,10 @@ MATCHES = [
     ('vTPM without keys: a stale report is fine', req(),
      caps(measured_at=NOW - datetime.timedelta(days=2)), True, ''),
     ('keys: unguarded host', req(keys=['k']), caps(guarded=False), False,
-     'not guarded'),
+     'not a guarded host in HGS mode'),
+    # in local mode Hyper-V opens no KeyProtector that names a fabric
+    ('keys: a guarded host in local mode', req(keys=['k']),
+     caps(local_key_protector=True), False, 'not a guarded host in HGS mode'),
     ('keys: attestation expired', req(keys=['k']),
      caps(attestation_status='Expired'), False, 'Expired'),
     ('keys: report too old', req(keys=['k']),

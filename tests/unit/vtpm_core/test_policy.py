@@ -319,3 +319,26 @@ def test_settled_without_image(specs, machine_type, settles):
         assert policy.build_request(
             {'os_vtpm': 'required', 'hw_machine_type': machine_type},
             specs).enabled
+
+
+# --- the one UUID rule: secret_uuid ------------------------------------------
+
+# (id, value, its canonical form or None): every secret reference (an item
+# of os_vtpm_keys, a re-authorization's server metadata, what the key source
+# reads) is checked by it
+SECRET_UUIDS = [
+    ('lowercase', K1, K1),
+    ('uppercase is canonicalised', K1.upper(), K1),
+    ('no hyphens', K1.replace('-', ''), None),
+    ('braces', '{%s}' % K1, None),
+    ('URN form', 'urn:uuid:' + K1, None),
+    ('a URL', 'https://barbican/v1/secrets/' + K1, None),
+    ('a trailing newline', K1 + '\n', None),
+    ('not a string', 42, None),
+]
+
+
+@pytest.mark.parametrize('value,canonical', [r[1:] for r in SECRET_UUIDS],
+                         ids=[r[0] for r in SECRET_UUIDS])
+def test_secret_uuid(value, canonical):
+    assert policy.secret_uuid(value) == canonical

@@ -248,7 +248,7 @@ def test_every_rejection_is_logged_at_debug_with_its_reason(caplog):
     assert ('report is dated 61 s in the future (max 60 s of clock skew)'
             in by_host['ahead'])
     assert 'attestation status is Expired' in by_host['expired']
-    assert 'not guarded' in by_host['unguarded']
+    assert 'not a guarded host' in by_host['unguarded']
     assert 'no fabric guardian' in by_host['no-fabric']
     assert 'does not support vTPM' in by_host['no-vtpm']
     assert all(INSTANCE in m for m in by_host.values())

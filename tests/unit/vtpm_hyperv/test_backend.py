@@ -149,7 +149,7 @@ def test_other_keys_on_a_vm_with_a_vtpm_are_refused(hv, host, keys,
     hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     before = host.vm_security(VM)
     other = [keys.add(fake.export_owner_pkcs12(guardians['owner2']))]
-    with pytest.raises(hv_exception.UnsupportedVM, match='unreadable'):
+    with pytest.raises(exception.UnsupportedVM, match='unreadable'):
         hv.attach(INSTANCE, VM, vtpm_request(other))
     assert host.vm_security(VM) == before
 
@@ -220,7 +220,7 @@ def test_tenant_artifact_for_another_fabric_refuses_the_host(
     make = _raw if form == 'raw' else _pdk
     payload = make(guardians, other_fabric.guardian)
     ref = keys.add(payload)
-    with pytest.raises(hv_exception.HostNotSuitable) as err:
+    with pytest.raises(exception.HostNotSuitable) as err:
         hv.attach(INSTANCE, VM, vtpm_request([ref], shielded=True))
     assert ref in str(err.value)
     assert host.vm_security(VM) == before
@@ -257,7 +257,8 @@ def test_no_keys_on_a_host_in_hgs_mode_is_refused(hv, host):
     """In HGS mode Hyper-V gets every key from HGS: a local key protector
     would never open, so the host refuses before changing anything."""
     before, store = host.vm_security(VM), host.guardian_names()
-    with pytest.raises(hv_exception.HostNotSuitable, match='local mode'):
+    with pytest.raises(exception.HostNotSuitable,
+                       match='its HGS client is in HGS mode'):
         hv.attach(INSTANCE, VM, vtpm_request())
     assert host.vm_security(VM) == before
     assert host.guardian_names() == store
@@ -268,7 +269,7 @@ def test_no_keys_on_a_host_in_hgs_mode_is_refused(hv, host):
 
 def test_generation_1_vm_is_refused(hv, host, keys, guardians):
     host.add_vm('gen1', generation=1)
-    with pytest.raises(hv_exception.UnsupportedVM, match='Generation 1'):
+    with pytest.raises(exception.UnsupportedVM, match='Generation 1'):
         hv.attach(INSTANCE, 'gen1', vtpm_request(_keyed(keys, guardians)))
     assert keys.handed_out == []
 
@@ -276,13 +277,13 @@ def test_generation_1_vm_is_refused(hv, host, keys, guardians):
 def test_hosts_older_than_windows_server_2016_are_refused(make_backend):
     host = fake.FakeHyperVHost('hv-2012r2', os_version='6.3.9600')
     host.add_vm(VM)
-    with pytest.raises(hv_exception.HostNotSuitable, match='6.3.9600'):
+    with pytest.raises(exception.HostNotSuitable, match='6.3.9600'):
         make_backend(host).attach(INSTANCE, VM, vtpm_request())
     assert host.vm_security(VM)['KeyProtector'] == b''
 
 
 def test_missing_vm_is_refused(hv):
-    with pytest.raises(hv_exception.UnsupportedVM, match='no such VM'):
+    with pytest.raises(exception.UnsupportedVM, match='no such VM'):
         hv.attach(INSTANCE, 'nope', vtpm_request())
 
 
@@ -297,7 +298,7 @@ def test_missing_vm_is_refused(hv):
 def test_keys_need_a_guarded_attested_host(hv, host, keys, guardians, status,
                                            guarded, reason):
     host.set_attestation(status, guarded=guarded)
-    with pytest.raises(hv_exception.HostNotSuitable, match=reason):
+    with pytest.raises(exception.HostNotSuitable, match=reason):
         hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     assert keys.handed_out == []
 
@@ -310,7 +311,7 @@ def test_keys_need_a_fabric_guardian(conf, make_backend, fabric, keys,
     vmutils, hostutils = host.os_win_utils()
     hv = backend.HyperVBackend(conf, key_source=keys, vmutils=vmutils,
                                hostutils=hostutils, host_name='hv-nofabric')
-    with pytest.raises(hv_exception.HostNotSuitable) as err:
+    with pytest.raises(exception.HostNotSuitable) as err:
         hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     assert 'not-there' in str(err.value)
     assert err.value.host == 'hv-nofabric'
@@ -356,13 +357,13 @@ def test_self_signed_guardians_need_allow_untrusted_root(
 # (target, fault, expected). Every WMI call and query a keyed attach makes,
 # in order; 'absorbed' marks a fault the backend retries.
 STEPS = [
-    ('Win32_OperatingSystem', {}, hv_exception.HostNotSuitable),
+    ('Win32_OperatingSystem', {}, exception.HostNotSuitable),
     ('Msvm_VirtualSystemSettingData', {}, hv_exception.HyperVOperationFailed),
     ('MSFT_HgsClientConfiguration.Get', {'return_code': 32768},
-     hv_exception.HostNotSuitable),
+     exception.HostNotSuitable),
     ('MSFT_HgsClientConfiguration.Get', {'return_code': 32768, 'at': 2},
-     hv_exception.HostNotSuitable),
-    ('MSFT_HgsGuardian', {}, hv_exception.HostNotSuitable),
+     exception.HostNotSuitable),
+    ('MSFT_HgsGuardian', {}, exception.HostNotSuitable),
     ('fetch', {}, exception.KeyManagerUnavailable),
     ('Msvm_ComputerSystem', {}, hv_exception.HyperVOperationFailed),
     ('Msvm_SecuritySettingData', {}, hv_exception.HyperVOperationFailed),

@@ -8,6 +8,7 @@ WMI calls are checked against Microsoft's documentation (``conformance``).
 import pytest
 
 from tests.fixtures import hyperv
+from vtpm_core import exception
 from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import fake
 from vtpm_hyperv import keyprotector
@@ -73,7 +74,7 @@ def test_another_owner_is_refused(hv, host, keys, guardians, fabric,
                                   other_fabric, booted, conformance):
     new = _raw(guardians['stranger'], fabric.guardian, other_fabric.guardian)
     _refused(hv, host, keys.add(new),
-             hv_exception.ReauthorizationOwnerChanged,
+             exception.ReauthorizationOwnerChanged,
              "owner never changes")
 
 
@@ -82,7 +83,7 @@ def test_dropping_this_hosts_fabric_is_refused(hv, host, keys, guardians,
                                                conformance):
     new = _raw(guardians['owner'], other_fabric.guardian)
     _refused(hv, host, keys.add(new),
-             hv_exception.ReauthorizationDropsFabric,
+             exception.ReauthorizationDropsFabric,
              'does not name fabric %s' % fabric.fabric_id)
 
 
@@ -90,14 +91,14 @@ def test_a_running_vm_is_refused(hv, host, keys, guardians, fabric,
                                  other_fabric, booted):
     host.start_vm(VM)
     new = _raw(guardians['owner'], fabric.guardian, other_fabric.guardian)
-    _refused(hv, host, keys.add(new), hv_exception.ReauthorizationNotOff,
+    _refused(hv, host, keys.add(new), exception.ReauthorizationNotOff,
              'only while the VM is off')
 
 
 def test_a_vm_without_a_tenants_key_protector_is_refused(hv, host, keys,
                                                          guardians, fabric):
     new = _raw(guardians['owner'], fabric.guardian)
-    _refused(hv, host, keys.add(new), hv_exception.ReauthorizationNotKeyed,
+    _refused(hv, host, keys.add(new), exception.ReauthorizationNotKeyed,
              'nothing to re-authorize')
 
 
@@ -108,7 +109,7 @@ def test_unusable_secrets_are_refused(hv, host, keys, guardians, booted,
            'owner bundle': keys.add(fake.export_owner_pkcs12(
                guardians['owner'])),
            'garbage': keys.add(b'\x01' * 400)}[what]
-    _refused(hv, host, ref, hv_exception.ReauthorizationSecretUnusable,
+    _refused(hv, host, ref, exception.ReauthorizationSecretUnusable,
              ref)
 
 

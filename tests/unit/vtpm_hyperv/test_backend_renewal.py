@@ -12,7 +12,7 @@ guardian and report both identities until the old one is gone.
 import pytest
 
 from tests.fixtures import hyperv
-from vtpm_hyperv import exception as hv_exception
+from vtpm_core import exception
 from vtpm_hyperv import fake
 from vtpm_hyperv import keyprotector
 
@@ -142,6 +142,6 @@ def test_after_the_renewal_the_old_guardian_is_refused(
     before = host.vm_security(VM)
     ref = keys.add(fake.build_key_protector(guardians['owner'],
                                             [old.public()]))
-    with pytest.raises(hv_exception.HostNotSuitable, match=ref):
+    with pytest.raises(exception.HostNotSuitable, match=ref):
         hv.attach(INSTANCE, VM, hyperv.vtpm_request([ref], shielded=True))
     assert host.vm_security(VM) == before

@@ -23,7 +23,7 @@ def test_owner_bundle(guardians):
     g = guardians['owner']
     payload = bytearray(fake.export_owner_pkcs12(g))
     m = material.parse(REF, payload)
-    assert m.kind is material.Kind.OWNER
+    assert m.kind == material.OWNER
     assert m.signing_der == g.signing_der
     assert m.signing[1] == g.signing_cert
     assert m.encryption[1] == g.encryption_cert
@@ -36,7 +36,7 @@ def test_owner_bundle(guardians):
 def test_guardian_file(guardians):
     payload = fake.export_guardian_file(guardians['dr'])
     m = material.parse(REF, payload)
-    assert m.kind is material.Kind.GUARDIAN and m.payload is payload
+    assert m.kind == material.GUARDIAN and m.payload is payload
 
 
 @pytest.mark.parametrize('encoding', ['PEM', 'DER'])
@@ -55,8 +55,8 @@ def test_tenant_artifacts_are_left_to_hyper_v(guardians, fabric):
     pdk = fake.make_shielding_data_file(guardians['owner'],
                                         [fabric.guardian.public()])
     for payload in (raw, pdk):
-        assert material.parse(REF, payload).kind is \
-            material.Kind.TENANT_ARTIFACT
+        assert material.parse(REF, payload).kind == \
+            material.TENANT_ARTIFACT
 
 
 @pytest.mark.parametrize('payload, problem', [
@@ -98,16 +98,16 @@ def _m(ref, kind, payload=b''):
 
 
 def test_owner_plus_five_guardians_is_valid():
-    owner = _m('o', material.Kind.OWNER)
+    owner = _m('o', material.OWNER)
     ks = material.check_set(
-        [owner] + [_m('g%d' % i, material.Kind.GUARDIAN, b'<%d/>' % i)
+        [owner] + [_m('g%d' % i, material.GUARDIAN, b'<%d/>' % i)
                    for i in range(5)])
     assert ks.owner is owner and len(ks.guardians) == 5
     assert ks.artifact is None
 
 
 def test_artifact_alone_is_valid():
-    artifact = _m('r', material.Kind.TENANT_ARTIFACT)
+    artifact = _m('r', material.TENANT_ARTIFACT)
     assert material.check_set([artifact]).artifact is artifact
 
 
@@ -129,11 +129,11 @@ def test_artifact_alone_is_valid():
 def test_invalid_sets_name_the_secrets(kinds, names):
     def make(i, k):
         if k.startswith('GUARDIAN'):
-            return _m('secret-%d' % i, material.Kind.GUARDIAN,
+            return _m('secret-%d' % i, material.GUARDIAN,
                       b'<g%s/>' % k[8:].encode())
         return _m('secret-%d' % i, {
-            'OWNER': material.Kind.OWNER,
-            'ARTIFACT': material.Kind.TENANT_ARTIFACT}[k])
+            'OWNER': material.OWNER,
+            'ARTIFACT': material.TENANT_ARTIFACT}[k])
     with pytest.raises(exception.InvalidKeySet) as err:
         material.check_set([make(i, k) for i, k in enumerate(kinds)])
     assert names in str(err.value)
@@ -153,7 +153,7 @@ def test_random_bytes_are_a_vtpm_error_or_left_to_hyper_v(payload):
     except exception.InvalidKeyMaterial as e:
         assert e.ref == REF
         return
-    assert m.kind in (material.Kind.TENANT_ARTIFACT, material.Kind.GUARDIAN)
+    assert m.kind in (material.TENANT_ARTIFACT, material.GUARDIAN)
 
 
 @hypothesis.given(data=st.data())

@@ -19,7 +19,7 @@ import pytest
 
 from tests.fixtures import barbican_stub as stub_server
 from vtpm_core import exception
-from vtpm_hyperv.barbican import key_source
+from vtpm_hyperv.barbican import conf as barbican_conf
 
 TOKEN = 'stub-owner-token-9d1e'
 SERVICE_TOKEN = 'stub-service-token-77ab'
@@ -52,8 +52,8 @@ def _payload_url(server, ref):
 def test_a_slow_drip_ends_at_the_deadline(conf, source, stub, where):
     # a byte every 0.5 s never trips the 5 s wait for data: only the
     # deadline can end it, and it must cut the connection, not abandon it
-    conf.set_override('timeout', 5, key_source.GROUP)
-    conf.set_override('fetch_timeout', 1, key_source.GROUP)
+    conf.set_override('timeout', 5, barbican_conf.GROUP)
+    conf.set_override('fetch_timeout', 1, barbican_conf.GROUP)
     ref = _ref()
     stub.script[ref] = [stub_server.Drip(where, interval=0.5, size=60)]
 
@@ -72,9 +72,9 @@ def test_the_deadline_covers_retries_and_wipes_what_was_read(
         conf, source, stub, wiped):
     # 503 for ever, retried up to 100 times 0.2 s apart: 20 s without the
     # deadline; the secret that answered at once is wiped
-    conf.set_override('fetch_timeout', 1, key_source.GROUP)
-    conf.set_override('status_code_retries', 100, key_source.GROUP)
-    conf.set_override('status_code_retry_delay', 0.2, key_source.GROUP)
+    conf.set_override('fetch_timeout', 1, barbican_conf.GROUP)
+    conf.set_override('status_code_retries', 100, barbican_conf.GROUP)
+    conf.set_override('status_code_retry_delay', 0.2, barbican_conf.GROUP)
     good, bad = _ref(), _ref()
     stub.script[bad] = [503]
     started = time.monotonic()
@@ -145,7 +145,7 @@ def test_an_oversized_payload_is_refused_before_it_is_read(
 @pytest.mark.parametrize('length', [True, False],
                          ids=['content-length', 'until-close'])
 def test_the_size_cap_is_inclusive(conf, source, stub, length):
-    conf.set_override('max_payload_bytes', 1000, key_source.GROUP)
+    conf.set_override('max_payload_bytes', 1000, barbican_conf.GROUP)
     fits, over = _ref(), _ref()
     stub.script[fits] = [stub_server.Huge(1000, length=length)]
     stub.script[over] = [stub_server.Huge(1001, length=length)]

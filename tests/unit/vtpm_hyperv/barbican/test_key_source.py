@@ -17,6 +17,7 @@ import pytest
 
 from tests.fixtures import barbican_stub as stub_server
 from vtpm_core import exception
+from vtpm_hyperv.barbican import conf as barbican_conf
 from vtpm_hyperv.barbican import key_source
 
 TOKEN = 'stub-token-4f6c'
@@ -53,7 +54,8 @@ def test_one_get_per_secret_and_one_version_request_per_source(
 @pytest.mark.parametrize('suffix', ['', '/', '/v1', '/v1/'],
                          ids=['bare', 'slash', 'versioned', 'versioned-slash'])
 def test_endpoint_with_or_without_version(conf, stub, suffix):
-    conf.set_override('endpoint_override', stub.url + suffix, key_source.GROUP)
+    conf.set_override('endpoint_override', stub.url + suffix,
+                      barbican_conf.GROUP)
     ref = _refs(1)[0]
 
     key_source.BarbicanKeySource(conf).fetch([ref], auth=_auth())
@@ -72,7 +74,7 @@ def test_5xx_is_retried_until_it_answers(source, stub):
 
 
 def test_5xx_gives_up_after_the_configured_retries(conf, source, stub):
-    conf.set_override('status_code_retries', 1, key_source.GROUP)
+    conf.set_override('status_code_retries', 1, barbican_conf.GROUP)
     ref = _refs(1)[0]
     stub.script[ref] = [502]
 
@@ -123,7 +125,7 @@ def test_refused_connection_is_unavailable(conf):
         port = sock.getsockname()[1]
     # nothing listens on port any more
     conf.set_override('endpoint_override', 'http://127.0.0.1:%d' % port,
-                      key_source.GROUP)
+                      barbican_conf.GROUP)
     ref = _refs(1)[0]
 
     with pytest.raises(exception.KeyManagerUnavailable) as raised:
@@ -134,8 +136,8 @@ def test_refused_connection_is_unavailable(conf):
 
 
 def test_a_hung_barbican_times_out(conf, source, stub):
-    conf.set_override('timeout', 1, key_source.GROUP)
-    conf.set_override('connect_retries', 0, key_source.GROUP)
+    conf.set_override('timeout', 1, barbican_conf.GROUP)
+    conf.set_override('connect_retries', 0, barbican_conf.GROUP)
     ref = _refs(1)[0]
     stub.delays[ref] = 3
 
@@ -163,7 +165,7 @@ def test_secrets_are_read_concurrently_and_returned_in_order(source, stub):
 
 
 def test_max_concurrency_bounds_the_threads(conf, source, stub):
-    conf.set_override('max_concurrency', 1, key_source.GROUP)
+    conf.set_override('max_concurrency', 1, barbican_conf.GROUP)
     refs = _refs(3)
     for ref in refs:
         stub.delays[ref] = 0.15
@@ -242,7 +244,7 @@ def test_wipe_zeroes_the_payload_in_place(source, stub):
 
 
 def test_list_opts_for_the_sample_config():
-    (group, opts), = key_source.list_opts()
+    (group, opts), = barbican_conf.list_opts()
     by_name = {opt.dest: opt for opt in opts}
 
     # the group itself, so that the sample and the reference print its help
@@ -257,12 +259,12 @@ def test_list_opts_for_the_sample_config():
     assert by_name['retriable_status_codes'].default == [500, 502, 503, 504]
     # deep copies: a caller changing one does not change the next
     by_name['timeout'].default = 99
-    (_, again), = key_source.list_opts()
+    (_, again), = barbican_conf.list_opts()
     assert {o.dest: o for o in again}['timeout'].default == 10
 
 
 def test_register_opts_twice_is_harmless(conf):
-    key_source.register_opts(conf)
+    barbican_conf.register_opts(conf)
 
     assert conf.vtpm_key_manager.service_type == 'key-manager'
     assert conf.vtpm_key_manager.auth_type is None

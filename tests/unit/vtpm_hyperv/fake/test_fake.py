@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from os_win import constants as os_win_const
 from os_win import exceptions as os_win_exc
 from os_win.utils import baseutils
+from os_win.utils import hostutils
 import pytest
 
 from tests.fixtures import hyperv
@@ -28,7 +29,8 @@ def _pdk(host, owner, guardians=(), policy='EncryptionSupported'):
 def _os_win_state():
     """What installing the simulator changes in os-win, as it is now."""
     return (baseutils.__dict__.get('wmi', 'absent'),
-            baseutils.BaseUtilsVirt._os_version)
+            baseutils.BaseUtilsVirt._os_version,
+            hostutils.HostUtils._windows_version)
 
 
 def test_installed_patches_os_win_for_the_block_and_restores_it(
@@ -36,9 +38,10 @@ def test_installed_patches_os_win_for_the_block_and_restores_it(
     # os-win on Linux, untouched: no wmi module, no cached OS version
     monkeypatch.delattr(baseutils, 'wmi')
     monkeypatch.setattr(baseutils.BaseUtilsVirt, '_os_version', None)
+    monkeypatch.setattr(hostutils.HostUtils, '_windows_version', None)
     with pytest.raises(ZeroDivisionError):
         with fake.installed() as wmi_module:
-            assert _os_win_state() == (wmi_module, [10, 0])
+            assert _os_win_state() == (wmi_module, [10, 0], None)
             host = fake.FakeHyperVHost('hv-installed', fabric=fabric,
                                        job_polls=1)
             host.add_vm(VM)
@@ -46,7 +49,7 @@ def test_installed_patches_os_win_for_the_block_and_restores_it(
             vmutils, _ = host.os_win_utils()
             vmutils.set_vm_state(VM, os_win_const.HYPERV_VM_STATE_ENABLED)
             1 / 0
-    assert _os_win_state() == ('absent', None)
+    assert _os_win_state() == ('absent', None, None)
 
 
 def test_installed_blocks_nest(simulator):
@@ -56,6 +59,31 @@ def test_installed_blocks_nest(simulator):
         assert _os_win_state()[0] is inner
         fake.FakeHyperVHost('hv-inner')
     assert _os_win_state() == outer
+
+
+def test_each_block_answers_os_wins_windows_version_cache_afresh(
+        monkeypatch):
+    """os-win keeps the first version it reads for the process; a block
+    starts with it empty and puts back what was there."""
+    monkeypatch.setattr(hostutils.HostUtils, '_windows_version', '6.3.9600')
+    with fake.installed():
+        _, utils = fake.FakeHyperVHost('hv-2022').os_win_utils()
+        assert utils.get_windows_version() == '10.0.20348'
+    assert hostutils.HostUtils._windows_version == '6.3.9600'
+
+
+def test_hosts_made_while_installed_share_one_windows_version():
+    """One nova-compute process manages one Windows host, and os-win
+    caches that host's version for the process: simulated hosts of
+    another version are made in a block of their own."""
+    fake.FakeHyperVHost('hv-2022', os_version='10.0.20348')
+    with pytest.raises(RuntimeError, match='one Windows version per '
+                       'process'):
+        fake.FakeHyperVHost('hv-2012r2', os_version='6.3.9600')
+    with pytest.raises(RuntimeError, match='one Windows version per '
+                       'process'):
+        with fake.installed():  # nested: the process is the same
+            fake.FakeHyperVHost('hv-2012r2', os_version='6.3.9600')
 
 
 def test_a_host_outside_an_installed_block_is_refused(monkeypatch):

@@ -24,6 +24,7 @@ from tools.simcloud import guide
 from vtpm_core import exception
 from vtpm_hyperv.nova import compute
 from vtpm_hyperv.nova import driver
+from vtpm_hyperv.nova import exception as nova_vtpm_exc
 
 HOOKS = ('init_host', 'spawn', 'destroy', 'get_available_resource',
          'update_provider_tree', 'migrate_disk_and_power_off',
@@ -175,7 +176,7 @@ def test_a_build_without_vtpm_is_the_drivers_alone(drv, events):
 def test_an_invalid_request_aborts_before_the_vm_exists(drv, events):
     inst = support.instance({'image_os_vtpm': 'disabled'},
                             extra_specs={'os:vtpm': 'required'})
-    with pytest.raises(compute.VTPMBuildAborted):
+    with pytest.raises(nova_vtpm_exc.VTPMBuildAborted):
         spawn(drv, inst)
     assert events == []
 
@@ -185,7 +186,7 @@ def test_a_failed_attach_raises_from_spawn_and_leaves_the_vm_off(events):
     d = Driver(events, support.RecordingBackend(fail=error))
     d.init_host('hv1')
     del events[:]
-    with pytest.raises(compute.VTPMBuildAborted):
+    with pytest.raises(nova_vtpm_exc.VTPMBuildAborted):
         spawn(d, support.instance(support.KEYED_IMAGE))
     # nova's compute manager destroys it (destroy, below)
     assert [e[0] for e in events] == ['spawn']
@@ -252,7 +253,7 @@ def test_a_refused_rebuild_stops_before_nova_destroys_the_vm(drv, events):
 def test_a_shelve_is_refused_while_the_guest_runs(drv, events):
     inst = support.instance(support.KEYED_IMAGE)
     inst.task_state = task_states.SHELVING_OFFLOADING
-    with pytest.raises(compute.VTPMOperationRefused):
+    with pytest.raises(nova_vtpm_exc.VTPMOperationRefused):
         drv.power_off(inst, timeout=60)
     assert events == []
     inst.task_state = None  # a plain stop is not ours to refuse

@@ -26,6 +26,7 @@ from vtpm_core import exception
 from vtpm_core import objects
 from vtpm_hyperv.nova import compute
 from vtpm_hyperv.nova import driver
+from vtpm_hyperv.nova import exception as nova_vtpm_exc
 from vtpm_hyperv.nova import notifications
 
 CONF = nova.conf.CONF
@@ -244,7 +245,7 @@ def test_a_spawn_sends_attach_end_after_the_attach(notifier):
 
 @pytest.mark.parametrize('error, raised', [
     # another host cannot fix it: the build is aborted
-    (exception.KeyNotFound(ref=SECRET), compute.VTPMBuildAborted),
+    (exception.KeyNotFound(ref=SECRET), nova_vtpm_exc.VTPMBuildAborted),
     # another host may: nova reschedules
     (exception.KeyManagerUnavailable(ref=SECRET, reason='refused'),
      exception.KeyManagerUnavailable),

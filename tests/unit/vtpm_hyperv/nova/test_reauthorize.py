@@ -12,10 +12,13 @@ import pytest
 
 from tests.unit.vtpm_hyperv.nova import test_compute as support
 from vtpm_core import constants
-from vtpm_hyperv import exception as hv_exception
+from vtpm_core import exception
 from vtpm_hyperv.nova import compute
+from vtpm_hyperv.nova import exception as nova_vtpm_exc
 from vtpm_hyperv.nova import reauthorize
 
+KEY = constants.METADATA_KEYPROTECTOR
+STATUS = constants.METADATA_KEYPROTECTOR_STATUS
 REF = '3f1b0c55-7d6a-4c8e-9b2a-5e4d3c2b1a09'
 INSTANCE = support.instance(support.KEYED_IMAGE).uuid
 
@@ -41,7 +44,7 @@ def instance(metadata=None, handled=None):
         constants.SYSMETA_FABRICS: 'fabric-a'}))
     inst.metadata = dict(metadata or {})
     if handled:
-        inst.system_metadata[reauthorize.SYSMETA_HANDLED] = handled
+        inst.system_metadata[constants.SYSMETA_HANDLED_KEYPROTECTOR] = handled
     inst.saved = 0
     inst.save = lambda: setattr(inst, 'saved', inst.saved + 1)
     return inst
@@ -58,7 +61,7 @@ def power_on(inst, be, start=None):
 
 @pytest.mark.parametrize('metadata,handled', [
     ({}, None),                                    # nothing asked
-    ({reauthorize.METADATA_KEY: REF}, REF),        # asked and handled
+    ({KEY: REF}, REF),        # asked and handled
 ], ids=['no request', 'handled before'])
 def test_without_a_pending_request_it_only_starts(metadata, handled):
     be, inst = Backend(), instance(metadata, handled)
@@ -67,17 +70,17 @@ def test_without_a_pending_request_it_only_starts(metadata, handled):
 
 
 def test_applied_records_the_new_fabrics_and_starts():
-    be, inst = Backend(), instance({reauthorize.METADATA_KEY: REF})
+    be, inst = Backend(), instance({KEY: REF})
     outcome, started = power_on(inst, be)
     assert be.calls == [('reauthorize', REF, support.OWNER)]
     assert started == [True]
     assert outcome == reauthorize.Outcome(INSTANCE, REF, reauthorize.APPLIED,
                                           ('fabric-a',),
                                           ('fabric-a', 'fabric-b'))
-    assert inst.metadata[reauthorize.STATUS_KEY] == 'applied %s' % REF
+    assert inst.metadata[STATUS] == 'applied %s' % REF
     assert inst.system_metadata[constants.SYSMETA_FABRICS] == \
         'fabric-a,fabric-b'
-    assert inst.system_metadata[reauthorize.SYSMETA_HANDLED] == REF
+    assert inst.system_metadata[constants.SYSMETA_HANDLED_KEYPROTECTOR] == REF
 
 
 @pytest.mark.parametrize('value', [
@@ -86,40 +89,40 @@ def test_applied_records_the_new_fabrics_and_starts():
     REF + ' ',                                     # not exactly a UUID
 ], ids=['name', 'url', 'padded'])
 def test_a_value_that_is_no_secret_uuid_is_refused_unstarted(value):
-    be, inst = Backend(), instance({reauthorize.METADATA_KEY: value})
-    with pytest.raises(compute.VTPMOperationRefused,
+    be, inst = Backend(), instance({KEY: value})
+    with pytest.raises(nova_vtpm_exc.VTPMOperationRefused,
                        match='allowed: one Barbican secret UUID'):
         power_on(inst, be)
     assert be.calls == [] and inst.saved == 1
-    assert inst.metadata[reauthorize.STATUS_KEY].startswith('refused ')
+    assert inst.metadata[STATUS].startswith('refused ')
     assert inst.system_metadata[constants.SYSMETA_FABRICS] == 'fabric-a'
 
 
 def test_a_refusal_keeps_the_fabrics_and_does_not_start():
-    error = hv_exception.ReauthorizationDropsFabric(
+    error = exception.ReauthorizationDropsFabric(
         instance=INSTANCE, ref=REF, reason='it does not name fabric a')
-    be, inst = Backend(refuse=error), instance({reauthorize.METADATA_KEY: REF})
-    with pytest.raises(compute.VTPMOperationRefused) as err:
+    be, inst = Backend(refuse=error), instance({KEY: REF})
+    with pytest.raises(nova_vtpm_exc.VTPMOperationRefused) as err:
         power_on(inst, be, start=pytest.fail)
     assert str(err.value) == str(error)
-    assert inst.metadata[reauthorize.STATUS_KEY] == \
+    assert inst.metadata[STATUS] == \
         'refused %s: it does not name fabric a' % REF
     assert inst.system_metadata[constants.SYSMETA_FABRICS] == 'fabric-a'
-    assert inst.system_metadata[reauthorize.SYSMETA_HANDLED] == REF
+    assert inst.system_metadata[constants.SYSMETA_HANDLED_KEYPROTECTOR] == REF
 
 
 def test_a_failed_start_restores_the_last_known_good():
-    be, inst = Backend(), instance({reauthorize.METADATA_KEY: REF})
+    be, inst = Backend(), instance({KEY: REF})
 
     def start():
         raise RuntimeError('could not be unwrapped')
-    with pytest.raises(compute.VTPMOperationRefused,
+    with pytest.raises(nova_vtpm_exc.VTPMOperationRefused,
                        match='last known good KeyProtector restored: '
                              'could not be unwrapped'):
         power_on(inst, be, start=start)
     assert [c[0] for c in be.calls] == ['reauthorize', 'restore']
     assert inst.system_metadata[constants.SYSMETA_FABRICS] == 'fabric-a'
-    assert inst.metadata[reauthorize.STATUS_KEY] == \
+    assert inst.metadata[STATUS] == \
         'restored %s: could not be unwrapped' % REF
 
 
@@ -131,7 +134,7 @@ def test_the_status_fits_novas_metadata_limit():
 
 
 def test_a_failed_outcome_names_the_error_class_and_its_reason():
-    error = hv_exception.ReauthorizationOwnerChanged(
+    error = exception.ReauthorizationOwnerChanged(
         instance=INSTANCE, ref=REF, reason='owner')
     outcome = reauthorize.Outcome.failed(
         types.SimpleNamespace(uuid=INSTANCE), REF, reauthorize.REFUSED,
