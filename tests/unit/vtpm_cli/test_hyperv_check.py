@@ -149,7 +149,8 @@ def test_report_prints_what_the_host_publishes_with_novas_options(tmp_path):
         'stats entry %s' % key for key in sorted(
             (capabilities.STATS_KEY, capabilities.FACTS_KEY))]
     assert lines[-1] == 'traits: %s' % ', '.join(sorted({
-        'COMPUTE_SECURITY_TPM_2_0', 'CUSTOM_HGS_GUARDED',
+        'COMPUTE_SECURITY_TPM_2_0', 'COMPUTE_SECURITY_TPM_CRB',
+        'COMPUTE_SECURITY_TPM_SECRET_SECURITY_USER', 'CUSTOM_HGS_GUARDED',
         'CUSTOM_HGS_ATTESTATION_PASSED',
         capabilities.fabric_trait(fabric.fabric_id)}))
 
