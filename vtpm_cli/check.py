@@ -26,7 +26,7 @@ MISSING_EXTRA = 3
 
 EXIT_STATUS = """exit status:
   0  the request is valid; or the audit found nothing wrong
-  1  the audit found problems
+  1  the audit found problems (with --strict, also a warning)
   2  the request or the arguments are invalid (with --strict, also a
      warning), or the cloud is unreadable
   3  --audit without openstacksdk (pip install 'hyperv-vtpm[audit]'), or
@@ -75,7 +75,8 @@ def parse_args(argv):
     audit.add_argument('--format', choices=('human', 'json'),
                        help='human-readable text (default) or JSON')
     parser.add_argument('--strict', action='store_true',
-                        help='make every warning an error (exit status 2)')
+                        help='make every warning an error (exit status 2; '
+                             'with --audit, 1)')
     args = parser.parse_args(argv)
     if args.audit and (args.image_property or args.extra_spec):
         parser.error('--audit reads the cloud; it takes no --image-property '
@@ -157,7 +158,8 @@ def _audit(args):
         fleet = functools.partial(novadb.read, args.nova_config)
     from vtpm_core import exception
     try:
-        report, status = cloud.run(args.os_cloud, args.format, fleet)
+        report, status = cloud.run(args.os_cloud, args.format, fleet,
+                                   strict=args.strict)
     except exception.VTPMError as e:  # the cloud or nova's DB unreadable
         print('error: %s' % e, file=sys.stderr)
         return cloud.UNREADABLE
