@@ -86,7 +86,7 @@ def _describe(error):
     return '%s: %s' % (type(error).__name__, error)
 
 
-def run(cloud, fmt, fleet=None, strict=False):
+def run(cloud, fmt, fleet=None, strict=False, conn=None):
     """Audit the cloud; return (report text, exit status).
 
     :param fleet: None, or a callable that returns the instances and the
@@ -94,12 +94,15 @@ def run(cloud, fmt, fleet=None, strict=False):
         audited too, and against which each image and flavor pair is held.
     :param strict: a warning (a key not read as given) counts as a
         finding for the exit status.
+    :param conn: the openstacksdk connection to read with (the
+        ``openstack`` command's); None connects to ``cloud``.
     :raises CloudUnreadable: openstacksdk could not read the images and
         flavors (no credentials, an unknown cloud, Keystone, Glance or nova
         refused or unreachable); an unreadable secret is a finding.
     """
     try:
-        conn = openstack.connect(cloud=cloud)
+        if conn is None:
+            conn = openstack.connect(cloud=cloud)
         images, flavors, warnings = gather(conn)
     except CLIENT_ERRORS as e:
         raise CloudUnreadable(cloud=cloud or '(OS_* environment)',

@@ -124,7 +124,8 @@ def test_no_property_of_glances_own_namespaces_is_defined_again():
 
 def test_the_guide_removes_glances_libvirt_tpm_namespaces(glance):
     """The two namespaces the guide removes are Glance's libvirt vTPM ones,
-    offering what Hyper-V's vTPM is not; they are restored afterwards (the
+    offering what Hyper-V's vTPM is not; the guide's commands remove them
+    from a Glance that has them, which is left as it was afterwards (the
     Glance of the test run is shared)."""
     shipped_dir = install.VENV / 'etc' / 'glance' / 'metadefs'
     removed = {}
@@ -137,17 +138,27 @@ def test_the_guide_removes_glances_libvirt_tpm_namespaces(glance):
     tpm = removed['OS::Compute::TPM'][1]['properties']
     assert tpm['tpm_version']['enum'] == ['1.2', '2.0']
     assert tpm['tpm_model']['default'] == 'tpm-tis'
+    # as a cloud that loaded Glance's own definitions has them
+    # (glance-manage db_load_metadefs): the test Glance may not
+    present = {name for name in removed if shown(glance, name)[0] == 0}
     try:
-        for name in removed:
-            code, output = shown(glance, name)
-            assert code == 0, output
+        for name, (path, _) in removed.items():
+            if name not in present:
+                code, output = glance('md-namespace-import', '--file',
+                                      str(path))
+                assert code == 0, output
         run_all(glance, 'glance-metadefs-remove-libvirt')
         for name in removed:
             code, output = shown(glance, name)
             assert code != 0 and '404' in output, output
     finally:
+        # the Glance as it was
         for name, (path, _) in removed.items():
-            if shown(glance, name)[0] != 0:
+            there = shown(glance, name)[0] == 0
+            if name in present and not there:
                 code, output = glance('md-namespace-import', '--file',
                                       str(path))
                 assert code == 0, output
+            elif name not in present and there:
+                glance('md-namespace-update', name, '--protected', 'False')
+                glance('md-namespace-delete', name)

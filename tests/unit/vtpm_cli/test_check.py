@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """vtpm-check: the operator's dry run of the merge rules."""
 
+import warnings
+
 import pytest
 
 from vtpm_cli import check
@@ -183,3 +185,20 @@ def test_too_many_keys_are_counted(capsys):
     error = capsys.readouterr().err
     assert ': 7 keys; allowed: 1 to 6 Barbican secret UUIDs' in error
     assert 'bytes' not in error.split('allowed')[0]
+
+
+def test_the_warnings_of_dependencies_are_not_shown_ours_are():
+    """An [audit] install's dnspython warns (CryptographyDeprecationWarning,
+    a UserWarning) on every run; the person at the terminal can act on
+    none of it."""
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter('always')
+        with check.quiet_dependencies():
+            warnings.warn_explicit('DSA is deprecated', UserWarning,
+                                   'dsa.py', 14, module='dns.dnssecalgs.dsa')
+            warnings.warn_explicit('Eventlet is deprecated',
+                                   DeprecationWarning, 'loopingcall.py', 19,
+                                   module='oslo_service.loopingcall')
+            warnings.warn_explicit('ours', UserWarning, 'lint.py', 1,
+                                   module='vtpm_cli.lint')
+    assert [str(w.message) for w in shown] == ['ours']
