@@ -30,6 +30,7 @@ OURS = {'vtpm_core', 'vtpm_cli', 'vtpm_filters', 'vtpm_hyperv', 'tests',
 # host
 EXTRA_OF = {'vtpm_core': None, 'vtpm_cli': 'audit',
             'vtpm_cli/novadb.py': 'filters', 'vtpm_cli/osc.py': 'osc',
+            'vtpm_cli/status.py': 'filters',
             'vtpm_cli/hyperv_check.py': 'hyperv',
             'vtpm_filters': 'filters', 'vtpm_hyperv': 'hyperv'}
 # declared for a dependency's sake, not imported by us
