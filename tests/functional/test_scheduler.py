@@ -14,8 +14,8 @@ from nova import context as nova_context
 from nova import objects as nova_objects
 from nova.tests.functional.api import client as api_client
 from nova.virt import fake as nova_fake
-from oslo_utils.fixture import uuidsentinel as uuids
 from oslo_upgradecheck import upgradecheck
+from oslo_utils.fixture import uuidsentinel as uuids
 from oslo_utils import timeutils
 
 from tools.simcloud import nova
