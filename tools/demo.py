@@ -122,10 +122,13 @@ def scenario(tenant, cloud, nova):
 
     say('storing the tenant\'s key material in Barbican')
     # What the tenant made on its own machine, for fabric contoso-a and its
-    # DR site: New-ShieldingDataFile.
-    pdk = tenant.store('owner', fake.make_shielding_data_file(
-        owner, [fabrics['contoso-a'].guardian.public(), dr.public()]),
-        'demo shielding data file (PDK)')
+    # DR site: New-ShieldingDataFile, with an answer file and other files up
+    # to the cmdlet's 384 KB, in a Barbican configured as the install guide
+    # says.
+    pdk_file = fake.shielding_data_file(
+        owner, [fabrics['contoso-a'].guardian.public(), dr.public()])
+    pdk = tenant.store('owner', pdk_file, 'demo shielding data file (PDK)')
+    say('  a shielding data file of %d bytes' % len(pdk_file))
     bundle = tenant.store('owner', fake.export_owner_pkcs12(owner),
                           'demo owner guardian (PKCS#12)')
     dr_file = tenant.store('owner', fake.export_guardian_file(dr),
