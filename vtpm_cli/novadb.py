@@ -50,7 +50,10 @@ def gather(context):
     for cell, result in sorted(results.items()):
         _raise_on_failure(cell, result)
         found, stats = result
-        instances += audit.carriers('instance', found, (c.SYSMETA_FABRICS,))
+        # a vTPM without keys records no fabric: it names none
+        instances += audit.carriers('instance', [
+            i for i in found if i[2].get(c.SYSMETA_FABRICS)],
+            (c.SYSMETA_FABRICS,))
         reports += [capabilities.from_stats(s) for s in stats]
     return instances, reports
 

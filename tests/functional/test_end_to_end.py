@@ -67,8 +67,8 @@ def secret(what, kind='owner'):
         payload = fake.build_key_protector(owner, for_fabric_a)
     elif what == 'pdk':
         # of the size Windows lets a tenant make it: other files up to
-        # New-ShieldingDataFile's 384 KB, an answer file (402 KB), stored
-        # in the real Barbican configured as the install guide says
+        # New-ShieldingDataFile's 384 KB and an answer file (about 400 KB),
+        # stored in the real Barbican configured as the install guide says
         payload = fake.shielding_data_file(owner, for_fabric_a)
     else:
         payload = fake.export_guardian_file(guardian(what))

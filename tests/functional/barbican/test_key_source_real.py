@@ -40,7 +40,7 @@ def test_owner_reads_its_secrets_in_the_order_asked(conf, store):
 
 
 def test_a_shielding_data_file_of_the_size_windows_allows(conf, store):
-    """Stored in the Barbican configured as the install guide says (402 KB:
+    """Stored in the Barbican configured as the install guide says (~400 KB:
     other files up to New-ShieldingDataFile's 384 KB and an answer file),
     read back whole; one past the guide's limit is Barbican's 413."""
     pdk = fake.shielding_data_file(fake.make_guardian('tenant-owner'))
