@@ -18,13 +18,16 @@
    protector, for a vTPM without keys, opens); their driver is
    ``VTPMDriverMixin`` composed with a simulated Hyper-V driver
    (``tools.simcloud.driver``), over the real backend and os-win's own code;
-4. boots seven servers (plain, vTPM, shielded from the PDK, keyed with the
-   owner bundle, shielded with the owner bundle (refused), a conflicting
-   flavor, another project's secret) through nova's API, tries a cold
-   migration of the shielded one (it moves) and of the vTPM one (refused),
-   and prints what happened: each ERROR and REFUSED row is an outcome the
-   demo asks for, and any other outcome fails it (exit status 1);
-5. deletes the servers and the secrets and stops the services.
+4. boots eight servers (plain, vTPM, shielded from the PDK, keyed with the
+   owner bundle, keyed under a flavor in nova's own words, shielded with
+   the owner bundle (refused), a conflicting flavor, another project's
+   secret) through nova's API, tries a cold migration of the shielded one
+   (it moves) and of the vTPM one (refused), and prints what happened:
+   each ERROR and REFUSED row is an outcome the demo asks for, and any
+   other outcome fails it (exit status 1);
+5. audits the cloud as the tenant (``vtpm_cli.audit``, with nova's
+   databases) and prints the report;
+6. deletes the servers and the secrets and stops the services.
 """
 
 import contextlib
@@ -43,6 +46,8 @@ STARTED = time.monotonic()
 # What the table prints, filled in by the scenario.
 ROWS = []
 NOTES = []
+# The audit's report of the cloud, once the servers run.
+AUDIT = []
 # nova keeps this much of an instance fault's message.
 NOVA_FAULT_CHARS = 255
 # The one name of the move the demo tries, in the log and the table.
@@ -72,6 +77,7 @@ class Tenant:
         from keystoneauth1 import session as ks_session
 
         self.project = env['VTPM_TEST_OWNER_PROJECT_ID']
+        self.region = env.get('VTPM_TEST_REGION')
         self.auth = {}
         self.barbican = {}
         for kind in ('owner', 'other'):
@@ -122,10 +128,13 @@ def scenario(tenant, cloud, nova):
 
     say('storing the tenant\'s key material in Barbican')
     # What the tenant made on its own machine, for fabric contoso-a and its
-    # DR site: New-ShieldingDataFile.
-    pdk = tenant.store('owner', fake.make_shielding_data_file(
-        owner, [fabrics['contoso-a'].guardian.public(), dr.public()]),
-        'demo shielding data file (PDK)')
+    # DR site: New-ShieldingDataFile, with an answer file and other files up
+    # to the cmdlet's 384 KB, in a Barbican configured as the install guide
+    # says.
+    pdk_file = fake.shielding_data_file(
+        owner, [fabrics['contoso-a'].guardian.public(), dr.public()])
+    pdk = tenant.store('owner', pdk_file, 'demo shielding data file (PDK)')
+    say('  a shielding data file of %d bytes' % len(pdk_file))
     bundle = tenant.store('owner', fake.export_owner_pkcs12(owner),
                           'demo owner guardian (PKCS#12)')
     dr_file = tenant.store('owner', fake.export_guardian_file(dr),
@@ -162,6 +171,11 @@ def scenario(tenant, cloud, nova):
     small = nova.create_flavor()
     vtpm = nova.create_flavor(vtpm='required')
     no_vtpm = nova.create_flavor(vtpm='disabled')
+    # a flavor of a libvirt cloud, in nova's own words (Hyper-V's vTPM is a
+    # TPM 2.0 with a CRB interface)
+    nova_words = nova.create_flavor(**{
+        constants.FLAVOR_TPM_VERSION: constants.TPM_VERSION,
+        constants.FLAVOR_TPM_MODEL: constants.TPM_MODEL})
 
     # (name, what is asked, flavor, image, the state the demo expects)
     plan = [
@@ -172,6 +186,8 @@ def scenario(tenant, cloud, nova):
          'ACTIVE'),
         ('keyed', 'keys: owner bundle + DR guardian', small, keyed,
          'ACTIVE'),
+        ('nova-words', "keys, flavor in nova's words: hw:tpm_version=2.0, "
+         'hw:tpm_model=tpm-crb', nova_words, keyed, 'ACTIVE'),
         ('owner-keys', 'shielded, keys: owner bundle + DR guardian', small,
          owner_keys, 'ERROR'),
         ('conflict', 'image requires vTPM, flavor os:vtpm=disabled',
@@ -207,6 +223,9 @@ def scenario(tenant, cloud, nova):
                  % (nova.host_of(server), fault), '(unchanged)',
                  '(unchanged)'))
 
+    say('auditing the cloud as the tenant (vtpm_cli.audit)')
+    AUDIT.append(audit_cloud(tenant, nova))
+
     say('deleting the servers')
     for server in servers.values():
         nova._delete_server(server)
@@ -220,6 +239,39 @@ def scenario(tenant, cloud, nova):
     NOTES.append('after the deletes: %s' % (
         '; '.join(left) or 'no VM and no instance guardian left on any '
         'host'))
+
+
+def audit_cloud(tenant, nova):
+    """The audit's report of this cloud, as ``vtpm-check --audit
+    --nova-config`` makes it: the images (nova's image fixture stands in for
+    Glance here) and the flavors through nova's API, each secret's metadata
+    from the real Barbican through openstacksdk as the tenant, and the
+    instances and hosts' reports from nova's databases."""
+    from keystoneauth1 import session as ks_session
+    from nova import context as nova_context
+    import openstack
+
+    from vtpm_cli import audit
+    from vtpm_cli import cloud as audit_cloud_reader
+    from vtpm_cli import novadb
+    from vtpm_core import constants
+
+    images = [(image['id'], image['name'], dict(image.get('properties') or {}))
+              for image in nova.glance.images.values()]
+    flavors = [(f['id'], f['name'], nova.admin_api.get_extra_specs(f['id']))
+               for f in nova.admin_api.get_flavors()]
+    conn = openstack.connection.Connection(
+        session=ks_session.Session(auth=tenant.auth['owner']),
+        region_name=tenant.region)
+    instances, reports = novadb.gather(nova_context.get_admin_context())
+    carriers = (audit.carriers('image', images, constants.IMAGE_KEYS),
+                audit.carriers('flavor', flavors, constants.FLAVOR_KEYS))
+    findings = audit.audit(*carriers,
+                           audit_cloud_reader.secret_checker(conn), reports)
+    findings += audit.fabric_findings(instances, reports)
+    return audit.render(*carriers, findings, 'human', instances,
+                        audit.key_warnings('image', images) +
+                        audit.key_warnings('flavor', flavors))
 
 
 def _row(name, asked, server, cloud, fabric_of, names):
@@ -351,6 +403,11 @@ def main(argv=None):
     print(_table(ROWS))
     print(textwrap.fill(EXPECTED, 100))
     print()
+    for report in AUDIT:
+        print('The audit of this cloud (vtpm-check --audit --nova-config): '
+              'the refusals above it can see, and the pairs no boot tried:')
+        print(textwrap.indent(report, '  '))
+        print()
     say('%s in %.1f s' % ('FAILED' if failure else 'done',
                           time.monotonic() - STARTED))
     return 1 if failure else 0

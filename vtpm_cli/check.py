@@ -16,6 +16,7 @@ without ``--audit``). ``--strict`` makes each warning an error.
 """
 
 import argparse
+import contextlib
 import functools
 import sys
 import warnings
@@ -24,9 +25,20 @@ VALID = 0
 INVALID = 2  # also argparse's code for bad arguments
 MISSING_EXTRA = 3
 
+CHECK_EXIT_STATUS = """exit status:
+  0  the request is valid
+  2  the request or the arguments are invalid (with --strict, also a
+     warning)"""
+AUDIT_EXIT_STATUS = """exit status:
+  0  the audit found nothing wrong
+  1  the audit found problems (with --strict, also a warning)
+  2  the cloud, or a cell's database, is unreadable; or the arguments
+     are invalid
+  3  no openstacksdk (pip install 'hyperv-vtpm[audit]'), or
+     --nova-config without nova"""
 EXIT_STATUS = """exit status:
   0  the request is valid; or the audit found nothing wrong
-  1  the audit found problems
+  1  the audit found problems (with --strict, also a warning)
   2  the request or the arguments are invalid (with --strict, also a
      warning), or the cloud is unreadable
   3  --audit without openstacksdk (pip install 'hyperv-vtpm[audit]'), or
@@ -42,13 +54,9 @@ def _key_value(text):
     return key, value
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog='vtpm-check',
-        description='Check how hyperv-vtpm merges image properties and '
-                    'flavor extra specs into a vTPM request.',
-        epilog=EXIT_STATUS,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_request_arguments(parser):
+    """The arguments of a check: what ``vtpm-check`` and ``openstack vtpm
+    check`` both take."""
     parser.add_argument('--image-property', '-i', metavar='KEY=VALUE',
                         type=_key_value, action='append', default=[],
                         help='an image property, as in '
@@ -57,6 +65,35 @@ def parse_args(argv):
                         type=_key_value, action='append', default=[],
                         help='a flavor extra spec, as in '
                              "'openstack flavor set --property'")
+
+
+def add_strict_argument(parser, status='2; with --audit, 1'):
+    parser.add_argument('--strict', action='store_true',
+                        help='make every warning an error (exit status %s)'
+                        % status)
+
+
+def add_audit_arguments(group):
+    """The options of an audit but the cloud's (``openstack`` reads that
+    itself)."""
+    group.add_argument('--nova-config', metavar='FILE', action='append',
+                       help='also read nova\'s databases with this '
+                            'nova.conf (repeatable, as nova-status takes '
+                            'it): every instance whose KeyProtector names '
+                            'no host\'s primary fabric is a finding, and so '
+                            'is every image and flavor pair no host serves')
+    group.add_argument('--format', choices=('human', 'json'),
+                       help='human-readable text (default) or JSON')
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog='vtpm-check',
+        description='Check how hyperv-vtpm merges image properties and '
+                    'flavor extra specs into a vTPM request.',
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_request_arguments(parser)
     audit = parser.add_argument_group(
         'audit a cloud', 'List every image and flavor that carries vTPM '
         'properties and report what would fail, using openstacksdk with the '
@@ -67,15 +104,8 @@ def parse_args(argv):
     audit.add_argument('--os-cloud', metavar='NAME',
                        help='a cloud of clouds.yaml (default: OS_CLOUD or '
                             'the OS_* variables)')
-    audit.add_argument('--nova-config', metavar='FILE', action='append',
-                       help='also read nova\'s databases with this '
-                            'nova.conf (repeatable, as nova-status takes '
-                            'it): every instance whose KeyProtector names '
-                            'no host\'s primary fabric is a finding')
-    audit.add_argument('--format', choices=('human', 'json'),
-                       help='human-readable text (default) or JSON')
-    parser.add_argument('--strict', action='store_true',
-                        help='make every warning an error (exit status 2)')
+    add_audit_arguments(audit)
+    add_strict_argument(parser)
     args = parser.parse_args(argv)
     if args.audit and (args.image_property or args.extra_spec):
         parser.error('--audit reads the cloud; it takes no --image-property '
@@ -108,14 +138,29 @@ def describe(request):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    # oslo.versionedobjects imports oslo.messaging, which imports eventlet
-    # (through oslo.service), which warns; nothing here uses eventlet.
+    with quiet_dependencies():
+        return audit(args) if args.audit else check(args)
+
+
+@contextlib.contextmanager
+def quiet_dependencies():
+    """Run the command without the warnings of the libraries it imports.
+
+    oslo.versionedobjects imports oslo.messaging, which imports eventlet
+    (through oslo.service), which warns, as do their own dependencies (an
+    ``[audit]`` install's dnspython warns four times per DSA class of
+    cryptography's); nothing here uses them, and the person at the
+    terminal can act on none of it. A warning of our own modules is shown.
+    """
     with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', module=r'oslo_service\.')
-        return _audit(args) if args.audit else _check(args)
+        warnings.simplefilter('ignore')
+        warnings.filterwarnings('default', module=r'vtpm_')
+        yield
 
 
-def _check(args):
+def check(args):
+    """Check the request of ``args`` (``add_request_arguments``'s, with
+    ``strict`` and ``ignored``); print it; return the exit status."""
     from vtpm_cli import lint
     from vtpm_core import exception
     from vtpm_core import policy
@@ -137,7 +182,13 @@ def _check(args):
     return VALID
 
 
-def _audit(args):
+def audit(args, conn=None):
+    """Audit a cloud (``args``: ``add_audit_arguments``'s, with ``strict``
+    and ``os_cloud``); print the report; return the exit status.
+
+    :param conn: an openstacksdk connection to use, such as the
+        ``openstack`` command's; None connects to ``args.os_cloud``.
+    """
     try:
         from vtpm_cli import cloud
     except ImportError as e:
@@ -157,7 +208,8 @@ def _audit(args):
         fleet = functools.partial(novadb.read, args.nova_config)
     from vtpm_core import exception
     try:
-        report, status = cloud.run(args.os_cloud, args.format, fleet)
+        report, status = cloud.run(args.os_cloud, args.format or 'human',
+                                   fleet, strict=args.strict, conn=conn)
     except exception.VTPMError as e:  # the cloud or nova's DB unreadable
         print('error: %s' % e, file=sys.stderr)
         return cloud.UNREADABLE

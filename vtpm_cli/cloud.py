@@ -26,19 +26,30 @@ UNREADABLE = 2
 CLIENT_ERRORS = (ks_exceptions.ClientException, sdk_exceptions.SDKException)
 
 
+# openstacksdk models these image properties as attributes, not in
+# ``properties``.
+_IMAGE_ATTRIBUTES = (c.IMAGE_MACHINE_TYPE, c.IMAGE_TPM_VERSION,
+                     c.IMAGE_TPM_MODEL)
+
+
 def gather(conn):
-    """Read images and flavors (with extra specs) the caller can see."""
+    """Read images and flavors (with extra specs) the caller can see.
+
+    :returns: (image carriers, flavor carriers, key warnings).
+    """
     images = []
     for image in conn.image.images():
         props = dict(image.properties or {})
-        # openstacksdk models hw_machine_type as an attribute.
-        if getattr(image, 'hw_machine_type', None):
-            props[c.IMAGE_MACHINE_TYPE] = image.hw_machine_type
+        for name in _IMAGE_ATTRIBUTES:
+            if getattr(image, name, None):
+                props[name] = getattr(image, name)
         images.append((image.id, image.name, props))
     flavors = [(f.id, f.name, dict(f.extra_specs or {}))
                for f in conn.compute.flavors(get_extra_specs=True)]
     return (audit.carriers('image', images, c.IMAGE_KEYS),
-            audit.carriers('flavor', flavors, c.FLAVOR_KEYS))
+            audit.carriers('flavor', flavors, c.FLAVOR_KEYS),
+            audit.key_warnings('image', images) +
+            audit.key_warnings('flavor', flavors))
 
 
 def secret_checker(conn):
@@ -68,27 +79,34 @@ def _describe(error):
     return '%s: %s' % (type(error).__name__, error)
 
 
-def run(cloud, fmt, fleet=None):
+def run(cloud, fmt, fleet=None, strict=False, conn=None):
     """Audit the cloud; return (report text, exit status).
 
     :param fleet: None, or a callable that returns the instances and the
         hosts' reports (``vtpm_cli.novadb.gather``'s), whose fabrics are
-        audited too.
+        audited too, and against which each image and flavor pair is held.
+    :param strict: a warning (a key not read as given) counts as a
+        finding for the exit status.
+    :param conn: the openstacksdk connection to read with (the
+        ``openstack`` command's); None connects to ``cloud``.
     :raises vtpm_cli.exception.CloudUnreadable: openstacksdk could not
         read the images and flavors (no credentials, an unknown cloud,
         Keystone, Glance or nova refused or unreachable); an unreadable
         secret is a finding.
     """
     try:
-        conn = openstack.connect(cloud=cloud)
-        images, flavors = gather(conn)
+        if conn is None:
+            conn = openstack.connect(cloud=cloud)
+        images, flavors, warnings = gather(conn)
     except CLIENT_ERRORS as e:
         raise cli_exception.CloudUnreadable(
             cloud=cloud or '(OS_* environment)', reason=_describe(e)) from e
-    findings = audit.audit(images, flavors, secret_checker(conn))
-    instances = None
+    instances = reports = None
     if fleet is not None:
         instances, reports = fleet()
+    findings = audit.audit(images, flavors, secret_checker(conn), reports)
+    if fleet is not None:
         findings += audit.fabric_findings(instances, reports)
-    return (audit.render(images, flavors, findings, fmt, instances),
-            FINDINGS if findings else CLEAN)
+    failed = findings or (strict and warnings)
+    return (audit.render(images, flavors, findings, fmt, instances,
+                         warnings), FINDINGS if failed else CLEAN)

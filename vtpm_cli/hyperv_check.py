@@ -12,7 +12,9 @@ Hyper-V host (with the HGS client feature, os-win and PyMI installed):
     when there is one. ``--dump FILE`` also writes what was read, the
     format of ``--compare``.
 ``vtpm-hyperv-check --compare FILE``
-    the same comparison against a recorded read (any platform).
+    the same comparison against a read recorded with ``--dump`` (any
+    platform). Elsewhere than on Windows, every other use exits 2 with a
+    message that says so.
 ``vtpm-hyperv-check --exercise``
     also runs the backend on a scratch Generation 2 VM that it creates and
     removes: attach, start, stop, detach. A host in local mode gets a vTPM
@@ -40,6 +42,9 @@ import subprocess
 import sys
 
 from vtpm_hyperv import wmi_schema
+
+# The exit code of a live check on a machine that is not Windows.
+NOT_WINDOWS = 2
 
 # Get-CimClass's CimType names for the scalar types of the table.
 _CIM_TYPES = {
@@ -274,6 +279,13 @@ def main(argv=None, out=print, make_backend=None):
                         help='with --report: nova-compute\'s nova.conf '
                              '(repeatable)')
     args = parser.parse_args(argv)
+    live_host = not args.compare and make_backend is None
+    if live_host and sys.platform != 'win32':
+        print('error: vtpm-hyperv-check reads this host\'s WMI, through '
+              'PowerShell and os-win: run it on a Windows Server Hyper-V '
+              'host; anywhere else, --compare FILE checks a recorded read '
+              '(this is %s)' % sys.platform, file=sys.stderr)
+        return NOT_WINDOWS
     if args.report:
         return report(args.config_file, out=out, make_backend=make_backend)
     if args.compare:

@@ -19,6 +19,7 @@ from vtpm_cli import audit
 from vtpm_cli import exception as cli_exception
 from vtpm_core import capabilities
 from vtpm_core import constants as c
+from vtpm_core import sysmeta
 
 
 def _read_cell(context):
@@ -43,15 +44,41 @@ def gather(context):
     instances, reports = [], []
     results = nova_context.scatter_gather_skip_cell0(context, _read_cell)
     for cell, result in sorted(results.items()):
-        if nova_context.is_cell_failure_sentinel(result):
-            raise cli_exception.NovaUnreadable(cell=cell, reason=(
-                'it did not answer' if result is
-                nova_context.did_not_respond_sentinel else
-                '%s: %s' % (type(result).__name__, result)))
+        _raise_on_failure(cell, result)
         found, stats = result
-        instances += audit.carriers('instance', found, (c.SYSMETA_FABRICS,))
+        # an instance whose key protector names no fabric has none recorded
+        instances += audit.carriers('instance', [
+            i for i in found if sysmeta.fabrics(i[2])],
+            (c.SYSMETA_FABRICS,))
         reports += [capabilities.from_stats(s) for s in stats]
     return instances, reports
+
+
+def _read_nodes(context):
+    return [(n.host, n.hypervisor_hostname, dict(n.stats or {}))
+            for n in objects.ComputeNodeList.get_all(context)]
+
+
+def node_stats(context):
+    """(host, node, stats) of every compute node in every cell but cell0.
+
+    :raises vtpm_cli.exception.NovaUnreadable: a cell did not answer, or
+        failed.
+    """
+    nodes = []
+    results = nova_context.scatter_gather_skip_cell0(context, _read_nodes)
+    for cell, result in sorted(results.items()):
+        _raise_on_failure(cell, result)
+        nodes += result
+    return nodes
+
+
+def _raise_on_failure(cell, result):
+    if nova_context.is_cell_failure_sentinel(result):
+        raise cli_exception.NovaUnreadable(cell=cell, reason=(
+            'it did not answer' if result is
+            nova_context.did_not_respond_sentinel else
+            '%s: %s' % (type(result).__name__, result)))
 
 
 def read(config_files):

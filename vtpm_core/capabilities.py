@@ -37,9 +37,20 @@ from vtpm_core import objects
 STATS_KEY = 'vtpm:capabilities'
 FACTS_KEY = 'vtpm:facts'
 
-# Placement traits. The standard trait says "can give a guest a TPM 2.0";
-# the custom ones let placement prefilter guarded hosts and fabrics.
+# Placement traits. The standard ones say what Hyper-V's virtual TPM is, in
+# the words nova's scheduler requires for hw:tpm_version (a TPM 2.0 with a
+# CRB interface, constants.TPM_VERSION and TPM_MODEL), and which of nova's
+# secret securities a host can give (vtpm_core.nova_tpm): 'user' (sealed
+# with the owner's keys) on a guarded host, 'host' (a local key protector)
+# on a host that opens one. Never TPM 1.2, TIS or 'deployment': Hyper-V
+# gives none of them here. The custom ones let placement prefilter guarded
+# hosts and fabrics.
 TRAIT_TPM = 'COMPUTE_SECURITY_TPM_2_0'
+TRAIT_TPM_CRB = 'COMPUTE_SECURITY_TPM_CRB'
+TRAIT_SECRET_USER = 'COMPUTE_SECURITY_TPM_SECRET_SECURITY_USER'
+TRAIT_SECRET_HOST = 'COMPUTE_SECURITY_TPM_SECRET_SECURITY_HOST'
+STANDARD_TRAITS = (TRAIT_TPM, TRAIT_TPM_CRB, TRAIT_SECRET_USER,
+                   TRAIT_SECRET_HOST)
 TRAIT_GUARDED = 'CUSTOM_HGS_GUARDED'
 TRAIT_ATTESTED = 'CUSTOM_HGS_ATTESTATION_PASSED'
 TRAIT_FABRIC_PREFIX = 'CUSTOM_HGS_FABRIC_'
@@ -240,8 +251,13 @@ def traits(caps: objects.HostCapabilities | None) -> set[str]:
     """Return the placement traits a host with ``caps`` should carry."""
     if caps is None or not caps.vtpm_supported:
         return set()
-    result = {TRAIT_TPM}
+    result = {TRAIT_TPM, TRAIT_TPM_CRB}
+    # the hosts compile_check lets a vTPM without keys, or with keys, onto
+    # (attestation and freshness change by the minute: the filter's job)
+    if caps.local_key_protector:
+        result.add(TRAIT_SECRET_HOST)
     if caps.guarded:
+        result.add(TRAIT_SECRET_USER)
         result.add(TRAIT_GUARDED)
         if caps.attestation_status == constants.ATTESTATION_PASSED:
             result.add(TRAIT_ATTESTED)
@@ -252,7 +268,7 @@ def traits(caps: objects.HostCapabilities | None) -> set[str]:
 def managed_traits(all_traits) -> set[str]:
     """Return those of ``all_traits`` that this library manages."""
     return {t for t in all_traits
-            if t in (TRAIT_TPM, TRAIT_GUARDED, TRAIT_ATTESTED)
+            if t in STANDARD_TRAITS or t in (TRAIT_GUARDED, TRAIT_ATTESTED)
             or t.startswith(TRAIT_FABRIC_PREFIX)}
 
 

@@ -16,9 +16,25 @@ IMAGE_SHIELDED = 'os_shielded_vm'
 # Flavor extra spec.
 FLAVOR_VTPM = 'os:vtpm'
 
-# The five keys build_request reads; everything else is ignored.
-IMAGE_KEYS = (IMAGE_VTPM, IMAGE_VTPM_KEYS, IMAGE_MACHINE_TYPE, IMAGE_SHIELDED)
-FLAVOR_KEYS = (FLAVOR_VTPM,)
+# nova's own vTPM vocabulary (nova.virt.hardware.get_vtpm_constraint and
+# get_tpm_secret_security_constraint), which nova's scheduler turns into
+# required placement traits (nova.scheduler.utils.ResourceRequest.
+# _translate_vtpm_request, nova.scheduler.request_filter.
+# tpm_secret_security_filter). nova reads the secret security from the
+# flavor only.
+IMAGE_TPM_VERSION = 'hw_tpm_version'
+IMAGE_TPM_MODEL = 'hw_tpm_model'
+FLAVOR_TPM_VERSION = 'hw:tpm_version'
+FLAVOR_TPM_MODEL = 'hw:tpm_model'
+FLAVOR_TPM_SECRET_SECURITY = 'hw:tpm_secret_security'
+NOVA_IMAGE_KEYS = (IMAGE_TPM_VERSION, IMAGE_TPM_MODEL)
+NOVA_FLAVOR_KEYS = (FLAVOR_TPM_VERSION, FLAVOR_TPM_MODEL,
+                    FLAVOR_TPM_SECRET_SECURITY)
+
+# Every key build_request reads; everything else is ignored.
+IMAGE_KEYS = (IMAGE_VTPM, IMAGE_VTPM_KEYS, IMAGE_MACHINE_TYPE,
+              IMAGE_SHIELDED) + NOVA_IMAGE_KEYS
+FLAVOR_KEYS = (FLAVOR_VTPM,) + NOVA_FLAVOR_KEYS
 
 DISABLED = 'disabled'
 OPTIONAL = 'optional'
@@ -33,6 +49,36 @@ MAX_KEYS = 6
 # An owner bundle and the guardian files it comes with, in os_vtpm_keys:
 # the owner takes one of the MAX_KEYS.
 MAX_GUARDIANS = MAX_KEYS - 1
+
+# What Hyper-V's virtual TPM is, in nova's words.
+# Windows: a Generation 2 VM's virtual TPM is a TPM 2.0, "emulated in the
+# guest VM independent of the Hyper-V host TPM presence or version"
+# (windows/whats-new/windows-11-requirements.md, "Virtual machine support").
+# Windows: its interface is a Command Response Buffer: Microsoft's own
+# Hyper-V compatible device model (microsoft/openvmm,
+# vm/devices/tpm/tpm_device/src/lib.rs, "Emulated TPM 2.0 device") has the
+# CRB control area (CRB_INTF_ID, command and response buffers) and no TIS
+# FIFO registers. Inferred: Windows Server's pages name no interface.
+TPM_VERSION = '2.0'
+TPM_MODEL = 'tpm-crb'
+# nova's values (nova.objects.fields.TPMVersion, TPMModel), and the model
+# nova assumes when none is given.
+NOVA_TPM_VERSIONS = ('1.2', '2.0')
+NOVA_TPM_MODELS = ('tpm-tis', 'tpm-crb')
+NOVA_DEFAULT_TPM_MODEL = 'tpm-tis'
+# nova's hw:tpm_secret_security (nova.conf [libvirt]
+# supported_tpm_secret_security), the one nova assumes when none is given,
+# and what each means here: who can open the vTPM's state.
+SECRET_USER = 'user'
+SECRET_HOST = 'host'
+SECRET_DEPLOYMENT = 'deployment'
+NOVA_SECRET_SECURITIES = (SECRET_USER, SECRET_HOST, SECRET_DEPLOYMENT)
+NOVA_DEFAULT_SECRET_SECURITY = SECRET_USER
+# user: only its owner, with the KeyProtector or guardians named by
+# os_vtpm_keys (the owner's Barbican secrets); host: the host that runs it,
+# whose administrator can open it (a local key protector, no keys). No
+# vTPM here is sealed for nova's service user (deployment).
+SECRET_SECURITIES = (SECRET_USER, SECRET_HOST)
 
 # nova copies every image property into the instance's system metadata cut
 # to 255 bytes of UTF-8, dropping a character that the cut splits

@@ -147,8 +147,8 @@ class NestedImageProperties(InvalidVTPMRequest):
 class InvalidKeyList(InvalidVTPMRequest):
     msg_fmt = (_THE_KEY + " is %(value)s: %(problem)s; allowed: "
                "1 to %(max_keys)d Barbican secret UUIDs separated by commas "
-               "and ASCII whitespace, at most %(max_length)d characters in "
-               "all")
+               "(ASCII whitespace around each is ignored), at most "
+               "%(max_length)d characters in all")
 
 
 class KeysWithoutVTPM(InvalidVTPMRequest):
@@ -164,6 +164,55 @@ class MachineTypeNotSupported(InvalidVTPMRequest):
 class ShieldingNotPossible(InvalidVTPMRequest):
     msg_fmt = (_THE_KEY + " is %(value)s but %(why)s; a shielded VM needs "
                "the vTPM on and at least one key in " + c.IMAGE_VTPM_KEYS)
+
+
+# --- nova's own vTPM vocabulary (hw:tpm_*, hw_tpm_*) -------------------------
+
+class TPMNotOffered(InvalidPropertyValue):
+    """nova's value names a TPM that Hyper-V's virtual TPM is not."""
+
+    msg_fmt = ("%(key)s (%(source)s) is %(value)s but %(why)s; allowed: "
+               "%(allowed)s")
+
+
+class TPMPropertyConflict(InvalidVTPMRequest):
+    """Two keys that must agree do not (nova's FlavorImageConflict, or one
+    side asking for a vTPM in one vocabulary and refusing it in the other).
+    """
+
+    quoted = ('value', 'other_value')
+    msg_fmt = ("%(key)s (%(source)s) is %(value)s but %(other_key)s "
+               "(%(other_source)s) is %(other_value)s: %(why)s")
+
+
+class TPMModelMissing(InvalidVTPMRequest):
+    """nova's version without a model: nova assumes TIS, which Hyper-V's
+    virtual TPM is not, and requires the TIS placement trait."""
+
+    msg_fmt = ("%(key)s (%(source)s) is %(value)s but hw:tpm_model (flavor "
+               "extra spec) and hw_tpm_model (image property) are absent, "
+               "which nova reads as tpm-tis: nova's scheduler then requires "
+               "placement trait COMPUTE_SECURITY_TPM_TIS, and Hyper-V's "
+               "virtual TPM has a CRB interface, not TIS; set "
+               "hw:tpm_model=tpm-crb (flavor extra spec) or "
+               "hw_tpm_model=tpm-crb (image property)")
+
+
+class TPMPropertyWithoutVTPM(InvalidVTPMRequest):
+    """A model with nothing that turns the vTPM on: nova gives no TPM."""
+
+    msg_fmt = ("%(key)s (%(source)s) is %(value)s but the vTPM is off "
+               "(%(why)s): nova gives a TPM only when hw:tpm_version or "
+               "hw_tpm_version asks for one, so the server would have none; "
+               "add hw:tpm_version=2.0 (flavor extra spec) or "
+               "hw_tpm_version=2.0 (image property), or remove %(key)s")
+
+
+class SecretSecurityNotPossible(InvalidVTPMRequest):
+    """nova's secret security says who may open the vTPM's state; the keys
+    (or their absence) say otherwise."""
+
+    msg_fmt = "%(key)s (%(source)s) is %(value)s%(default)s but %(why)s"
 
 
 # --- loading plugins ---------------------------------------------------------

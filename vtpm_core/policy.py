@@ -1,16 +1,18 @@
 # SPDX-License-Identifier: Apache-2.0
 """Merge the image properties and flavor extra specs of a boot.
 
-``build_request`` is the only entry point. It reads five keys, ignores
-everything else, and returns a ``VTPMRequest`` or raises an
-``InvalidVTPMRequest`` that says what to change. It is called per request by
+``build_request`` is the only entry point. It reads the keys of
+``constants.IMAGE_KEYS`` and ``FLAVOR_KEYS`` (ours, and nova's own vTPM
+vocabulary, ``vtpm_core.nova_tpm``), ignores everything else, and returns
+a ``VTPMRequest`` or raises an ``InvalidVTPMRequest`` that says what to
+change. It is called per request by
 the scheduler filter and per spawn by the compute side, so it avoids work a
 valid request does not need.
 
 The scheduler reads the image from Glance, the compute side from nova's copy
 in the instance's system metadata, which holds ``str(value)`` cut to 255
-bytes of UTF-8. Both must decide the same, so every value of the five keys
-is a string and the free-form ones (``os_vtpm_keys``, ``hw_machine_type``)
+bytes of UTF-8. Both must decide the same, so every value of these keys is
+a string and the free-form ones (``os_vtpm_keys``, ``hw_machine_type``)
 take at most ``constants.MAX_VALUE_BYTES``, counted in bytes: nova copies
 such a value whole, and the cut copy of a longer one is refused as the
 original is (the policy values are short words anyway).
@@ -18,12 +20,14 @@ original is (the policy values are short words anyway).
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping
 import re
 import types
 
 from vtpm_core import constants as c
 from vtpm_core import exception
+from vtpm_core import nova_tpm
 from vtpm_core import objects
 
 _UUID_TEXT = (r'[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-'
@@ -39,13 +43,16 @@ _UUID_LIST = re.compile(r'\s*%(u)s\s*(?:,\s*%(u)s\s*){0,%(more)d}\Z' % {
 _SPACE = ' \t\n\r\f\v'
 
 # How the reasons name the keys (built once: build_request runs per request)
-_IMAGE_VTPM = exception.named(c.IMAGE_VTPM, c.IMAGE)
-_FLAVOR_VTPM = exception.named(c.FLAVOR_VTPM, c.FLAVOR)
 _IMAGE_KEYS = exception.named(c.IMAGE_VTPM_KEYS, c.IMAGE)
 _IMAGE_SHIELDED = exception.named(c.IMAGE_SHIELDED, c.IMAGE)
 
-# Tells a key that is absent from one whose value is None (refused).
-_ABSENT = object()
+# Tells a key that is absent from one whose value is None (refused); shown
+# as "absent" in messages.
+_ABSENT = exception.ABSENT
+
+# One side of the merge: its policy, and the key and value that decided it
+# (for the messages and reasons).
+_Side = collections.namedtuple('_Side', ('policy', 'key', 'value'))
 
 # The properties of an image that accepts whatever a valid flavor asks, to
 # decide on the flavor alone (the image unknown, or a flavor checked alone):
@@ -93,12 +100,27 @@ def build_request(image_properties: Mapping[str, str],
     shielding = _policy(image_properties, c.IMAGE_SHIELDED, c.IMAGE,
                         c.DISABLED, c.SHIELDING_POLICIES)
     raw_keys = image_properties.get(c.IMAGE_VTPM_KEYS, _ABSENT)
+    tpm = nova_tpm.read(image_properties, extra_specs)
 
-    enabled = _ON_OFF.get((image_policy, flavor_policy))
+    image_side = _Side(image_policy, c.IMAGE_VTPM, image_properties.get(
+        c.IMAGE_VTPM, _ABSENT))
+    flavor_side = _Side(flavor_policy, c.FLAVOR_VTPM, extra_specs.get(
+        c.FLAVOR_VTPM, _ABSENT))
+    if tpm is not None:
+        image_side = _asks(image_side, tpm.image_version, c.IMAGE)
+        flavor_side = _asks(flavor_side, tpm.flavor_version, c.FLAVOR)
+    enabled = _ON_OFF.get((image_side.policy, flavor_side.policy))
     if enabled is None:
-        raise _conflict(image_properties, image_policy, flavor_policy)
-    reasons = [_why(image_policy, flavor_policy, enabled,
-                    image_set=c.IMAGE_VTPM in image_properties)]
+        raise _conflict(image_side, flavor_side)
+    reasons = [_why(image_side, flavor_side, enabled)]
+
+    shielded = shielding == c.REQUIRED
+    if shielded and not enabled:
+        # the vTPM is what is missing, whatever else the image holds
+        raise exception.ShieldingNotPossible(
+            key=c.IMAGE_SHIELDED, source=c.IMAGE, value=shielding,
+            why='the vTPM is off (%s): a shielded VM runs with its vTPM; '
+                'set %s=required on the image' % (reasons[0], c.IMAGE_VTPM))
 
     key_refs = []
     if raw_keys is not _ABSENT:
@@ -122,22 +144,20 @@ def build_request(image_properties: Mapping[str, str],
                        else machine_type),
                 allowed=c.MACHINE_TYPE_GEN2)
 
-    shielded = shielding == c.REQUIRED
     if shielded:
-        if not enabled:
-            raise exception.ShieldingNotPossible(
-                key=c.IMAGE_SHIELDED, source=c.IMAGE, value=shielding,
-                why='the vTPM is off (%s)' % reasons[0])
         if not key_refs:
             raise exception.ShieldingNotPossible(
                 key=c.IMAGE_SHIELDED, source=c.IMAGE, value=shielding,
                 why='%s is absent' % _IMAGE_KEYS)
         reasons.append('shielded: %s is %s' % (_IMAGE_SHIELDED, c.REQUIRED))
 
+    if tpm is not None:
+        reasons.extend(nova_tpm.check(tpm, enabled, key_refs, reasons[0]))
+
     return objects.VTPMRequest.from_validated(
         enabled=enabled, key_refs=key_refs, shielded=shielded,
-        machine_type=machine_type, image_policy=image_policy,
-        flavor_policy=flavor_policy, reasons=reasons)
+        machine_type=machine_type, image_policy=image_side.policy,
+        flavor_policy=flavor_side.policy, reasons=reasons)
 
 
 def secret_uuid(value) -> str | None:
@@ -236,6 +256,13 @@ def _key_refs(raw):
             raise invalid('item %d is empty' % position)
         canonical = secret_uuid(item)
         if canonical is None:
+            words = item.split()
+            if len(words) > 1 and all(map(secret_uuid, words)):
+                raise invalid('item %d (%s) holds %d UUIDs separated by '
+                              'whitespace, which is one item; separate keys '
+                              'with commas' % (position,
+                                               exception.excerpt(item),
+                                               len(words)))
             raise invalid('item %d (%s) is not a UUID' % (
                 position, exception.excerpt(item)))
         item = canonical
@@ -245,24 +272,53 @@ def _key_refs(raw):
     return refs
 
 
-def _conflict(image_properties, image_policy, flavor_policy):
-    image_value = image_properties.get(c.IMAGE_VTPM, exception.ABSENT)
-    if flavor_policy == c.REQUIRED:
+def _asks(side, version, source):
+    """A side whose nova version asks for a vTPM: ``required`` there.
+
+    With our key on the same side absent, optional or required, the side
+    requires a vTPM, and nova's key is the one that says so unless ours
+    already did; ``disabled`` contradicts it.
+    """
+    if version is None:
+        return side
+    if side.policy == c.DISABLED and side.value is not _ABSENT:
+        raise exception.TPMPropertyConflict(
+            key=version.key, source=source, value=version.value,
+            other_key=side.key, other_source=source, other_value=side.value,
+            why='the %s asks for a vTPM in nova\'s words and disables it in '
+                'hyperv-vtpm\'s; remove one of them' % (
+                    'image' if source == c.IMAGE else 'flavor'))
+    if side.policy == c.REQUIRED:
+        return side
+    return _Side(c.REQUIRED, version.key, version.value)
+
+
+def _conflict(image_side, flavor_side):
+    if flavor_side.policy == c.REQUIRED:
         why = ('the flavor requires a vTPM but the image does not declare '
                'support; set %s to %s or %s on the image, or use a flavor '
                'without %s=%s' % (c.IMAGE_VTPM, c.OPTIONAL, c.REQUIRED,
-                                  c.FLAVOR_VTPM, c.REQUIRED))
+                                  flavor_side.key, flavor_side.value))
     else:
         why = ('the image requires a vTPM but the flavor disables it; use a '
                'flavor whose %s is absent, %s or %s' % (
                    c.FLAVOR_VTPM, c.OPTIONAL, c.REQUIRED))
-    return exception.PolicyConflict(
-        image_value=image_value, flavor_value=flavor_policy, why=why)
+    if image_side.key == c.IMAGE_VTPM and flavor_side.key == c.FLAVOR_VTPM:
+        return exception.PolicyConflict(
+            image_value=image_side.value, flavor_value=flavor_side.policy,
+            why=why)
+    return exception.TPMPropertyConflict(
+        key=flavor_side.key, source=c.FLAVOR, value=flavor_side.value,
+        other_key=image_side.key, other_source=c.IMAGE,
+        other_value=image_side.value, why=why)
 
 
-def _why(image_policy, flavor_policy, enabled, image_set):
+def _why(image_side, flavor_side, enabled):
     # an absent key is "absent", as in the errors; the image's default too
-    image = image_policy if image_set else 'absent (%s)' % image_policy
-    flavor = 'absent' if flavor_policy is None else flavor_policy
+    image = image_side.value
+    image = 'absent (%s)' % image_side.policy if image is _ABSENT else image
+    flavor = flavor_side.value
+    flavor = 'absent' if flavor is _ABSENT else flavor
     return 'vTPM %s: %s is %s, %s is %s' % (
-        'on' if enabled else 'off', _IMAGE_VTPM, image, _FLAVOR_VTPM, flavor)
+        'on' if enabled else 'off', exception.named(image_side.key, c.IMAGE),
+        image, exception.named(flavor_side.key, c.FLAVOR), flavor)

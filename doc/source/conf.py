@@ -15,6 +15,7 @@ extensions = [
     'sphinx.ext.autodoc',
     'oslo_config.sphinxext',
     'lifecycle_rules',
+    'reno.sphinxext',
     'release_version',
 ]
 exclude_patterns = []

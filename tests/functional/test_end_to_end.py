@@ -22,6 +22,7 @@ import fixtures
 from keystoneauth1 import session as ks_session
 from nova import conf as nova_conf
 from nova import objects as nova_objects
+from nova.tests.functional.api import client as api_client
 import pytest
 
 from tests import realservices
@@ -65,7 +66,10 @@ def secret(what, kind='owner'):
     elif what == 'raw-kp':
         payload = fake.build_key_protector(owner, for_fabric_a)
     elif what == 'pdk':
-        payload = fake.make_shielding_data_file(owner, for_fabric_a)
+        # of the size Windows lets a tenant make it: other files up to
+        # New-ShieldingDataFile's 384 KB and an answer file (about 400 KB),
+        # stored in the real Barbican configured as the install guide says
+        payload = fake.shielding_data_file(owner, for_fabric_a)
     else:
         payload = fake.export_guardian_file(guardian(what))
     return realservices.store_secret(payload, kind, name='e2e %s' % what)
@@ -446,18 +450,87 @@ class EndToEndTestCase(KeyedCloud):
         self.assertIn('live migration of instance %s refused' % server['id'],
                       self.stdlog.logger.output)
 
-    # --- nova's libvirt vTPM properties on a Hyper-V cloud -------------------
+    # --- nova's own vTPM vocabulary on a Hyper-V cloud ----------------------
 
-    def test_novas_libvirt_tpm_version_finds_no_hyperv_host(self):
-        """hyperv-vtpm reads no hw_tpm_*, but nova's scheduler turns a TPM
-        version into traits: a version and a model (TIS by default); a
-        Hyper-V host reports the first only (what the guides say)."""
+    NOVA = {'hw:tpm_version': '2.0', 'hw:tpm_model': 'tpm-crb'}
+
+    def test_novas_vocabulary_boots_a_hyperv_vtpm(self):
+        """hw:tpm_version=2.0 with hw:tpm_model=tpm-crb is Hyper-V's vTPM:
+        nova's scheduler requires the traits of a TPM 2.0 with a CRB
+        interface and of the secret security, which the hosts report where
+        true; VTPMFilter and the compute side read the same request."""
+        self.hosts(a1=('fabric-a', 'Passed'), p1=(None, None))
+        for host, secret_trait in (('a1', 'USER'), ('p1', 'HOST')):
+            traits = set(self._get_provider_traits(
+                self._get_provider_uuid_by_host(host)))
+            self.assertLessEqual({'COMPUTE_SECURITY_TPM_2_0',
+                                  'COMPUTE_SECURITY_TPM_CRB',
+                                  'COMPUTE_SECURITY_TPM_SECRET_SECURITY_'
+                                  + secret_trait}, traits)
+            self.assertFalse(traits & {'COMPUTE_SECURITY_TPM_1_2',
+                                       'COMPUTE_SECURITY_TPM_TIS'})
+        # nova's default secret security, user: the owner's keys
+        keyed = self.boot(self.create_flavor(**self.NOVA), self.image(
+            os_vtpm='optional', os_vtpm_keys='%s,%s' % (
+                secret('owner-bundle'), secret('dr-site'))))
+        self.assertEqual('a1', self.host_of(keyed))
+        hv, vm = self.vm(keyed)
+        self.assertTrue(vm['TpmEnabled'])
+        self.assertEqual(fake.host.VM_ENABLED, vm['EnabledState'])
+        self.assertTrue(fake.unwrap_key_protector(
+            vm['KeyProtector'], guardian('tenant-owner').encryption_key))
+        # host: a vTPM sealed for its host, on one that opens local ones
+        local = self.boot(self.create_flavor(**dict(
+            self.NOVA, **{'hw:tpm_secret_security': 'host'})),
+            self.image(os_vtpm='optional'))
+        self.assertEqual('p1', self.host_of(local))
+        self.assertTrue(self.vm(local)[1]['TpmEnabled'])
+
+    def test_what_hyperv_does_not_give_is_refused_on_the_flavor(self):
+        """TPM 1.2, TIS and 'deployment': nova-api refuses the extra spec
+        with our message, before any boot could end in No valid host."""
+        flavor = self.create_flavor()
+        for key, value, message in (
+                ('hw:tpm_version', '1.2',
+                 "hw:tpm_version (flavor extra spec) is '1.2' but Hyper-V's "
+                 'virtual TPM is a TPM 2.0 and offers no TPM 1.2; allowed: '
+                 '2.0'),
+                ('hw:tpm_model', 'tpm-tis',
+                 "hw:tpm_model (flavor extra spec) is 'tpm-tis' but "
+                 "Hyper-V's virtual TPM has a CRB interface, not TIS; "
+                 'allowed: tpm-crb'),
+                ('hw:tpm_secret_security', 'deployment',
+                 "hw:tpm_secret_security (flavor extra spec) is "
+                 "'deployment' but no vTPM here is sealed for nova's "
+                 'service user')):
+            error = self.assertRaises(
+                api_client.OpenStackApiException,
+                self.admin_api.post_extra_spec, flavor,
+                {'extra_specs': {key: value}})
+            self.assertEqual(400, error.response.status_code)
+            self.assertIn(message, error.response.text)
+        self.assertEqual({}, self.admin_api.get_extra_specs(flavor))
+
+    def test_a_model_alone_fails_with_our_message_never_without_a_tpm(self):
+        """nova gives no TPM for hw:tpm_model without a version (and asks
+        placement for nothing): the compute side refuses the build."""
         self.hosts(p1=(None, None))
-        plain = self.boot(self.create_flavor(), self.image(
-            os_vtpm='required', hw_tpm_model='tpm-crb'))
-        # a model alone asks nova for nothing: ours decides, a vTPM
-        self.assertTrue(self.vm(plain)[1]['TpmEnabled'])
-        server = self.boot(self.create_flavor(), self.image(
+        before = self.snapshot()
+        server = self.boot(self.create_flavor(**{'hw:tpm_model': 'tpm-crb'}),
+                           self.image(), expected_state='ERROR')
+        self.assertIn("hw:tpm_model (flavor extra spec) is 'tpm-crb' but the "
+                      'vTPM is off', server['fault']['message'])
+        self.assertNotIn('Exhausted all hosts', server['fault']['message'])
+        self.assertEqual(before, self.snapshot())
+
+    def test_a_version_without_a_model_on_an_image_stops_in_placement(self):
+        """What no plugin can reach: nova assumes TIS for an image's
+        hw_tpm_version alone and requires its trait, which no Hyper-V host
+        has; placement answers before VTPMFilter runs (the guides say so,
+        and the audit and vtpm-check name the image)."""
+        self.hosts(p1=(None, None))
+        server = self.boot(self.create_flavor(**{
+            'hw:tpm_secret_security': 'host'}), self.image(
             os_vtpm='required', hw_tpm_version='2.0'),
             expected_state='ERROR')
         self.assertIn('No valid host', server['fault']['message'])

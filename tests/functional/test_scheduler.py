@@ -7,6 +7,7 @@ Real nova-api (microversion latest), conductor, scheduler and placement
 """
 
 import datetime
+import json
 
 import fixtures
 from nova import context as nova_context
@@ -14,10 +15,12 @@ from nova.image import glance
 from nova import objects as nova_objects
 from nova.tests.functional.api import client as api_client
 from nova.virt import fake as nova_fake
+from oslo_upgradecheck import upgradecheck
 from oslo_utils.fixture import uuidsentinel as uuids
 from oslo_utils import timeutils
 
 from tools.simcloud import nova
+from vtpm_cli import status
 from vtpm_core import capabilities
 from vtpm_core import constants
 from vtpm_core import objects
@@ -383,6 +386,36 @@ class SchedulerTestCase(nova.Services):
         self.refresh_reports()
         for _ in range(2):
             self.assertEqual('new', self.host_of(self.boot(flavor, image)))
+
+    def test_upgrade_check_reads_the_reports_from_novas_database(self):
+        """vtpm-status upgrade check, with nova's own objects over the
+        cloud's cell database: an upgrade under way is ready; a compute
+        upgraded before the schedulers, and one this release cannot read,
+        are not."""
+        self.start_hosts({'new': attested_host('fabric-a'),
+                          # a compute of the release of report 1.2
+                          'old': capabilities.to_stats(
+                              attested_host('fabric-a'),
+                              target_version='1.2')})
+        checks = status.Checks()
+        self.assertEqual(upgradecheck.Code.SUCCESS, checks.check(),
+                         [method(checks).details
+                          for _, method in checks._upgrade_checks])
+        ahead = json.loads(capabilities.to_stats(attested_host('fabric-a'))[
+            capabilities.STATS_KEY])
+        ahead['vtpm_object.version'] = '1.99'
+        self.set_report('new', {capabilities.STATS_KEY: json.dumps(ahead)})
+        self.set_report('old', {capabilities.STATS_KEY: 'not a report'})
+        self.refresh_reports()
+        checks = status.Checks()
+        self.assertEqual(upgradecheck.Code.FAILURE, checks.check())
+        results = {title: method(checks)
+                   for title, method in checks._upgrade_checks}
+        self.assertIn('old (node old)', results[
+            'vTPM capability reports readable'].details)
+        self.assertIn('new (node new) publish a vTPM capability report '
+                      'newer', results[
+                          'vTPM schedulers before computes'].details)
 
     # placement prefiltering --------------------------------------------------
 

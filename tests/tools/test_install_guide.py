@@ -1,20 +1,28 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The install guide's pip commands keep an installed nova as it is.
+"""The install guide's pip commands and Barbican block, as they run.
 
 The guide's ``install-with-constraints`` block, run with this
 environment's Python on this checkout, as a dry run that may not fetch
 anything (``--dry-run --no-index``): pip would install hyperv-vtpm alone.
 With nova held at a release the ``filters`` extra does not accept (a
-distribution's older nova), pip refuses instead of replacing it.
+distribution's older nova), pip refuses instead of replacing it. The test
+Barbican (``tools.services``) runs with the guide's ``barbican-conf``
+block, whose limits hold the largest shielding data file Windows makes.
 """
 
+import base64
 import importlib.metadata
+import json
 import pathlib
 import shlex
 import subprocess
 import sys
 
+from oslo_config import cfg
+
+from tools.services import barbican
 from tools.simcloud import guide
+from vtpm_hyperv import fake
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # what makes the guide's install a check: nothing changes, nothing is
@@ -69,3 +77,46 @@ def test_a_held_nova_the_extra_refuses_stops_pip_instead(tmp_path):
     assert code != 0
     assert 'ResolutionImpossible' in output, output
     assert 'Would install' not in output
+
+
+# --- Barbican's limits -------------------------------------------------------
+
+def test_the_test_barbican_is_configured_as_the_guides_barbican_block(
+        tmp_path):
+    """tools.services writes the guide's barbican.conf block into the
+    Barbican the tests run, as oslo.config reads the block."""
+    documented = {(o.group, o.name): o.values[-1]
+                  for o in guide.options('barbican-conf')}
+    assert set(documented) == {
+        ('DEFAULT', 'max_allowed_secret_in_bytes'),
+        ('DEFAULT', 'max_allowed_request_size_in_bytes')}
+    (tmp_path / 'ports.json').write_text(json.dumps(
+        {'keystone': 1, 'barbican': 2, 'glance': 3}))
+    barbican.setup(tmp_path, {'barbican': 'secret'})
+    conf = cfg.ConfigOpts()
+    for (_, name), _ in documented.items():
+        conf.register_opt(cfg.IntOpt(name))
+    conf(['--config-file', str(tmp_path / 'barbican' / 'barbican.conf')])
+    assert {key: str(conf[key[1]]) for key in documented} == documented
+
+
+def test_the_guides_limits_hold_the_largest_shielding_data_file():
+    """A shielding data file with other files up to New-ShieldingDataFile's
+    384 KB, sent as python-barbicanclient sends it (base64 in JSON), fits
+    the guide's limits, which are what the guide says they allow."""
+    limits = {o.name: int(o.values[-1])
+              for o in guide.options('barbican-conf')}
+    pdk = fake.shielding_data_file(fake.make_guardian('owner'))
+    assert 384 * 1024 < len(pdk) < 512 * 1024
+    body = json.dumps({'name': 'win2022 shielding data', 'secret_type':
+                       'opaque', 'payload_content_type':
+                       'application/octet-stream',
+                       'payload_content_encoding': 'base64',
+                       'payload': base64.b64encode(pdk).decode()})
+    assert len(base64.b64encode(pdk)) <= limits[
+        'max_allowed_secret_in_bytes']
+    assert len(body) <= limits['max_allowed_request_size_in_bytes']
+    # the guide's arithmetic: 512 KiB in base64
+    largest = len(base64.b64encode(bytes(512 * 1024)))
+    assert largest == 699052
+    assert largest <= limits['max_allowed_secret_in_bytes']

@@ -82,6 +82,17 @@ ROOMS = {
                      frozenset({'nova', 'os-win', 'python-barbicanclient'})),
     'vtpm_cli.novadb': Room(('vtpm_core', 'vtpm_cli'), tuple(CORE + NOVA),
                             frozenset({'os-win'})),
+    # vtpm-status upgrade check: oslo.upgradecheck, nova's databases
+    'vtpm_cli.status': Room(('vtpm_core', 'vtpm_cli', 'vtpm_cli.novadb'),
+                            tuple(CORE + NOVA + [
+                                'oslo_upgradecheck.upgradecheck']),
+                            frozenset({'os-win'})),
+    # the openstack command's plugin: osc-lib, and vtpm-check's commands
+    'vtpm_cli.osc': Room(('vtpm_core', 'vtpm_cli'),
+                         tuple(CORE + ['keystoneauth1.exceptions', 'openstack',
+                                       'osc_lib.command.command']),
+                         frozenset({'nova', 'os-win',
+                                    'python-barbicanclient'})),
     'vtpm_cli.hyperv_check': Room(
         ('vtpm_core', 'vtpm_hyperv', 'vtpm_hyperv.barbican',
          'vtpm_hyperv.nova'), tuple(CORE + NOVA + OS_WIN + BARBICAN)),

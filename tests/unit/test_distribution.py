@@ -29,12 +29,15 @@ OURS = {'vtpm_core', 'vtpm_cli', 'vtpm_filters', 'vtpm_hyperv', 'tests',
 # where nova-scheduler's extra is installed, vtpm-hyperv-check on a compute
 # host
 EXTRA_OF = {'vtpm_core': None, 'vtpm_cli': 'audit',
-            'vtpm_cli/novadb.py': 'filters',
+            'vtpm_cli/novadb.py': 'filters', 'vtpm_cli/osc.py': 'osc',
+            'vtpm_cli/status.py': 'filters',
             'vtpm_cli/hyperv_check.py': 'hyperv',
             'vtpm_filters': 'filters', 'vtpm_hyperv': 'hyperv'}
 # declared for a dependency's sake, not imported by us
 FOR_A_DEPENDENCY = {
     'setuptools': "os-win imports pkg_resources and does not declare it",
+    'python-openstackclient': 'the openstack command, which loads '
+                              'vtpm_cli.osc as its plugin',
 }
 # sha256 of https://www.apache.org/licenses/LICENSE-2.0.txt
 APACHE_2 = 'cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30'

@@ -120,3 +120,41 @@ def test_lines_read_are_named_as_the_guide_numbers_them():
     for option in applied:
         for number in option.lines:
             assert text[number - 1].strip().startswith(option.name + ' = ')
+
+
+# --- statements a reader acts on ---------------------------------------------
+
+def _rst(path):
+    return (ROOT / 'doc' / 'source' / path).read_text()
+
+
+def test_the_251_byte_link_lands_on_what_nova_keeps_of_a_value():
+    """:ref:`vtpm-copied-values` (the key list's limit) names the section
+    that explains it, not the one before it."""
+    lines = _rst('user/index.rst').splitlines()
+    label = lines.index('.. _vtpm-copied-values:')
+    heading = next(line for line in lines[label + 1:] if line.strip())
+    assert heading == 'What nova keeps of a value'
+
+
+def test_the_install_guide_says_what_a_distributions_python_refuses():
+    text = _rst('install.rst')
+    assert 'externally-managed-environment' in text
+    assert '--break-system-packages' in text
+    # and the user guide, where a tenant installs vtpm-check
+    assert 'externally-managed-environment' in _rst('user/index.rst')
+
+
+def test_reauthorization_is_said_to_happen_at_power_on_not_while_running():
+    """The KeyProtector of a running VM cannot change (Windows: security
+    settings change only while the VM is off); the compute applies it as
+    nova powers the instance on (vtpm_hyperv.nova.compute.power_on)."""
+    text = _rst('admin/notifications.rst')
+    assert "a running instance's KeyProtector" not in text
+    assert 'as nova powered it on' in text
+
+
+def test_the_compared_sample_is_not_said_to_be_recorded_on_a_host():
+    text = _rst('admin/hgs.rst')
+    assert 'runs the same comparison on a\nrecorded file' not in text
+    assert 'made up for them' in text

@@ -33,14 +33,20 @@ def _names(namespace):
 
 
 def test_namespaces_cover_every_key_the_policy_reads_but_glances_own():
-    """hw_machine_type is Glance's (OS::Compute::LibvirtImage): it is named,
-    not defined again; tests/functional/test_glance_metadefs.py holds
-    every property against the namespaces Glance ships."""
+    """hw_machine_type is Glance's (OS::Compute::LibvirtImage), and nova's
+    hw_tpm_* and hw:tpm_* are Glance's too (OS::Compute::TPM): they are
+    named, not defined again; tests/functional/test_glance_metadefs.py
+    holds every property against the namespaces Glance ships."""
     assert set(_names(IMAGE)) == set(constants.IMAGE_KEYS) - {
-        constants.IMAGE_MACHINE_TYPE}
+        constants.IMAGE_MACHINE_TYPE} - set(constants.NOVA_IMAGE_KEYS)
     assert 'hw_machine_type=hyperv-gen2' in IMAGE['description']
     assert 'OS::Compute::LibvirtImage' in IMAGE['description']
-    assert set(_names(FLAVOR)) == set(constants.FLAVOR_KEYS)
+    assert set(_names(FLAVOR)) == set(constants.FLAVOR_KEYS) - set(
+        constants.NOVA_FLAVOR_KEYS)
+    for namespace in (IMAGE, FLAVOR):
+        # what a tenant of a libvirt cloud may write instead
+        assert 'tpm_version=2.0' in namespace['description']
+        assert 'tpm_model=tpm-crb' in namespace['description']
     assert IMAGE['resource_type_associations'][0]['name'] == \
         'OS::Glance::Image'
     assert FLAVOR['resource_type_associations'][0]['name'] == \

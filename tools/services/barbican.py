@@ -1,12 +1,21 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Barbican: a fresh database and key-encryption key for every start."""
+"""Barbican: a fresh database and key-encryption key for every start.
+
+Its limits are the install guide's (its ``barbican-conf`` block, read here
+with the standard library): the tests store shielding data files of the
+size Windows allows in a Barbican configured as an operator is told to.
+"""
 
 import base64
+import configparser
 import secrets
 import shutil
 
 from tools.services import common
 from tools.services import keystone
+from tools.simcloud import blocks
+
+GUIDE_BLOCK = 'barbican-conf'
 
 HEALTH_PATH = '/'
 CATALOG_TYPE = 'key-manager'
@@ -45,15 +54,14 @@ def setup(state_dir, credentials):
     urls = common.urls(state_dir)
     # simple_crypto wants a Fernet key: urlsafe base64 of 32 bytes
     kek = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    conf = '\n'.join([
+    default = [
         '[DEFAULT]', 'log_file = %s/barbican.log' % directory,
         'host_href = %s' % urls['barbican'],
         # creates the tables at start: no barbican-manage process to wait for
         'db_auto_create = true',
-        # PKCS#12 bundles with a chain exceed the 20,000-byte default once
-        # base64-encoded
-        'max_allowed_secret_in_bytes = 65536',
-        'max_allowed_request_size_in_bytes = 100000', '',
+    ] + guide_lines('DEFAULT')
+    conf = '\n'.join(default + [
+        '',
         '[database]', 'connection = sqlite:///%s/barbican.db' % directory, '',
         '[secretstore]', 'namespace = barbican.secretstore.plugin',
         'enabled_secretstore_plugins = store_crypto', '',
@@ -65,6 +73,29 @@ def setup(state_dir, credentials):
                                    credentials['barbican']))
     common.write_private(directory / 'barbican.conf', conf)
     (directory / 'barbican-api-paste.ini').write_text('\n'.join(_PASTE))
+
+
+def guide_options():
+    """{section: {option: value}} of the install guide's Barbican block."""
+    code, _ = blocks.snippet(GUIDE_BLOCK)
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read_string(code)
+    found = {name: dict(parser[name]) for name in parser.sections()}
+    if parser.defaults():
+        found['DEFAULT'] = dict(parser.defaults())
+    return found
+
+
+def guide_lines(section):
+    """The guide's options of ``section``, as lines of barbican.conf; the
+    guide may set no other section."""
+    found = guide_options()
+    if set(found) - {section}:
+        raise blocks.GuideError('the install guide\'s %s sets %s; only [%s] '
+                                'is applied' % (GUIDE_BLOCK, sorted(found),
+                                                section))
+    return ['%s = %s' % item for item in found.get(section, {}).items()]
 
 
 def app(directory):

@@ -38,13 +38,13 @@ OPTS = [
                     'larger secret is refused (KeyTooLarge) before it is '
                     'read in full. The default, 1 MiB, is a few times the '
                     'largest key material an image can name: a shielding '
-                    'data file (a KeyProtector, volume signature catalogs, '
-                    'an unattend file and an RDP certificate) is tens to a '
-                    'few hundred KB, a KeyProtector or guardian bundle a few '
-                    'KB, and Barbican itself refuses secrets over '
-                    '20,000 bytes unless its max_allowed_secret_in_bytes is '
-                    'raised. It also bounds what one build holds in memory '
-                    'to max_concurrency times this.'),
+                    'data file (a KeyProtector, volume ID qualifiers, an '
+                    'unattend file and other files, which Windows limits '
+                    'to 384 KB) holds about 400 KB at most, a KeyProtector '
+                    'or guardian bundle a few KB; Barbican itself refuses '
+                    'secrets over 20,000 bytes until its limits are raised '
+                    'as the install guide says. It also bounds what one '
+                    'build holds in memory to max_concurrency times this.'),
 ]
 
 

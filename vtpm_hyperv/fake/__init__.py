@@ -56,6 +56,7 @@ pair, and its guardian metadata gives the primary one::
 
 from vtpm_hyperv.fake import crypto
 from vtpm_hyperv.fake import host
+from vtpm_hyperv.fake import provisioning
 from vtpm_hyperv.fake import wmi
 
 Guardian = crypto.Guardian
@@ -66,6 +67,8 @@ export_owner_pkcs12 = crypto.export_owner_pkcs12
 export_guardian_certificates = crypto.export_guardian_certificates
 export_guardian_file = crypto.export_guardian_file
 make_shielding_data_file = crypto.make_shielding_data_file
+shielding_data_file = provisioning.shielding_data_file
+open_provisioning_files = crypto.open_provisioning_files
 build_key_protector = crypto.build_key_protector
 parse_key_protector = crypto.parse_key_protector
 unwrap_key_protector = crypto.unwrap_key_protector
@@ -89,6 +92,7 @@ __all__ = [
     'STATS', 'WmiMethodError', 'WrongType', 'build_key_protector',
     'export_guardian_certificates', 'export_guardian_file',
     'export_owner_pkcs12', 'installed', 'make_ca', 'make_guardian',
-    'make_shielding_data_file', 'parse_key_protector',
+    'make_shielding_data_file', 'open_provisioning_files',
+    'parse_key_protector', 'shielding_data_file',
     'unwrap_key_protector', 'x_wmi',
 ]

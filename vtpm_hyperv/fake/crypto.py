@@ -42,6 +42,7 @@ import uuid
 
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers import aead
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -253,28 +254,65 @@ def read_guardian_file(data: bytes) -> Guardian:
 PDK_MAGIC = b'VTPMSIM-PDK1\n'
 # The security policies New-ShieldingDataFile -Policy takes.
 POLICIES = ('Shielded', 'EncryptionSupported')
+# Windows: -OtherFile, "Additional files (limited to 384KB) that should be
+# encrypted at rest and copied to a provisioned virtual machine"
+# (ShieldedVMDataFile/New-ShieldingDataFile.md); KB read as 1024 bytes.
+OTHER_FILES_LIMIT = 384 * 1024
 
 
 def make_shielding_data_file(owner: Guardian, guardians=(), *,
-                             policy: str = 'Shielded') -> bytes:
+                             policy: str = 'Shielded',
+                             answer_file: bytes = b'',
+                             other_files: dict[str, bytes] | None = None,
+                             volume_id_qualifiers=()) -> bytes:
     """A shielding data file (PDK) as a tenant makes it (simulated format).
 
-    What ``New-ShieldingDataFile -Owner -Guardian -Policy`` does: a new
-    KeyProtector owned by ``owner`` for ``guardians``, the security policy,
-    and the encrypted provisioning secrets (random bytes here). Only the
-    clear parts are readable on a host (Msps_PDK: KeyProtector, PolicyData).
+    What ``New-ShieldingDataFile -Owner -Guardian -Policy -AnswerFile
+    -OtherFile -VolumeIDQualifier`` does: a new KeyProtector owned by
+    ``owner`` for ``guardians``, the security policy, the trusted template
+    disks (``volume_id_qualifiers``, ``provisioning.volume_id_qualifier``'s)
+    and the specialization answer file and other files, "encrypted until a
+    shielded VM is provisioned" (here with AES-GCM under the
+    KeyProtector's transport key, so only its parties' keys reach them).
+    Only the clear parts are readable on a host (Msps_PDK: KeyProtector,
+    PolicyData, RawData). ``vtpm_hyperv.fake.provisioning`` makes the files.
+
+    :raises ValueError: an unknown policy, or other files over
+        ``OTHER_FILES_LIMIT`` in all, which the cmdlet refuses.
     """
     if policy not in POLICIES:
         raise ValueError('policy must be one of %s' % ', '.join(POLICIES))
-    kp = build_key_protector(owner, guardians)
-    return PDK_MAGIC + json.dumps({
+    other_files = dict(other_files or {})
+    total = sum(len(content) for content in other_files.values())
+    if total > OTHER_FILES_LIMIT:
+        raise ValueError('other files hold %d bytes; New-ShieldingDataFile '
+                         'takes at most %d' % (total, OTHER_FILES_LIMIT))
+    transport_key = os.urandom(TRANSPORT_KEY_BYTES)
+    kp = build_key_protector(owner, guardians, transport_key=transport_key)
+    files = [(_ANSWER_FILE, answer_file)] + [
+        (_OTHER_FILE + name, content)
+        for name, content in sorted(other_files.items())]
+    plain = b''.join(struct.pack('>HI', len(name.encode()), len(content))
+                     + name.encode() + content for name, content in files)
+    nonce = os.urandom(12)
+    encrypted = nonce + aead.AESGCM(transport_key).encrypt(nonce, plain,
+                                                           None)
+    header = json.dumps({
         'key_protector': _b64(kp),
         'policy': _b64(json.dumps({'policy': policy}).encode()),
-        'encrypted': _b64(os.urandom(64))}, sort_keys=True).encode()
+        'volume_id_qualifiers': list(volume_id_qualifiers)},
+        sort_keys=True).encode()
+    return PDK_MAGIC + struct.pack('>I', len(header)) + header + encrypted
+
+
+# The names of the answer file and of an other file in the encrypted part.
+_ANSWER_FILE = 'AnswerFile'
+_OTHER_FILE = 'OtherFile/'
 
 
 def read_shielding_data_file(data: bytes) -> tuple[bytes, bytes, bytes]:
-    """(KeyProtector, PolicyData, RawData) of a PDK.
+    """(KeyProtector, PolicyData, RawData) of a PDK; RawData is the
+    encrypted answer file and other files.
 
     :raises KeyProtectorError: not a shielding data file.
     """
@@ -282,11 +320,35 @@ def read_shielding_data_file(data: bytes) -> tuple[bytes, bytes, bytes]:
     if not data.startswith(PDK_MAGIC):
         raise KeyProtectorError('not a shielding data file')
     try:
-        body = json.loads(data[len(PDK_MAGIC):])
-        return tuple(base64.b64decode(body[k]) for k in (
-            'key_protector', 'policy', 'encrypted'))
-    except (ValueError, KeyError, TypeError) as e:
+        start = len(PDK_MAGIC) + 4
+        (length,) = struct.unpack('>I', data[len(PDK_MAGIC):start])
+        header = json.loads(data[start:start + length])
+        return (base64.b64decode(header['key_protector']),
+                base64.b64decode(header['policy']), data[start + length:])
+    except (ValueError, KeyError, TypeError, struct.error) as e:
         raise KeyProtectorError('malformed shielding data file') from e
+
+
+def open_provisioning_files(data: bytes, private_key) -> tuple[bytes, dict]:
+    """(answer file, other files) of a PDK, for a party of its
+    KeyProtector (what provisioning does inside the VM).
+
+    :raises UnwrapError: ``private_key`` is no party's.
+    """
+    kp, _, raw = read_shielding_data_file(data)
+    transport_key = unwrap_key_protector(kp, private_key)
+    plain = aead.AESGCM(transport_key).decrypt(raw[:12], raw[12:], None)
+    files, offset = {}, 0
+    while offset < len(plain):
+        name_length, size = struct.unpack_from('>HI', plain, offset)
+        offset += 6
+        name = plain[offset:offset + name_length].decode()
+        offset += name_length
+        files[name] = plain[offset:offset + size]
+        offset += size
+    answer_file = files.pop(_ANSWER_FILE)
+    return answer_file, {name[len(_OTHER_FILE):]: content
+                         for name, content in files.items()}
 
 
 # --- KeyProtector ------------------------------------------------------------

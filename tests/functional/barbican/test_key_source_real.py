@@ -11,14 +11,17 @@ import secrets as random_bytes
 import time
 import uuid
 
+from barbicanclient import exceptions as barbican_exceptions
 from keystoneauth1 import loading as ks_loading
 from keystoneauth1 import session as ks_session
 import pytest
 
 from tests import realservices
+from tools.simcloud import guide
 from vtpm_core import exception
 from vtpm_hyperv.barbican import conf as barbican_conf
 from vtpm_hyperv.barbican import key_source
+from vtpm_hyperv import fake
 
 
 def test_owner_reads_its_secrets_in_the_order_asked(conf, store):
@@ -35,6 +38,24 @@ def test_owner_reads_its_secrets_in_the_order_asked(conf, store):
     assert [bytes(item.payload) for item in items] == [
         payloads[i] for i in order]
     assert all(type(item.payload) is bytearray for item in items)
+
+
+def test_a_shielding_data_file_of_the_size_windows_allows(conf, store):
+    """Stored in the Barbican configured as the install guide says (~400 KB:
+    other files up to New-ShieldingDataFile's 384 KB and an answer file),
+    read back whole; one past the guide's limit is Barbican's 413."""
+    pdk = fake.shielding_data_file(fake.make_guardian('tenant-owner'))
+    assert len(pdk) > 384 * 1024
+    (item,) = key_source.BarbicanKeySource(conf).fetch(
+        [store(pdk)], auth=realservices.auth('owner'))
+    assert bytes(item.payload) == pdk
+    limit = {o.name: int(o.values[-1]) for o in guide.options(
+        'barbican-conf')}['max_allowed_secret_in_bytes']
+    # base64 of 3 * n bytes is 4 * n characters
+    too_large = bytes(3 * (limit // 4 + 1))
+    with pytest.raises(barbican_exceptions.HTTPClientError) as e:
+        store(too_large)
+    assert e.value.status_code == 413
 
 
 def _access_log_lines():

@@ -18,6 +18,7 @@ from vtpm_cli import audit
 from vtpm_cli import check
 from vtpm_cli import cloud
 from vtpm_cli import exception as cli_exception
+from vtpm_core import constants
 from vtpm_core import objects
 
 K1 = '8f14e45f-ceea-467a-9575-7a6c8c2b3a11'
@@ -28,14 +29,13 @@ GEN2 = {'hw_machine_type': 'hyperv-gen2'}
 def images(*props):
     return audit.carriers('image', [('i%d' % n, 'img%d' % n, p)
                                     for n, p in enumerate(props)],
-                          ('os_vtpm', 'os_vtpm_keys', 'hw_machine_type',
-                           'os_shielded_vm'))
+                          constants.IMAGE_KEYS)
 
 
 def flavors(*specs):
     return audit.carriers('flavor', [('f%d' % n, 'flv%d' % n, s)
                                      for n, s in enumerate(specs)],
-                          ('os:vtpm',))
+                          constants.FLAVOR_KEYS)
 
 
 def readable(ref):
@@ -73,6 +73,113 @@ def test_an_image_valid_with_some_flavor_is_not_invalid():
     found = audit.audit(
         images(dict(GEN2, os_vtpm='optional', os_vtpm_keys=K1)), [], readable)
     assert found == []
+
+
+NOVA = {'hw:tpm_version': '2.0', 'hw:tpm_model': 'tpm-crb'}
+
+
+def test_novas_words_for_what_no_hyperv_host_gives_are_findings():
+    found = audit.audit(
+        images(dict(GEN2, os_vtpm='optional', hw_tpm_version='1.2'),
+               # a version alone: nova assumes TIS, whatever the flavor
+               # says of os:vtpm; a flavor can name the model, so valid
+               dict(GEN2, os_vtpm='optional', hw_tpm_version='2.0')),
+        flavors({'hw:tpm_model': 'tpm-tis'},
+                {'hw:tpm_version': '2.0'},
+                {'hw:tpm_secret_security': 'deployment'},
+                dict(NOVA), dict(NOVA, **{'hw:tpm_secret_security': 'host'}),
+                {'hw:tpm_model': 'tpm-crb'}),
+        readable)
+    kinds = [(f.kind, f.subject) for f in found]
+    assert kinds[:5] == [
+        ('image', 'image img0 (i0)'), ('flavor', 'flavor flv0 (f0)'),
+        ('flavor', 'flavor flv1 (f1)'), ('flavor', 'flavor flv2 (f2)'),
+        # a model alone gives no TPM, whatever the image
+        ('flavor', 'flavor flv5 (f5)')]
+    assert "Hyper-V's virtual TPM is a TPM 2.0" in found[0].problem
+    assert 'not TIS' in found[1].problem
+    assert 'which nova reads as tpm-tis' in found[2].problem
+    assert "nova's service user" in found[3].problem
+    assert 'the vTPM is off' in found[4].problem
+    # the valid image under the valid flavors: 'user' without keys is the
+    # one pair refused
+    assert [(f.subject, f.problem.split(' but ')[0]) for f in found[5:]] == [
+        ('image img1 (i1) with flavor flv3 (f3)',
+         "hw:tpm_secret_security (flavor extra spec) is absent (nova's "
+         "default: user)")]
+
+
+def test_with_the_hosts_reports_a_pair_no_host_serves_is_a_finding():
+    keyed = dict(GEN2, os_vtpm='required', os_vtpm_keys=K1)
+    plain = dict(GEN2, os_vtpm='required')
+    local_only = [objects.HostCapabilities(
+        vtpm_supported=True, guarded=False, attestation_status='Unknown',
+        local_key_protector=True, measured_at=datetime.datetime(
+            2020, 1, 1, tzinfo=datetime.timezone.utc))]
+    found = audit.audit(images(keyed, plain), flavors({'os:vtpm': 'optional'}),
+                        readable, local_only)
+    assert [(f.kind, f.subject) for f in found] == [
+        ('pair', 'image img0 (i0) with flavor flv0 (f0)')]
+    assert found[0].problem == (
+        'no host can serve it: host is not a guarded host in HGS mode, '
+        'which an HGS KeyProtector needs')
+    # without reports, nothing is known of the hosts
+    assert audit.audit(images(keyed, plain), flavors({'os:vtpm': 'optional'}),
+                       readable) == []
+
+
+def test_keys_not_read_as_given_are_warnings():
+    warned = audit.key_warnings('image', [
+        ('i0', 'win', {'OS_VTPM': 'required', 'os_distro': 'windows'}),
+        ('i1', 'ok', {'os_vtpm': 'required'})]) + audit.key_warnings(
+        'flavor', [('f0', 'm1', {'OS:VTPM': 'required',
+                                 'hw:cpu_policy': 'dedicated'})])
+    assert [(w.kind, w.subject, w.problem) for w in warned] == [
+        ('key', 'image win (i0)', 'OS_VTPM (image property) is not a key '
+         'hyperv-vtpm reads: keys are matched exactly, in lowercase with '
+         'their own separator; did you mean os_vtpm?'),
+        ('key', 'flavor m1 (f0)', 'OS:VTPM (flavor extra spec) is not a key '
+         'hyperv-vtpm reads: keys are matched exactly, in lowercase with '
+         'their own separator; did you mean os:vtpm?')]
+    text = audit.render([], [], [], 'human', warnings=warned)
+    assert text.splitlines()[1:4] == [
+        '2 warning(s):',
+        '  [key] image win (i0): OS_VTPM (image property) is not a key '
+        'hyperv-vtpm reads: keys are matched exactly, in lowercase with '
+        'their own separator; did you mean os_vtpm?',
+        '  [key] flavor m1 (f0): OS:VTPM (flavor extra spec) is not a key '
+        'hyperv-vtpm reads: keys are matched exactly, in lowercase with '
+        'their own separator; did you mean os:vtpm?']
+    assert json.loads(audit.render([], [], [], 'json', warnings=warned))[
+        'warnings'][0]['kind'] == 'key'
+
+
+class _MistypedCloud:
+    """An image whose only vTPM key is in capitals."""
+
+    class image:
+        @staticmethod
+        def images():
+            return [type('Image', (), {
+                'id': 'i0', 'name': 'win',
+                'properties': {'OS_VTPM': 'required'}})()]
+
+    class compute:
+        @staticmethod
+        def flavors(get_extra_specs):
+            return []
+
+
+@pytest.mark.parametrize('strict,status', [(False, 0), (True, 1)])
+def test_the_audit_warns_of_a_key_in_capitals_and_strict_fails(
+        monkeypatch, capsys, strict, status):
+    monkeypatch.setattr(cloud.openstack, 'connect',
+                        lambda cloud: _MistypedCloud())
+    argv = ['--audit'] + (['--strict'] if strict else [])
+    assert check.main(argv) == status
+    out = capsys.readouterr().out
+    assert '[key] image win (i0): OS_VTPM (image property)' in out
+    assert 'no problems found' in out
 
 
 def test_unreadable_secrets_are_named():

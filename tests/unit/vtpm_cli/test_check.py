@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """vtpm-check: the operator's dry run of the merge rules."""
 
+import warnings
+
 import pytest
 
 from vtpm_cli import check
@@ -78,10 +80,38 @@ WARNINGS = [
     ('a key given twice', GEN2_ON + ['-i', 'os_vtpm=optional'],
      "os_vtpm (image property) is given 2 times ('required', 'optional'); "
      'the last one counts'),
-    ("nova's libvirt flavor key", ['-e', 'hw:tpm_version=2.0'],
-     "hw:tpm_version (flavor extra spec) is nova's libvirt vTPM"),
-    ("nova's libvirt image key", ['-i', 'hw_tpm_model=tpm-crb'],
-     "hw_tpm_model (image property) is nova's libvirt vTPM"),
+    # keys are matched exactly: another case, or the other separator, is
+    # not the key (the guides promise the warning)
+    ('image key in capitals', ['-i', 'OS_VTPM=required'],
+     'OS_VTPM (image property) is not a key hyperv-vtpm reads: keys are '
+     'matched exactly, in lowercase with their own separator; did you mean '
+     'os_vtpm?'),
+    ('image key in capitals with a colon', ['-i', 'OS:VTPM=required'],
+     'OS:VTPM (image property) is not a key hyperv-vtpm reads: keys are '
+     'matched exactly, in lowercase with their own separator; did you mean '
+     'os_vtpm?'),
+    ('image key in mixed case', ['-i', 'Os_Vtpm=required'],
+     'Os_Vtpm (image property) is not a key hyperv-vtpm reads: keys are '
+     'matched exactly, in lowercase with their own separator; did you mean '
+     'os_vtpm?'),
+    ('flavor key in capitals', ['-e', 'OS:VTPM=required'],
+     'OS:VTPM (flavor extra spec) is not a key hyperv-vtpm reads: keys are '
+     'matched exactly, in lowercase with their own separator; did you mean '
+     'os:vtpm?'),
+    ('misspelt key in capitals', ['-i', 'OS_VTP_KEYS=' + KEY],
+     'OS_VTP_KEYS (image property) is not a key hyperv-vtpm reads; did you '
+     'mean os_vtpm_keys?'),
+    ("nova's flavor key as an image property", ['-i', 'hw:tpm_version=2.0'],
+     'hw:tpm_version is a flavor extra spec, given as an image property: it '
+     'is ignored there; give it with --extra-spec/-e (as an image property '
+     'the key is hw_tpm_version)'),
+    ("nova's flavor-only key with the image's separator",
+     ['-i', 'hw_tpm_secret_security=host'],
+     'hw_tpm_secret_security (image property) is not a key hyperv-vtpm '
+     'reads; did you mean hw:tpm_secret_security (a flavor extra spec)?'),
+    ("nova's key misspelt", ['-e', 'hw:tpm_mode=tpm-crb'],
+     'hw:tpm_mode (flavor extra spec) is not a key hyperv-vtpm reads; did '
+     'you mean hw:tpm_model?'),
     ('--format without --audit', ['--format', 'json'],
      '--format applies to --audit only; it is ignored'),
     ('--os-cloud without --audit', ['--os-cloud', 'prod'],
@@ -155,3 +185,20 @@ def test_too_many_keys_are_counted(capsys):
     error = capsys.readouterr().err
     assert ': 7 keys; allowed: 1 to 6 Barbican secret UUIDs' in error
     assert 'bytes' not in error.split('allowed')[0]
+
+
+def test_the_warnings_of_dependencies_are_not_shown_ours_are():
+    """An [audit] install's dnspython warns (CryptographyDeprecationWarning,
+    a UserWarning) on every run; the person at the terminal can act on
+    none of it."""
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter('always')
+        with check.quiet_dependencies():
+            warnings.warn_explicit('DSA is deprecated', UserWarning,
+                                   'dsa.py', 14, module='dns.dnssecalgs.dsa')
+            warnings.warn_explicit('Eventlet is deprecated',
+                                   DeprecationWarning, 'loopingcall.py', 19,
+                                   module='oslo_service.loopingcall')
+            warnings.warn_explicit('ours', UserWarning, 'lint.py', 1,
+                                   module='vtpm_cli.lint')
+    assert [str(w.message) for w in shown] == ['ours']

@@ -9,6 +9,7 @@ found, as an operator would see it.
 
 import copy
 import json
+import sys
 
 import pytest
 
@@ -149,7 +150,8 @@ def test_report_prints_what_the_host_publishes_with_novas_options(tmp_path):
         'stats entry %s' % key for key in sorted(
             (capabilities.STATS_KEY, capabilities.FACTS_KEY))]
     assert lines[-1] == 'traits: %s' % ', '.join(sorted({
-        'COMPUTE_SECURITY_TPM_2_0', 'CUSTOM_HGS_GUARDED',
+        'COMPUTE_SECURITY_TPM_2_0', 'COMPUTE_SECURITY_TPM_CRB',
+        'COMPUTE_SECURITY_TPM_SECRET_SECURITY_USER', 'CUSTOM_HGS_GUARDED',
         'CUSTOM_HGS_ATTESTATION_PASSED',
         capabilities.fabric_trait(fabric.fabric_id)}))
 
@@ -178,3 +180,19 @@ def test_report_of_a_host_that_cannot_measure_exits_1(tmp_path):
     assert lines[-1].endswith('publishes no vTPM capability report (see the '
                               'warning logged above): the scheduler refuses '
                               'it every vTPM instance')
+
+
+@pytest.mark.skipif(sys.platform == 'win32', reason='the live host is this')
+@pytest.mark.parametrize('argv', [[], ['--report'], ['--exercise'],
+                                  ['--dump', 'x.json']],
+                         ids=['compare', 'report', 'exercise', 'dump'])
+def test_off_windows_a_live_check_says_so_without_a_traceback(capsys, argv):
+    lines = []
+    assert hyperv_check.main(argv, out=lines.append) == \
+        hyperv_check.NOT_WINDOWS
+    err = capsys.readouterr().err
+    assert err.startswith('error: vtpm-hyperv-check reads this host\'s '
+                          'WMI, through PowerShell and os-win: run it on a '
+                          'Windows Server Hyper-V host')
+    assert '--compare FILE' in err and 'Traceback' not in err
+    assert lines == []

@@ -232,23 +232,41 @@ def test_a_report_missing_a_required_field_is_unreadable():
         {'vtpm:capabilities': json.dumps(primitive)}) is None
 
 
+TPM = {'COMPUTE_SECURITY_TPM_2_0', 'COMPUTE_SECURITY_TPM_CRB'}
+USER = 'COMPUTE_SECURITY_TPM_SECRET_SECURITY_USER'
+HOST = 'COMPUTE_SECURITY_TPM_SECRET_SECURITY_HOST'
+
+
+# Hyper-V's vTPM is a TPM 2.0 with a CRB interface (constants.TPM_VERSION,
+# TPM_MODEL); 'user' where keys can be opened (guarded), 'host' where a
+# local key protector can (local mode); never TPM 1.2, TIS, 'deployment'.
 @pytest.mark.parametrize('report,expected', [
     (None, set()),
     (caps(vtpm_supported=False), set()),
-    (caps(guarded=False), {'COMPUTE_SECURITY_TPM_2_0'}),
+    (caps(vtpm_supported=False, guarded=False, local_key_protector=True),
+     set()),
+    (caps(guarded=False), TPM),
+    (caps(guarded=False, local_key_protector=True), TPM | {HOST}),
     (caps(attestation_status='Expired'),
-     {'COMPUTE_SECURITY_TPM_2_0', 'CUSTOM_HGS_GUARDED',
-      'CUSTOM_HGS_FABRIC_FABRIC_A'}),
-    (caps(), {'COMPUTE_SECURITY_TPM_2_0', 'CUSTOM_HGS_GUARDED',
-              'CUSTOM_HGS_ATTESTATION_PASSED', 'CUSTOM_HGS_FABRIC_FABRIC_A'}),
+     TPM | {USER, 'CUSTOM_HGS_GUARDED', 'CUSTOM_HGS_FABRIC_FABRIC_A'}),
+    (caps(), TPM | {USER, 'CUSTOM_HGS_GUARDED',
+                    'CUSTOM_HGS_ATTESTATION_PASSED',
+                    'CUSTOM_HGS_FABRIC_FABRIC_A'}),
+    (caps(local_key_protector=False),
+     TPM | {USER, 'CUSTOM_HGS_GUARDED', 'CUSTOM_HGS_ATTESTATION_PASSED',
+            'CUSTOM_HGS_FABRIC_FABRIC_A'}),
     (caps(**ROTATING),
-     {'COMPUTE_SECURITY_TPM_2_0', 'CUSTOM_HGS_GUARDED',
-      'CUSTOM_HGS_ATTESTATION_PASSED', 'CUSTOM_HGS_FABRIC_FABRIC_A_2027',
-      'CUSTOM_HGS_FABRIC_FABRIC_A'}),
-], ids=['no report', 'unsupported', 'unguarded', 'expired', 'attested',
-        'during a certificate renewal'])
+     TPM | {USER, 'CUSTOM_HGS_GUARDED', 'CUSTOM_HGS_ATTESTATION_PASSED',
+            'CUSTOM_HGS_FABRIC_FABRIC_A_2027',
+            'CUSTOM_HGS_FABRIC_FABRIC_A'}),
+], ids=['no report', 'unsupported', 'unsupported in local mode',
+        'unguarded, local mode unknown', 'local mode', 'expired',
+        'attested', 'attested, HGS mode', 'during a certificate renewal'])
 def test_traits(report, expected):
     assert capabilities.traits(report) == expected
+    assert not expected & {
+        'COMPUTE_SECURITY_TPM_1_2', 'COMPUTE_SECURITY_TPM_TIS',
+        'COMPUTE_SECURITY_TPM_SECRET_SECURITY_DEPLOYMENT'}
     assert capabilities.managed_traits(expected | {'HW_CPU_X86_AVX'}) == \
         expected
 

@@ -14,41 +14,55 @@ K2 = '45c48cce-2e2d-4fbd-a7b0-9ea0e5e4a1b2'
 SIX = ['%08x-0000-4000-8000-%012x' % (i, i) for i in range(6)]
 
 
-def _sides(image_value, flavor_value):
-    image = dict(GEN2)
-    if image_value is not None:
-        image['os_vtpm'] = image_value
-    flavor = {} if flavor_value is None else {'os:vtpm': flavor_value}
-    return image, flavor
+# outcome of each cell of our keys alone
+_OURS = {(r.image, r.flavor): r.outcome for r in merge_table.rows()
+         if r.nova is None}
 
 
-@pytest.mark.parametrize(
-    'image_value,flavor_value,outcome', list(merge_table.rows()),
-    ids=['image-%s/flavor-%s->%s' % (i or 'absent', f or 'absent', o)
-         for i, f, o in merge_table.rows()])
-def test_merge_table(image_value, flavor_value, outcome):
-    image, flavor = _sides(image_value, flavor_value)
-    if outcome == 'conflict':
-        with pytest.raises(exception.PolicyConflict) as e:
+@pytest.mark.parametrize('row', list(merge_table.rows()), ids=[
+    merge_table.row_id(r) for r in merge_table.rows()])
+def test_merge_table(row):
+    image, flavor = merge_table.request(row)
+    if row.outcome == 'conflict':
+        with pytest.raises((exception.PolicyConflict,
+                            exception.TPMPropertyConflict)) as e:
             policy.build_request(image, flavor)
-        # A conflict names both sides, with their values.
-        assert ("os:vtpm (flavor extra spec) is %r" % flavor_value
-                in str(e.value))
-        # an absent key is named as the "why" of a request names it
-        assert "os_vtpm (image property) is %s:" % (
-            repr(image_value) if image_value else 'absent') in str(e.value)
+        message = str(e.value)
+        if row.nova is None:
+            # A conflict names both sides, with their values.
+            assert isinstance(e.value, exception.PolicyConflict)
+            assert ("os:vtpm (flavor extra spec) is %r" % row.flavor
+                    in message)
+            # an absent key is named as the "why" of a request names it
+            assert "os_vtpm (image property) is %s:" % (
+                repr(row.image) if row.image else 'absent') in message
+        else:
+            # nova's key that asked, and the key that refuses; or, where
+            # our keys alone conflict across the sides, that conflict
+            nova_key = ('hw:tpm_version (flavor extra spec)'
+                        if row.nova == 'flavor'
+                        else 'hw_tpm_version (image property)')
+            assert ("%s is '2.0'" % nova_key in message
+                    or (_OURS[row.image, row.flavor] == 'conflict'
+                        and isinstance(e.value, exception.PolicyConflict)))
         return
     request = policy.build_request(image, flavor)
     assert isinstance(request, objects.VTPMRequest)
-    assert request.enabled is (outcome == 'on')
-    assert request.image_policy == (image_value or 'disabled')
-    assert request.flavor_policy == flavor_value
+    assert request.enabled is (row.outcome == 'on')
+    if row.nova is None:
+        assert request.image_policy == (row.image or 'disabled')
+        assert request.flavor_policy == row.flavor
+    else:
+        # nova's version requires a vTPM from its side
+        assert 'required' in (request.image_policy, request.flavor_policy)
 
 
 def test_table_covers_every_cell():
-    cells = {(i, f) for i, f, _ in merge_table.rows()}
+    cells = {(r.image, r.flavor, r.nova) for r in merge_table.rows()}
     values = (None, 'disabled', 'optional', 'required')
-    assert cells == {(i, f) for i in values for f in values}
+    assert cells == {(i, f, n) for i in values for f in values
+                     for n in (None, 'image', 'flavor')}
+    assert len(list(merge_table.rows())) == len(cells)
 
 
 REQUIRED = {'os_vtpm': 'required', **GEN2}
@@ -88,6 +102,10 @@ KEYS_REFUSED = [
     ('duplicate after canonicalisation', '%s,%s' % (K1, K1.upper()),
      'item 2 (%s) is a duplicate' % K1),
     ('not a UUID', '%s,secret-1' % K1, "item 2 ('secret-1') is not a UUID"),
+    # whitespace does not separate keys; the message says what does
+    ('two UUIDs separated by a space', '%s %s' % (K1, K2),
+     "item 1 ('%s %s') holds 2 UUIDs separated by whitespace, which is one "
+     'item; separate keys with commas' % (K1, K2)),
     ('UUID without hyphens', K1.replace('-', ''), 'is not a UUID'),
     ('URN form', 'urn:uuid:' + K1, 'is not a UUID'),
     # nova keeps 255 bytes, cutting a split character; a cut copy has 252
@@ -112,8 +130,9 @@ def test_keys_refused(raw, fragment):
     assert fragment in message
     assert message.startswith(
         'os_vtpm_keys (image property) is %s' % exception.excerpt(raw))
-    assert ('allowed: 1 to 6 Barbican secret UUIDs separated by commas and '
-            'ASCII whitespace, at most 251 characters in all') in message
+    assert ('allowed: 1 to 6 Barbican secret UUIDs separated by commas '
+            '(ASCII whitespace around each is ignored), at most 251 '
+            'characters in all') in message
     assert e.value.value == raw
 
 
@@ -285,7 +304,7 @@ def test_policy_values_are_exact(key, source, value, mapping):
 
 
 def test_unrelated_properties_and_specs_are_ignored():
-    image = dict(REQUIRED, os_distro='windows', hw_tpm_version='1.2',
+    image = dict(REQUIRED, os_distro='windows', hw_tpm_extra='1.2',
                  os_vtpm_extra='x')
     specs = {'hw:cpu_policy': 'dedicated', 'os:secure_boot': 'required',
              'os:vtpm_keys': 'nonsense'}
@@ -342,3 +361,131 @@ SECRET_UUIDS = [
                          ids=[r[0] for r in SECRET_UUIDS])
 def test_secret_uuid(value, canonical):
     assert policy.secret_uuid(value) == canonical
+
+
+# --- nova's own vTPM vocabulary (vtpm_core.nova_tpm) -------------------------
+
+OPTIONAL = dict(GEN2, os_vtpm='optional')
+NOVA = {'hw:tpm_version': '2.0', 'hw:tpm_model': 'tpm-crb'}
+
+# (id, image properties, flavor extra specs, keys asked or the error class
+# and a fragment of its message)
+NOVA_RULES = [
+    # Hyper-V's vTPM: TPM 2.0, CRB; with the owner's keys: nova's 'user'
+    ("2.0 and tpm-crb with keys: user, nova's default",
+     dict(OPTIONAL, os_vtpm_keys=K1), NOVA, [K1]),
+    ('2.0 and tpm-crb without keys: host', OPTIONAL,
+     dict(NOVA, **{'hw:tpm_secret_security': 'host'}), []),
+    ('user, given', dict(OPTIONAL, os_vtpm_keys=K1),
+     dict(NOVA, **{'hw:tpm_secret_security': 'user'}), [K1]),
+    ('the image asks, the flavor names the model',
+     dict(GEN2, hw_tpm_version='2.0', os_vtpm_keys=K1),
+     {'hw:tpm_model': 'tpm-crb'}, [K1]),
+    ('all on the image', dict(GEN2, hw_tpm_version='2.0',
+                              hw_tpm_model='tpm-crb', os_vtpm_keys=K1),
+     {}, [K1]),
+    ('both sides, agreeing', dict(OPTIONAL, hw_tpm_version='2.0',
+                                  hw_tpm_model='tpm-crb'),
+     dict(NOVA, **{'hw:tpm_secret_security': 'host'}), []),
+    ('model with our vTPM on', dict(GEN2, os_vtpm='required'),
+     {'hw:tpm_model': 'tpm-crb'}, []),
+    ('secret security with our vocabulary', dict(GEN2, os_vtpm='required'),
+     {'hw:tpm_secret_security': 'host'}, []),
+    ('secret security with the vTPM off: nova reads none', GEN2,
+     {'hw:tpm_secret_security': 'user'}, None),
+    # what Hyper-V's vTPM is not
+    ('TPM 1.2', OPTIONAL, dict(NOVA, **{'hw:tpm_version': '1.2'}),
+     (exception.TPMNotOffered, "hw:tpm_version (flavor extra spec) is "
+      "'1.2' but Hyper-V's virtual TPM is a TPM 2.0 and offers no TPM 1.2; "
+      'allowed: 2.0')),
+    ('TPM 1.2 on the image', dict(OPTIONAL, hw_tpm_version='1.2'), {},
+     (exception.TPMNotOffered, "hw_tpm_version (image property) is '1.2'")),
+    ('TIS', OPTIONAL, dict(NOVA, **{'hw:tpm_model': 'tpm-tis'}),
+     (exception.TPMNotOffered, "hw:tpm_model (flavor extra spec) is "
+      "'tpm-tis' but Hyper-V's virtual TPM has a CRB interface, not TIS; "
+      'allowed: tpm-crb')),
+    ('no model: nova assumes TIS', dict(OPTIONAL, os_vtpm_keys=K1),
+     {'hw:tpm_version': '2.0'},
+     (exception.TPMModelMissing, 'which nova reads as tpm-tis')),
+    ('deployment', OPTIONAL,
+     dict(NOVA, **{'hw:tpm_secret_security': 'deployment'}),
+     (exception.TPMNotOffered, "is 'deployment' but no vTPM here is sealed "
+      "for nova's service user")),
+    ('not a version', OPTIONAL, dict(NOVA, **{'hw:tpm_version': '2'}),
+     (exception.InvalidPropertyValue, "hw:tpm_version (flavor extra spec) "
+      "is '2'; allowed: 2.0")),
+    ('not a secret security', OPTIONAL,
+     dict(NOVA, **{'hw:tpm_secret_security': 'User'}),
+     (exception.InvalidPropertyValue, 'allowed: user, host')),
+    # never a server silently without a TPM
+    ('model alone', GEN2, {'hw:tpm_model': 'tpm-crb'},
+     (exception.TPMPropertyWithoutVTPM, "hw:tpm_model (flavor extra spec) "
+      "is 'tpm-crb' but the vTPM is off")),
+    ('model alone on the image', dict(GEN2, hw_tpm_model='tpm-crb'), {},
+     (exception.TPMPropertyWithoutVTPM, 'so the server would have none')),
+    # the keys say who opens the vTPM's state
+    ("user, nova's default, without keys", OPTIONAL, NOVA,
+     (exception.SecretSecurityNotPossible, "hw:tpm_secret_security (flavor "
+      "extra spec) is absent (nova's default: user) but os_vtpm_keys (image "
+      "property) is absent")),
+    ('host with keys', dict(OPTIONAL, os_vtpm_keys=K1),
+     dict(NOVA, **{'hw:tpm_secret_security': 'host'}),
+     (exception.SecretSecurityNotPossible, "hw:tpm_secret_security (flavor "
+      "extra spec) is 'host' but os_vtpm_keys (image property) names 1 "
+      'key(s)')),
+    # the two vocabularies on one side disagree
+    ('version and disabled on the flavor', OPTIONAL,
+     dict(NOVA, **{'os:vtpm': 'disabled'}),
+     (exception.TPMPropertyConflict, "hw:tpm_version (flavor extra spec) is "
+      "'2.0' but os:vtpm (flavor extra spec) is 'disabled'")),
+    ('version on the flavor, image silent', GEN2, NOVA,
+     (exception.TPMPropertyConflict, "hw:tpm_version (flavor extra spec) is "
+      "'2.0' but os_vtpm (image property) is absent: the flavor requires a "
+      'vTPM but the image does not declare support')),
+    ('a version needs a Generation 2 VM', {'os_vtpm': 'optional'}, NOVA,
+     (exception.MachineTypeNotSupported, 'hw_machine_type (image property) '
+      'is absent')),
+]
+
+
+@pytest.mark.parametrize('image,specs,expected',
+                         [r[1:] for r in NOVA_RULES],
+                         ids=[r[0] for r in NOVA_RULES])
+def test_nova_vocabulary(image, specs, expected):
+    if expected is None or isinstance(expected, list):
+        request = policy.build_request(image, specs)
+        assert request.enabled is (expected is not None)
+        assert request.key_refs == (expected or [])
+        return
+    error, fragment = expected
+    with pytest.raises(error) as e:
+        policy.build_request(image, specs)
+    assert fragment in str(e.value)
+
+
+def test_nova_vocabulary_explains_itself():
+    request = policy.build_request(dict(OPTIONAL, os_vtpm_keys=K1), NOVA)
+    assert request.reasons == [
+        'vTPM on: os_vtpm (image property) is optional, hw:tpm_version '
+        '(flavor extra spec) is 2.0',
+        '1 key(s) from os_vtpm_keys (image property)',
+        "nova's words: hw:tpm_version (flavor extra spec) is 2.0 and "
+        "hw:tpm_model (flavor extra spec) is tpm-crb: Hyper-V's virtual TPM "
+        '(TPM 2.0, CRB)',
+        "secret security: user (nova's default), sealed with the owner's "
+        'keys']
+    # the same request as our own words make it
+    ours = policy.build_request(dict(OPTIONAL, os_vtpm_keys=K1),
+                                {'os:vtpm': 'required'})
+    assert (request.enabled, request.key_refs, request.needs_key_protector) \
+        == (ours.enabled, ours.key_refs, ours.needs_key_protector)
+
+
+def test_shielded_without_the_vtpm_is_explained_by_the_vtpm():
+    """Not by its keys: the keys are there, the vTPM is what is off."""
+    with pytest.raises(exception.ShieldingNotPossible) as e:
+        policy.build_request(dict(GEN2, os_shielded_vm='required',
+                                  os_vtpm_keys=K1), {})
+    assert str(e.value).startswith(
+        "os_shielded_vm (image property) is 'required' but the vTPM is off")
+    assert 'set os_vtpm=required on the image' in str(e.value)

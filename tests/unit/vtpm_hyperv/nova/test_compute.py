@@ -236,7 +236,8 @@ def test_stats_carry_the_report_and_traits_follow_it():
     tree = _tree('HW_CPU_X86_AVX')
     vtpm.update_traits(tree, 'hv1')
     assert tree.data('hv1').traits == {
-        'HW_CPU_X86_AVX', capabilities.TRAIT_TPM, capabilities.TRAIT_GUARDED,
+        'HW_CPU_X86_AVX', capabilities.TRAIT_TPM, capabilities.TRAIT_TPM_CRB,
+        capabilities.TRAIT_SECRET_USER, capabilities.TRAIT_GUARDED,
         capabilities.TRAIT_ATTESTED, capabilities.fabric_trait('fabric-a')}
 
 
