@@ -292,9 +292,6 @@ _PASS = Verdict(True, 'host satisfies the vTPM request')
 _NO_REPORT = Verdict(False, 'no readable vTPM capability report (%s)'
                      % STATS_KEY)
 _NO_VTPM = Verdict(False, 'host does not support vTPM on Generation 2 VMs')
-# Hyper-V opens a local key protector only in local mode.
-_NO_LOCAL = Verdict(False, 'host opens no local key protector (its HGS '
-                    'client is in HGS mode) and the request has no keys')
 # HGS unwraps a KeyProtector for a guarded host in HGS mode; in local mode
 # Hyper-V opens only key protectors of guardians it holds private keys of.
 _NOT_HGS = Verdict(False, 'host is not a guarded host in HGS mode, which an '
@@ -321,9 +318,24 @@ def compile_check(request: objects.VTPMRequest | None, *,
     ``HostCapabilities``, None (no readable report), or any object with its
     fields as attributes (the scheduler filter passes a ``view``).
 
+    Which hosts serve which request (the one statement of it; the compute
+    side applies it to what it measures, ``vtpm-check`` and the documents
+    say it in words):
+
+    * a vTPM with keys or shielding (an HGS KeyProtector that names the
+      host's fabric): a guarded host in HGS mode whose attestation
+      ``Passed``, with a fabric guardian, reported recently enough;
+    * a vTPM without keys: a host in HGS local mode (a local key
+      protector, which only that host opens), or, like the above, a
+      guarded, attested host of a fabric (a key protector owned by the
+      host's local guardian that names the fabric's guardian: HGS opens it
+      on any attested host of the fabric);
+    * a move of an instance that has a KeyProtector: as the above, on a
+      host of one of the fabrics it names.
+
     :param request: the merged request; None or disabled means no vTPM.
-    :param max_report_age: seconds; a request that needs a KeyProtector
-        refuses a host whose report is older.
+    :param max_report_age: seconds; a host that must unwrap through HGS is
+        refused when its report is older.
     :param max_clock_skew: seconds a report may lie in the future of
         ``now`` and still be fresh; such a request refuses a host whose
         report lies further ahead (its clock is wrong, and the report would
@@ -338,11 +350,13 @@ def compile_check(request: objects.VTPMRequest | None, *,
     if not needs_vtpm and not allowed_fabrics:
         return _passes
     needs_kp = needs_vtpm and request.needs_key_protector
-    # A vTPM without keys gets a local key protector.
-    needs_local = needs_vtpm and not needs_kp
     # Unwrapping a KeyProtector needs a guarded host of a known fabric that
     # HGS attested recently; so does a move of an instance that has one.
     needs_attested = needs_kp or bool(allowed_fabrics)
+    # Without keys: a local key protector in local mode (local_key_protector
+    # True, or None from a compute older than report 1.2: "may"), else one
+    # for the fabric, as with keys.
+    keyless = needs_vtpm and not needs_kp
     now = now or datetime.datetime.now(datetime.timezone.utc)
     oldest = now - datetime.timedelta(seconds=max_report_age)
     newest = now + datetime.timedelta(seconds=max_clock_skew)
@@ -359,9 +373,7 @@ def compile_check(request: objects.VTPMRequest | None, *,
                                    ', '.join(sorted(allowed_fabrics))))
         if needs_vtpm and not caps.vtpm_supported:
             return _NO_VTPM
-        if needs_local and caps.local_key_protector is False:
-            return _NO_LOCAL
-        if needs_attested:
+        if needs_attested or (keyless and caps.local_key_protector is False):
             if not caps.guarded or caps.local_key_protector:
                 return _NOT_HGS
             status = caps.attestation_status
