@@ -369,6 +369,13 @@ CLASSES = (
         _MSPS_DOCS + 'msps-pdk'),
 )
 
+# The Windows Server releases the project supports, by the build that starts
+# Win32_OperatingSystem.Version.
+SERVER_RELEASES = {
+    '10.0.14393': 'Windows Server 2016', '10.0.17763': 'Windows Server 2019',
+    '10.0.20348': 'Windows Server 2022', '10.0.26100': 'Windows Server 2025',
+}
+
 # MSFT_HgsClientConfiguration.AttestationStatus (msft-hgsclientconfiguration
 # .md), in the words Get-HgsClientConfiguration prints.
 ATTESTATION_STATUS = {
