@@ -639,6 +639,7 @@ class HyperVBackend(backend.VTPMBackend):
                         'vTPM stays until the VM is deleted', vm_name,
                         instance_uuid, keyprotector.state_word(state))
             return
+        shielded = bool(ssd.ShieldingRequested)
         try:
             # No documented call removes a key protector: with the TPM,
             # shielding and encryption off, Hyper-V uses it for nothing.
@@ -646,7 +647,7 @@ class HyperVBackend(backend.VTPMBackend):
                             **dict.fromkeys(keyprotector.SECURITY_FLAGS,
                                             False))
         except hv_exception.HyperVOperationFailed as e:
-            if not ssd.ShieldingRequested:
+            if not shielded:
                 raise
             # Windows: a shielded VM's settings change only "if you haven't
             # set up the Host Guardian Service or are running it in local
