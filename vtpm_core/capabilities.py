@@ -305,6 +305,26 @@ def _passes(caps):
     return _PASS
 
 
+# What compile_check asks of a host, in words: vtpm-check prints them and
+# the documents quote them.
+_ATTESTED = ('a guarded host in HGS mode with a fabric guardian, HGS '
+             'attestation Passed, a fresh report')
+REQUIREMENTS_KEYED = 'vTPM support, %s' % _ATTESTED
+REQUIREMENTS_KEYLESS = (
+    'vTPM support, and either HGS local mode (a local key protector, which '
+    'only that host opens) or %s (a key protector for its fabric, which HGS '
+    'opens on any attested host of the fabric)' % _ATTESTED)
+
+
+def requirements(request: objects.VTPMRequest | None) -> str | None:
+    """What ``compile_check`` asks of a host for ``request``, in words;
+    None when it asks nothing (no vTPM)."""
+    if request is None or not request.enabled:
+        return None
+    return (REQUIREMENTS_KEYED if request.needs_key_protector
+            else REQUIREMENTS_KEYLESS)
+
+
 def compile_check(request: objects.VTPMRequest | None, *,
                   max_report_age: float,
                   max_clock_skew: float = 0,

@@ -120,3 +120,12 @@ def test_lines_read_are_named_as_the_guide_numbers_them():
     for option in applied:
         for number in option.lines:
             assert text[number - 1].strip().startswith(option.name + ' = ')
+
+
+def test_the_hgs_guide_says_which_hosts_serve_a_vtpm_without_keys():
+    """The admin guide quotes the scheduler's own words
+    (``vtpm_core.capabilities.REQUIREMENTS_KEYLESS``, which vtpm-check
+    prints): the documents, the filter and vtpm-check say the same."""
+    from vtpm_core import capabilities
+    text = ' '.join((ROOT / 'doc/source/admin/hgs.rst').read_text().split())
+    assert capabilities.REQUIREMENTS_KEYLESS in text

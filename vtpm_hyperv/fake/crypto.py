@@ -389,6 +389,11 @@ def parse_key_protector(raw: bytes) -> ParsedKeyProtector:
         raise KeyProtectorError('malformed KeyProtector body') from e
     owner = _guardian_of(owner_party)
     guardians = tuple(_guardian_of(p) for p in parties[1:])
+    # Windows (MS-KPS 2.2.2.3, Protector): "GuardianSignature: ... computed
+    # by using the signing certificate specified by WrappingId", one of the
+    # protector's own wrappings: the owner, which "creates and signs a key
+    # protector", or the guardian that unwrapped and made an egress one.
+    # A signature by anyone else does not verify.
     signed_by = _guardian_of(signer)
     try:
         signed_by.signing_cert.public_key().verify(

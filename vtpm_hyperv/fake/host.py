@@ -494,10 +494,8 @@ class FakeHyperVHost:
                 vm.tpm_state_key:
             # An inference: the message is the simulator's.
             raise wmi.MethodError(wmi.ACCESS_DENIED, UNWRAP_MESSAGE % (
-                vm.name, 'Its key protector does not hold the key the '
-                'virtual TPM state was last encrypted with (a key '
-                'protector saved before the last start is stale).'),
-                as_job=True)
+                vm.name, 'It is stale: the last start encrypted the '
+                'virtual TPM state with another key.'), as_job=True)
         parsed = crypto.parse_key_protector(vm.key_protector)
         new_key = os.urandom(crypto.TRANSPORT_KEY_BYTES)
         egress = crypto.build_key_protector(
@@ -539,27 +537,9 @@ class FakeHyperVHost:
                     vm.key_protector, guardian.encryption_key)
             except crypto.UnwrapError:
                 continue
-            self._check_signer(vm, guardian)
             return guardian, transport_key
         raise wmi.MethodError(wmi.ACCESS_DENIED, UNWRAP_MESSAGE % (
             vm.name, 'It names no guardian of this host.'), as_job=True)
-
-    @staticmethod
-    def _check_signer(vm, opener):
-        # Windows (MS-KPS): an owner is "An entity that creates and signs a
-        # key protector"; the protector is "signed by the Guardian"
-        # (GuardianSignature, by the certificate WrappingId names). So a
-        # key protector opens when its owner signed it, or when the
-        # guardian that opens it did (the egress key protector of a
-        # previous start). Any other signer is refused (an inference: MS-
-        # KPS does not say how KPS checks it).
-        parsed = crypto.parse_key_protector(vm.key_protector)
-        if parsed.signer.signing_der not in (parsed.owner.signing_der,
-                                             opener.signing_der):
-            raise wmi.MethodError(wmi.ACCESS_DENIED, UNWRAP_MESSAGE % (
-                vm.name, 'It is signed by %s, neither its owner nor the '
-                'guardian that opens it.' % parsed.signer.name),
-                as_job=True)
 
     def holds_owner_key(self, raw):
         """Whether the store has the owner guardian of key protector ``raw``

@@ -173,7 +173,7 @@ def test_a_saved_or_paused_vm_is_not_off(hv, host, keys, guardians, fabric,
     assert host.vm_security(VM) == before
 
 
-# --- the last known good, after a start ---------------------------------------
+# --- the last known good, after a start --------------------------------------
 
 def _granted(host, guardians, raw, *parties):
     """What the owner makes with Grant-HgsKeyProtectorAccess, on its own

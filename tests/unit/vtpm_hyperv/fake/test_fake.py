@@ -2,6 +2,7 @@
 """The simulator answers os-win's own code, checks every call against
 Microsoft's documented signatures, and keeps Hyper-V's rules."""
 
+import copy
 import time
 
 from cryptography.hazmat.primitives import serialization
@@ -616,35 +617,37 @@ def test_grant_on_a_rolled_key_protector_keeps_its_transport_key(
     host.start_vm(VM)
 
 
-def test_a_key_protector_its_owner_did_not_sign_does_not_open(
-        host, guardians, fabric):
-    """MS-KPS: an owner "creates and signs a key protector". One signed by
-    another party (a guardian that listed itself, say) is refused at start,
-    unless the guardian that opens it signed it (the egress key protector
-    of a start)."""
+def test_a_key_protector_signed_by_a_wrapping_opens_in_every_fabric_it_names(
+        guardians, fabric, other_fabric):
+    """MS-KPS: the signature is by "the signing certificate specified by
+    WrappingId", one of the protector's wrappings. The owner signs the one
+    it makes; a start hands back an egress one, signed by the HGS that
+    unwrapped: it opens at the next start, in that fabric and in every
+    other fabric it names (a move after a start). A signature by anyone
+    else does not verify."""
     owner, stranger = guardians['owner'], guardians['stranger']
-    forged = fake.build_key_protector(
-        owner.public(), [fabric.guardian.public(), stranger],
-        signer=stranger)
-    service, ssd = _service_and_settings(host)
-    service.SetKeyProtector(SecuritySettingData=ssd.GetText_(1),
-                            KeyProtector=forged)
-    service.ModifySecuritySettings(SecuritySettingData=_with(
-        host, TpmEnabled=True))
-    with pytest.raises(fake.WmiMethodError, match='signed by stranger'):
-        host.start_vm(VM)
-    # the same parties, signed by the owner, open
-    service.SetKeyProtector(SecuritySettingData=ssd.GetText_(1),
-                            KeyProtector=fake.build_key_protector(
-                                owner, [fabric.guardian.public(),
-                                        stranger.public()]))
-    host.start_vm(VM)
-    # the egress key protector is signed by the fabric's guardian, and
-    # opens at the next start
-    host.stop_vm(VM)
-    egress = fake.parse_key_protector(host.vm_security(VM)['KeyProtector'])
+    here = fake.FakeHyperVHost('hv-here', fabric=fabric)
+    there = fake.FakeHyperVHost('hv-there', fabric=other_fabric)
+    here.add_vm(VM)
+    vmutils, _ = here.os_win_utils()
+    vmutils.add_vtpm(VM, _pdk(here, owner, [fabric.guardian,
+                                            other_fabric.guardian]),
+                     shielded=True)
+    here.start_vm(VM)
+    here.stop_vm(VM)
+    egress = fake.parse_key_protector(here.vm_security(VM)['KeyProtector'])
     assert egress.signer.signing_der == fabric.guardian.signing_der
-    host.start_vm(VM)
+    there.vms[VM] = copy.deepcopy(here.vms[VM])  # exported, imported
+    there.start_vm(VM)
+    # re-signed by an outsider, claiming to be the owner: refused
+    raw = bytearray(fake.build_key_protector(owner, [fabric.guardian]))
+    forged = bytes(raw[:-256]) + stranger.signing_key.sign(
+        bytes(raw[:-256]), fake.crypto._PSS, fake.crypto.hashes.SHA256())
+    service, ssd = _service_and_settings(here)
+    assert service.SetKeyProtector(SecuritySettingData=ssd.GetText_(1),
+                                   KeyProtector=forged)[1] == 4096
+    assert 'does not verify' in str(here.job_errors(
+        here._jobs[list(here._jobs)[-1]].instance_id))
 
 
 def _with(host, vm=VM, **flags):
