@@ -150,6 +150,8 @@ class HyperVBackend(backend.VTPMBackend):
         self._key_source = key_source
         self._host = (host_name or getattr(conf, 'host', None)
                       or socket.gethostname())
+        # the attestation status and substatus last logged
+        self._attestation_seen = None
 
     # -- collaborators, built when first needed -------------------------------
     @property
@@ -229,7 +231,7 @@ class HyperVBackend(backend.VTPMBackend):
     def _note_attestation(self, caps, substatus):
         """Log why a guarded host is not attested, once per change."""
         seen = (caps.attestation_status, substatus)
-        if seen == getattr(self, '_attestation_seen', None):
+        if seen == self._attestation_seen:
             return
         self._attestation_seen = seen
         cause = attestation_cause(caps, substatus)
@@ -364,8 +366,8 @@ class HyperVBackend(backend.VTPMBackend):
         """A shielded VM boots with Secure Boot and a template for it:
         shielding "selected and enforced" Secure Boot (Microsoft's
         Generation 2 security settings page)."""
-        ids = security.template_ids(SHIELDED_TEMPLATES)
-        if vm.secure_boot and vm.template_id in ids.values():
+        if vm.secure_boot and security.template_name(
+                vm.template_id) in SHIELDED_TEMPLATES:
             return
         raise refuse(
             'a shielded VM needs Secure Boot with the %s template, and it '

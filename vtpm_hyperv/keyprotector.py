@@ -321,20 +321,18 @@ class SecuritySettings:
                           vssd.Version, bool(vssd.SecureBootEnabled),
                           vssd.SecureBootTemplateId)
 
-    def template_ids(self, names) -> dict[str, str]:
-        """The SecureBootTemplateId of each Secure Boot template named, by
-        name (the templates are settings found by ElementName, as os-win's
-        ``VMUtils10._set_secure_boot`` finds them); absent ones left out."""
+    def template_name(self, template_id) -> str | None:
+        """The name of the Secure Boot template ``template_id``: a template
+        is a setting that is no VM's, named by its ElementName (os-win's
+        ``VMUtils10._set_secure_boot`` finds one by name)."""
+        if not template_id:
+            return None
         conn = self._conn
-        found = {}
         with exception.translated('Secure Boot template query', 'n/a'):
-            for name in names:
-                for vssd in conn.Msvm_VirtualSystemSettingData(
-                        ElementName=name):
-                    if vssd.SecureBootTemplateId and \
-                            vssd.VirtualSystemType != wmi_schema.REALIZED:
-                        found[name] = vssd.SecureBootTemplateId
-        return found
+            found = conn.Msvm_VirtualSystemSettingData(
+                SecureBootTemplateId=template_id)
+        return next((s.ElementName for s in found
+                     if s.VirtualSystemType != wmi_schema.REALIZED), None)
 
     def read(self, vm, vm_id):
         """The VM's security settings instance (a copy to edit and apply)."""

@@ -14,11 +14,14 @@ takes it is called, as on Windows.
 (namespaces and object paths, such as a job's) to the simulated hosts.
 
 Every method call is checked against ``vtpm_hyperv.wmi_schema`` the way
-PyMI binds it (see that module): keyword arguments by name, positional ones
-in PyMI's order; an undocumented method, an unknown parameter, a value of
-the wrong CIM type or a missing required input raises ``x_wmi`` and changes
-nothing. ``STATS`` counts the calls validated and the undocumented ones
-refused, for the conformance suite's report.
+PyMI binds and converts it (see that module): keyword arguments by name,
+positional ones in PyMI's order; values converted as PyMI converts them
+('2' to a uint16, 5 to a string, 'true' to a boolean). An undocumented
+method, an unknown parameter or a value PyMI cannot convert raises
+``x_wmi`` and changes nothing. A required input left unset reaches the
+provider, as with PyMI, which refuses it (an inference) and counts it as
+undocumented. ``STATS`` counts the calls validated and the undocumented
+ones, for the conformance suite's report.
 """
 
 from __future__ import annotations
