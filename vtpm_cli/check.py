@@ -122,16 +122,16 @@ def parse_args(argv):
 
 def describe(request):
     """Return the lines that explain a request to an operator."""
+    from vtpm_core import capabilities
     lines = ['vTPM: %s' % ('on' if request.enabled else 'off')]
     if request.enabled:
         lines.append('machine type: %s' % request.machine_type)
         lines.append('keys: %s' % (', '.join(request.key_refs) or
-                                   'none (a new, empty vTPM with a local '
-                                   'key protector)'))
+                                   'none (a new, empty vTPM; the host makes '
+                                   'its key protector, and the hoster is '
+                                   'trusted with it)'))
         lines.append('shielded: %s' % ('yes' if request.shielded else 'no'))
-        lines.append('host needs: %s' % (
-            'vTPM support, HGS guarded, attestation Passed, a fresh report'
-            if request.needs_key_protector else 'vTPM support'))
+        lines.append('host needs: %s' % capabilities.requirements(request))
     lines.extend('why: %s' % reason for reason in request.reasons)
     return lines
 

@@ -8,18 +8,18 @@ Hyper-V host (with the HGS client feature, os-win and PyMI installed):
 ``vtpm-hyperv-check``
     reads the live signatures of every WMI class in
     ``vtpm_hyperv.wmi_schema`` (PowerShell's ``Get-CimClass``, as JSON),
-    compares them with the table and prints each difference; exit code 1
-    when there is one. ``--dump FILE`` also writes what was read, the
-    format of ``--compare``.
+    compares them with the table and prints each difference. ``--dump
+    FILE`` also writes what was read, the format of ``--compare``.
 ``vtpm-hyperv-check --compare FILE``
     the same comparison against a read recorded with ``--dump`` (any
     platform). Elsewhere than on Windows, every other use exits 2 with a
     message that says so.
 ``vtpm-hyperv-check --exercise``
     also runs the backend on a scratch Generation 2 VM that it creates and
-    removes: attach, start, stop, detach. A host in local mode gets a vTPM
-    without keys; a guarded host needs ``--key-protector FILE``, a raw
-    KeyProtector that names its fabric.
+    removes: attach, start, stop, detach. A host in local mode, or a
+    guarded host in HGS mode (attested, with a fabric guardian), gets a vTPM
+    without keys; ``--key-protector FILE`` gives it a raw KeyProtector that
+    names the host's fabric instead.
 ``vtpm-hyperv-check --report [--config-file nova.conf]``
     measures the host as nova-compute does, with its options
     (``[hyperv_vtpm]``, ``[DEFAULT] host``), and prints the capability
@@ -28,13 +28,31 @@ Hyper-V host (with the HGS client feature, os-win and PyMI installed):
     when it has no report to publish (the scheduler then refuses it every
     vTPM instance).
 
-Only the differences of what the table lists count: the live classes
-inherit many more properties and methods from CIM.
+What the comparison checks, for what the table lists (the live classes
+inherit many more properties and methods from CIM): that each class is
+there (a class its page says a Windows Server release no longer has is a
+note, not a difference, on that release); each method, its return type and
+whether it is static (the ``Static`` qualifier); each parameter, its CIM
+type, direction (``In``/``Out`` qualifiers) and place (the ``ID``
+qualifiers, which number the parameters as the MOF declares them); each
+property and its CIM type. What it cannot check: how a provider behaves
+(its rules, return values, states), which only ``--exercise`` tries; and
+qualifiers a host does not report (a note says so).
+
+Exit codes: 0 when the host matches the table, 1 when there is a
+difference (a class or namespace the host lacks is one), 2 when there is
+nothing to compare (the read failed, or the file is not a read).
+
+The read is PowerShell's ``ConvertTo-Json``, whose shapes the reader takes
+as they come: a collection of one element may be unrolled into the element
+itself, an empty one may be null or absent, and Windows PowerShell 5.1 may
+write an array wrapped in an object, ``{"value": [...], "Count": n}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -53,28 +71,44 @@ _CIM_TYPES = {
     'UInt64': 'uint64',
 }
 
+# One entry per class: its properties and methods (each method with its
+# return type, qualifiers and parameters), or the error Get-CimClass gave
+# (a class or namespace the host lacks); "_host" is the Windows version.
+# Collections are built with @() in place, never returned from a script
+# block (which would unroll one element).
 _POWERSHELL = r'''
 $ErrorActionPreference = 'Stop'
 $result = @{}
+$os = Get-CimInstance -ClassName Win32_OperatingSystem
+$result['_host'] = @{ version = "$($os.Version)"; caption = "$($os.Caption)" }
 foreach ($c in (ConvertFrom-Json $env:VTPM_CHECK_CLASSES)) {
-  $cls = Get-CimClass -Namespace $c.namespace -ClassName $c.name
-  $q = { param($x) @($x.Qualifiers | ForEach-Object {
-          @{ name = $_.Name; value = "$($_.Value)" } }) }
+  $key = "$($c.namespace):$($c.name)"
+  try {
+    $cls = Get-CimClass -Namespace $c.namespace -ClassName $c.name
+  } catch {
+    $result[$key] = @{ error = "$($_.Exception.Message)" }
+    continue
+  }
   $props = @{}
   foreach ($p in $cls.CimClassProperties) {
-    $props[$p.Name] = @{ type = $p.CimType.ToString();
-                         referenceClassName = $p.ReferenceClassName;
-                         qualifiers = (& $q $p) } }
+    $props[$p.Name] = @{
+      type = $p.CimType.ToString(); referenceClassName = $p.ReferenceClassName
+      qualifiers = @($p.Qualifiers | ForEach-Object {
+        @{ name = $_.Name; value = "$($_.Value)" } }) } }
   $methods = @{}
   foreach ($m in $cls.CimClassMethods) {
-    $methods[$m.Name] = @($m.Parameters | ForEach-Object {
-      @{ name = $_.Name; type = $_.CimType.ToString();
-         referenceClassName = $_.ReferenceClassName;
-         qualifiers = (& $q $_) } }) }
-  $result["$($c.namespace):$($c.name)"] = @{ properties = $props;
-                                              methods = $methods }
+    $methods[$m.Name] = @{
+      returnType = $m.ReturnType.ToString()
+      qualifiers = @($m.Qualifiers | ForEach-Object {
+        @{ name = $_.Name; value = "$($_.Value)" } })
+      parameters = @($m.Parameters | ForEach-Object {
+        @{ name = $_.Name; type = $_.CimType.ToString()
+           referenceClassName = $_.ReferenceClassName
+           qualifiers = @($_.Qualifiers | ForEach-Object {
+             @{ name = $_.Name; value = "$($_.Value)" } }) } }) } }
+  $result[$key] = @{ properties = $props; methods = $methods }
 }
-$result | ConvertTo-Json -Depth 8 -Compress
+$result | ConvertTo-Json -Depth 10 -Compress
 '''
 
 
@@ -96,16 +130,64 @@ def read_live():
     return json.loads(out.stdout)
 
 
+# --- the reader: every shape ConvertTo-Json writes -------------------------
+
+def items(value) -> list:
+    """A JSON value that stands for a collection, as a list.
+
+    ``ConvertTo-Json`` writes a collection of one as the element itself, an
+    empty one as null (or leaves the key out), and in Windows PowerShell
+    5.1 an array wrapped in a PSObject as ``{"value": [...], "Count": n}``.
+    """
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict) and set(value) == {'value', 'Count'} and \
+            isinstance(value['value'], list):
+        return value['value']
+    return [value]
+
+
+def _qualifiers(element) -> dict[str, str]:
+    """An element's qualifiers by lowercase name (values as strings); None
+    when the read has no qualifiers for it at all."""
+    if not isinstance(element, dict) or 'qualifiers' not in element:
+        return None
+    found = {}
+    for q in items(element.get('qualifiers')):
+        if isinstance(q, dict) and q.get('name'):
+            found[str(q['name']).lower()] = str(q.get('value'))
+    return found
+
+
 def _qualifier(element, name):
-    for q in element.get('qualifiers') or ():
-        if q.get('name', '').lower() == name.lower():
-            return q.get('value')
-    return None
+    return (_qualifiers(element) or {}).get(name.lower())
+
+
+@dataclasses.dataclass
+class LiveMethod:
+    parameters: list[dict]
+    return_type: str | None  # None: not in the read
+    qualifiers: dict | None  # None: not in the read
+
+
+def live_method(value) -> LiveMethod:
+    """A method as read: ``{returnType, qualifiers, parameters}``, or (a
+    read of an earlier release) its parameters alone."""
+    if isinstance(value, dict) and ({'parameters', 'returnType'}
+                                    & set(value)):
+        return LiveMethod(
+            [p for p in items(value.get('parameters'))
+             if isinstance(p, dict)],
+            value.get('returnType'), _qualifiers(value))
+    return LiveMethod([p for p in items(value) if isinstance(p, dict)],
+                      None, None)
 
 
 def cim_type(element) -> str:
     """A live element's type in the table's spelling."""
-    kind = element['type']
+    kind = str(element.get('type'))
     array = kind.endswith('Array')
     base = kind[:-len('Array')] if array else kind
     if base == 'Instance':
@@ -123,54 +205,145 @@ def _direction(parameter):
     return 'in/out' if inward and outward else 'out' if outward else 'in'
 
 
+def _id(parameter):
+    value = _qualifier(parameter, 'ID')
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _build(version):
+    try:
+        return tuple(int(p) for p in str(version).split('.')[:3])
+    except ValueError:
+        return None
+
+
+# --- the comparison ----------------------------------------------------------
+
+@dataclasses.dataclass
+class Comparison:
+    differences: list[str]
+    # what could not be compared, or is as documented although absent
+    notes: list[str]
+
+
 def compare(live) -> list[str]:
     """Each difference between the table and a live read, in words."""
-    found = []
+    return check(live).differences
+
+
+def check(live) -> Comparison:
+    """The differences between the table and a live read, and the notes."""
+    if not isinstance(live, dict):
+        raise ValueError('a read is a JSON object, one entry per class')
+    found, notes = set(), set()
+    host = live.get('_host') if isinstance(live.get('_host'), dict) else {}
+    host_build = _build(host.get('version'))
+    classes = {}
+    for namespace, name in classes_used():
+        where = '%s:%s' % (namespace, name)
+        entry = live.get(where)
+        if not isinstance(entry, dict):
+            found.add('%s: class not in the read' % where)
+        elif 'error' in entry and not entry.get('methods') and \
+                not entry.get('properties'):
+            table = wmi_schema.wmi_class(namespace, name)
+            ended = table.last_server if table else None
+            if ended and host_build and host_build > _build(ended):
+                notes.add('%s: absent, as its page says ("End of server '
+                          'support: %s"; this host runs %s)' % (
+                              where, wmi_schema.SERVER_RELEASES.get(
+                                  ended, ended), host.get('version')))
+            else:
+                found.add('%s: class missing on the host (%s)'
+                          % (where, entry.get('error')))
+        else:
+            classes[where] = entry
     for method in wmi_schema.METHODS:
         where = '%s:%s' % (method.namespace, method.class_name)
-        cls = live.get(where)
-        if cls is None:
-            found.append('%s: class missing on the host' % where)
-            continue
-        params = cls.get('methods', {}).get(method.name)
-        if params is None:
-            found.append('%s.%s: method missing on the host (%s)'
-                         % (where, method.name, method.source))
-            continue
-        params = {p['name']: p for p in params}
-        for p in method.params:
-            there = params.pop(p.name, None)
-            if there is None:
-                found.append('%s.%s: parameter %s missing on the host'
-                             % (where, method.name, p.name))
-                continue
-            if (cim_type(there), _direction(there)) != (p.cim_type,
-                                                        p.direction):
-                found.append('%s.%s: parameter %s is [%s] %s on the host, '
-                             '[%s] %s in the table (%s)' % (
-                                 where, method.name, p.name,
-                                 _direction(there), cim_type(there),
-                                 p.direction, p.cim_type, method.source))
-        for name, there in sorted(params.items()):
-            found.append('%s.%s: parameter %s ([%s] %s) is not in the table'
-                         % (where, method.name, name, _direction(there),
-                            cim_type(there)))
+        if where in classes:
+            _check_method(where, classes[where], method, found, notes)
     for table_class in wmi_schema.CLASSES:
         where = '%s:%s' % (table_class.namespace, table_class.name)
-        props = live.get(where, {}).get('properties')
-        if props is None:
-            found.append('%s: class missing on the host' % where)
+        if where in classes:
+            _check_properties(where, classes[where], table_class, found)
+    return Comparison(sorted(found), sorted(notes))
+
+
+def _check_method(where, cls, method, found, notes):
+    methods = cls.get('methods') or {}
+    if method.name not in methods:
+        found.add('%s.%s: method missing on the host (%s)'
+                  % (where, method.name, method.source))
+        return
+    there = live_method(methods[method.name])
+    name = '%s.%s' % (where, method.name)
+    if there.return_type is not None:
+        kind = _CIM_TYPES.get(there.return_type, there.return_type)
+        if kind != method.return_type:
+            found.add('%s: returns %s on the host, %s in the table (%s)'
+                      % (name, kind, method.return_type, method.source))
+    if there.qualifiers is None:
+        notes.add('%s: static or not not checked (no method qualifiers in '
+                  'the read)' % name)
+    else:
+        static = there.qualifiers.get('static', '').lower() == 'true'
+        if static != method.static:
+            found.add('%s: %s on the host, %s in the table (%s)' % (
+                name, _static(static), _static(method.static),
+                method.source))
+    params = {p.get('name'): p for p in there.parameters}
+    for p in method.params:
+        live_p = params.pop(p.name, None)
+        if live_p is None:
+            found.add('%s: parameter %s missing on the host' % (name, p.name))
             continue
-        for name, kind in table_class.properties.items():
-            there = props.get(name)
-            if there is None:
-                found.append('%s.%s: property missing on the host'
-                             % (where, name))
-            elif cim_type(there) != kind:
-                found.append('%s.%s: property is %s on the host, %s in the '
-                             'table (%s)' % (where, name, cim_type(there),
-                                             kind, table_class.source))
-    return sorted(set(found))
+        seen = (cim_type(live_p), _direction(live_p))
+        if seen != (p.cim_type, p.direction):
+            found.add('%s: parameter %s is [%s] %s on the host, [%s] %s in '
+                      'the table (%s)' % (
+                          name, p.name, _direction(live_p), cim_type(live_p),
+                          p.direction, p.cim_type, method.source))
+    for extra, live_p in sorted(params.items()):
+        found.add('%s: parameter %s ([%s] %s) is not in the table'
+                  % (name, extra, _direction(live_p), cim_type(live_p)))
+    _check_order(name, there, method, found, notes)
+
+
+def _static(value):
+    return 'static' if value else 'not static'
+
+
+def _check_order(name, there, method, found, notes):
+    """The parameters' order: the host's ID qualifiers, the table's MOF
+    order, over the parameters both have."""
+    numbered = [(_id(p), p.get('name')) for p in there.parameters]
+    if not numbered or any(number is None for number, _ in numbered):
+        notes.add('%s: parameter order not checked (no ID qualifiers in the '
+                  'read)' % name)
+        return
+    common = {p.name for p in method.params} & {n for _, n in numbered}
+    live_order = [n for _, n in sorted(numbered) if n in common]
+    table_order = [p.name for p in method.params if p.name in common]
+    if live_order != table_order:
+        found.add('%s: parameters are in the order %s on the host (ID '
+                  'qualifiers), %s in the table (%s)' % (
+                      name, ', '.join(live_order), ', '.join(table_order),
+                      method.source))
+
+
+def _check_properties(where, cls, table_class, found):
+    props = cls.get('properties') or {}
+    for name, kind in table_class.properties.items():
+        there = props.get(name)
+        if not isinstance(there, dict):
+            found.add('%s.%s: property missing on the host' % (where, name))
+        elif cim_type(there) != kind:
+            found.add('%s.%s: property is %s on the host, %s in the table '
+                      '(%s)' % (where, name, cim_type(there), kind,
+                                table_class.source))
 
 
 def exercise(key_protector=None, out=print):
@@ -288,22 +461,28 @@ def main(argv=None, out=print, make_backend=None):
         return NOT_WINDOWS
     if args.report:
         return report(args.config_file, out=out, make_backend=make_backend)
-    if args.compare:
-        with open(args.compare) as f:
-            live = json.load(f)
-    else:
-        live = read_live()
-        if args.dump:
-            with open(args.dump, 'w') as f:
-                json.dump(live, f, indent=1, sort_keys=True)
-    differences = compare(live)
+    try:
+        if args.compare:
+            with open(args.compare) as f:
+                live = json.load(f)
+        else:
+            live = read_live()
+            if args.dump:
+                with open(args.dump, 'w') as f:
+                    json.dump(live, f, indent=1, sort_keys=True)
+        result = check(live)
+    except (OSError, ValueError, subprocess.CalledProcessError) as e:
+        out('nothing to compare: %s' % e)
+        return 2
     out('%d difference(s) between this host and vtpm_hyperv.wmi_schema'
-        % len(differences))
-    for line in differences:
+        % len(result.differences))
+    for line in result.differences:
         out('  ' + line)
+    for line in result.notes:
+        out('note: ' + line)
     if args.exercise:
         exercise(args.key_protector, out=out)
-    return 1 if differences else 0
+    return 1 if result.differences else 0
 
 
 if __name__ == '__main__':

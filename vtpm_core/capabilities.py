@@ -252,9 +252,11 @@ def traits(caps: objects.HostCapabilities | None) -> set[str]:
     if caps is None or not caps.vtpm_supported:
         return set()
     result = {TRAIT_TPM, TRAIT_TPM_CRB}
-    # the hosts compile_check lets a vTPM without keys, or with keys, onto
-    # (attestation and freshness change by the minute: the filter's job)
-    if caps.local_key_protector:
+    # the hosts compile_check lets a vTPM without keys (in local mode, or
+    # guarded: a key protector of the host's guardian for its fabric), or
+    # with keys, onto (attestation and freshness change by the minute: the
+    # filter's job)
+    if caps.local_key_protector or caps.guarded:
         result.add(TRAIT_SECRET_HOST)
     if caps.guarded:
         result.add(TRAIT_SECRET_USER)
@@ -308,9 +310,6 @@ _PASS = Verdict(True, 'host satisfies the vTPM request')
 _NO_REPORT = Verdict(False, 'no readable vTPM capability report (%s)'
                      % STATS_KEY)
 _NO_VTPM = Verdict(False, 'host does not support vTPM on Generation 2 VMs')
-# Hyper-V opens a local key protector only in local mode.
-_NO_LOCAL = Verdict(False, 'host opens no local key protector (its HGS '
-                    'client is in HGS mode) and the request has no keys')
 # HGS unwraps a KeyProtector for a guarded host in HGS mode; in local mode
 # Hyper-V opens only key protectors of guardians it holds private keys of.
 _NOT_HGS = Verdict(False, 'host is not a guarded host in HGS mode, which an '
@@ -322,6 +321,26 @@ NO_FABRIC = Verdict(False, 'host reports no fabric guardian')
 
 def _passes(caps):
     return _PASS
+
+
+# What compile_check asks of a host, in words: vtpm-check prints them and
+# the documents quote them.
+_ATTESTED = ('a guarded host in HGS mode with a fabric guardian, HGS '
+             'attestation Passed, a fresh report')
+REQUIREMENTS_KEYED = 'vTPM support, %s' % _ATTESTED
+REQUIREMENTS_KEYLESS = (
+    'vTPM support, and either HGS local mode (a local key protector, which '
+    'only that host opens) or %s (a key protector for its fabric, which HGS '
+    'opens on any attested host of the fabric)' % _ATTESTED)
+
+
+def requirements(request: objects.VTPMRequest | None) -> str | None:
+    """What ``compile_check`` asks of a host for ``request``, in words;
+    None when it asks nothing (no vTPM)."""
+    if request is None or not request.enabled:
+        return None
+    return (REQUIREMENTS_KEYED if request.needs_key_protector
+            else REQUIREMENTS_KEYLESS)
 
 
 def compile_check(request: objects.VTPMRequest | None, *,
@@ -337,9 +356,24 @@ def compile_check(request: objects.VTPMRequest | None, *,
     ``HostCapabilities``, None (no readable report), or any object with its
     fields as attributes (the scheduler filter passes a ``view``).
 
+    Which hosts serve which request (the one statement of it; the compute
+    side applies it to what it measures, ``vtpm-check`` and the documents
+    say it in words):
+
+    * a vTPM with keys or shielding (an HGS KeyProtector that names the
+      host's fabric): a guarded host in HGS mode whose attestation
+      ``Passed``, with a fabric guardian, reported recently enough;
+    * a vTPM without keys: a host in HGS local mode (a local key
+      protector, which only that host opens), or, like the above, a
+      guarded, attested host of a fabric (a key protector owned by the
+      host's local guardian that names the fabric's guardian: HGS opens it
+      on any attested host of the fabric);
+    * a move of an instance that has a KeyProtector: as the above, on a
+      host of one of the fabrics it names.
+
     :param request: the merged request; None or disabled means no vTPM.
-    :param max_report_age: seconds; a request that needs a KeyProtector
-        refuses a host whose report is older.
+    :param max_report_age: seconds; a host that must unwrap through HGS is
+        refused when its report is older.
     :param max_clock_skew: seconds a report may lie in the future of
         ``now`` and still be fresh; such a request refuses a host whose
         report lies further ahead (its clock is wrong, and the report would
@@ -354,11 +388,13 @@ def compile_check(request: objects.VTPMRequest | None, *,
     if not needs_vtpm and not allowed_fabrics:
         return _passes
     needs_kp = needs_vtpm and request.needs_key_protector
-    # A vTPM without keys gets a local key protector.
-    needs_local = needs_vtpm and not needs_kp
     # Unwrapping a KeyProtector needs a guarded host of a known fabric that
     # HGS attested recently; so does a move of an instance that has one.
     needs_attested = needs_kp or bool(allowed_fabrics)
+    # Without keys: a local key protector in local mode (local_key_protector
+    # True, or None from a compute older than report 1.2: "may"), else one
+    # for the fabric, as with keys.
+    keyless = needs_vtpm and not needs_kp
     now = now or datetime.datetime.now(datetime.timezone.utc)
     oldest = now - datetime.timedelta(seconds=max_report_age)
     newest = now + datetime.timedelta(seconds=max_clock_skew)
@@ -375,9 +411,7 @@ def compile_check(request: objects.VTPMRequest | None, *,
                                    ', '.join(sorted(allowed_fabrics))))
         if needs_vtpm and not caps.vtpm_supported:
             return _NO_VTPM
-        if needs_local and caps.local_key_protector is False:
-            return _NO_LOCAL
-        if needs_attested:
+        if needs_attested or (keyless and caps.local_key_protector is False):
             if not caps.guarded or caps.local_key_protector:
                 return _NOT_HGS
             status = caps.attestation_status

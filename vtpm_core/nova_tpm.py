@@ -16,7 +16,9 @@ a CRB interface, ``constants.TPM_VERSION`` and ``TPM_MODEL``), so:
   would give the server no TPM at all);
 * the secret security says who may open the vTPM's state, which the keys
   decide here: ``user`` with the owner's keys (``os_vtpm_keys``), ``host``
-  without them.
+  without them (a local key protector of the host's, or on a guarded host a
+  key protector of the host's guardian for its fabric: the hoster is
+  trusted either way).
 
 ``read`` parses the keys (None when none is set: the common case costs a
 few dict lookups); ``check`` holds them against the merged request.
@@ -36,7 +38,8 @@ _NOT_TIS = "Hyper-V's virtual TPM has a CRB interface, not TIS"
 _NOT_DEPLOYMENT = ("no vTPM here is sealed for nova's service user: "
                    "Hyper-V seals it with the owner's keys or for its host")
 _SECRET_CHOICES = ('user (sealed with the owner\'s keys, named by '
-                   'os_vtpm_keys), host (sealed for the host that runs it)')
+                   'os_vtpm_keys), host (sealed by the cloud for the hosts '
+                   'that run it)')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,8 +165,9 @@ def check(tpm: NovaTPM, enabled: bool, key_refs, why: str) -> list[str]:
                 '%s (image property) is absent: a vTPM that only its owner '
                 'can open is sealed here with the KeyProtector or guardians '
                 'its owner keeps in Barbican, named by %s; without keys '
-                'the vTPM is sealed for the host that runs it, whose '
-                "administrator can open it, which is nova's '%s'; add %s to "
+                'the vTPM is sealed by the cloud for the hosts that run it, '
+                "whose administrators can open it, which is nova's '%s'; "
+                'add %s to '
                 'the image, or set %s=%s on the flavor' % (
                     c.IMAGE_VTPM_KEYS, c.IMAGE_VTPM_KEYS, c.SECRET_HOST,
                     c.IMAGE_VTPM_KEYS, c.FLAVOR_TPM_SECRET_SECURITY,
@@ -175,12 +179,12 @@ def check(tpm: NovaTPM, enabled: bool, key_refs, why: str) -> list[str]:
                 '%s (image property) names %d key(s): a vTPM sealed with '
                 "its owner's keys opens for its owner alone, which is "
                 "nova's '%s'; set %s=%s or remove it, or use an image without "
-                '%s for a vTPM sealed for its host' % (
+                '%s for a vTPM the cloud seals' % (
                     c.IMAGE_VTPM_KEYS, len(key_refs), c.SECRET_USER,
                     c.FLAVOR_TPM_SECRET_SECURITY, c.SECRET_USER,
                     c.IMAGE_VTPM_KEYS)))
     reasons.append('secret security: %s%s, %s' % (value, (
         '' if secret else " (nova's default)"), (
         "sealed with the owner's keys" if value == c.SECRET_USER
-        else 'sealed for the host that runs it')))
+        else 'sealed by the cloud for the hosts that run it')))
     return reasons

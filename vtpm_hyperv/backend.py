@@ -5,14 +5,22 @@
 New-HgsKeyProtector, Set-VMKeyProtector, Set-VMSecurityPolicy,
 Enable-VMTPM) through the WMI calls ``vtpm_hyperv.wmi_schema`` documents:
 
-1. the VM is Generation 2 (os-win's ``get_vm_generation``);
+1. the VM is one that can have the vTPM asked for (its
+   Msvm_VirtualSystemSettingData): Generation 2, of configuration version
+   7.0 or later ("Virtual Trusted Platform Module (vTPM) 7.0", Microsoft's
+   "Upgrade virtual machine version" page), and for a shielded VM with
+   Secure Boot on and the "Microsoft Windows" or "Open Source Shielded VM"
+   template (shielding "selected and enforced" Secure Boot; the Linux
+   shielded VM template);
 2. the host, measured now, passes the scheduler's own rule
    (``vtpm_core.capabilities``): Windows Server 2016 or later with a
    usable HGS client; with keys or shielding, guarded, in HGS mode,
-   attested, with a fabric guardian; without, in local mode, the only mode
-   in which Hyper-V opens a local key protector (in HGS mode "the host must
-   get the key from HGS": Microsoft's "Shielded VM local mode and HGS
-   mode", 2018);
+   attested, with a fabric guardian; without keys, either in local mode
+   (a local key protector, which Hyper-V opens in local mode only: in HGS
+   mode "the host must get the key from HGS", Microsoft's "Shielded VM
+   local mode and HGS mode", 2018) or guarded and attested as for keys (a
+   key protector of the host's local guardian and the fabric's guardian,
+   which HGS opens on any attested host of the fabric);
 3. the secrets are fetched (instance owner's credentials) and checked as a
    set (``material``); an owner bundle is refused for a shielded VM, and
    everywhere when ``[hyperv_vtpm] allow_owner_bundles`` is off; a raw
@@ -24,8 +32,12 @@ Enable-VMTPM) through the WMI calls ``vtpm_hyperv.wmi_schema`` documents:
    from their guardian files), the KeyProtector is made (owner + this
    fabric + the other guardians), and the imported guardians are removed at
    once: the KeyProtector is self-contained and the owner's private keys
-   must not stay on the host; without keys, a local KeyProtector owned by
-   the host's local guardian;
+   must not stay on the host; without keys, a KeyProtector owned by the
+   host's local guardian, for nobody else in local mode, for the fabric's
+   guardian in HGS mode (Microsoft's "encryption supported" VM:
+   ``New-HgsKeyProtector -Owner $Owner -Guardian $Guardian``, the owner
+   made by ``New-HgsGuardian -GenerateCertificates``,
+   guarded-fabric-create-vm-move-to-guarded-fabric.md);
 6. the KeyProtector is set (and a shielding data file's security policy),
    then the TPM, shielding and encryption are switched on in one call.
 
@@ -44,7 +56,6 @@ import socket
 import threading
 import typing
 
-from os_win import exceptions as os_win_exc
 from oslo_log import log
 
 from vtpm_core import backend
@@ -64,6 +75,15 @@ LOG = log.getLogger(__name__)
 
 # A Gen2 vTPM needs Windows Server 2016 (10.0) or later.
 MIN_VERSION = (10, 0)
+# A vTPM needs VM configuration version 7.0: "Virtual Trusted Platform
+# Module (vTPM) | 7.0" (Upgrade-virtual-machine-version-in-Hyper-V-on-
+# Windows-or-Windows-Server.md).
+VTPM_CONFIG_VERSION = (7, 0)
+# The Secure Boot templates a shielded VM boots with: "Microsoft Windows",
+# or "Open Source Shielded VM", "leveraged to secure boot for Linux-based
+# shielded VMs" (Generation-2-virtual-machine-security-settings-for-
+# Hyper-V.md).
+SHIELDED_TEMPLATES = ('Microsoft Windows', 'Open Source Shielded VM')
 # Removing an instance guardian is retried: the owner's private signing key
 # must not stay on the host because of one transient WMI failure.
 REMOVE_ATTEMPTS = 3
@@ -130,6 +150,8 @@ class HyperVBackend(backend.VTPMBackend):
         self._key_source = key_source
         self._host = (host_name or getattr(conf, 'host', None)
                       or socket.gethostname())
+        # the attestation status and substatus last logged
+        self._attestation_seen = None
 
     # -- collaborators, built when first needed -------------------------------
     @property
@@ -144,11 +166,14 @@ class HyperVBackend(backend.VTPMBackend):
 
     @property
     def _hgs(self):
-        return keyprotector.Hgs(self._os_win.hgs)
+        # os-win opens the namespace when first read, and raises on a host
+        # without the HGS client: read inside the calls, where it is
+        # translated (keyprotector.Hgs).
+        return keyprotector.Hgs(lambda: self._os_win.hgs)
 
     @property
     def _security(self):
-        return keyprotector.SecuritySettings(self._os_win.virt,
+        return keyprotector.SecuritySettings(lambda: self._os_win.virt,
                                              self._os_win.jobutils)
 
     # -- what this host offers ------------------------------------------------
@@ -160,8 +185,8 @@ class HyperVBackend(backend.VTPMBackend):
 
         The report is published from it, and every attach and
         re-authorization asks ``vtpm_core.capabilities``' rule about it.
-        ``key_protector=False`` reads only what a vTPM without keys needs
-        (not whether the host is guarded, nor its fabric).
+        ``key_protector=False`` (a vTPM without keys) reads whether the host
+        is guarded, and its fabric, only when its HGS client is in HGS mode.
         """
         now = datetime.datetime.now(datetime.timezone.utc)
         version, refusal = None, None
@@ -175,15 +200,17 @@ class HyperVBackend(backend.VTPMBackend):
             LOG.warning('Cannot read the Windows version: %s', e)
             refusal = 'its Windows version cannot be read: %s' % e
         guarded, status, mode, local = False, 'Unknown', None, None
-        guardian, fabrics = None, None
+        guardian, fabrics, substatus = None, None, None
         try:
             config = hgs.client_configuration()
             status = wmi_schema.attestation_word(config.AttestationStatus)
+            substatus = config.AttestationSubstatus
             mode = wmi_schema.ATTESTATION_MODES.get(
                 config.AttestationOperationMode)
             local = config.Mode == wmi_schema.MODE_LOCAL
-            if key_protector:
-                guarded = self._is_host_guarded()
+            if key_protector or not local:
+                # the same Get os-win's is_host_guarded makes
+                guarded = bool(config.IsHostGuarded)
                 guardian = self._fabric_guardian(hgs)
                 if guardian is not None:
                     fabrics = list(self._fabric_identities(hgs, guardian))
@@ -197,7 +224,21 @@ class HyperVBackend(backend.VTPMBackend):
             attestation_status=status, attestation_mode=mode,
             fabric_id=fabrics[0] if fabrics else None, fabric_ids=fabrics,
             measured_at=now, os_version=version, local_key_protector=local)
-        return _Measurement(caps, guardian, refusal)
+        self._note_attestation(caps, substatus)
+        return _Measurement(caps, guardian, refusal,
+                            attestation_cause(caps, substatus))
+
+    def _note_attestation(self, caps, substatus):
+        """Log why a guarded host is not attested, once per change."""
+        seen = (caps.attestation_status, substatus)
+        if seen == self._attestation_seen:
+            return
+        self._attestation_seen = seen
+        cause = attestation_cause(caps, substatus)
+        if cause:
+            LOG.warning('Host %s cannot open HGS KeyProtectors: attestation '
+                        'status %s: %s', self._host, caps.attestation_status,
+                        cause)
 
     def _check_host(self, hgs, request) -> _Measurement:
         """This host's measurement, if the core's rule lets it run
@@ -217,6 +258,8 @@ class HyperVBackend(backend.VTPMBackend):
             if verdict is capabilities.NO_FABRIC:
                 reason += ' ([%s] fabric_guardian_name is %r)' % (
                     hv_conf.GROUP, self._opts.fabric_guardian_name)
+            elif not verdict and measured.cause:
+                reason += ': %s' % measured.cause
         if reason is not None:
             raise exception.HostNotSuitable(host=self._host, reason=reason)
         return measured
@@ -224,10 +267,6 @@ class HyperVBackend(backend.VTPMBackend):
     def _windows_version(self):
         with hv_exception.translated('get_windows_version', 'n/a'):
             return self._os_win.hostutils.get_windows_version()
-
-    def _is_host_guarded(self):
-        with hv_exception.translated('is_host_guarded', 'n/a'):
-            return bool(self._os_win.hostutils.is_host_guarded())
 
     def _fabric_guardian(self, hgs):
         name = self._opts.fabric_guardian_name
@@ -259,19 +298,19 @@ class HyperVBackend(backend.VTPMBackend):
     def attach(self, instance_uuid, vm_name, request, auth=None):
         if not request.enabled:
             return backend.AttachResult()
-        self._check_generation(vm_name)
         hgs, security = self._hgs, self._security
         measured = self._check_host(hgs, request)
+        vm = self._check_vm(security, vm_name, request)
         items = self.key_source.fetch(request.key_refs, auth=auth) \
             if request.key_refs else []
         serial = contextlib.nullcontext() if request.needs_key_protector \
             else _local_lock(self._host)
         with serial:
             return self._attach_and_undo(instance_uuid, vm_name, request,
-                                         items, hgs, security, measured)
+                                         items, hgs, security, measured, vm)
 
     def _attach_and_undo(self, instance_uuid, vm_name, request, items, hgs,
-                         security, measured):
+                         security, measured, vm):
         undo = _Undo()
         try:
             keys = material.check_set(
@@ -280,7 +319,8 @@ class HyperVBackend(backend.VTPMBackend):
             self._check_owner_allowed(keys, request)
             with keyprotector.PrivateFiles(self._opts.private_dir) as files:
                 return self._attach(instance_uuid, vm_name, request, keys,
-                                    hgs, security, measured, files, undo)
+                                    hgs, security, measured, files, undo,
+                                    vm.vm_id)
         except BaseException:
             failed = undo.run(vm_name)
             if failed:
@@ -291,19 +331,52 @@ class HyperVBackend(backend.VTPMBackend):
         finally:
             key_source.wipe_all(items)
 
-    def _check_generation(self, vm_name):
-        with hv_exception.translated('get_vm_generation', vm_name):
-            try:
-                generation = self._os_win.vmutils.get_vm_generation(vm_name)
-            except os_win_exc.HyperVVMNotFoundException as e:
-                raise exception.UnsupportedVM(
-                    vm=vm_name, reason='no such VM on this host') from e
-        if generation != 2:
-            raise exception.UnsupportedVM(vm=vm_name, reason=(
-                'it is Generation %s; a vTPM needs Generation 2 (%s=%s)') % (
-                    generation, exception.named(constants.IMAGE_MACHINE_TYPE,
-                                                constants.IMAGE),
-                    constants.MACHINE_TYPE_GEN2))
+    def _check_vm(self, security, vm_name, request):
+        """The VM's settings, if it can have the vTPM ``request`` asks for.
+
+        :raises vtpm_core.exception.UnsupportedVM: no such VM, not
+            Generation 2, a configuration version below 7.0, or, for a
+            shielded VM, Secure Boot off or another template.
+        """
+        vm = security.vm_settings(vm_name)
+
+        def refuse(reason):
+            return exception.UnsupportedVM(vm=vm_name, reason=reason)
+        if vm.generation != 2:
+            raise refuse('it is Generation %s; a vTPM needs Generation 2 '
+                         '(%s=%s)' % (vm.generation, exception.named(
+                             constants.IMAGE_MACHINE_TYPE, constants.IMAGE),
+                             constants.MACHINE_TYPE_GEN2))
+        try:
+            version = _version_tuple(vm.version)
+        except (AttributeError, ValueError, IndexError):
+            version = None
+        if version is None or version < VTPM_CONFIG_VERSION:
+            raise refuse(
+                'its configuration version is %s and a vTPM needs %d.%d or '
+                'later (Microsoft: "Virtual Trusted Platform Module (vTPM) '
+                '7.0"); upgrade it with Update-VMVersion while it is off, '
+                'or boot a new server' % ((vm.version,)
+                                          + VTPM_CONFIG_VERSION))
+        if request.shielded:
+            self._check_secure_boot(security, vm_name, vm, refuse)
+        return vm
+
+    def _check_secure_boot(self, security, vm_name, vm, refuse):
+        """A shielded VM boots with Secure Boot and a template for it:
+        shielding "selected and enforced" Secure Boot (Microsoft's
+        Generation 2 security settings page)."""
+        if vm.secure_boot and security.template_name(
+                vm.template_id) in SHIELDED_TEMPLATES:
+            return
+        raise refuse(
+            'a shielded VM needs Secure Boot with the %s template, and it '
+            'has %s (an image with os_secure_boot=required gets Secure '
+            'Boot; a Linux guest needs the Open Source Shielded VM template, '
+            'on Windows Server 2019 or later)' % (
+                ' or '.join(SHIELDED_TEMPLATES),
+                'Secure Boot off' if not vm.secure_boot
+                else 'another template'))
 
     def _check_owner_allowed(self, keys, request):
         """Refuse an owner bundle where its private keys must not go."""
@@ -319,7 +392,7 @@ class HyperVBackend(backend.VTPMBackend):
                 % hv_conf.GROUP))
 
     def _attach(self, instance_uuid, vm_name, request, keys, hgs, security,
-                measured, files, undo):
+                measured, files, undo, vm_id):
         fabric_guardian = measured.guardian
         artifact = None
         if keys is not None and keys.artifact is not None:
@@ -331,7 +404,6 @@ class HyperVBackend(backend.VTPMBackend):
                     '%s') % (artifact.kind, keys.artifact.ref,
                              ', '.join(host_fabrics)))
 
-        vm_id = self._vm_id(vm_name)
         ssd = security.read(vm_name, vm_id)
         before = {f: bool(getattr(ssd, f)) for f in
                   keyprotector.SECURITY_FLAGS}
@@ -346,8 +418,8 @@ class HyperVBackend(backend.VTPMBackend):
                 undo.push('restore the security settings',
                           lambda: security.modify(vm_name, ssd, 'rollback',
                                                   **before))
-                security.modify(vm_name, ssd, 'set the security settings',
-                                **target)
+                self._apply(security, vm_name, vm_id, ssd,
+                            'set the security settings', target)
             LOG.info('VM %s already has its vTPM', vm_name)
             return backend.AttachResult(fabrics=fabrics)
 
@@ -366,7 +438,7 @@ class HyperVBackend(backend.VTPMBackend):
             security.set_policy(vm_name, ssd, artifact.policy)
         undo.push('restore the security settings',
                   lambda: security.modify(vm_name, ssd, 'rollback', **before))
-        security.modify(vm_name, ssd, 'enable the TPM', **target)
+        self._apply(security, vm_name, vm_id, ssd, 'enable the TPM', target)
         fabrics = tuple(dict.fromkeys(fabrics))
         LOG.info('VM %s (instance %s) has a vTPM; KeyProtector: %s, '
                  'shielded: %s, fabrics: %s', vm_name, instance_uuid,
@@ -374,6 +446,24 @@ class HyperVBackend(backend.VTPMBackend):
                      'owner bundle' if keys else 'local'),
                  request.shielded, ', '.join(fabrics) or 'none (local)')
         return backend.AttachResult(fabrics=fabrics)
+
+    def _apply(self, security, vm_name, vm_id, ssd, purpose, target):
+        """Apply the attach's security settings, its last step.
+
+        A call can take effect and then report a failure. If the VM has the
+        settings asked for, the attach reached its end state and stands:
+        undoing it is not always possible (Windows changes a shielded VM's
+        settings only in local mode with the owner's guardian key), nor
+        needed.
+        """
+        try:
+            security.modify(vm_name, ssd, purpose, **target)
+        except hv_exception.HyperVOperationFailed as e:
+            now = security.read(vm_name, vm_id)
+            if any(bool(getattr(now, f)) != v for f, v in target.items()):
+                raise
+            LOG.warning('VM %s has the security settings asked for although '
+                        'Hyper-V reported a failure: %s', vm_name, e)
 
     def _vm_id(self, vm_name):
         with hv_exception.translated('get_vm_id', vm_name):
@@ -410,9 +500,12 @@ class HyperVBackend(backend.VTPMBackend):
             same = (info.owner, set(info.guardians)) == (
                 artifact.info.owner, set(artifact.info.guardians))
         elif keys is None:
+            # the host's local guardian owns it; in HGS mode for the fabric
             local = hgs.guardian(self._opts.local_guardian_name)
-            same = local is not None and not info.guardians and \
-                info.owner == bytes(local.SigningCertificate)
+            expected = {bytes(fabric_guardian.SigningCertificate)} \
+                if fabric_guardian is not None else set()
+            same = local is not None and set(info.guardians) == expected \
+                and info.owner == bytes(local.SigningCertificate)
         else:
             fabric = bytes(fabric_guardian.SigningCertificate)
             same = (info.owner == keys.owner.signing_der
@@ -431,10 +524,18 @@ class HyperVBackend(backend.VTPMBackend):
         opts = self._opts
         if keys is None:
             owner = self._local_guardian(vm_name, hgs, undo)
+            # In HGS mode, for the fabric's guardian: "encryption supported"
+            # (New-HgsKeyProtector -Owner $Owner -Guardian $Guardian); HGS
+            # opens it on any attested host of the fabric. In local mode for
+            # nobody else: only this host opens it.
+            guardians = [fabric_guardian] if fabric_guardian is not None \
+                else []
             # The host's own, self-signed guardian: Hyper-V trusts it.
             return hgs.new_key_protector(
-                vm_name, owner, [], allow_expired=opts.allow_expired,
-                allow_untrusted_root=True), ()
+                vm_name, owner, guardians, allow_expired=opts.allow_expired,
+                allow_untrusted_root=True), tuple(
+                    keyprotector.fabric_id(g.SigningCertificate)
+                    for g in guardians)
         prefix = '%s%s' % (opts.guardian_name_prefix, instance_uuid)
         self._sweep(hgs, vm_name, prefix)
         # Every name a call may have created, whether or not the call said
@@ -529,12 +630,37 @@ class HyperVBackend(backend.VTPMBackend):
                 return
         security = self._security
         ssd = security.read(vm_name, self._vm_id(vm_name))
-        if any(getattr(ssd, f) for f in keyprotector.SECURITY_FLAGS):
+        if not any(getattr(ssd, f) for f in keyprotector.SECURITY_FLAGS):
+            return
+        state = security.vm_state(vm_name)
+        if state != wmi_schema.DISABLED:
+            # Windows changes security settings only while the VM is off
+            # (ModifySecuritySettings answers "Invalid State (5)").
+            LOG.warning('VM %s (instance %s) is %s: Hyper-V changes its '
+                        'security settings only while it is off, so its '
+                        'vTPM stays until the VM is deleted', vm_name,
+                        instance_uuid, keyprotector.state_word(state))
+            return
+        shielded = bool(ssd.ShieldingRequested)
+        try:
             # No documented call removes a key protector: with the TPM,
             # shielding and encryption off, Hyper-V uses it for nothing.
             security.modify(vm_name, ssd, 'disable the TPM',
                             **dict.fromkeys(keyprotector.SECURITY_FLAGS,
                                             False))
+        except hv_exception.HyperVOperationFailed as e:
+            if not shielded:
+                raise
+            # Windows: a shielded VM's settings change only "if you haven't
+            # set up the Host Guardian Service or are running it in local
+            # mode on the Hyper-V host and the host has the virtual machine
+            # owner's guardian key" (Microsoft's Generation 2 security
+            # settings page). Its vTPM goes with the VM when nova deletes
+            # it; nothing the instance added stays on the host.
+            LOG.warning('VM %s (instance %s) is shielded and Hyper-V keeps '
+                        'its vTPM and shielding until the VM is deleted: %s',
+                        vm_name, instance_uuid, e)
+            return
         LOG.info('VM %s (instance %s) has no vTPM any more', vm_name,
                  instance_uuid)
 
@@ -550,8 +676,10 @@ class HyperVBackend(backend.VTPMBackend):
         open KeyProtectors (guarded, attested), the new one has the same
         owner and names this host's fabric. Only the KeyProtector is set: a
         shielding data file's security policy stays as it was at boot.
-        Hyper-V keeps the KeyProtector that opened at the last start as the
-        last known good (``restore_last_known_good``).
+        Hyper-V keeps the KeyProtector that encrypted the vTPM's state at
+        the last start as the last known good (``restore_last_known_good``):
+        a KeyProtector made from one saved before that start no longer opens
+        the vTPM, so the tenant grants from the VM's current one.
 
         :returns: ``(fabrics before, fabrics after)``.
         :raises vtpm_core.exception.ReauthorizationRefused: a subclass
@@ -577,10 +705,13 @@ class HyperVBackend(backend.VTPMBackend):
         # fabric.md: Stop-VM first).
         state = security.vm_state(vm_name)
         if state != wmi_schema.DISABLED:
+            # Saved or paused is not off either: the saved state holds the
+            # vTPM's, which a new KeyProtector would not open.
             raise refuse(exception.ReauthorizationNotOff, (
-                'VM %s is not off (EnabledState %s) and Hyper-V changes a '
-                'KeyProtector only while the VM is off: stop the server, '
-                'set the metadata, start it') % (vm_name, state))
+                'VM %s is not off (%s, EnabledState %s) and Hyper-V changes '
+                'a KeyProtector only while the VM is off: stop the server, '
+                'set the metadata, start it') % (
+                    vm_name, keyprotector.state_word(state), state))
         ssd = security.read(vm_name, self._vm_id(vm_name))
         current = security.key_protector(vm_name, ssd)
         info = hgs.describe(vm_name, current) if current else None
@@ -645,11 +776,13 @@ class HyperVBackend(backend.VTPMBackend):
             key_source.wipe_all(items)
 
     def restore_last_known_good(self, instance_uuid, vm_name):
-        """Put back the KeyProtector that opened at the VM's last start.
+        """Put back the KeyProtector of the VM's last start.
 
         Hyper-V keeps it ("Restores back to the last known good key
         protector", msvm-securityservice-restorelastknowngoodkeyprotector
-        .md; Msvm_TPMSettingData.LastKnownGoodKeyProtector).
+        .md): the one that "successfully encrypted TPM device state in the
+        last VM boot" (Msvm_TPMSettingData.LastKnownGoodKeyProtector), the
+        egress key protector that start handed back.
 
         :returns: the fabrics the restored KeyProtector names.
         :raises vtpm_hyperv.exception.HyperVOperationFailed:
@@ -687,6 +820,25 @@ class _Measurement(typing.NamedTuple):
     guardian: object
     # why the host offers no vTPM at all, or None
     refusal: str | None
+    # why a guarded host cannot open HGS KeyProtectors now, or None
+    cause: str | None = None
+
+
+def attestation_cause(caps, substatus) -> str | None:
+    """Why a guarded host in HGS mode is not attested, in Microsoft's words
+    ("Troubleshooting Guarded Hosts"), with the substatus bits its page
+    documents; None for a host that passed or is not in HGS mode."""
+    status = caps.attestation_status
+    if caps.local_key_protector is not False or \
+            status == constants.ATTESTATION_PASSED:
+        return None
+    cause = wmi_schema.ATTESTATION_CAUSES.get(
+        status, 'see Get-HgsClientConfiguration')
+    words = wmi_schema.substatus_words(substatus)
+    if words:
+        cause += ' (AttestationSubstatus %s: %s)' % (
+            substatus, '; '.join(words))
+    return cause
 
 
 class _Artifact(typing.NamedTuple):

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from oslo_log import log
 
+from vtpm_core import exception as core_exception
 from vtpm_hyperv import exception
 from vtpm_hyperv import wmi_schema
 
@@ -37,6 +38,9 @@ LOG = log.getLogger(__name__)
 
 SECURITY_FLAGS = ('TpmEnabled', 'ShieldingRequested',
                   'EncryptStateAndVmMigrationTraffic')
+# "Method Parameters Checked - Job Started" (every Msvm_SecurityService
+# page; GetKeyProtector's calls it a success, with no job).
+JOB_STARTED = 4096
 
 
 def fabric_id(signing_cert_der) -> str:
@@ -60,11 +64,22 @@ class KeyProtectorInfo:
         return tuple(fabric_id(g) for g in self.guardians)
 
 
-def _failed(operation, vm, code):
-    """A method that answered a non-zero return code, in Hyper-V's words."""
+def _failed(operation, vm, code, method=None):
+    """A method that answered a failure code, in its page's words."""
+    description = (method.describe(code) if method is not None
+                   else wmi_schema.RETURN_CODES.get(code, 'unknown error'))
     return exception.HyperVOperationFailed(
-        operation=operation, vm=vm, code=code,
-        description=wmi_schema.RETURN_CODES.get(code, 'unknown error'))
+        operation=operation, vm=vm, code=code, description=description)
+
+
+def _connect(connect, namespace):
+    """The connection ``connect()`` gives; os-win opens it on first use and
+    raises when the host lacks the namespace (a Windows feature not
+    installed), which becomes a ``HyperVOperationFailed``."""
+    if not callable(connect):
+        return connect
+    with exception.translated('%s connection' % namespace, 'n/a'):
+        return connect()
 
 
 class PrivateFiles:
@@ -105,17 +120,31 @@ class PrivateFiles:
 
 
 class Hgs:
-    """The host's HGS client: configuration, guardian store, KeyProtectors."""
+    """The host's HGS client: configuration, guardian store, KeyProtectors.
+
+    :param conn: the ``Root/Microsoft/Windows/Hgs`` connection, or a
+        callable that returns it (os-win's, which raises on a host without
+        the HGS client).
+    """
 
     def __init__(self, conn):
-        self._conn = conn
+        self._connect = conn
+
+    @property
+    def _conn(self):
+        return _connect(self._connect, wmi_schema.HGS)
 
     def _call(self, operation, vm, method, **kwargs):
         """Call ``method`` ('Class.Method') with ``kwargs``; its failures,
-        reaching the class included, are a ``HyperVOperationFailed``."""
+        reaching the class included, are a ``HyperVOperationFailed``.
+
+        The HGS client's pages list no return values: a failure is an MI
+        error (``x_wmi``); a non-zero value is refused all the same.
+        """
         class_name, name = method.split('.')
+        conn = self._conn
         with exception.translated(operation, vm):
-            result = getattr(getattr(self._conn, class_name), name)(**kwargs)
+            result = getattr(getattr(conn, class_name), name)(**kwargs)
         code = result[0]  # ReturnValue sorts before cmdletOutput (PyMI)
         if code:
             raise _failed(operation, vm, code)
@@ -127,10 +156,11 @@ class Hgs:
 
     def guardians(self, name=None):
         """The guardian store, or the guardians named ``name``."""
+        conn = self._conn
         with exception.translated('MSFT_HgsGuardian enumeration', 'n/a'):
             if name is None:
-                return self._conn.MSFT_HgsGuardian()
-            return self._conn.MSFT_HgsGuardian(Name=name)
+                return conn.MSFT_HgsGuardian()
+            return conn.MSFT_HgsGuardian(Name=name)
 
     def guardian(self, name):
         found = self.guardians(name)
@@ -198,7 +228,11 @@ class Hgs:
 
 def read_shielding_data(msps_conn, vm, files, pdk) -> tuple[bytes, bytes]:
     """(KeyProtector, PolicyData) of a shielding data file, as Hyper-V's
-    provisioning provider reads it (the path os-win's ``add_vtpm`` takes)."""
+    provisioning provider reads it (the path os-win's ``add_vtpm`` takes).
+
+    :param msps_conn: ``root/msps``, or a callable that returns it.
+    """
+    msps_conn = _connect(msps_conn, wmi_schema.MSPS)
     path = files.write('shielding.pdk', bytes(pdk))
     operation = 'Msps_ProvisioningFileProcessor.PopulateFromFile'
     with exception.translated(operation, vm):
@@ -209,72 +243,148 @@ def read_shielding_data(msps_conn, vm, files, pdk) -> tuple[bytes, bytes]:
     return bytes(found.KeyProtector), bytes(found.PolicyData or ())
 
 
+def _security_method(name):
+    return wmi_schema.method(wmi_schema.VIRT, 'Msvm_SecurityService', name)
+
+
+@dataclasses.dataclass(frozen=True)
+class VMSettings:
+    """What the backend reads of a VM's Msvm_VirtualSystemSettingData."""
+
+    vm_id: str
+    generation: int | None
+    # "The version of the virtual machine in a format of "major.minor""
+    version: str | None
+    secure_boot: bool
+    template_id: str | None
+
+
 class SecuritySettings:
-    """A VM's Msvm_SecuritySettingData and key protector."""
+    """A VM's settings: Msvm_VirtualSystemSettingData, its
+    Msvm_SecuritySettingData and key protector, its state.
+
+    :param conn: ``root/virtualization/v2``, or a callable that returns it.
+    """
 
     def __init__(self, conn, jobutils):
-        self._conn = conn
+        self._connect = conn
         self._jobutils = jobutils
         self._service = None
 
     @property
+    def _conn(self):
+        return _connect(self._connect, wmi_schema.VIRT)
+
+    @property
     def service(self):
         if self._service is None:
+            conn = self._conn
             with exception.translated('Msvm_SecurityService enumeration',
                                       'n/a'):
-                self._service = self._conn.Msvm_SecurityService()[0]
+                self._service = conn.Msvm_SecurityService()[0]
         return self._service
 
-    def _job(self, operation, vm, method, **kwargs):
+    def _job(self, operation, vm, name, **kwargs):
+        """Call Msvm_SecurityService method ``name``; wait for its job.
+
+        Only the values its page calls success pass; 4096 is a job, which
+        os-win's ``JobUtils`` waits for. Any other value is the page's,
+        not os-win's (which would take ModifySecuritySettings's "Invalid
+        Parameter (4)" for a running job).
+        """
+        method = _security_method(name)
+        conn_method = getattr(self.service, name)
         with exception.translated(operation, vm):
-            job_path, code = method(**kwargs)
-            self._jobutils.check_ret_val(code, job_path)
+            job_path, code = conn_method(**kwargs)
+            if code == JOB_STARTED:
+                self._jobutils.check_ret_val(code, job_path)
+        if code not in (0, JOB_STARTED):
+            raise _failed(operation, vm, code, method)
+
+    def vm_settings(self, vm) -> VMSettings:
+        """The VM's settings (its realized Msvm_VirtualSystemSettingData).
+
+        :raises vtpm_core.exception.UnsupportedVM: no such VM.
+        """
+        conn = self._conn
+        with exception.translated('Msvm_VirtualSystemSettingData query', vm):
+            found = [s for s in conn.Msvm_VirtualSystemSettingData(
+                ElementName=vm) if s.VirtualSystemType == wmi_schema.REALIZED]
+        if not found:
+            raise core_exception.UnsupportedVM(
+                vm=vm, reason='no such VM on this host')
+        vssd = found[0]
+        # "A Generation 1 VM is subtype 1. A Generation 2 VM is subtype 2."
+        subtype = str(vssd.VirtualSystemSubType or '')
+        generation = int(subtype[-1]) if subtype[-1:].isdigit() else None
+        return VMSettings(vssd.VirtualSystemIdentifier, generation,
+                          vssd.Version, bool(vssd.SecureBootEnabled),
+                          vssd.SecureBootTemplateId)
+
+    def template_name(self, template_id) -> str | None:
+        """The name of the Secure Boot template ``template_id``: a template
+        is a setting that is no VM's, named by its ElementName (os-win's
+        ``VMUtils10._set_secure_boot`` finds one by name)."""
+        if not template_id:
+            return None
+        conn = self._conn
+        with exception.translated('Secure Boot template query', 'n/a'):
+            found = conn.Msvm_VirtualSystemSettingData(
+                SecureBootTemplateId=template_id)
+        return next((s.ElementName for s in found
+                     if s.VirtualSystemType != wmi_schema.REALIZED), None)
 
     def read(self, vm, vm_id):
         """The VM's security settings instance (a copy to edit and apply)."""
+        conn = self._conn
         with exception.translated('Msvm_SecuritySettingData query', vm):
-            found = self._conn.query(
+            found = conn.query(
                 "SELECT * FROM Msvm_SecuritySettingData WHERE InstanceID "
                 "LIKE 'Microsoft:%s%%'" % vm_id)
         if not found:
-            raise exception.UnsupportedVM(
+            raise core_exception.UnsupportedVM(
                 vm=vm, reason='Hyper-V reports no security settings for it')
         return found[0]
 
     def key_protector(self, vm, ssd) -> bytes:
+        """The key protector in use. GetKeyProtector: "On success, returns
+        a 0 or 4096" (no job: the key protector comes back either way)."""
         operation = 'Msvm_SecurityService.GetKeyProtector'
+        method = _security_method('GetKeyProtector')
         with exception.translated(operation, vm):
             kp, code = self.service.GetKeyProtector(
                 SecuritySettingData=ssd.GetText_(1))
-        if code:
-            raise _failed(operation, vm, code)
+        if code not in method.success:
+            raise _failed(operation, vm, code, method)
         return bytes(kp or b'')
 
     def set_key_protector(self, vm, ssd, raw):
         self._job('Msvm_SecurityService.SetKeyProtector', vm,
-                  self.service.SetKeyProtector,
-                  SecuritySettingData=ssd.GetText_(1), KeyProtector=raw)
+                  'SetKeyProtector', SecuritySettingData=ssd.GetText_(1),
+                  KeyProtector=raw)
 
     def restore_last_known_good(self, vm, ssd):
-        """Put back the KeyProtector that opened at the VM's last start
-        (Hyper-V keeps it: Msvm_TPMSettingData.LastKnownGoodKeyProtector)."""
+        """Put back the KeyProtector that encrypted the vTPM's state at the
+        VM's last start (Msvm_TPMSettingData.LastKnownGoodKeyProtector)."""
         self._job('Msvm_SecurityService.RestoreLastKnownGoodKeyProtector', vm,
-                  self.service.RestoreLastKnownGoodKeyProtector,
+                  'RestoreLastKnownGoodKeyProtector',
                   SecuritySettingData=ssd.GetText_(1))
 
     def vm_state(self, vm):
-        """The VM's Msvm_ComputerSystem.EnabledState (2 on, 3 off)."""
+        """The VM's Msvm_ComputerSystem.EnabledState (2 running, 3 off, 6
+        saved, 9 paused)."""
+        conn = self._conn
         with exception.translated('Msvm_ComputerSystem query', vm):
-            found = self._conn.Msvm_ComputerSystem(ElementName=vm)
+            found = conn.Msvm_ComputerSystem(ElementName=vm)
         if not found:
-            raise exception.UnsupportedVM(vm=vm, reason='no such VM on this '
-                                          'host')
+            raise core_exception.UnsupportedVM(
+                vm=vm, reason='no such VM on this host')
         return found[0].EnabledState
 
     def set_policy(self, vm, ssd, policy):
         self._job('Msvm_SecurityService.SetSecurityPolicy', vm,
-                  self.service.SetSecurityPolicy,
-                  SecuritySettingData=ssd.GetText_(1), SecurityPolicy=policy)
+                  'SetSecurityPolicy', SecuritySettingData=ssd.GetText_(1),
+                  SecurityPolicy=policy)
 
     def modify(self, vm, ssd, purpose, **flags):
         """Apply ``flags`` to the VM's security settings; ``purpose`` is
@@ -282,6 +392,10 @@ class SecuritySettings:
         for name, value in flags.items():
             setattr(ssd, name, value)
         self._job('Msvm_SecurityService.ModifySecuritySettings (%s)'
-                  % purpose, vm,
-                  self.service.ModifySecuritySettings,
+                  % purpose, vm, 'ModifySecuritySettings',
                   SecuritySettingData=ssd.GetText_(1))
+
+
+def state_word(state) -> str:
+    """A VM's EnabledState in Get-VM's words ('Saved', 'Paused', ...)."""
+    return wmi_schema.VM_STATES.get(state, 'EnabledState %s' % state)

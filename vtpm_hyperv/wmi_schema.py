@@ -25,11 +25,27 @@ Out parameters come back as a tuple sorted by name (``ReturnValue`` sorts
 before ``cmdletOutput``); arrays come back as tuples (``uint8[]`` as a
 tuple of ints).
 
+How PyMI converts values (``_unwrap_element`` in ``wmi/__init__.py``, then
+``Py2MI`` in ``PyMI/Utils.cpp``): a string to a boolean is true when it is
+'true', 'yes' or '1' (any case) and false otherwise; an int to a boolean is
+``!= 0``; a numeric string to an unsigned integer through
+``PyLong_FromString(s, NULL, 10)``; an int to a string through ``str()``;
+any object but a bool, an int, a list or a tuple to a string through
+``str()`` (so bytes become "b'...'"); any iterable to an array, item by
+item. PyMI does not check that an input is given: an unset input reaches
+the provider as NULL.
+
 What "required" means here: the page describes the input as what the
 method acts on (a name, a path, an embedded instance, the bytes). Inputs the
 page introduces with "When specified" (PowerShell switches) and certificate
 passwords (a PFX may have none) are optional. The pages mark no input
-``optional`` explicitly.
+``optional`` explicitly. PyMI does not enforce it; a call without one is
+not one Microsoft documents, and the simulator counts it so.
+
+Return values: each ``Msvm_*`` method's page lists its own (most list
+Hyper-V's 32768 and up, ``ModifySecuritySettings`` the DMTF's 1 to 6);
+the HGS client's pages list none: its provider reports a failure as an MI
+error, which PyMI raises as ``x_wmi``.
 """
 
 from __future__ import annotations
@@ -80,9 +96,20 @@ class Method:
     namespace: str
     class_name: str
     name: str
-    params: tuple[Param, ...]  # in the page's order
+    # In the page's order, which is the MOF's: the order of the parameters'
+    # ``ID`` qualifiers on a live host (mofcomp numbers them as declared).
+    params: tuple[Param, ...]
     source: str
     static: bool = True  # called on the class, not on an instance
+    return_type: str = 'uint32'
+    # The return values the page lists, in its words; empty where it lists
+    # none (the HGS client's pages: a failure is an MI error, which PyMI
+    # raises as x_wmi).
+    return_codes: dict = dataclasses.field(default_factory=dict, hash=False,
+                                           compare=False)
+    # The values the page calls success ("On success, returns a 0 or
+    # 4096"); 4096 means a job started only where a Job is an output.
+    success: tuple[int, ...] = (0,)
 
     @property
     def target(self) -> str:
@@ -102,6 +129,16 @@ class Method:
         return tuple(sorted(self.inputs, key=lambda p: p.name))
 
     @property
+    def job(self) -> bool:
+        """Whether the method hands back a job (``REF CIM_ConcreteJob``)."""
+        return any(p.cim_type == JOB for p in self.outputs)
+
+    def describe(self, code) -> str:
+        """A return value in the page's words."""
+        return self.return_codes.get(code) or 'return value %s (%s gives it ' \
+            'no description)' % (code, self.source.rsplit('/', 1)[-1])
+
+    @property
     def result_order(self) -> tuple[str, ...]:
         """The out tuple PyMI returns: out parameters and ReturnValue."""
         return tuple(sorted([p.name for p in self.outputs] + ['ReturnValue']))
@@ -113,21 +150,59 @@ class WmiClass:
     name: str
     properties: dict[str, str]
     source: str
+    # The last Windows Server release the page says supports the class
+    # ("End of server support"), as the build that starts its version
+    # string; None: every release since its first.
+    last_server: str | None = None
+
+
+# Msvm_* return values, as every Msvm_SecurityService page but
+# ModifySecuritySettings's lists them (and GetErrorEx's, and, where it names
+# them, RequestStateChange's).
+RETURN_CODES = {
+    0: 'Completed with No Error', 4096: 'Method Parameters Checked - Job '
+    'Started', 32768: 'Failed', 32769: 'Access Denied',
+    32770: 'Not Supported', 32771: 'Status is unknown', 32772: 'Timeout',
+    32773: 'Invalid parameter', 32774: 'System is in use',
+    32775: 'Invalid state for this operation',
+    32776: 'Incorrect data type', 32777: 'System is not available',
+    32778: 'Out of memory',
+}
+# ModifySecuritySettings's page lists other values (the DMTF's).
+MODIFY_SECURITY_CODES = {
+    0: 'Completed with No Error', 1: 'Not Supported', 2: 'Failed',
+    3: 'Timeout', 4: 'Invalid Parameter', 5: 'Invalid State',
+    6: 'Incompatible Parameters',
+    4096: 'Method Parameters Checked - Job Started',
+}
+# RequestStateChange's page names four of its values.
+REQUEST_STATE_CODES = {
+    0: 'Completed with No Error',
+    4096: 'Method Parameters Checked - Transition Started',
+    32769: 'Access Denied',
+    32775: 'Invalid state for this operation (the value specified in the '
+           'RequestedState parameter is not supported)',
+}
 
 
 def _hgs(class_name, name, params, page):
+    # Static: the HGS client's methods make or read objects, not an
+    # instance's state (HgsClientWmi.mof; Get-CimClass shows the Static
+    # qualifier, which vtpm-hyperv-check compares).
     return Method(HGS, class_name, name, tuple(params), _HGS_DOCS + page)
 
 
-def _virt(class_name, name, params, page, static=False, docs=_VIRT_DOCS):
-    return Method(VIRT, class_name, name, tuple(params), docs + page,
-                  static=static)
+def _virt(class_name, name, params, page, static=False, codes=RETURN_CODES,
+          success=(0,)):
+    return Method(VIRT, class_name, name, tuple(params), _VIRT_DOCS + page,
+                  static=static, return_codes=codes, success=success)
 
 
 _GUARDIAN = 'MSFT_HgsGuardian'
 _KP = 'MSFT_HgsKeyProtector'
 _CONFIG = 'MSFT_HgsClientConfiguration'
-_JOB = 'REF CIM_ConcreteJob'
+JOB = 'REF CIM_ConcreteJob'
+_JOB = JOB
 
 METHODS = (
     # --- Root/Microsoft/Windows/Hgs (HgsClientWmi.mof) ---------------------
@@ -189,13 +264,16 @@ METHODS = (
         Out('cmdletOutput', _KP)],
         'revoke-msft-hgskeyprotector.md'),
     # --- root/virtualization/v2 (WindowsVirtualization.V2.mof) ------------
+    # "On success, returns a 0 or 4096" (no job: the key protector comes
+    # back in the out parameter either way).
     _virt('Msvm_SecurityService', 'GetKeyProtector', [
         In('SecuritySettingData', 'string', True),
         Out('KeyProtector', 'uint8[]')],
-        'msvm-securityservice-getkeyprotector.md'),
+        'msvm-securityservice-getkeyprotector.md', success=(0, 4096)),
     _virt('Msvm_SecurityService', 'ModifySecuritySettings', [
         In('SecuritySettingData', 'string', True), Out('Job', _JOB)],
-        'msvm-securityservice-modifysecuritysettings.md'),
+        'msvm-securityservice-modifysecuritysettings.md',
+        codes=MODIFY_SECURITY_CODES),
     _virt('Msvm_SecurityService', 'RestoreLastKnownGoodKeyProtector', [
         In('SecuritySettingData', 'string', True), Out('Job', _JOB)],
         'msvm-securityservice-restorelastknowngoodkeyprotector.md'),
@@ -207,15 +285,16 @@ METHODS = (
         In('SecuritySettingData', 'string', True),
         In('SecurityPolicy', 'uint8[]', True), Out('Job', _JOB)],
         'msvm-securityservice-setsecuritypolicy.md'),
-    # os-win powers VMs on and off (vmutils.set_vm_state).
+    # os-win powers VMs on and off (vmutils.set_vm_state). "TimeoutPeriod:
+    # This parameter is not used."
     _virt('Msvm_ComputerSystem', 'RequestStateChange', [
         In('RequestedState', 'uint16', True), Out('Job', _JOB),
         In('TimeoutPeriod', 'datetime')],
         'requeststatechange-msvm-computersystem.md',
-        docs='desktop-src/Virtual/'),
+        codes=REQUEST_STATE_CODES),
     # os-win reads a failed job's errors (jobutils._get_job_error_details).
     _virt('Msvm_ConcreteJob', 'GetErrorEx', [Out('Errors', 'string[]')],
-          'msvm-concretejob-geterrorex.md', docs='desktop-src/ClusHyperV/'),
+          'geterrorex-msvm-concretejob.md'),
     # --- root/msps (the shielded VM provisioning provider) ----------------
     Method(MSPS, 'Msps_ProvisioningFileProcessor', 'PopulateFromFile', (
         In('FilePath', 'string', True),
@@ -249,26 +328,52 @@ CLASSES = (
         'EncryptStateAndVmMigrationTraffic': 'boolean',
         'VirtualizationBasedSecurityOptOut': 'boolean'},
         _VIRT_DOCS + 'msvm-securitysettingdata.md'),
+    # "End of server support: Windows Server 2016".
     WmiClass(VIRT, 'Msvm_TPMSettingData', {
         'InstanceID': 'string', 'Shielded': 'boolean',
         'DataProtected': 'boolean', 'EnabledState': 'uint16',
         'KeyProtector': 'uint8[]', 'LastKnownGoodKeyProtector': 'uint8[]'},
-        _VIRT_DOCS + 'msvm-tpmsettingdata.md'),
+        _VIRT_DOCS + 'msvm-tpmsettingdata.md', last_server='10.0.14393'),
+    # What os-win and the backend read of a VM's settings (of the page's
+    # 61 properties): its identity, generation, configuration version and
+    # Secure Boot. Secure Boot templates are instances of it too, named by
+    # ElementName (os-win's VMUtils10._set_secure_boot).
+    WmiClass(VIRT, 'Msvm_VirtualSystemSettingData', {
+        'InstanceID': 'string', 'ElementName': 'string',
+        'VirtualSystemIdentifier': 'string', 'VirtualSystemType': 'string',
+        'Notes': 'string[]', 'ConfigurationID': 'string',
+        'Version': 'string', 'VirtualSystemSubType': 'string',
+        'SecureBootEnabled': 'boolean', 'SecureBootTemplateId': 'string'},
+        _VIRT_DOCS + 'msvm-virtualsystemsettingdata.md'),
+    WmiClass(VIRT, 'Msvm_ComputerSystem', {
+        'InstanceID': 'string', 'ElementName': 'string', 'Name': 'string',
+        'EnabledState': 'uint16'},
+        _VIRT_DOCS + 'msvm-computersystem.md'),
+    # What os-win's JobUtils reads of a job (_wait_for_job,
+    # _get_job_details).
+    WmiClass(VIRT, 'Msvm_ConcreteJob', {
+        'InstanceID': 'string', 'Description': 'string',
+        'ElementName': 'string', 'JobStatus': 'string',
+        'ElapsedTime': 'datetime', 'Cancellable': 'boolean',
+        'JobType': 'uint16', 'Owner': 'string', 'PercentComplete': 'uint16',
+        'JobState': 'uint16', 'StatusDescriptions': 'string[]',
+        'OperationalStatus': 'uint16[]', 'TimeSubmitted': 'datetime',
+        'UntilTime': 'datetime', 'TimeOfLastStateChange': 'datetime',
+        'DetailedStatus': 'uint16', 'LocalOrUtcTime': 'uint16',
+        'ErrorCode': 'uint16', 'ErrorDescription': 'string',
+        'ErrorSummaryDescription': 'string'},
+        _VIRT_DOCS + 'msvm-concretejob.md'),
     WmiClass(MSPS, 'Msps_PDK', {
         'RawData': 'uint8[]', 'KeyProtector': 'uint8[]',
         'VolumeIDFilters': 'Msps_VolumeIDFilter[]', 'PolicyData': 'uint8[]'},
         _MSPS_DOCS + 'msps-pdk'),
 )
 
-# Msvm_* method return codes (every Msvm_SecurityService page lists them).
-RETURN_CODES = {
-    0: 'Completed with No Error', 4096: 'Method Parameters Checked - Job '
-    'Started', 32768: 'Failed', 32769: 'Access Denied',
-    32770: 'Not Supported', 32771: 'Status is unknown', 32772: 'Timeout',
-    32773: 'Invalid parameter', 32774: 'System is in use',
-    32775: 'Invalid state for this operation',
-    32776: 'Incorrect data type', 32777: 'System is not available',
-    32778: 'Out of memory',
+# The Windows Server releases the project supports, by the build that starts
+# Win32_OperatingSystem.Version.
+SERVER_RELEASES = {
+    '10.0.14393': 'Windows Server 2016', '10.0.17763': 'Windows Server 2019',
+    '10.0.20348': 'Windows Server 2022', '10.0.26100': 'Windows Server 2025',
 }
 
 # MSFT_HgsClientConfiguration.AttestationStatus (msft-hgsclientconfiguration
@@ -278,11 +383,62 @@ ATTESTATION_STATUS = {
     300: 'TransientError', 301: 'UnauthorizedHost', 302: 'TpmError',
     303: 'InsecureHostConfiguration',
 }
+# What each status means and what to do, in the words of "Troubleshooting
+# Guarded Hosts" (guarded-fabric-troubleshoot-hosts.md, "Attestation
+# failures").
+ATTESTATION_CAUSES = {
+    'Expired': 'the host passed attestation previously, but the health '
+               'certificate it was issued has expired; ensure the host and '
+               'HGS time are in sync',
+    'InsecureHostConfiguration': 'the host did not comply with the '
+                                 'attestation policies configured on HGS',
+    'NotConfigured': 'the host is configured for local mode; give it the '
+                     'URLs of the fabric\'s HGS with '
+                     'Set-HgsClientConfiguration',
+    'TransientError': 'the last attestation attempt failed due to a '
+                      'networking, service, or other temporary error '
+                      '(HGS unreachable, or refusing TLS)',
+    'TpmError': 'the host could not complete its last attestation attempt '
+                'due to an error with its TPM',
+    'UnauthorizedHost': 'the host is not authorized to run shielded VMs; '
+                        'ensure HGS trusts it',
+    'Unknown': 'the host has not attempted to attest with HGS yet',
+}
+# MSFT_HgsClientConfiguration.AttestationSubstatus: "Bitfield that indicates
+# the attestation substatus"; the page documents three bits.
+ATTESTATION_SUBSTATUS = {
+    1: 'one or more secure boot configurations are insecure',
+    2: 'one or more debug modes are enabled',
+    4: 'code integrity policy is insecure',
+}
 # MSFT_HgsClientConfiguration.Mode and .AttestationOperationMode.
 MODE_UNKNOWN, MODE_LOCAL, MODE_HGS = 0, 1, 2
 ATTESTATION_MODES = {1: 'TPM', 2: 'AD'}
 # Msvm_TPMSettingData.EnabledState, Msvm_ComputerSystem.RequestedState.
 ENABLED, DISABLED = 2, 3
+# Msvm_ComputerSystem.EnabledState of a VM (msvm-computersystem.md), in the
+# words Get-VM prints for those os-win maps (vmutils._vm_power_states_map:
+# 6 is saved, 9 paused).
+VM_STATES = {
+    0: 'Unknown', 2: 'Running', 3: 'Off', 4: 'Stopping', 6: 'Saved',
+    9: 'Paused', 10: 'Starting',
+}
+# Msvm_VirtualSystemSettingData.VirtualSystemType of a VM.
+REALIZED = 'Microsoft:Hyper-V:System:Realized'
+
+
+def substatus_words(value) -> list[str]:
+    """The documented bits of an AttestationSubstatus, in the page's words;
+    undocumented bits as one 'undocumented bits 0x..'."""
+    if type(value) is not int or value <= 0:
+        return []
+    words = [w for bit, w in sorted(ATTESTATION_SUBSTATUS.items())
+             if value & bit]
+    rest = value & ~sum(ATTESTATION_SUBSTATUS)
+    if rest:
+        words.append('undocumented bits 0x%x' % rest)
+    return words
+
 
 _BY_TARGET = {(m.namespace.lower(), m.target): m for m in METHODS}
 _CLASSES = {(c.namespace.lower(), c.name): c for c in CLASSES}

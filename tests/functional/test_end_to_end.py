@@ -424,6 +424,52 @@ class EndToEndTestCase(KeyedCloud):
         self.assertEqual(before, self.snapshot())
         self.assertEqual({}, hosts['a2'].vms)
 
+    def test_a_vtpm_without_keys_on_guarded_hosts_moves_in_its_fabric(self):
+        """The README's request (a vTPM, no keys) on a guarded fabric: a key
+        protector of the host's own guardian for fabric A's, which HGS
+        opens on a2 too; never in fabric B; and a host that cannot open it
+        refuses the boot before anything changes."""
+        hosts = self.hosts(a1=('fabric-a', 'Passed'),
+                           a2=('fabric-a', 'Passed'),
+                           b1=('fabric-b', 'Passed'),
+                           x1=('fabric-a', 'Expired'))
+        fabric_a = fabric('fabric-a').fabric_id
+        flavor = self.create_flavor(vtpm='required')
+        image = self.image(os_vtpm='optional')
+        server = self._create_server(flavor_id=flavor, host='a1',
+                                     image_uuid=image, networks='none')
+        self.assertEqual('a1', self.host_of(server))
+        self.assertEqual(fabric_a, self.instance(server).system_metadata[
+            constants.SYSMETA_FABRICS])
+        _, vm = self.vm(server)
+        self.assertTrue(vm['TpmEnabled'])
+        parsed = fake.parse_key_protector(vm['KeyProtector'])
+        self.assertEqual(
+            hosts['a1'].store[fake.LOCAL_GUARDIAN].guardian.signing_der,
+            parsed.owner.signing_der)
+        self.assertEqual([fabric('fabric-a').guardian.signing_der],
+                         [g.signing_der for g in parsed.guardians])
+
+        # fabric B is the better host for nova's weighers (empty), but its
+        # HGS could not open the key protector
+        server = self._confirm_resize(self._migrate_server(server))
+        self.assertEqual('a2', self.host_of(server))
+        _, moved = self.vm(server)
+        self.assertEqual(self.parties(vm['KeyProtector']),
+                         self.parties(moved['KeyProtector']))
+        self.assertEqual(fake.host.VM_ENABLED, moved['EnabledState'])
+        self.assertEqual({}, hosts['a1'].vms)
+
+        # forced onto a host whose attestation lapsed (nova skips the
+        # filters for a forced host): the compute refuses, nothing stays
+        before = self.snapshot()
+        refused = self._create_server(
+            flavor_id=flavor, image_uuid=image, networks='none',
+            az='nova:x1', expected_state='ERROR')
+        self.assertIn('HGS attestation status is Expired',
+                      refused['fault']['message'])
+        self.assertEqual(before, self.snapshot())
+
     def test_refused_moves_of_a_local_key_protector_change_nothing(self):
         self.hosts(p1=(None, None), p2=(None, None))
         server = self._create_server(

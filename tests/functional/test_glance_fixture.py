@@ -89,10 +89,12 @@ class GlanceFixtureTestCase(nova.Services):
             # releases no key to it, and it opens no local key protector)
             'b-expired': dict(fabric=fabric('fabric-b'),
                               attestation_status='Expired'),
-            'b-expired-2': dict(fabric=fabric('fabric-b'),
-                                attestation_status='Expired'),
             # a vTPM with a local KeyProtector only: no fabric
             'local': {},
+            # no vTPM: no HGS client (the simulated hosts of one process
+            # share one Windows version, so not an older Windows)
+            'no-hgs': dict(hgs_installed=False),
+            'no-hgs-b': dict(hgs_installed=False),
         }
         for name in names:
             self.cloud.add_host(name, **menu[name])
@@ -124,7 +126,7 @@ class GlanceFixtureTestCase(nova.Services):
     # --- the tests ---------------------------------------------------------
 
     def test_a_keyed_image_lands_only_on_an_attested_host_of_its_fabric(self):
-        self.hosts('a1', 'b-expired', 'local')
+        self.hosts('a1', 'b-expired', 'local', 'no-hgs')
         flavor, image = self.create_flavor(), self.keyed_image()
         # each boot goes to the emptiest host that passes: the second shows
         # the first was no accident
@@ -151,7 +153,7 @@ class GlanceFixtureTestCase(nova.Services):
         self.assertEqual(fake.host.VM_ENABLED, self.vm(server)['EnabledState'])
 
     def test_a_vtpm_image_no_host_can_serve_is_no_valid_host(self):
-        self.hosts('b-expired', 'b-expired-2')
+        self.hosts('no-hgs', 'no-hgs-b')
         flavor = self.create_flavor()
         for image in (self.create_image(**dict(GEN2, os_vtpm='required')),
                       self.keyed_image()):
@@ -164,7 +166,7 @@ class GlanceFixtureTestCase(nova.Services):
             self.assertEqual({}, hv.vms)
 
     def test_a_boot_without_a_vtpm_passes_every_host(self):
-        hosts = ('a1', 'b-expired', 'local')
+        hosts = ('a1', 'b-expired', 'local', 'no-hgs')
         self.hosts(*hosts)
         flavor = self.create_flavor()
         # a Generation 2 image is read (nova keeps os_vtpm out of the

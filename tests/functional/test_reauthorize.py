@@ -150,6 +150,11 @@ class ReauthorizeTestCase(e2e.KeyedCloud):
         self.owner_api.post_server_action(server['id'], {'os-start': None})
         return ref
 
+    def current(self, server):
+        """The server's KeyProtector as Get-VMKeyProtector reads it on its
+        host, which the hoster gives its owner."""
+        return self.vm(server)[1]['KeyProtector']
+
     def assert_start_failed(self, server, status, *fragments):
         """The start failed and the server is stopped; the status metadata
         starts with ``status``, the fault holds ``fragments`` (nova keeps
@@ -177,7 +182,10 @@ class ReauthorizeTestCase(e2e.KeyedCloud):
                                                 'NoValidHost')
         server = self._wait_for_state_change(self.server, 'ACTIVE')
 
-        granted = self.pc.grant(self.kp_a, 'fabric-b')
+        # The owner grants from the server's current KeyProtector, which
+        # the hoster hands over (Get-VMKeyProtector): the one of its last
+        # start, which its vTPM's state is encrypted for.
+        granted = self.pc.grant(self.current(server), 'fabric-b')
         ref = self.request(server, granted)
         server = self._wait_for_state_change(server, 'ACTIVE')
         # the payload reached no log line (DEBUG is on)
@@ -264,6 +272,24 @@ class ReauthorizeTestCase(e2e.KeyedCloud):
         _, vm = self.vm(server)
         self.assertEqual(self.parties(vm_before['KeyProtector']),
                          self.parties(vm['KeyProtector']))
+        self.assertEqual({a.fabric_id}, self.fabrics(server))
+        server = self._start_server(server)
+        self.assertEqual(fake.host.VM_ENABLED, self.vm(server)[1][
+            'EnabledState'])
+
+    def test_a_grant_from_before_the_last_start_is_stale_and_rolled_back(
+            self):
+        """Each start encrypts the vTPM's state with a new transport key
+        (MS-KPS's egress key protector): a KeyProtector granted from the one
+        the server booted with no longer opens it; the last known good, the
+        one of the last start, comes back and starts."""
+        a = e2e.fabric('fabric-a')
+        stale = self.pc.grant(self.kp_a, 'fabric-b')
+        ref = self.request(self.server, stale)
+        server = self.assert_start_failed(
+            self.server, 'restored %s: ' % ref,
+            'last known good KeyProtector restored')
+        self.assertIn('stale', server['metadata'][STATUS])
         self.assertEqual({a.fabric_id}, self.fabrics(server))
         server = self._start_server(server)
         self.assertEqual(fake.host.VM_ENABLED, self.vm(server)[1][

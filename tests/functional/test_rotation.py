@@ -92,11 +92,16 @@ class RotationTestCase(nova.Services):
         self.refresh_reports()
         self.fabric.remove(old)
 
-    def regrant(self, server, pc, raw, name):
-        """The owner re-grants ``server``'s KeyProtector ``raw`` to guardian
-        ``name`` on its own machine (Grant-HgsKeyProtectorAccess), stores
-        it in Barbican, and names it while the server is stopped."""
-        ref = realservices.store_secret(pc.grant(raw, name), 'owner',
+    def regrant(self, server, pc, name):
+        """The owner re-grants ``server``'s current KeyProtector, which the
+        hoster hands over (Get-VMKeyProtector: Microsoft's steps 2 and 3),
+        to guardian ``name`` on its own machine
+        (Grant-HgsKeyProtectorAccess, step 5), stores it in Barbican, and
+        names it while the server is stopped."""
+        hv = self.cloud.hosts[self.host_of(server)]
+        current = hv.vm_security(server['OS-EXT-SRV-ATTR:instance_name'])[
+            'KeyProtector']
+        ref = realservices.store_secret(pc.grant(current, name), 'owner',
                                         name='rotation re-grant')
         server = self._stop_server(server)
         self.api.post_server_metadata(server['id'],
@@ -160,7 +165,7 @@ class RotationTestCase(nova.Services):
             before['id']})
         # its owner imports the new guardian and re-grants (stop, set, start)
         pc.host.import_guardian(new.public(), new.name)
-        regranted = self.regrant(regranted, pc, kp_old, new.name)
+        regranted = self.regrant(regranted, pc, new.name)
         both = self.boot_naming(old, new)  # granted before the boot
         fresh = self.boot_naming(new)  # from the new metadata alone
         recorded = {s['id']: set(self.recorded(s))

@@ -32,14 +32,18 @@ Typical use::
 
 What is modelled (``host`` lists the rules, ``namespaces`` implements the
 WMI methods of ``vtpm_hyperv.wmi_schema``, the documented table every call
-is validated against, and ``crypto`` the KeyProtector and tenant file
-formats): the WMI classes os-win and the backend touch, in
+is validated against as PyMI converts it, ``windows`` the differences
+between Windows Server releases, and ``crypto`` the KeyProtector and tenant
+file formats): the WMI classes os-win and the backend touch, in
 ``root/virtualization/v2``, ``root/msps``, ``Root/Microsoft/Windows/Hgs``
-and ``root/cimv2``; Hyper-V's return codes
-(0, 4096 with an asynchronous ``Msvm_ConcreteJob``, 32768 and up);
-guardian stores; KeyProtectors made with real RSA-OAEP wrapping and RSA-PSS
-owner signatures; HGS attestation state; fault injection by method and
-call number.
+and ``root/cimv2``; each method's return values as its page lists them
+(4096 with an asynchronous ``Msvm_ConcreteJob``; the HGS client's failures
+as MI errors); VM states (off, running, saved, paused), configuration
+versions and Secure Boot templates; the vTPM's state, encrypted with the
+transport key of its last start; guardian stores; KeyProtectors made with
+real RSA-OAEP wrapping and RSA-PSS signatures; HGS attestation, its
+substatus and reachability (``FakeHyperVHost.attest``,
+``set_hgs_reachable``); fault injection by method and call number.
 
 A fabric's identity (``Fabric.fabric_id``, and what
 ``HyperVBackend.get_capabilities().fabric_id`` reports) is the SHA-256 of

@@ -411,6 +411,9 @@ class ParsedKeyProtector:
     guardians: tuple[Guardian, ...]
     parties: tuple[dict, ...]
     transport_key_mac: str
+    # the party whose signing key signed it: the owner, or for an egress
+    # key protector the guardian that unwrapped the one before
+    signer: Guardian = None
 
 
 def _guardian_of(party):
@@ -448,12 +451,19 @@ def parse_key_protector(raw: bytes) -> ParsedKeyProtector:
         raise KeyProtectorError('malformed KeyProtector body') from e
     owner = _guardian_of(owner_party)
     guardians = tuple(_guardian_of(p) for p in parties[1:])
+    # Windows (MS-KPS 2.2.2.3, Protector): "GuardianSignature: ... computed
+    # by using the signing certificate specified by WrappingId", one of the
+    # protector's own wrappings: the owner, which "creates and signs a key
+    # protector", or the guardian that unwrapped and made an egress one.
+    # A signature by anyone else does not verify.
+    signed_by = _guardian_of(signer)
     try:
-        _guardian_of(signer).signing_cert.public_key().verify(
+        signed_by.signing_cert.public_key().verify(
             signature, signed, _PSS, hashes.SHA256())
     except Exception as e:  # noqa: BLE001 - any failure is a bad signature
         raise KeyProtectorError('the signature does not verify') from e
-    return ParsedKeyProtector(kp_id, owner, guardians, tuple(parties), mac)
+    return ParsedKeyProtector(kp_id, owner, guardians, tuple(parties), mac,
+                              signed_by)
 
 
 def unwrap_key_protector(raw: bytes, private_key: rsa.RSAPrivateKey) -> bytes:

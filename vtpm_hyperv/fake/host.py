@@ -48,13 +48,16 @@ from os_win.utils import hostutils10
 
 from vtpm_hyperv.fake import crypto
 from vtpm_hyperv.fake import namespaces as ns
+from vtpm_hyperv.fake import windows
 from vtpm_hyperv.fake import wmi
 from vtpm_hyperv import keyprotector
 from vtpm_hyperv import wmi_schema
 
 VIRT, MSPS, HGS, CIMV2 = ns.VIRT, ns.MSPS, ns.HGS, ns.CIMV2
 VM_ENABLED, VM_DISABLED = ns.VM_ENABLED, ns.VM_DISABLED
+VM_SAVED, VM_PAUSED = ns.VM_SAVED, ns.VM_PAUSED
 NO_KP_MESSAGE, UNWRAP_MESSAGE = ns.NO_KP_MESSAGE, ns.UNWRAP_MESSAGE
+KPS_MESSAGE = ns.KPS_MESSAGE
 LOCAL_GUARDIAN = ns.LOCAL_GUARDIAN
 
 # The installed simulators, innermost last; hosts register with it.
@@ -254,6 +257,10 @@ class FakeHyperVHost:
         does) rather than 0.
     :param job_polls: how many reads a job stays running (os-win polls
         every 0.1 s).
+    :param os_version: Win32_OperatingSystem.Version; it decides the
+        release's differences (``vtpm_hyperv.fake.windows``).
+    :param hgs_installed: whether the host has the HGS client
+        (``Root/Microsoft/Windows/Hgs``).
     """
 
     def __init__(self, name, *, fabric=None, guarded=None,
@@ -263,12 +270,15 @@ class FakeHyperVHost:
                  hgs_installed=True, latency=0.0):
         self.name = name
         self.fabric = fabric
+        self.release = windows.release(os_version)
         self.guarded = bool(fabric) if guarded is None else guarded
         self.mode = (wmi_schema.MODE_HGS if fabric is not None
                      else wmi_schema.MODE_LOCAL)
         self.attestation_status = _status(attestation_status) if \
             attestation_status is not None else (100 if self.guarded else 0)
         self.attestation_substatus = 0
+        # Whether this host reaches its fabric's HGS (network, TLS).
+        self.hgs_reachable = True
         self.attestation_mode = attestation_mode if self.guarded else 0
         self.latency = latency
         self.os_version = os_version
@@ -351,20 +361,50 @@ class FakeHyperVHost:
         hostutils._conn_attr = self.virt
         hostutils._compat_conn_attr = self.virt
         hostutils._conn_cimv2 = self.cimv2
-        # Without the HGS client feature, Windows has no such namespace.
+        # Without the HGS client feature, Windows has no such namespace:
+        # os-win fails to open it (wmi.MissingNamespace).
         hostutils._conn_hgs_attr = (self.hgs if self.hgs_installed
-                                    else wmi.MissingNamespace(HGS))
+                                    else wmi.MissingNamespace(HGS, self.name))
         return vmutils, hostutils
 
     # -- VMs -----------------------------------------------------------------
-    def add_vm(self, name, generation=2, instance_uuid=None):
+    def add_vm(self, name, generation=2, instance_uuid=None, version=None,
+               secure_boot=True, template=ns.WINDOWS_TEMPLATE):
+        """Create (or import) a VM, off; its id.
+
+        :param version: its configuration version; default: the release's
+            default. Windows: "You can only import a virtual machine if the
+            Hyper-V host supports that configuration version" (Upgrade-
+            virtual-machine-version-in-Hyper-V-on-Windows-or-Windows-
+            Server.md).
+        :param secure_boot: Windows: "Secure Boot is enabled by default"
+            (Generation-2-virtual-machine-security-settings-for-Hyper-V.md).
+        :param template: its Secure Boot template, by name.
+        """
+        version = version or self.release.default_version
+        if not self.release.runs(version):
+            raise ValueError(
+                '%s does not run configuration version %s (it runs %s)' % (
+                    self.release.name, version,
+                    ', '.join(self.release.config_versions)))
+        if template not in self.secure_boot_templates():
+            raise ValueError('%s has no Secure Boot template %r'
+                             % (self.release.name, template))
         with self.lock:
             if name in self.vms:
                 raise ValueError('VM %s exists' % name)
             vm = ns.VMRecord(name, generation,
-                             instance_uuid or str(uuid.uuid4()))
+                             instance_uuid or str(uuid.uuid4()), version,
+                             secure_boot=secure_boot, template=template)
             self.vms[name] = vm
             return vm.vm_id
+
+    def secure_boot_templates(self):
+        """The Secure Boot templates this release has, by name."""
+        names = [ns.WINDOWS_TEMPLATE, ns.UEFI_CA_TEMPLATE]
+        if self.release.linux_shielded_template:
+            names.append(ns.SHIELDED_LINUX_TEMPLATE)
+        return names
 
     def remove_vm(self, name):
         with self.lock:
@@ -379,42 +419,111 @@ class FakeHyperVHost:
                         SecurityPolicy=bytes(vm.policy), EnabledState=vm.state)
 
     def start_vm(self, name):
-        """Power a VM on; fails as Hyper-V does when its KP cannot unwrap."""
+        """Power a VM on (from off or saved); fails as Hyper-V does when its
+        KP cannot unwrap. A VM that runs already is left as it is (os-win
+        takes Hyper-V's 32775 for that as success)."""
         with self.lock:
             vm = self.vms[name]
-            if vm.flags['TpmEnabled'] or vm.flags['ShieldingRequested']:
-                opener = self._unwrap_for_start(vm)
-                # Windows: the transport key is rolled on start, and the
-                # key protector that opened is kept as the last known good
-                # (msvm-tpmsettingdata.md; MS-KPS: the egress key
-                # protector is signed by the guardian that unwrapped).
-                parsed = crypto.parse_key_protector(vm.key_protector)
-                rolled = crypto.build_key_protector(
-                    parsed.owner, parsed.guardians, kp_id=parsed.kp_id,
-                    signer=opener)
-                vm.lkg_key_protector = vm.key_protector
-                vm.key_protector = rolled
-            vm.state = VM_ENABLED
+            if vm.state != VM_ENABLED:
+                self.change_state(vm, VM_ENABLED)
 
     def stop_vm(self, name):
+        """Turn a VM off, from any state (a saved state is discarded)."""
         with self.lock:
-            self.vms[name].state = VM_DISABLED
+            vm = self.vms[name]
+            if vm.state != VM_DISABLED:
+                self.change_state(vm, VM_DISABLED)
+
+    def pause_vm(self, name):
+        with self.lock:
+            self.change_state(self.vms[name], ns.VM_PAUSED)
+
+    def save_vm(self, name):
+        with self.lock:
+            self.change_state(self.vms[name], ns.VM_SAVED)
+
+    def change_state(self, vm, requested):
+        """Msvm_ComputerSystem.RequestStateChange(RequestedState) of ``vm``.
+
+        Windows (requeststatechange-msvm-computersystem.md): 2 runs an off,
+        saved or paused VM ("Resuming ... State transition from Paused to
+        Running"); 3 turns it off; 6 saves and 9 pauses a running one (os-
+        win's suspend and pause); 10 ("State transition from Off or Saved to
+        Running") as 2; 11 resets a running one. Any other request, or one
+        the VM's state does not allow, answers "Invalid state for this
+        operation (32775)": "The value specified in the RequestedState
+        parameter is not supported" (os-win: "typically means that the VM
+        is already in the state requested").
+        """
+        state = vm.state
+        if requested in (VM_ENABLED, ns.REQUEST_REBOOT) and state in (
+                VM_DISABLED, ns.VM_SAVED) or (
+                requested == VM_ENABLED and state == ns.VM_PAUSED):
+            if state != ns.VM_PAUSED and (vm.flags['TpmEnabled']
+                                          or vm.flags['ShieldingRequested']):
+                # Restoring a saved VM needs its vTPM's key as a start
+                # does (an inference: the saved state holds the vTPM's
+                # state, encrypted).
+                self._open_vtpm(vm)
+            vm.state = VM_ENABLED
+        elif requested == VM_DISABLED and state != VM_DISABLED:
+            vm.state = VM_DISABLED
+        elif requested in (ns.VM_SAVED, ns.VM_PAUSED) and state == VM_ENABLED:
+            vm.state = requested
+        elif requested == ns.REQUEST_RESET and state == VM_ENABLED:
+            # The VM restarts in the same worker process, which holds the
+            # vTPM's key (an inference: no page says a reset unwraps).
+            pass
+        else:
+            raise wmi.MethodError(wmi.INVALID_STATE, (
+                "Virtual machine '%s' is %s; RequestedState %s is not "
+                "supported from there.") % (
+                    vm.name, wmi_schema.VM_STATES.get(state, state),
+                    requested))
+
+    def _open_vtpm(self, vm):
+        """Unwrap the VM's key protector and roll its transport key."""
+        opener, transport_key = self._unwrap_for_start(vm)
+        # Windows: the vTPM's state is encrypted with the transport key;
+        # each start unwraps the key protector and, in MS-KPS's words,
+        # returns "a new egress key and egress key protector" (signed by
+        # the guardian that unwrapped). The egress key protector is the
+        # one that "successfully encrypted TPM device state in the last VM
+        # boot": the last known good (msvm-tpmsettingdata.md).
+        if vm.tpm_state_key is not None and transport_key != \
+                vm.tpm_state_key:
+            # An inference: the message is the simulator's.
+            raise wmi.MethodError(wmi.ACCESS_DENIED, UNWRAP_MESSAGE % (
+                vm.name, 'It is stale: the last start encrypted the '
+                'virtual TPM state with another key.'), as_job=True)
+        parsed = crypto.parse_key_protector(vm.key_protector)
+        new_key = os.urandom(crypto.TRANSPORT_KEY_BYTES)
+        egress = crypto.build_key_protector(
+            parsed.owner, parsed.guardians, kp_id=parsed.kp_id,
+            signer=opener, transport_key=new_key)
+        vm.key_protector = vm.lkg_key_protector = egress
+        vm.tpm_state_key = new_key
 
     def _unwrap_for_start(self, vm):
-        """The guardian (with private keys) that opens the VM's KP."""
+        """(The guardian with private keys that opens the VM's KP, the
+        transport key it holds)."""
         if not vm.key_protector:
             raise wmi.MethodError(wmi.FAILED, NO_KP_MESSAGE % vm.name)
         if self.mode == wmi_schema.MODE_HGS:
             # Windows: in HGS mode the host gets the key from HGS, which
             # releases it only to a host that passed attestation; local
             # guardians are not used ("Shielded VM local mode and HGS
-            # mode", Microsoft Datacenter Security blog, 2018-01-05;
-            # guarded-fabric-troubleshoot-hosts.md).
+            # mode", Microsoft Datacenter Security blog, 2018-01-05: "If the
+            # host is not connected to the network, the shielded VM won't
+            # start"; guarded-fabric-troubleshoot-hosts.md).
             word = wmi_schema.attestation_word(self.attestation_status)
             if not self.guarded or word != 'Passed':
                 raise wmi.MethodError(wmi.ACCESS_DENIED, UNWRAP_MESSAGE % (
                     vm.name, 'The host failed attestation (%s).' % word),
                     as_job=True)
+            if not self.hgs_reachable:
+                raise wmi.MethodError(wmi.ACCESS_DENIED, UNWRAP_MESSAGE % (
+                    vm.name, KPS_MESSAGE + '.'), as_job=True)
             openers = self.fabric.unwrapping_guardians()
         else:
             # Windows: "In local mode, there is no attestation and the
@@ -424,13 +533,59 @@ class FakeHyperVHost:
                        if s.guardian.encryption_key is not None]
         for guardian in openers:
             try:
-                crypto.unwrap_key_protector(vm.key_protector,
-                                            guardian.encryption_key)
-                return guardian
+                transport_key = crypto.unwrap_key_protector(
+                    vm.key_protector, guardian.encryption_key)
             except crypto.UnwrapError:
                 continue
+            return guardian, transport_key
         raise wmi.MethodError(wmi.ACCESS_DENIED, UNWRAP_MESSAGE % (
             vm.name, 'It names no guardian of this host.'), as_job=True)
+
+    def holds_owner_key(self, raw):
+        """Whether the store has the owner guardian of key protector ``raw``
+        with its private keys."""
+        try:
+            owner = crypto.parse_key_protector(raw).owner
+        except crypto.KeyProtectorError:
+            return False
+        return any(s.has_private and s.guardian.signing_der ==
+                   owner.signing_der for s in self.store.values())
+
+    # -- attestation ----------------------------------------------------------
+    def attest(self, *, substatus=None, authorized=True):
+        """Attest again, as the HGS client does at start and periodically.
+
+        Windows ("Troubleshooting Guarded Hosts"): TransientError (300)
+        when "The last attestation attempt failed due to a networking,
+        service, or other temporary error" (HGS unreachable or refusing
+        TLS); UnauthorizedHost (301) when "it was not authorized to run
+        shielded VMs"; InsecureHostConfiguration (303), with "one or more
+        reasons ... in the AttestationSubStatus field", when "it did not
+        comply with the attestation policies configured on HGS" (the
+        substatus bits of msft-hgsclientconfiguration.md); otherwise
+        Passed (100). A host in local mode does not attest.
+
+        :param substatus: the AttestationSubstatus bits HGS objects to.
+        :param authorized: whether HGS trusts this host.
+        """
+        with self.lock:
+            if self.mode != wmi_schema.MODE_HGS:
+                return
+            self.attestation_substatus = 0
+            if not self.hgs_reachable:
+                self.attestation_status = 300
+            elif not authorized:
+                self.attestation_status = 301
+            elif substatus:
+                self.attestation_status = 303
+                self.attestation_substatus = substatus
+            else:
+                self.attestation_status = 100
+
+    def set_hgs_reachable(self, reachable):
+        """The network (or TLS) path to the fabric's HGS works, or not."""
+        with self.lock:
+            self.hgs_reachable = reachable
 
     # -- guardians (operator actions, outside WMI) ----------------------------
     def import_guardian(self, guardian, name=None):
@@ -519,6 +674,12 @@ class FakeHyperVHost:
     def has_job(self, instance_id):
         return instance_id in self._jobs
 
+    def job_errors(self, instance_id):
+        """Msvm_ConcreteJob.GetErrorEx's Errors for a job."""
+        with self.lock:
+            job = self._jobs.get(instance_id)
+            return job.errors() if job is not None else None
+
     def read_job(self, namespace, instance_id):
         with self.lock:
             job = self._jobs.get(instance_id)
@@ -526,6 +687,7 @@ class FakeHyperVHost:
                 raise wmi.x_wmi('job %s not found' % instance_id)
             props = job.props()
             job.remaining -= 1
+            job.reads += 1
         inst = wmi.Instance(self.namespace(VIRT), 'Msvm_ConcreteJob', props)
         return inst
 

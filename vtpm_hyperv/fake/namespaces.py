@@ -13,46 +13,94 @@ import uuid
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from vtpm_hyperv.fake import crypto
+from vtpm_hyperv.fake import windows
 from vtpm_hyperv.fake import wmi
+from vtpm_hyperv import wmi_schema
 
 VIRT = 'root/virtualization/v2'
 MSPS = 'root/msps'
 HGS = 'Root/Microsoft/Windows/Hgs'
 CIMV2 = 'root/cimv2'
 
+# Msvm_ComputerSystem.EnabledState of a VM (msvm-computersystem.md): 2
+# running, 3 off, 6 "Enabled but Offline" (saved), 9 "Quiesce" (paused);
+# os-win maps 6 and 9 so (vmutils._vm_power_states_map).
 VM_ENABLED = 2
 VM_DISABLED = 3
+VM_SAVED = 6
+VM_PAUSED = 9
+# Msvm_ComputerSystem.RequestStateChange's RequestedState values the
+# simulator carries out (requeststatechange-msvm-computersystem.md):
+# Enabled (2), Disabled (3), Offline (6: save), Quiesce (9: pause), Reboot
+# (10: "State transition from Off or Saved to Running"), Reset (11).
+REQUEST_REBOOT = 10
+REQUEST_RESET = 11
 
 NO_KP_MESSAGE = ("The selected security settings of virtual machine '%s' "
                  "cannot be changed without a valid key protector "
                  "configured.")
 UNWRAP_MESSAGE = ("The key protector for the virtual machine '%s' could not "
                   "be unwrapped. %s")
+# Windows: "the Host Guardian Service Client failed to unwrap a Key
+# Protector on behalf of a calling process" when the host cannot talk to
+# HGS's Key Protection Service (guarded-fabric-troubleshoot-hosts.md,
+# Modern TLS).
+KPS_MESSAGE = ("the Host Guardian Service Client failed to unwrap a Key "
+               "Protector on behalf of a calling process")
 
 # Msvm_SecuritySettingData booleans a client may change.
 SECURITY_FLAGS = ('TpmEnabled', 'KsdEnabled', 'ShieldingRequested',
                   'DataProtectionRequested',
                   'EncryptStateAndVmMigrationTraffic',
                   'VirtualizationBasedSecurityOptOut')
+# What "Enable Shielding" selects and enforces: "If you select this option,
+# Secure Boot, Enable Trusted Platform Module, and Encrypt State and VM
+# migration traffic options are selected and enforced"
+# (Generation-2-virtual-machine-security-settings-for-Hyper-V.md).
+SHIELDING_ENFORCES = ('TpmEnabled', 'EncryptStateAndVmMigrationTraffic')
 
 LOCAL_GUARDIAN = 'UntrustedGuardian'
 
-# The transport keys of KeyProtectors this process's simulated HGS made,
-# by KeyProtector id (HGS generated them, so it can re-wrap on Grant).
-_TRANSPORT_KEYS: dict[str, bytes] = {}
+# Secure Boot templates (the same page's table): a Windows guest, a Linux
+# one, a Linux shielded VM.
+WINDOWS_TEMPLATE = 'Microsoft Windows'
+UEFI_CA_TEMPLATE = 'Microsoft UEFI Certificate Authority'
+SHIELDED_LINUX_TEMPLATE = 'Open Source Shielded VM'
+# The templates a shielded VM boots with: Windows, or "leveraged to secure
+# boot for Linux-based shielded VMs". An inference where the pages are
+# silent: shielding with another template is refused.
+SHIELDED_TEMPLATES = (WINDOWS_TEMPLATE, SHIELDED_LINUX_TEMPLATE)
+
+
+def template_id(name):
+    """A template's SecureBootTemplateId on a simulated host: the
+    simulator's own GUID (the backend and os-win read ids from the host,
+    by the template's ElementName, as os-win's VMUtils10._set_secure_boot
+    does)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, 'simulated-template:' + name))
 
 
 class VMRecord:
-    def __init__(self, name, generation, instance_uuid):
+    def __init__(self, name, generation, instance_uuid, version,
+                 secure_boot=True, template=WINDOWS_TEMPLATE):
         self.name = name
         self.vm_id = str(uuid.uuid4()).upper()
         self.generation = generation
         self.instance_uuid = instance_uuid
+        # Msvm_VirtualSystemSettingData.Version, "major.minor".
+        self.version = version
+        # "Secure Boot is enabled by default" (the Generation 2 security
+        # settings page); a Generation 1 VM has none.
+        self.secure_boot = secure_boot and generation == 2
+        self.template = template
         self.state = VM_DISABLED
         self.flags = dict.fromkeys(SECURITY_FLAGS, False)
         self.key_protector = b''
         self.lkg_key_protector = b''
         self.policy = b''
+        # The transport key the vTPM's state is encrypted with; None until
+        # the vTPM first starts and has a state.
+        self.tpm_state_key = None
 
 
 class StoredGuardian:
@@ -75,12 +123,6 @@ class Cimv2(wmi.Namespace):
         return []
 
 
-def _bool(value):
-    if isinstance(value, str):
-        return value.upper() == 'TRUE'
-    return bool(value)
-
-
 class Virtualization(wmi.Namespace):
     def __init__(self, host, name):
         super().__init__(host, name)
@@ -92,7 +134,8 @@ class Virtualization(wmi.Namespace):
         self.register(sec, 'RestoreLastKnownGoodKeyProtector',
                       self._restore_lkg)
         self.register('Msvm_ConcreteJob', 'GetErrorEx',
-                      lambda job: {'Errors': [job.ErrorDescription]})
+                      lambda job: {'Errors': self.host.job_errors(
+                          job.InstanceID)})
         self.register('Msvm_ComputerSystem', 'RequestStateChange',
                       self._request_state)
 
@@ -114,14 +157,29 @@ class Virtualization(wmi.Namespace):
             return [{'InstanceID': 'Microsoft:%s' % vm.vm_id,
                      'ElementName': vm.name, 'ConfigurationID': vm.vm_id,
                      'VirtualSystemIdentifier': vm.vm_id,
-                     'VirtualSystemType': 'Microsoft:Hyper-V:System:Realized',
+                     'VirtualSystemType': wmi_schema.REALIZED,
                      'VirtualSystemSubType':
                          'Microsoft:Hyper-V:SubType:%d' % vm.generation,
-                     'Notes': [vm.instance_uuid]} for vm in vms]
+                     'Version': vm.version,
+                     'SecureBootEnabled': vm.secure_boot,
+                     'SecureBootTemplateId': (template_id(vm.template)
+                                              if vm.generation == 2
+                                              else None),
+                     'Notes': [vm.instance_uuid]} for vm in vms] + [
+                # The Secure Boot templates, found by name as os-win finds
+                # them (VMUtils10._set_secure_boot); not VMs.
+                {'InstanceID': 'Microsoft:Template:%s' % template_id(name),
+                 'ElementName': name, 'SecureBootTemplateId':
+                     template_id(name)}
+                for name in self.host.secure_boot_templates()]
         if class_name == 'Msvm_SecuritySettingData':
             return [dict(vm.flags, InstanceID='Microsoft:%s' % vm.vm_id,
                          ElementName=vm.name) for vm in vms]
         if class_name == 'Msvm_TPMSettingData':
+            # Windows: "End of server support: Windows Server 2016"
+            # (msvm-tpmsettingdata.md).
+            if not self.host.release.tpm_setting_data:
+                return []
             return [{'InstanceID': 'Microsoft:%s\\TPM' % vm.vm_id,
                      'EnabledState': (VM_ENABLED if vm.flags['TpmEnabled']
                                       else VM_DISABLED),
@@ -146,13 +204,17 @@ class Virtualization(wmi.Namespace):
         raise wmi.MethodError(wmi.NOT_AVAILABLE, 'no VM %s' % vm_id)
 
     @staticmethod
-    def _check_off(vm):
+    def _check_off(vm, code=wmi.INVALID_STATE):
         # Windows: security settings change only while the VM is off
-        # (guarded-fabric-create-vm-move-to-guarded-fabric.md: Stop-VM first).
+        # (guarded-fabric-create-vm-move-to-guarded-fabric.md: Stop-VM
+        # first); a saved or paused VM is not off. The Msvm_SecurityService
+        # pages list "Invalid state for this operation (32775)",
+        # ModifySecuritySettings's "Invalid State (5)".
         if vm.state != VM_DISABLED:
-            raise wmi.MethodError(
-                wmi.INVALID_STATE, "The virtual machine '%s' must be turned "
-                "off to change its security settings." % vm.name)
+            raise wmi.MethodError(code, (
+                "The virtual machine '%s' must be turned off to change its "
+                "security settings (it is %s).") % (
+                    vm.name, wmi_schema.VM_STATES.get(vm.state, vm.state)))
 
     # -- methods -------------------------------------------------------------
     def _set_kp(self, _instance, SecuritySettingData, KeyProtector):
@@ -183,7 +245,14 @@ class Virtualization(wmi.Namespace):
 
     def _get_kp(self, _instance, SecuritySettingData):
         vm, _ = self._vm_of(SecuritySettingData)
-        return {'KeyProtector': bytes(vm.key_protector)}
+        # Windows: "On success, returns a 0 or 4096", and KeyProtector
+        # "Receives the raw byte array that contains the key protector
+        # currently in use" (msvm-securityservice-getkeyprotector.md). When
+        # Hyper-V answers which is not documented: the simulator answers
+        # 4096 when it runs jobs asynchronously, 0 otherwise.
+        return {'KeyProtector': bytes(vm.key_protector),
+                'ReturnValue': (wmi.JOB_STARTED if self.host.async_jobs
+                                else wmi.OK)}
 
     def _set_policy(self, _instance, SecuritySettingData, SecurityPolicy):
         vm, _ = self._vm_of(SecuritySettingData)
@@ -198,28 +267,85 @@ class Virtualization(wmi.Namespace):
 
     def _modify(self, _instance, SecuritySettingData):
         vm, props = self._vm_of(SecuritySettingData)
-        self._check_off(vm)
+        # ModifySecuritySettings's page lists DMTF's values: Not Supported
+        # (1), Failed (2), Invalid Parameter (4), Invalid State (5),
+        # Incompatible Parameters (6).
+        self._check_off(vm, code=MODIFY_INVALID_STATE)
         new = dict(vm.flags)
         for name in SECURITY_FLAGS:
             if name in props and props[name] is not None:
                 new[name] = _bool(props[name])
-        if new['TpmEnabled'] and vm.generation != 2:
-            raise wmi.MethodError(wmi.NOT_SUPPORTED, (
-                "Virtual machine '%s' is generation %d; a virtual TPM needs "
-                "generation 2.") % (vm.name, vm.generation))
+        changed = [n for n in SECURITY_FLAGS if new[n] != vm.flags[n]]
+        if vm.flags['ShieldingRequested'] and changed:
+            self._check_shielded_change(vm, changed)
+        if new['TpmEnabled'] and not vm.flags['TpmEnabled']:
+            self._check_tpm_supported(vm)
         # Windows: no vTPM enable without a key protector (vagrant#11978).
         if (new['TpmEnabled'] or new['ShieldingRequested']) and \
                 not vm.key_protector:
             raise wmi.MethodError(wmi.FAILED, NO_KP_MESSAGE % vm.name,
                                   as_job=True)
+        if new['ShieldingRequested']:
+            self._check_shielding(vm, new)
         vm.flags = new
         return {}
+
+    def _check_tpm_supported(self, vm):
+        if vm.generation != 2:
+            raise wmi.MethodError(MODIFY_NOT_SUPPORTED, (
+                "Virtual machine '%s' is generation %d; a virtual TPM needs "
+                "generation 2.") % (vm.name, vm.generation))
+        # Windows: "Virtual Trusted Platform Module (vTPM)" needs
+        # configuration version 7.0 (Upgrade-virtual-machine-version-in-
+        # Hyper-V-on-Windows-or-Windows-Server.md). The answer (Not
+        # Supported) is an inference.
+        if windows.version_tuple(vm.version) < windows.version_tuple(
+                windows.VTPM_MIN_VERSION):
+            raise wmi.MethodError(MODIFY_NOT_SUPPORTED, (
+                "Virtual machine '%s' has configuration version %s; a "
+                "virtual TPM needs %s or later (Update-VMVersion).") % (
+                    vm.name, vm.version, windows.VTPM_MIN_VERSION))
+
+    def _check_shielding(self, vm, new):
+        # Windows: shielding selects and enforces the TPM and encrypted
+        # state (SHIELDING_ENFORCES) and Secure Boot. Whether WMI selects
+        # them itself or refuses is not documented; the simulator refuses
+        # (Incompatible Parameters, an inference).
+        off = [n for n in SHIELDING_ENFORCES if not new[n]]
+        if off:
+            raise wmi.MethodError(MODIFY_INCOMPATIBLE, (
+                "Shielding virtual machine '%s' needs %s too.") % (
+                    vm.name, ' and '.join(off)))
+        if not vm.secure_boot or vm.template not in SHIELDED_TEMPLATES:
+            raise wmi.MethodError(MODIFY_INCOMPATIBLE, (
+                "Shielding virtual machine '%s' needs Secure Boot with the "
+                "%s template (it has %s).") % (
+                    vm.name, ' or '.join(SHIELDED_TEMPLATES),
+                    'the %s template' % vm.template if vm.secure_boot
+                    else 'Secure Boot off'))
+
+    def _check_shielded_change(self, vm, changed):
+        # Windows: "If you haven't set up the Host Guardian Service or are
+        # running it in local mode on the Hyper-V host and the host has the
+        # virtual machine owner's guardian key, you can change the settings
+        # described in this topic" (Generation-2-virtual-machine-security-
+        # settings-for-Hyper-V.md). The answer (a job failing with Access
+        # Denied) is an inference.
+        if self.host.mode == wmi_schema.MODE_LOCAL and \
+                self.host.holds_owner_key(vm.key_protector):
+            return
+        raise wmi.MethodError(wmi.ACCESS_DENIED, (
+            "The security settings of shielded virtual machine '%s' (%s) "
+            "can be changed only on a host in local mode that holds the "
+            "owner's guardian key.") % (vm.name, ', '.join(changed)),
+            as_job=True)
 
     def _restore_lkg(self, _instance, SecuritySettingData):
         vm, _ = self._vm_of(SecuritySettingData)
         self._check_off(vm)
         # Windows: the last known good key protector is the one that
-        # opened the TPM at the last boot (msvm-tpmsettingdata.md).
+        # "successfully encrypted TPM device state in the last VM boot"
+        # (msvm-tpmsettingdata.md): none before the first start.
         if not vm.lkg_key_protector:
             raise wmi.MethodError(wmi.INVALID_STATE, (
                 "Virtual machine '%s' has no last known good key "
@@ -232,14 +358,20 @@ class Virtualization(wmi.Namespace):
                    if v.vm_id == instance.Name), None)
         if vm is None:
             raise wmi.MethodError(wmi.NOT_AVAILABLE, 'VM is gone')
-        if RequestedState == VM_ENABLED:
-            self.host.start_vm(vm.name)
-        elif RequestedState == VM_DISABLED:
-            self.host.stop_vm(vm.name)
-        else:
-            raise wmi.MethodError(wmi.NOT_SUPPORTED,
-                                  'state %s' % RequestedState)
+        self.host.change_state(vm, RequestedState)
         return {}
+
+
+# ModifySecuritySettings's return values (its page).
+MODIFY_NOT_SUPPORTED = 1
+MODIFY_INVALID_STATE = 5
+MODIFY_INCOMPATIBLE = 6
+
+
+def _bool(value):
+    if isinstance(value, str):
+        return value.upper() == 'TRUE'
+    return bool(value)
 
 
 def _read_file(path):
@@ -273,6 +405,11 @@ class Msps(wmi.Namespace):
 
 
 class Hgs(wmi.Namespace):
+    # Windows: the HgsClientWmi pages document no return values; the
+    # provider reports a failure as an MI error (an inference), which PyMI
+    # raises as x_wmi.
+    mi_errors = True
+
     def __init__(self, host, name):
         super().__init__(host, name)
         self.register('MSFT_HgsClientConfiguration', 'Get', self._config)
@@ -395,18 +532,15 @@ class Hgs(wmi.Namespace):
 
     def _make(self, owner, guardians, kp_id=None, transport_key=None):
         # Windows: the owner signs; it needs its private signing key
-        # (msft-hgsguardian.md, HasPrivateSigningKey).
+        # (msft-hgsguardian.md, HasPrivateSigningKey; MS-KPS: an owner is
+        # "An entity that creates and signs a key protector").
         if not owner.has_private:
             raise wmi.MethodError(wmi.ACCESS_DENIED, (
                 'The owner guardian %s has no private signing key.')
                 % owner.guardian.name)
-        transport_key = transport_key or crypto.os.urandom(
-            crypto.TRANSPORT_KEY_BYTES)
         raw = crypto.build_key_protector(
             owner.guardian, [g.guardian for g in guardians],
             transport_key=transport_key, kp_id=kp_id)
-        parsed = crypto.parse_key_protector(raw)
-        _TRANSPORT_KEYS[parsed.kp_id] = transport_key
         return {'cmdletOutput': self._kp_instance(raw)}
 
     def _new_kp(self, _instance, AllowUntrustedRoot, AllowExpired, Owner,
@@ -427,9 +561,14 @@ class Hgs(wmi.Namespace):
                                   'The key protector is invalid: %s' % e)
 
     def _regrant(self, key_protector, change):
-        parsed = crypto.parse_key_protector(bytes(key_protector.RawData))
+        try:
+            parsed = crypto.parse_key_protector(bytes(key_protector.RawData))
+        except crypto.KeyProtectorError as e:
+            raise wmi.MethodError(wmi.INVALID_PARAMETER,
+                                  'The key protector is invalid: %s' % e)
         # Windows: Grant and Revoke need "the owner signing private key"
-        # (grant-msft-hgskeyprotector.md, revoke-msft-hgskeyprotector.md).
+        # (grant-msft-hgskeyprotector.md, revoke-msft-hgskeyprotector.md):
+        # the owner guardian, with its private keys, in this store.
         owner = next((s for s in self.host.store.values()
                       if s.guardian.signing_der == parsed.owner.signing_der
                       and s.has_private), None)
@@ -437,9 +576,16 @@ class Hgs(wmi.Namespace):
             raise wmi.MethodError(wmi.ACCESS_DENIED, (
                 'Granting or revoking access needs the private signing key '
                 'of the owner guardian %s.') % parsed.owner.name)
-        tk = _TRANSPORT_KEYS.get(parsed.kp_id)
-        if tk is None:
-            raise wmi.MethodError(wmi.NOT_SUPPORTED, 'unknown transport key')
+        # The key protector given is unwrapped with the owner's key (MS-KPS:
+        # the owner is one of the wrappings of the transport key), so the
+        # new one protects the same transport key, wherever it was made.
+        try:
+            tk = crypto.unwrap_key_protector(bytes(key_protector.RawData),
+                                             owner.guardian.encryption_key)
+        except crypto.UnwrapError as e:
+            raise wmi.MethodError(wmi.ACCESS_DENIED, (
+                'The owner guardian %s cannot unwrap the key protector: %s')
+                % (parsed.owner.name, e)) from e
         guardians = change(list(parsed.guardians))
         stored = [StoredGuardian(g, False) for g in guardians]
         # Windows: the owner stays the owner (New-HgsKeyProtector.md).

@@ -14,11 +14,14 @@ takes it is called, as on Windows.
 (namespaces and object paths, such as a job's) to the simulated hosts.
 
 Every method call is checked against ``vtpm_hyperv.wmi_schema`` the way
-PyMI binds it (see that module): keyword arguments by name, positional ones
-in PyMI's order; an undocumented method, an unknown parameter, a value of
-the wrong CIM type or a missing required input raises ``x_wmi`` and changes
-nothing. ``STATS`` counts the calls validated and the undocumented ones
-refused, for the conformance suite's report.
+PyMI binds and converts it (see that module): keyword arguments by name,
+positional ones in PyMI's order; values converted as PyMI converts them
+('2' to a uint16, 5 to a string, 'true' to a boolean). An undocumented
+method, an unknown parameter or a value PyMI cannot convert raises
+``x_wmi`` and changes nothing. A required input left unset reaches the
+provider, as with PyMI, which refuses it (an inference) and counts it as
+undocumented. ``STATS`` counts the calls validated and the undocumented
+ones, for the conformance suite's report.
 """
 
 from __future__ import annotations
@@ -103,6 +106,9 @@ class Instance:
             return typed(props[name], self._property_type(name))
         if name.startswith('_'):
             raise AttributeError(name)
+        cls = wmi_schema.wmi_class(self._ns.name, self._class)
+        if cls is not None and name in cls.properties:
+            return None  # a documented property that holds no value: NULL
         if self._ns.method(self._class, name) is None:
             raise AttributeError('%s has no property or method %s'
                                  % (self._class, name))
@@ -161,21 +167,54 @@ def typed(value, cim_type):
 
 
 _UINT_BITS = {'uint8': 8, 'uint16': 16, 'uint32': 32, 'uint64': 64}
-_BYTES = (bytes, bytearray, memoryview)
+# PyLong_AsUnsignedLong (32 bits on Windows) for uint8 to uint32, then a C
+# cast to the type; PyLong_AsUnsignedLongLong for uint64 (PyMI/Utils.cpp).
+_C_LONG_BITS = {'uint8': 32, 'uint16': 32, 'uint32': 32, 'uint64': 64}
+# PyMI's _unwrap_element: the strings a boolean input reads as true.
+_TRUE_WORDS = ('true', 'yes', '1')
 
 
-def _conforms(value, cim_type):
-    """Whether ``value`` converts to ``cim_type`` (one item of an array)."""
-    if cim_type in _UINT_BITS:
-        return (type(value) is int
-                and 0 <= value < 2 ** _UINT_BITS[cim_type])
+class _Unconvertible(Exception):
+    """PyMI cannot convert the value (MI::TypeConversionException, or a
+    Python error in ``_unwrap_element``)."""
+
+
+def _item(cim_type, value):
+    """One value as PyMI converts it for ``cim_type`` (not an array)."""
     if cim_type == 'boolean':
-        return type(value) is bool
-    if cim_type in ('string', 'datetime'):
-        return isinstance(value, str)
-    # An embedded instance of that class (or of a subclass the page names).
-    return isinstance(value, Instance) and value.class_name in (
-        cim_type, *_SUBCLASSES.get(cim_type, ()))
+        if isinstance(value, str):  # wmi._unwrap_element, before Py2MI
+            return value.lower() in _TRUE_WORDS
+        if type(value) is bool:
+            return value
+        if isinstance(value, int):  # Py2MI: PyLong_AsLong(v) != 0
+            return value != 0
+        raise _Unconvertible()
+    if type(value) is bool:
+        # Py2MI makes any bool an MI boolean, which an element of another
+        # type does not take.
+        raise _Unconvertible()
+    if cim_type in _UINT_BITS:
+        if isinstance(value, str):
+            try:  # PyLong_FromString(s, NULL, 10)
+                value = int(value, 10)
+            except ValueError:
+                raise _Unconvertible() from None
+        if not isinstance(value, int) or not (
+                0 <= value < 2 ** _C_LONG_BITS[cim_type]):
+            raise _Unconvertible()  # OverflowError, or no conversion
+        return value & (2 ** _UINT_BITS[cim_type] - 1)  # the C cast
+    if cim_type == 'string':
+        if isinstance(value, (list, tuple)):
+            raise _Unconvertible()
+        return value if isinstance(value, str) else str(value)
+    if cim_type == 'datetime':
+        # Py2MI converts no Python value to MI_DATETIME; only None (unset).
+        raise _Unconvertible()
+    # An embedded instance (_unwrap_element reads value._instance).
+    if isinstance(value, Instance) and value.class_name in (
+            cim_type, *_SUBCLASSES.get(cim_type, ())):
+        return value
+    raise _Unconvertible()
 
 
 # Msps_PDK derives from Msps_ProvisioningFile (msps-pdk).
@@ -183,35 +222,30 @@ _SUBCLASSES = {'Msps_ProvisioningFile': ('Msps_PDK',)}
 
 
 def check_value(method, param, value):
-    """Refuse a value PyMI would not convert to the documented type."""
+    """What PyMI hands the provider for ``value``; refuses what it cannot
+    convert. None stays None: PyMI leaves that input unset."""
     if value is None:
-        if param.required:
-            raise _refuse(x_wmi, '%s: the required input %s is missing'
-                          % (method.target, param.name))
         return None
-    if param.cim_type == 'uint8[]' and isinstance(value, _BYTES):
-        return bytes(value)
-    if param.is_array:
-        if isinstance(value, (str,) + _BYTES) or not isinstance(
-                value, (list, tuple)):
-            raise _refuse(WrongType, '%s: %s is a %s array, not a %s' % (
-                method.target, param.name, param.item_type,
-                type(value).__name__))
-        items = tuple(value)
-    else:
-        items = (value,)
-    for item in items:
-        if not _conforms(item, param.item_type):
-            raise _refuse(WrongType, '%s: %s is documented as %s, not %s' % (
-                method.target, param.name, param.cim_type,
-                type(item).__name__))
-    if param.cim_type == 'uint8[]':
-        return bytes(items)
-    return items if param.is_array else value
+    try:
+        if param.is_array:
+            if isinstance(value, Instance):
+                raise _Unconvertible()
+            items = tuple(_item(param.item_type, v) for v in value)
+            return bytes(items) if param.cim_type == 'uint8[]' else items
+        return _item(param.cim_type, value)
+    except (_Unconvertible, TypeError):
+        raise _refuse(WrongType, '%s: %s is documented as %s; PyMI cannot '
+                      'convert a %s to it' % (
+                          method.target, param.name, param.cim_type,
+                          type(value).__name__)) from None
 
 
 def bind(method, args, kwargs):
-    """The in-parameters by name, as PyMI binds ``args`` and ``kwargs``."""
+    """The in-parameters by name, as PyMI binds ``args`` and ``kwargs``.
+
+    An unset input is None, as PyMI passes it (it checks nothing); a
+    required one missing is counted as undocumented (``missing``).
+    """
     inputs = {p.name: p for p in method.inputs}
     order = method.positional_order
     if len(args) > len(order):
@@ -225,6 +259,12 @@ def bind(method, args, kwargs):
         given[name] = value
     return {name: check_value(method, param, given.get(name))
             for name, param in inputs.items()}
+
+
+def missing(method, inputs):
+    """The required inputs a bound call leaves unset."""
+    return [p.name for p in method.inputs
+            if p.required and inputs.get(p.name) is None]
 
 
 def to_cim_xml(class_name, props):
@@ -409,13 +449,25 @@ class Namespace:
     def _instances(self, class_name):
         return []
 
+    # How the provider reports a failure: Hyper-V's (Msvm_*) return a
+    # value their page lists; the HGS client's pages list none, so a failure
+    # there is an MI error, which PyMI raises as x_wmi (``MiErrors``).
+    mi_errors = False
+
     def invoke(self, class_name, method, instance, args, kwargs):
         handler, documented = self._methods[(class_name, method)]
         target = documented.target
         inputs = bind(documented, args, kwargs)
-        STATS['validated'] += 1
-        job = any(p.cim_type == 'REF CIM_ConcreteJob'
-                  for p in documented.outputs)
+        absent = missing(documented, inputs)
+        if absent:
+            # PyMI sends the call without them; Microsoft documents no such
+            # call, so it counts as undocumented, and the provider refuses
+            # it (an inference: no page says how).
+            _refuse(x_wmi, '%s: the required input %s is missing' % (
+                target, ', '.join(absent)))
+        else:
+            STATS['validated'] += 1
+        job = documented.job
         if self.host.latency:
             time.sleep(self.host.latency)  # a WMI round trip, lock not held
         with self.host.lock:
@@ -426,13 +478,20 @@ class Namespace:
             try:
                 if fault is not None and fault.mode != 'applied':
                     raise _fault_error(fault)
+                if absent:
+                    raise MethodError(invalid_parameter(documented), (
+                        'The required input %s is missing.')
+                        % ', '.join(absent))
                 result = handler(instance, **inputs) or {}
                 if fault is not None:  # applied, then reported failed
                     if fault.return_code is None and fault.job_error is None:
                         raise x_wmi('%s: %s' % (target, fault.description))
                     raise _fault_error(fault)
                 code, description, as_job = OK, None, False
+                code = result.pop('ReturnValue', OK)
             except MethodError as e:
+                if self.mi_errors:
+                    raise MiError(target, e.description) from None
                 result, code, description = {}, e.code, e.description
                 as_job = e.as_job and job
             if job and self.host.async_jobs and (code == OK or as_job):
@@ -444,6 +503,40 @@ class Namespace:
             types = {p.name: p.cim_type for p in documented.outputs}
             return tuple(typed(result.get(name), types.get(name))
                          for name in documented.result_order)
+
+
+def invalid_parameter(method):
+    """A provider's answer to an input it cannot use: the value the
+    method's page calls "Invalid parameter" (32773; ModifySecuritySettings
+    lists DMTF's 4)."""
+    for code, words in method.return_codes.items():
+        if words.lower() == 'invalid parameter':
+            return code
+    return INVALID_PARAMETER
+
+
+class ComError(Exception):
+    """PyMI's ``wmi.com_error``, which its ``x_wmi`` carries for an MI
+    error: ``hresult``, ``strerror``, ``excepinfo``, ``argerror``."""
+
+    def __init__(self, hresult, strerror):
+        super().__init__(strerror)
+        self.hresult = hresult
+        self.strerror = strerror
+        self.excepinfo = (0, None, strerror, None, None, hresult)
+        self.argerror = None
+
+
+# MI_RESULT_FAILED as an HRESULT (WBEM_E_FAILED), which a CIM provider's
+# generic failure carries (an inference: the HGS pages list no errors).
+WBEM_E_FAILED = -2147217407
+
+
+def MiError(target, description):  # noqa: N802 - an exception factory
+    """What PyMI raises for an MI error of ``target`` (``mi_to_wmi_exception``
+    in wmi/__init__.py: ``x_wmi(message, com_error(...))``)."""
+    message = '%s: %s' % (target, description)
+    return x_wmi(message, ComError(WBEM_E_FAILED, message))
 
 
 def _fault_error(fault):
@@ -471,22 +564,49 @@ class Connection:
 
 
 class MissingNamespace:
-    """A namespace the host lacks (a Windows feature not installed)."""
+    """What os-win holds for a namespace the host lacks (a Windows feature
+    not installed), where on Windows its connection would have failed.
 
-    def __init__(self, name):
+    On Windows os-win opens ``Root/Microsoft/Windows/Hgs`` when
+    ``HostUtils10._conn_hgs`` is first read and raises ``OSWinException``
+    ("Namespace ... is not supported on this Windows version.") when it
+    cannot (os-win 5.9.0, utils/hostutils10.py). os-win opens no WMI
+    connection off Windows, so the simulator hands it this object instead,
+    which raises the same exception as soon as it is used.
+    """
+
+    def __init__(self, name, host_name):
         self._name = name
+        self._host_name = host_name
+
+    def _fail(self):
+        return os_win_exc.OSWinException(
+            'Namespace //%s/%s is not supported on this Windows version.'
+            % (self._host_name, self._name))
 
     def __getattr__(self, name):
         if name.startswith('_'):
             raise AttributeError(name)
-        raise x_wmi('Invalid namespace %s' % self._name)
+        raise self._fail()
 
     def query(self, wql):
-        raise x_wmi('Invalid namespace %s' % self._name)
+        raise self._fail()
+
+
+# CIM_ConcreteJob.JobState values (msvm-concretejob.md) the simulator uses.
+JOB_STARTING = 3
 
 
 class Job:
-    """An asynchronous Msvm_ConcreteJob; it completes after ``polls`` reads."""
+    """An asynchronous Msvm_ConcreteJob; it completes after ``polls`` reads.
+
+    It is Starting (3) on its first read and Running (4) on the others
+    until it is done, then Completed (7), or Exception (10) with its
+    ErrorCode. Its OperationalStatus is OK (2) but for a failed job, Error
+    (6); GetErrorEx gives an Msvm_Error for the failure, in CIM-XML.
+    DetailedStatus is a uint16 that "A Null value indicates ... is not
+    implemented": the simulator gives None.
+    """
 
     def __init__(self, host, target, code, description, polls):
         self.instance_id = str(uuid.uuid4()).upper()
@@ -494,36 +614,50 @@ class Job:
         self.code = code
         self.description = description
         self.remaining = polls
+        self.reads = 0
+
+    @property
+    def failed(self):
+        return self.remaining <= 0 and self.code != OK
 
     def props(self):
         done = self.remaining <= 0
-        failed = self.code != OK
-        state = (JOB_RUNNING if not done
-                 else JOB_EXCEPTION if failed else JOB_COMPLETED)
+        failed = self.failed
+        state = (JOB_EXCEPTION if failed else JOB_COMPLETED if done
+                 else JOB_STARTING if self.reads == 0 else JOB_RUNNING)
         return {
             'InstanceID': self.instance_id,
             'Description': self.target,
             'ElementName': self.target,
             'JobState': state,
-            'JobStatus': 'Exception' if done and failed else 'OK',
+            'JobStatus': 'Exception' if failed else 'OK',
             'ErrorCode': self.code if done else 0,
-            'ErrorDescription': self.description if done and failed else None,
-            'ErrorSummaryDescription': (self.description if done and failed
-                                        else None),
+            'ErrorDescription': self.description if failed else None,
+            'ErrorSummaryDescription': self.description if failed else None,
             'PercentComplete': 100 if done else 50,
             'Cancellable': False,
             # os-win logs these (msvm-concretejob.md lists them).
             'ElapsedTime': '00000000000000.000000:000',
             'JobType': 0,
             'Owner': 'simulated',
-            'StatusDescriptions': [self.description or 'OK'],
-            'OperationalStatus': [2 if not (done and failed) else 6],
-            'DetailedStatus': self.description or 'OK',
+            'StatusDescriptions': [self.description if failed else 'OK'],
+            'OperationalStatus': [6 if failed else 2],
+            'DetailedStatus': None,
             'TimeSubmitted': '20260101000000.000000+000',
             'UntilTime': '99991231235959.999999+999',
             'TimeOfLastStateChange': '20260101000000.000000+000',
             'LocalOrUtcTime': 2,
         }
+
+    def errors(self):
+        """GetErrorEx's Errors: "If the operational status of the job is
+        not 2 (OK), ... one or more embedded instances of the Msvm_Error
+        class, in CIM-XML format ...; If the operational status of the job
+        is 2 (OK), then Null is returned" (geterrorex-msvm-concretejob.md).
+        """
+        if not self.failed:
+            return None
+        return [to_cim_xml('Msvm_Error', {'Message': self.description})]
 
 
 class WmiModule:

@@ -7,8 +7,10 @@ configuration. Three facts follow, and the table below is built on them:
 - whatever carries the configuration (resize, cold and live migration)
   carries the vTPM and the KeyProtector with it;
 - a destination can run the VM only if it can unwrap the KeyProtector: a
-  guarded, attested host of a fabric the KeyProtector names; a local key
-  protector (no keys) opens on its own host only;
+  guarded, attested host of a fabric the KeyProtector names (keys,
+  shielding, or no keys on a guarded host, whose KeyProtector names the
+  fabric); a local key protector (no keys, on a host in local mode) opens
+  on its own host only;
 - whatever recreates the VM from a disk or an image (evacuate, rebuild,
   unshelve after an offload) starts an empty vTPM: the secrets the guest
   sealed to the old one (BitLocker's keys, for example) are lost.
@@ -44,8 +46,9 @@ RESCUE = 'rescue'
 
 # What an instance has, for the table's columns.
 NONE = 'no vTPM'
-LOCAL = 'vTPM, local key protector (no keys)'
-KEYED = 'vTPM, HGS KeyProtector (keys or shielded)'
+LOCAL = 'vTPM, local key protector (no keys, host in local mode)'
+KEYED = ('vTPM, HGS KeyProtector (keys, shielded, or no keys on a guarded '
+         'host)')
 
 # Decisions, as the documentation prints them; check() gives each its
 # meaning.
@@ -60,9 +63,10 @@ NOT_OFFLOADED = ('refused, unless [DEFAULT] shelved_offload_time = -1 keeps '
 # Why a move of a local key protector is refused.
 _LOCAL_ONLY = ('its vTPM has a local key protector that only host %%(host)s '
                'can open (%s is absent); keep it there, or use an image '
-               'with %s' % (exception.named(constants.IMAGE_VTPM_KEYS,
-                                            constants.IMAGE),
-                            constants.IMAGE_VTPM_KEYS))
+               'with %s' % (
+                   exception.named(constants.IMAGE_VTPM_KEYS,
+                                   constants.IMAGE),
+                   constants.IMAGE_VTPM_KEYS))
 # Why a shelve that offloads is refused.
 _SHELVE_REFUSAL = ('the offload would destroy the vTPM state (unshelve starts '
                    'an empty vTPM); stop the server instead, or set [DEFAULT] '
@@ -160,7 +164,10 @@ class Subject:
     def kind(self) -> str:
         if self.request is None or not self.request.enabled:
             return NONE
-        if self.request.needs_key_protector:
+        # Without keys, the fabrics recorded at spawn tell which kind the
+        # host gave it: none for a local key protector, the host's fabric
+        # for one HGS opens (vtpm_core.sysmeta).
+        if self.request.needs_key_protector or self.fabrics:
             return KEYED
         return LOCAL
 

@@ -6,6 +6,7 @@ import warnings
 import pytest
 
 from vtpm_cli import check
+from vtpm_core import capabilities
 
 
 def test_prints_the_decision_and_why(capsys):
@@ -30,7 +31,20 @@ def test_keyed_shielded_request_names_what_the_host_needs(capsys):
     assert status == 0
     assert 'keys: %s' % key.lower() in out
     assert 'shielded: yes' in out
-    assert 'HGS guarded, attestation Passed' in out
+    assert 'host needs: vTPM support, a guarded host in HGS mode with a ' \
+        'fabric guardian, HGS attestation Passed, a fresh report\n' in out
+
+
+def test_a_vtpm_without_keys_names_the_hosts_that_serve_it(capsys):
+    """What compile_check asks, in its words: local mode, or a guarded,
+    attested host of a fabric (vtpm_core.capabilities.requirements)."""
+    assert check.main(['-i', 'os_vtpm=optional', '-i',
+                       'hw_machine_type=hyperv-gen2', '-e',
+                       'os:vtpm=required']) == 0
+    out = capsys.readouterr().out
+    assert 'host needs: %s\n' % capabilities.REQUIREMENTS_KEYLESS in out
+    assert 'either HGS local mode' in out and 'a guarded host in HGS mode' \
+        in out
 
 
 def test_error_exits_non_zero_with_the_message(capsys):

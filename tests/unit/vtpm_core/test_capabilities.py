@@ -239,7 +239,8 @@ HOST = 'COMPUTE_SECURITY_TPM_SECRET_SECURITY_HOST'
 
 # Hyper-V's vTPM is a TPM 2.0 with a CRB interface (constants.TPM_VERSION,
 # TPM_MODEL); 'user' where keys can be opened (guarded), 'host' where a
-# local key protector can (local mode); never TPM 1.2, TIS, 'deployment'.
+# vTPM without keys can (local mode, or guarded: a key protector of the
+# host's guardian for its fabric); never TPM 1.2, TIS, 'deployment'.
 @pytest.mark.parametrize('report,expected', [
     (None, set()),
     (caps(vtpm_supported=False), set()),
@@ -248,15 +249,15 @@ HOST = 'COMPUTE_SECURITY_TPM_SECRET_SECURITY_HOST'
     (caps(guarded=False), TPM),
     (caps(guarded=False, local_key_protector=True), TPM | {HOST}),
     (caps(attestation_status='Expired'),
-     TPM | {USER, 'CUSTOM_HGS_GUARDED', 'CUSTOM_HGS_FABRIC_FABRIC_A'}),
-    (caps(), TPM | {USER, 'CUSTOM_HGS_GUARDED',
+     TPM | {USER, HOST, 'CUSTOM_HGS_GUARDED', 'CUSTOM_HGS_FABRIC_FABRIC_A'}),
+    (caps(), TPM | {USER, HOST, 'CUSTOM_HGS_GUARDED',
                     'CUSTOM_HGS_ATTESTATION_PASSED',
                     'CUSTOM_HGS_FABRIC_FABRIC_A'}),
     (caps(local_key_protector=False),
-     TPM | {USER, 'CUSTOM_HGS_GUARDED', 'CUSTOM_HGS_ATTESTATION_PASSED',
+     TPM | {USER, HOST, 'CUSTOM_HGS_GUARDED', 'CUSTOM_HGS_ATTESTATION_PASSED',
             'CUSTOM_HGS_FABRIC_FABRIC_A'}),
     (caps(**ROTATING),
-     TPM | {USER, 'CUSTOM_HGS_GUARDED', 'CUSTOM_HGS_ATTESTATION_PASSED',
+     TPM | {USER, HOST, 'CUSTOM_HGS_GUARDED', 'CUSTOM_HGS_ATTESTATION_PASSED',
             'CUSTOM_HGS_FABRIC_FABRIC_A_2027',
             'CUSTOM_HGS_FABRIC_FABRIC_A'}),
 ], ids=['no report', 'unsupported', 'unsupported in local mode',
@@ -312,8 +313,21 @@ MATCHES = [
      True, ''),
     ('shielded: guarded and attested', req(keys=['k'], shielded=True),
      caps(), True, ''),
-    ('no keys: a host in HGS mode opens no local key protector', req(),
-     caps(local_key_protector=False), False, 'local key protector'),
+    # Without keys, a guarded host gives a key protector for its fabric
+    ('no keys: a guarded, attested host in HGS mode', req(),
+     caps(local_key_protector=False), True, ''),
+    ('no keys: a host in HGS mode that is not attested', req(),
+     caps(local_key_protector=False, attestation_status='TransientError'),
+     False, 'attestation status is TransientError'),
+    ('no keys: a host in HGS mode without a fabric guardian', req(),
+     caps(local_key_protector=False, fabric_id=None), False, 'no fabric'),
+    ('no keys: a host in HGS mode that is not guarded', req(),
+     caps(local_key_protector=False, guarded=False), False,
+     'not a guarded host'),
+    ('no keys: a host in HGS mode with a stale report', req(),
+     caps(local_key_protector=False,
+          measured_at=NOW - datetime.timedelta(seconds=AGE + 1)),
+     False, 'old'),
     ('no keys: a host in local mode', req(),
      caps(guarded=False, local_key_protector=True), True, ''),
     ('no keys: an older report without the field still passes', req(),

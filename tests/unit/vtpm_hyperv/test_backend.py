@@ -6,9 +6,11 @@ Microsoft does not document (``vtpm_hyperv.wmi_schema``).
 """
 
 import base64
+import copy
 import functools
 import logging
 import os
+import re
 
 import hypothesis
 from hypothesis import strategies as st
@@ -253,16 +255,55 @@ def test_no_keys_gives_a_local_key_protector(local_hv, local_host,
     assert local_hv.get_capabilities().local_key_protector is True
 
 
-def test_no_keys_on_a_host_in_hgs_mode_is_refused(hv, host):
-    """In HGS mode Hyper-V gets every key from HGS: a local key protector
-    would never open, so the host refuses before changing anything."""
+def test_no_keys_on_a_guarded_host_names_its_fabric(
+        hv, host, fabric, other_fabric, conformance):
+    """Microsoft's "encryption supported" VM: a key protector owned by the
+    host's own guardian for the fabric's guardian, which HGS opens on any
+    attested host of the fabric and nowhere else."""
+    result = hv.attach(INSTANCE, VM, vtpm_request())
+    assert result.fabrics == (fabric.fabric_id,)
+    state = host.vm_security(VM)
+    assert state['TpmEnabled'] and not state['ShieldingRequested']
+    parsed = fake.parse_key_protector(state['KeyProtector'])
+    local = host.store[fake.LOCAL_GUARDIAN].guardian
+    assert parsed.owner.signing_der == local.signing_der
+    assert [g.signing_der for g in parsed.guardians] == [
+        fabric.guardian.signing_der]
+    host.start_vm(VM)      # HGS opens it here ...
+    host.stop_vm(VM)
+    sibling = fake.FakeHyperVHost('hv-sibling', fabric=fabric)
+    stranger = fake.FakeHyperVHost('hv-stranger', fabric=other_fabric)
+    for other in (sibling, stranger):
+        other.vms[VM] = copy.deepcopy(host.vms[VM])  # an export, imported
+    sibling.start_vm(VM)   # ... and on any attested host of the fabric
+    with pytest.raises(fake.WmiMethodError, match='could not be unwrapped'):
+        stranger.start_vm(VM)
+    # again: the same vTPM, left alone
+    assert hv.attach(INSTANCE, VM, vtpm_request()).fabrics == (
+        fabric.fabric_id,)
+
+
+@pytest.mark.parametrize('change, reason', [
+    (lambda h: h.set_attestation('TransientError'),
+     'attestation status is TransientError, not Passed: the last '
+     'attestation attempt failed due to a networking'),
+    (lambda h: h.attest(substatus=5),
+     'InsecureHostConfiguration, not Passed: the host did not comply with '
+     'the attestation policies configured on HGS (AttestationSubstatus 5: '
+     'one or more secure boot configurations are insecure; code integrity '
+     'policy is insecure)'),
+    (lambda h: h.remove_guardian('contoso-hgs'), 'no fabric guardian'),
+], ids=['hgs-unreachable', 'insecure-host', 'no-fabric-guardian'])
+def test_no_keys_on_a_guarded_host_that_cannot_open_it_is_refused(
+        hv, host, change, reason):
+    """A guarded host that cannot open the key protector it would give
+    refuses before changing anything, saying why in Microsoft's words."""
+    change(host)
     before, store = host.vm_security(VM), host.guardian_names()
-    with pytest.raises(exception.HostNotSuitable,
-                       match='its HGS client is in HGS mode'):
+    with pytest.raises(exception.HostNotSuitable, match=re.escape(reason)):
         hv.attach(INSTANCE, VM, vtpm_request())
     assert host.vm_security(VM) == before
     assert host.guardian_names() == store
-    assert hv.get_capabilities().local_key_protector is False
 
 
 # --- refusals before anything changes ----------------------------------------
@@ -347,7 +388,8 @@ def test_key_source_errors_pass_through(hv, host, keys, guardians):
 def test_self_signed_guardians_need_allow_untrusted_root(
         make_backend, host, keys, guardians):
     hv = make_backend(host, allow_untrusted_root=False)
-    with pytest.raises(hv_exception.HyperVOperationFailed, match='32773'):
+    with pytest.raises(hv_exception.HyperVOperationFailed,
+                       match='use AllowUntrustedRoot'):
         hv.attach(INSTANCE, VM, vtpm_request(_keyed(keys, guardians)))
     assert _instance_guardians(host) == []
 
@@ -361,11 +403,8 @@ STEPS = [
     ('Msvm_VirtualSystemSettingData', {}, hv_exception.HyperVOperationFailed),
     ('MSFT_HgsClientConfiguration.Get', {'return_code': 32768},
      exception.HostNotSuitable),
-    ('MSFT_HgsClientConfiguration.Get', {'return_code': 32768, 'at': 2},
-     exception.HostNotSuitable),
     ('MSFT_HgsGuardian', {}, exception.HostNotSuitable),
     ('fetch', {}, exception.KeyManagerUnavailable),
-    ('Msvm_ComputerSystem', {}, hv_exception.HyperVOperationFailed),
     ('Msvm_SecuritySettingData', {}, hv_exception.HyperVOperationFailed),
     ('Msvm_SecurityService.GetKeyProtector', {'return_code': 32775},
      hv_exception.HyperVOperationFailed),

@@ -237,8 +237,9 @@ def test_stats_carry_the_report_and_traits_follow_it():
     vtpm.update_traits(tree, 'hv1')
     assert tree.data('hv1').traits == {
         'HW_CPU_X86_AVX', capabilities.TRAIT_TPM, capabilities.TRAIT_TPM_CRB,
-        capabilities.TRAIT_SECRET_USER, capabilities.TRAIT_GUARDED,
-        capabilities.TRAIT_ATTESTED, capabilities.fabric_trait('fabric-a')}
+        capabilities.TRAIT_SECRET_USER, capabilities.TRAIT_SECRET_HOST,
+        capabilities.TRAIT_GUARDED, capabilities.TRAIT_ATTESTED,
+        capabilities.fabric_trait('fabric-a')}
 
 
 def test_expired_attestation_drops_the_trait_on_the_next_period():
