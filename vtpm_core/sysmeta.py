@@ -13,6 +13,11 @@ and shows it to no API user. Ours, each written by the compute side:
 * ``vtpm_keyprotector`` (``constants.SYSMETA_HANDLED_KEYPROTECTOR``): the
   Barbican secret of the last re-authorization handled
   (``vtpm_hyperv.nova.reauthorize``), so that one secret is tried once.
+* ``vtpm_keys`` (``constants.SYSMETA_KEYS``): the Barbican secrets the
+  instance's KeyProtector was sealed from (``VTPMRequest.key_refs``, joined
+  by ``,`` in the request's order), written at spawn and at a
+  re-authorization; read by ``vtpm-check --audit``, so that an instance
+  whose secret is gone is reported even when its image is gone.
 
 Readers take any mapping (nova's ``Instance.system_metadata``, or a dict
 read from nova's database), writers a mutable one; neither saves the
@@ -61,3 +66,16 @@ def set_handled_keyprotector(system_metadata: MutableMapping[str, str],
                              ref: str) -> None:
     """Record that the re-authorization with secret ``ref`` was handled."""
     system_metadata[constants.SYSMETA_HANDLED_KEYPROTECTOR] = ref
+
+
+def keys(system_metadata: Mapping[str, str | None]) -> tuple[str, ...]:
+    """The secrets recorded for an instance, in order, each once."""
+    raw = system_metadata.get(constants.SYSMETA_KEYS) or ''
+    return tuple(dict.fromkeys(
+        r for r in (item.strip() for item in raw.split(_SEPARATOR)) if r))
+
+
+def set_keys(system_metadata: MutableMapping[str, str],
+             refs: Iterable[str]) -> None:
+    """Record the secrets the instance was sealed from (UUIDs, in order)."""
+    system_metadata[constants.SYSMETA_KEYS] = _SEPARATOR.join(refs)

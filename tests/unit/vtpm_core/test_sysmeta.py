@@ -52,3 +52,15 @@ def test_the_handled_reauthorization_reads_back():
                       '3f1b0c55-7d6a-4c8e-9b2a-5e4d3c2b1a09'}
     assert sysmeta.handled_keyprotector(record) == \
         '3f1b0c55-7d6a-4c8e-9b2a-5e4d3c2b1a09'
+
+
+def test_keys_round_trip_in_order_each_once():
+    sm = {}
+    a, b = ('1c9b6b8e-2b55-4c1e-9f1a-6a2f3d4e5f60',
+            '2d0c7c9f-3c66-4d2f-8a2b-7b3e4f5a6b71')
+    sysmeta.set_keys(sm, [b, a])
+    assert sm[constants.SYSMETA_KEYS] == '%s,%s' % (b, a)
+    assert sysmeta.keys(sm) == (b, a)
+    edited = ' %s , ,%s,%s' % (a, b, a)
+    assert sysmeta.keys({constants.SYSMETA_KEYS: edited}) == (a, b)
+    assert sysmeta.keys({}) == ()
