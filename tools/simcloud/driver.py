@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import copy
 
-from nova import service_auth
 from nova.virt import fake as nova_fake
 
 from vtpm_core import constants
@@ -254,5 +253,5 @@ class FakeHyperVDriver(vtpm_driver.VTPMDriverMixin, SimulatedHyperVDriver):
             auth_for=self._auth_for, host=self.vtpm_host)
 
     def _auth_for(self, context):
-        return service_auth.get_service_user_token_auth_plugin(
+        return compute.service_user_token_auth(
             context, user_auth=self.cloud.owner_auth(context))

@@ -131,6 +131,19 @@ def _certificate(subject_cn, key, usage, issuer=None, not_before=None,
     return builder.sign(issuer_key, hashes.SHA256())
 
 
+def validity(cert: x509.Certificate) -> tuple[datetime.datetime,
+                                             datetime.datetime]:
+    """A certificate's notBefore and notAfter, aware UTC times.
+
+    cryptography 42 added the ``*_utc`` properties; 38, 2023.1's, has only
+    the naive UTC ones, which 42 deprecates.
+    """
+    if hasattr(cert, 'not_valid_before_utc'):
+        return cert.not_valid_before_utc, cert.not_valid_after_utc
+    return (cert.not_valid_before.replace(tzinfo=datetime.timezone.utc),
+            cert.not_valid_after.replace(tzinfo=datetime.timezone.utc))
+
+
 _SIGNING_USAGE = x509.KeyUsage(
     digital_signature=True, content_commitment=False, key_encipherment=False,
     data_encipherment=False, key_agreement=False, key_cert_sign=False,

@@ -698,9 +698,8 @@ class FakeHyperVHost:
         # method pages).
         now = datetime.datetime.now(datetime.timezone.utc)
         for cert in certs:
-            if not allow_expired and not (
-                    cert.not_valid_before_utc <= now
-                    <= cert.not_valid_after_utc):
+            not_before, not_after = crypto.validity(cert)
+            if not allow_expired and not not_before <= now <= not_after:
                 raise wmi.MethodError(wmi.INVALID_PARAMETER, (
                     'The certificate %s is expired or not yet valid; use '
                     'AllowExpired.') % cert.subject.rfc4514_string())

@@ -71,6 +71,13 @@ _ABORT = (exception.InvalidVTPMRequest, exception.KeyNotFound,
           exception.InvalidKeySet, exception.OwnerKeysRefused,
           exception.UnsupportedVM)
 
+# What nova sends other services for a request's user: nova 33 named it
+# get_service_user_token_auth_plugin; nova 27 to 32 call the same function,
+# with the same arguments, get_auth_plugin.
+service_user_token_auth = getattr(
+    service_auth, 'get_service_user_token_auth_plugin',
+    None) or service_auth.get_auth_plugin
+
 # The host measured its report seconds ago; a destination checks itself.
 _FRESH = 24 * 3600
 
@@ -130,7 +137,8 @@ class VTPMCompute:
     :param backend: a ``VTPMBackend``; None loads ``backend_name``.
     :param auth_for: ``context -> keystoneauth1 plugin`` acting for the
         instance owner; by default what nova sends other services:
-        ``nova.service_auth.get_service_user_token_auth_plugin(context)``,
+        ``nova.service_auth.get_service_user_token_auth_plugin(context)``
+        (``get_auth_plugin`` before nova 33),
         the owner's token plus a service token when ``[service_user]
         send_service_user_token`` is set (a build then survives the owner's
         token expiring).
@@ -148,8 +156,7 @@ class VTPMCompute:
         self._attestation = notifications.AttestationWatch(self.host)
         self._backend = backend
         self._backend_name = backend_name
-        self._auth_for = (auth_for or
-                          service_auth.get_service_user_token_auth_plugin)
+        self._auth_for = auth_for or service_user_token_auth
         self._caps = None
 
     @property

@@ -66,6 +66,15 @@ from __future__ import annotations
 import nova.conf
 
 from vtpm_hyperv.nova import compute
+from vtpm_hyperv.nova import exception
+
+# nova's in-tree Hyper-V driver (nova 28 and older; nova 29 removed it)
+# ignores spawn's power_on=False: its VMOps.spawn always starts the VM, so
+# the guest would boot without its vTPM, and Hyper-V refuses the
+# KeyProtector of a running VM (SetKeyProtector returns 32775, invalid
+# state). Stopping the VM after its first boot began would cut a guest's
+# first start (Windows setup) short, so the mixin refuses that driver.
+_IN_TREE_HYPERV = 'nova.virt.hyperv.driver'
 
 
 class VTPMDriverMixin:
@@ -90,6 +99,17 @@ class VTPMDriverMixin:
     # --- the hooks ----------------------------------------------------------
 
     def init_host(self, host):
+        in_tree = next((c for c in type(self).__mro__
+                        if c.__module__ == _IN_TREE_HYPERV), None)
+        if in_tree is not None:
+            raise exception.UnsupportedComputeDriver(
+                driver='%s.%s' % (_IN_TREE_HYPERV, in_tree.__name__),
+                reason="nova's in-tree Hyper-V driver starts the VM in "
+                       "spawn even with power_on=False, and Hyper-V sets "
+                       "a KeyProtector on a VM that is off only "
+                       "(SetKeyProtector: 32775, invalid state); compose "
+                       "the mixin with compute-hyperv 16.0.0 instead "
+                       "(doc/source/install.rst, Support matrix)")
         super().init_host(host)
         self.vtpm_host = host
         self.vtpm = self.vtpm_compute()

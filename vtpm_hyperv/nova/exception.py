@@ -5,9 +5,12 @@ nova's compute manager acts on its own classes (a ``BuildAbortException``
 aborts a build without rescheduling; ``VTPMOperationRefused`` carries a
 409 to the instance fault), so these derive from them; the message is
 always our ``vtpm_core.exception.VTPMError``'s.
+``UnsupportedComputeDriver`` stops nova-compute itself, at ``init_host``.
 """
 
 from nova import exception as nova_exception
+
+from vtpm_core import exception
 
 
 class VTPMBuildAborted(nova_exception.BuildAbortException):
@@ -22,3 +25,9 @@ class VTPMOperationRefused(nova_exception.NovaException):
 
     msg_fmt = '%(reason)s'
     code = 409
+
+
+class UnsupportedComputeDriver(exception.VTPMError):
+    """The mixin is composed with a driver it cannot give a vTPM."""
+
+    msg_fmt = ('compute_driver %(driver)s cannot have a vTPM: %(reason)s')
