@@ -148,18 +148,71 @@ def test_the_test_extra_holds_every_runtime_extra():
     assert sorted(runtime - extras['test']) == []
 
 
+def _tox():
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ROOT / 'tox.ini')
+    return parser
+
+
 def test_the_python_classifiers_are_the_pythons_ci_runs():
     cfg = _setup_cfg()
     claimed = re.findall(r'Programming Language :: Python :: (3\.\d+)$',
                          cfg['metadata']['classifier'], re.M)
-    # run.py runs every test on python3 (the oldest supported), the tests
-    # that need no service on the others (tox -e py312,py313)
+    # run.py runs the tests that need no service on nova 27 with the oldest
+    # Python (tox -e nova27), every test on python3 (the oldest run.py
+    # accepts), those that need no service on the others (tox -e
+    # py312,py313)
     oldest = cfg['options']['python_requires'].removeprefix('>=')
     run_py = (ROOT / 'run.py').read_text()
+    nova27 = re.search(r"^OLDEST_NOVA = '([^']*)'", run_py, re.M)[1]
+    python3 = re.search(r'sys.version_info < \(3, (\d+)\)', run_py)[1]
     others = re.search(r"^OTHER_PYTHONS = '([^']*)'", run_py, re.M)[1]
 
-    assert claimed == [oldest] + ['3.' + env.removeprefix('py3')
-                                  for env in others.split(',')]
+    assert _tox()['testenv:' + nova27]['basepython'] == 'python' + oldest
+    assert claimed == [oldest, '3.' + python3] + [
+        '3.' + env.removeprefix('py3') for env in others.split(',')]
+
+
+def _nova27_pins():
+    pins = {}
+    for line in (ROOT / 'tools/nova27/constraints.txt').read_text(
+            ).splitlines():
+        if line.strip() and not line.startswith('#'):
+            req = requirements.Requirement(line)
+            (spec,) = req.specifier
+            assert spec.operator == '==='
+            pins.setdefault(utils.canonicalize_name(req.name), spec.version)
+    return pins
+
+
+def test_every_floor_is_the_version_the_nova27_job_installs():
+    """Each floor of setup.cfg is tested: tox -e nova27 installs exactly
+    it, from 2023.1's upper-constraints (tools/nova27/constraints.txt)."""
+    cfg = _setup_cfg()
+    pins = _nova27_pins()
+    lists = [cfg['options']['install_requires']] + list(
+        cfg['options.extras_require'].values())
+    floors = {}
+    for line in '\n'.join(lists).splitlines():
+        if line.strip() and not line.strip().startswith('#'):
+            req = requirements.Requirement(line)
+            for spec in req.specifier:
+                if spec.operator == '>=':
+                    floors[utils.canonicalize_name(req.name)] = spec.version
+
+    assert floors and {name: pins.get(name) for name in floors} == floors
+    assert '-c{toxinidir}/tools/nova27/constraints.txt' in \
+        _tox()['testenv:nova27']['install_command']
+
+
+def test_the_nova27_pins_are_2023_1_s_upper_constraints_and_nova_27():
+    pins = _nova27_pins()
+
+    assert pins['nova'].startswith('27.')
+    # libraries of the 2023.1 series, as its upper-constraints pin them
+    assert (pins['oslo-utils'], pins['cryptography'], pins['urllib3'],
+            pins['python-barbicanclient'], pins['openstacksdk']) == (
+        '6.1.0', '38.0.2', '1.26.12', '5.5.0', '1.0.2')
 
 
 def test_the_license_file_is_the_apache_2_text_setup_cfg_names():
