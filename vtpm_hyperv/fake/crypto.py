@@ -131,8 +131,7 @@ def _certificate(subject_cn, key, usage, issuer=None, not_before=None,
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def validity(cert: x509.Certificate) -> tuple[datetime.datetime,
-                                             datetime.datetime]:
+def validity(cert: x509.Certificate) -> tuple[datetime.datetime, ...]:
     """A certificate's notBefore and notAfter, aware UTC times.
 
     cryptography 42 added the ``*_utc`` properties; 38, 2023.1's, has only

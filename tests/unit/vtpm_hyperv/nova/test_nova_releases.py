@@ -1,5 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The mixin refuses nova's in-tree Hyper-V driver at ``init_host``.
+"""What differs between the nova releases the compute side runs on.
+
+The credentials the compute side sends Barbican by default are nova's own
+(``nova.service_auth``), whose name changed in nova 33.
+
+The mixin refuses nova's in-tree Hyper-V driver at ``init_host``.
 
 nova's own ``nova.virt.hyperv`` driver (nova 28 and older) starts the VM in
 ``spawn`` whatever ``power_on`` says, so the vTPM could never be attached to
@@ -11,10 +16,14 @@ it elsewhere.
 
 import importlib.util
 
+import nova.conf
+from nova import context as nova_context
+from nova.tests.fixtures import conf as nova_conf_fixture
 from nova.virt import driver as nova_driver
 import pytest
 
 from vtpm_core import exception
+from vtpm_hyperv.nova import compute
 from vtpm_hyperv.nova import driver
 from vtpm_hyperv.nova import exception as nova_vtpm_exc
 
@@ -77,3 +86,15 @@ def test_any_other_driver_starts():
     drv = Composed()
     drv.init_host('hv1')
     assert drv.started == ['hv1'] and drv.vtpm == 'the host vTPM side'
+
+
+def test_by_default_the_owner_s_token_is_what_nova_sends_other_services():
+    # [service_user] send_service_user_token is off by default: nova sends
+    # the user's own auth, on nova 27 (get_auth_plugin) as on nova 34
+    # (get_service_user_token_auth_plugin)
+    owner = object()
+    vtpm = compute.VTPMCompute(None, backend=object(), host='hv1')
+
+    with nova_conf_fixture.ConfFixture(nova.conf.CONF):
+        context = nova_context.RequestContext(user_auth_plugin=owner)
+        assert vtpm._auth_for(context) is owner
