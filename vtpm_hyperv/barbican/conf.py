@@ -50,6 +50,13 @@ OPTS = [
 
 def _adapter_opts():
     opts = ks_loading.get_adapter_conf_options(include_deprecated=False)
+    if not any(o.dest == 'retriable_status_codes' for o in opts):
+        # an older keystoneauth (2023.1's 5.1.3) has the adapter's argument
+        # but not its option: newer keystoneauth's, so the group reads alike
+        opts.append(cfg.ListOpt(
+            'retriable-status-codes', item_type=cfg.types.Integer(),
+            help='List of retriable HTTP status codes that should be '
+                 'retried. If not set default to `[503]`'))
     cfg.set_defaults(opts, service_type=SERVICE_TYPE,
                      valid_interfaces=['internal', 'public'],
                      connect_retries=2, status_code_retries=2,

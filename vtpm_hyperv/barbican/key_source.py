@@ -180,11 +180,14 @@ class BarbicanKeySource:
             group = self.conf[barbican_conf.GROUP]
             self._service_auth = ks_loading.load_auth_from_conf_options(
                 self.conf, barbican_conf.GROUP)
+            # keystoneauth's TLS options, where it has them (not 5.1, the
+            # 2023.1 release's)
+            tls = {name: group[name] for name in ('tls_ciphers',
+                                                  'tls_min_version')
+                   if name in group}
             self._session = ks_loading.load_session_from_conf_options(
                 self.conf, barbican_conf.GROUP, session=http_guard.session(
-                    pool_maxsize=max(10, group.max_concurrency),
-                    tls_ciphers=group.tls_ciphers,
-                    tls_min_version=group.tls_min_version))
+                    pool_maxsize=max(10, group.max_concurrency), **tls))
         return self._session
 
     def fetch(self, key_refs: Sequence[str],
