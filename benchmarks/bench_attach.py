@@ -42,6 +42,7 @@ import os
 import pathlib
 import statistics
 import sys
+import textwrap
 import time
 import typing
 import uuid
@@ -408,7 +409,9 @@ def run(rounds):
 def print_report(results, rsa_check, rounds):
     print('%d attaches per path (median), each on a new VM, by a backend '
           'that attached before; real Keystone + Barbican on loopback, '
-          'simulated Hyper-V host' % rounds)
+          'simulated Hyper-V host (its time includes what Windows does, '
+          'such as loading the owner\'s PFX files: the round trips are the '
+          'figure that carries over)' % rounds)
     print()
     print('%-28s %6s %6s %7s %8s  %9s %9s %9s %9s  %s' % (
         'path', 'round', 'floor', 'checks', 'allowed', 'total ms',
@@ -436,7 +439,9 @@ def print_report(results, rsa_check, rounds):
             'OK' if problem is None else 'FAILED: %s' % problem))
         for call, kind in rows:
             if kind != 'end state':
-                print('    %-44s %s' % (call.target, call.reason))
+                print(textwrap.fill(
+                    call.reason, 79, initial_indent='    %s: ' % call.target,
+                    subsequent_indent=' ' * 8))
         once = collections.Counter(r['first'])
         once.subtract(r['observed'])
         print('    the first attach of a backend: %d (%s, once)' % (
