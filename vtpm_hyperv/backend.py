@@ -850,8 +850,8 @@ class _Measurement(typing.NamedTuple):
 
 
 def _named(store, name):
-    """The guardian of ``store`` named ``name``, or None (a WMI key
-    filter: case-insensitive, as ``MSFT_HgsGuardian(Name=...)`` answers)."""
+    """The guardian of ``store`` named ``name``, or None; case-insensitive,
+    as the query by name it replaces (``MSFT_HgsGuardian(Name=...)``)."""
     return next((g for g in store if g.Name.lower() == name.lower()), None)
 
 
