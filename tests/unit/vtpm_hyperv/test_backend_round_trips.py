@@ -139,3 +139,17 @@ def test_owner_bundle_keys_are_loaded_and_checked_once(
                               bench_attach.request(path, refs))
     assert len(loads) == 2
     host.close()
+
+
+@pytest.mark.parametrize('change', ['one more', 'one fewer check'])
+def test_the_benchmark_fails_a_path_off_its_floor(change):
+    """bench_attach exits non-zero when a path makes a round trip that is
+    neither its end state's nor a named check's, or skips a check."""
+    path = PATHS['owner bundle, 1 guardian']
+    made = [c.target for c in path.end_state + path.checks]
+    assert bench_attach.verdict(path, made) is None
+    if change == 'one more':
+        made.append('Msvm_SecurityService')
+    else:
+        made.remove(bench_attach.CURRENT_KP.target)
+    assert bench_attach.verdict(path, made) is not None
