@@ -152,6 +152,7 @@ class HyperVBackend(backend.VTPMBackend):
                       or socket.gethostname())
         # the attestation status and substatus last logged
         self._attestation_seen = None
+        self._security_settings = None
 
     # -- collaborators, built when first needed -------------------------------
     @property
@@ -173,8 +174,14 @@ class HyperVBackend(backend.VTPMBackend):
 
     @property
     def _security(self):
-        return keyprotector.SecuritySettings(lambda: self._os_win.virt,
-                                             self._os_win.jobutils)
+        # One for the backend's life: it keeps the host's
+        # Msvm_SecurityService, a singleton of the host (os-win's VMUtils
+        # keeps its Msvm_VirtualSystemManagementService the same way), and
+        # the Secure Boot templates' names.
+        if self._security_settings is None:
+            self._security_settings = keyprotector.SecuritySettings(
+                lambda: self._os_win.virt, self._os_win.jobutils)
+        return self._security_settings
 
     # -- what this host offers ------------------------------------------------
     def get_capabilities(self) -> objects.HostCapabilities:
@@ -187,6 +194,15 @@ class HyperVBackend(backend.VTPMBackend):
         re-authorization asks ``vtpm_core.capabilities``' rule about it.
         ``key_protector=False`` (a vTPM without keys) reads whether the host
         is guarded, and its fabric, only when its HGS client is in HGS mode.
+
+        What it reads, each time: the HGS client configuration, once (its
+        mode, attestation and guarded state change at runtime:
+        Set-HgsClientConfiguration, attestation every few minutes), and the
+        guardian store, once (the fabric's guardian, the previous ones of a
+        renewal and, for an owner bundle, an interrupted call's leftovers:
+        operators import guardians at runtime). The Windows version, which
+        changes only with an upgrade and its reboot, is read once per
+        process: os-win's ``get_windows_version`` keeps it.
         """
         now = datetime.datetime.now(datetime.timezone.utc)
         version, refusal = None, None
@@ -200,7 +216,7 @@ class HyperVBackend(backend.VTPMBackend):
             LOG.warning('Cannot read the Windows version: %s', e)
             refusal = 'its Windows version cannot be read: %s' % e
         guarded, status, mode, local = False, 'Unknown', None, None
-        guardian, fabrics, substatus = None, None, None
+        guardian, fabrics, substatus, store = None, None, None, None
         try:
             config = hgs.client_configuration()
             status = wmi_schema.attestation_word(config.AttestationStatus)
@@ -211,9 +227,10 @@ class HyperVBackend(backend.VTPMBackend):
             if key_protector or not local:
                 # the same Get os-win's is_host_guarded makes
                 guarded = bool(config.IsHostGuarded)
-                guardian = self._fabric_guardian(hgs)
+                store = tuple(hgs.guardians())
+                guardian = self._fabric_guardian(store)
                 if guardian is not None:
-                    fabrics = list(self._fabric_identities(hgs, guardian))
+                    fabrics = list(self._fabric_identities(store, guardian))
         except exception.VTPMError as e:
             # Without the HGS client no KeyProtector can be made at all.
             LOG.warning('The Host Guardian Service client is not usable, '
@@ -226,7 +243,7 @@ class HyperVBackend(backend.VTPMBackend):
             measured_at=now, os_version=version, local_key_protector=local)
         self._note_attestation(caps, substatus)
         return _Measurement(caps, guardian, refusal,
-                            attestation_cause(caps, substatus))
+                            attestation_cause(caps, substatus), store)
 
     def _note_attestation(self, caps, substatus):
         """Log why a guarded host is not attested, once per change."""
@@ -268,24 +285,24 @@ class HyperVBackend(backend.VTPMBackend):
         with hv_exception.translated('get_windows_version', 'n/a'):
             return self._os_win.hostutils.get_windows_version()
 
-    def _fabric_guardian(self, hgs):
+    def _fabric_guardian(self, store):
         name = self._opts.fabric_guardian_name
         if name:
-            return hgs.guardian(name)
+            return _named(store, name)
         candidates = [
-            g for g in hgs.guardians()
+            g for g in store
             if not g.HasPrivateSigningKey
             and not g.Name.startswith(self._opts.guardian_name_prefix)
             and g.Name != self._opts.local_guardian_name]
         return candidates[0] if len(candidates) == 1 else None
 
-    def _fabric_identities(self, hgs, fabric_guardian) -> tuple[str, ...]:
+    def _fabric_identities(self, store, fabric_guardian) -> tuple[str, ...]:
         """The identities of this host's fabric: the fabric guardian's, then
         those of the previous guardians HGS still holds during a renewal
         (``previous_fabric_guardian_names``)."""
         result = [keyprotector.fabric_id(fabric_guardian.SigningCertificate)]
         for name in self._opts.previous_fabric_guardian_names:
-            previous = hgs.guardian(name)
+            previous = _named(store, name)
             if previous is None:
                 LOG.warning('[%s] previous_fabric_guardian_names names %s, '
                             'which is not in the guardian store: it is not '
@@ -427,8 +444,7 @@ class HyperVBackend(backend.VTPMBackend):
             kp, fabrics = artifact.key_protector, artifact.info.fabric_ids
         else:
             kp, fabrics = self._key_protector(instance_uuid, vm_name, hgs,
-                                              keys, fabric_guardian, files,
-                                              undo)
+                                              keys, measured, files, undo)
         if before_kp:
             undo.push('restore the key protector',
                       lambda: security.set_key_protector(vm_name, ssd,
@@ -518,10 +534,11 @@ class HyperVBackend(backend.VTPMBackend):
                 'contents unreadable'))
         return tuple(dict.fromkeys(info.fabric_ids))
 
-    def _key_protector(self, instance_uuid, vm_name, hgs, keys,
-                       fabric_guardian, files, undo):
+    def _key_protector(self, instance_uuid, vm_name, hgs, keys, measured,
+                       files, undo):
         """A new KeyProtector and the fabrics it names."""
         opts = self._opts
+        fabric_guardian = measured.guardian
         if keys is None:
             owner = self._local_guardian(vm_name, hgs, undo)
             # In HGS mode, for the fabric's guardian: "encryption supported"
@@ -537,7 +554,9 @@ class HyperVBackend(backend.VTPMBackend):
                     keyprotector.fabric_id(g.SigningCertificate)
                     for g in guardians)
         prefix = '%s%s' % (opts.guardian_name_prefix, instance_uuid)
-        self._sweep(hgs, vm_name, prefix)
+        # the store as the measurement read it: nothing else makes this
+        # instance's guardians (nova runs one operation per instance)
+        self._sweep(hgs, vm_name, prefix, measured.store)
         # Every name a call may have created, whether or not the call said
         # so: a call can take effect and then report a failure.
         names = []
@@ -585,25 +604,27 @@ class HyperVBackend(backend.VTPMBackend):
             return True  # unknown: not proven gone
 
     def _remove(self, hgs, vm_name, names):
-        """Remove guardians; each removal is verified in the store.
+        """Remove guardians: one call each when it succeeds.
 
-        The store, not Remove's return code, decides: a removal may take
-        effect and report a failure, or fail on a guardian a failed call
-        never created. Each is tried up to REMOVE_ATTEMPTS times.
+        Remove "removes a guardian from the guardian store"
+        (remove-msft-hgsguardian.md), so a success needs no look-up. After
+        a failure the store decides: a removal may take effect and report a
+        failure, or fail on a guardian a failed call never created. Each is
+        tried up to REMOVE_ATTEMPTS times.
         """
         left = []
         for name in names:
             for attempt in range(1, REMOVE_ATTEMPTS + 1):
-                if not self._in_store(hgs, name):
-                    break
                 try:
                     hgs.remove_guardian(vm_name, name)
+                    break
                 except hv_exception.HyperVOperationFailed as e:
+                    if not self._in_store(hgs, name):
+                        break
                     LOG.warning('Removing guardian %s failed (attempt %d of '
                                 '%d): %s', name, attempt, REMOVE_ATTEMPTS, e)
             else:
-                if self._in_store(hgs, name):
-                    left.append(name)
+                left.append(name)
         if left:
             raise hv_exception.HyperVOperationFailed(
                 operation='MSFT_HgsGuardian.Remove', vm=vm_name, code='n/a',
@@ -612,9 +633,10 @@ class HyperVBackend(backend.VTPMBackend):
                     'the next attach or detach of the instance removes '
                     'them' % ', '.join(left)))
 
-    def _sweep(self, hgs, vm_name, prefix):
-        """Remove guardians an earlier, interrupted call left behind."""
-        names = [g.Name for g in hgs.guardians()
+    def _sweep(self, hgs, vm_name, prefix, store=None):
+        """Remove guardians an earlier, interrupted call left behind, from
+        ``store`` (the guardian store as read; None: read it now)."""
+        names = [g.Name for g in (hgs.guardians() if store is None else store)
                  if g.Name.startswith(prefix)]
         self._remove(hgs, vm_name, names)
 
@@ -822,6 +844,15 @@ class _Measurement(typing.NamedTuple):
     refusal: str | None
     # why a guarded host cannot open HGS KeyProtectors now, or None
     cause: str | None = None
+    # the guardian store as read (MSFT_HgsGuardian instances), or None when
+    # it was not read (a vTPM without keys in local mode)
+    store: tuple | None = None
+
+
+def _named(store, name):
+    """The guardian of ``store`` named ``name``, or None; case-insensitive,
+    as the query by name it replaces (``MSFT_HgsGuardian(Name=...)``)."""
+    return next((g for g in store if g.Name.lower() == name.lower()), None)
 
 
 def attestation_cause(caps, substatus) -> str | None:

@@ -270,6 +270,7 @@ class SecuritySettings:
         self._connect = conn
         self._jobutils = jobutils
         self._service = None
+        self._templates = {}
 
     @property
     def _conn(self):
@@ -277,6 +278,11 @@ class SecuritySettings:
 
     @property
     def service(self):
+        """The host's Msvm_SecurityService ("the security service",
+        msvm-securityservice.md), read once for this object's life, as
+        os-win keeps its Msvm_VirtualSystemManagementService
+        (``BaseUtilsVirt._vs_man_svc``: with PyMI it "can safely cache
+        it")."""
         if self._service is None:
             conn = self._conn
             with exception.translated('Msvm_SecurityService enumeration',
@@ -324,15 +330,25 @@ class SecuritySettings:
     def template_name(self, template_id) -> str | None:
         """The name of the Secure Boot template ``template_id``: a template
         is a setting that is no VM's, named by its ElementName (os-win's
-        ``VMUtils10._set_secure_boot`` finds one by name)."""
+        ``VMUtils10._set_secure_boot`` finds one by name).
+
+        A name found is kept for this object's life: the id identifies the
+        template, and Hyper-V's templates come with Windows (no documented
+        call makes, renames or removes one), so a template's name changes
+        only with Windows itself. An id not found is asked again."""
         if not template_id:
             return None
+        if template_id in self._templates:
+            return self._templates[template_id]
         conn = self._conn
         with exception.translated('Secure Boot template query', 'n/a'):
             found = conn.Msvm_VirtualSystemSettingData(
                 SecureBootTemplateId=template_id)
-        return next((s.ElementName for s in found
+        name = next((s.ElementName for s in found
                      if s.VirtualSystemType != wmi_schema.REALIZED), None)
+        if name is not None:
+            self._templates[template_id] = name
+        return name
 
     def read(self, vm, vm_id):
         """The VM's security settings instance (a copy to edit and apply)."""

@@ -191,6 +191,12 @@ def _from_der(ref, view, parts):
 
 
 def _load_pkcs12(data):
+    # cryptography checks an RSA private key as it loads it (two primality
+    # tests and a modular exponentiation: about 100 ms for 2048 bits), and
+    # its PKCS#12 loader cannot skip that. It is this check that keeps a
+    # tenant's invalid key from making OpenSSL in nova-compute "hang, crash,
+    # or otherwise misbehave" (cryptography's load_der_private_key); each
+    # key is loaded, so checked, once per attach (benchmarks/bench_attach).
     for password in (None, b''):
         try:
             return pkcs12.load_pkcs12(data, password)

@@ -23,7 +23,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OURS = {'vtpm_core', 'vtpm_cli', 'vtpm_filters', 'vtpm_hyperv', 'tests',
-        'tools'}
+        'tools', 'benchmarks'}
 # package, or a module of it installed elsewhere -> the extra that installs
 # it (vtpm_core needs none): vtpm-check's reader of nova's databases runs
 # where nova-scheduler's extra is installed, vtpm-hyperv-check on a compute
