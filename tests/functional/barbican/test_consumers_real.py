@@ -13,9 +13,11 @@ policy, not ours.
 import uuid
 
 from barbicanclient import exceptions as barbican_exceptions
+from nova.tests.functional.api import client as nova_client
 import pytest
 
 from tests.functional import test_end_to_end as e2e
+from tests.functional import test_reauthorize
 from tests import realservices
 from vtpm_core import constants
 from vtpm_hyperv.barbican import exception as barbican_exception
@@ -159,3 +161,41 @@ class ConsumersThroughNovaTestCase(e2e.KeyedCloud):
             realservices.barbican('owner').secrets.remove_consumer(
                 ref, 'nova', 'instance', server['id'])
             self.assertEqual(204, tenant_delete(ref)[0])
+
+    def test_a_reauthorization_moves_the_instance_onto_the_new_secret(self):
+        """After an applied re-authorization the instance consumes the new
+        secret alone: the old one can be retired (204)."""
+        self.hosts(a1=('fabric-a', 'Passed'))
+        pc = test_reauthorize.TenantMachine(
+            e2e.guardian('tenant-owner'), e2e.fabric('fabric-a').guardian,
+            e2e.fabric('fabric-b').guardian)
+        self.addCleanup(pc.host.close)
+        old = realservices.store_secret(pc.new('fabric-a'))
+        self.addCleanup(self._forget, old)
+        server = self.boot(self.create_flavor(), self.keyed_image(
+            old, shielded=True))
+        self.assertEqual(as_nova(server['id']), consumers_of(old))
+
+        # the owner's steps (doc/source/user/reauthorize.rst), as a member
+        owner_api = nova_client.TestOpenStackClient(
+            'owner', self.api.base_url, project_id=self.owner['project_id'],
+            roles=['reader', 'member'])
+        owner_api.microversion = self.api.microversion
+        new = realservices.store_secret(pc.grant(
+            self.vm(server)[1]['KeyProtector'], 'fabric-b'))
+        self.addCleanup(self._forget, new)
+        owner_api.post_server_action(server['id'], {'os-stop': None})
+        server = self._wait_for_state_change(server, 'SHUTOFF')
+        owner_api.post_server_metadata(
+            server['id'], {constants.METADATA_KEYPROTECTOR: new})
+        owner_api.post_server_action(server['id'], {'os-start': None})
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual('applied %s' % new, server['metadata'][
+            constants.METADATA_KEYPROTECTOR_STATUS])
+
+        self.assertEqual(new, self.instance(server).system_metadata[
+            constants.SYSMETA_KEYS])
+        self.assertEqual(as_nova(server['id']), consumers_of(new))
+        self.assertEqual(400, tenant_delete(new)[0])
+        self.assertEqual([], consumers_of(old))
+        self.assertEqual(204, tenant_delete(old)[0])
