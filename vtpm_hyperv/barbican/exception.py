@@ -42,7 +42,7 @@ class TooLarge(Refused):
     msg_fmt = 'the answer is larger than %(limit)d bytes (%(seen)s)'
 
 
-# --- secret consumers ---------------------------------------------------------
+# --- secret consumers --------------------------------------------------------
 
 # how every consumer error names the consumer
 _CONSUMER = ('instance %(instance)s as a consumer (service nova, resource '

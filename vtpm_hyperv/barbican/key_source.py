@@ -329,8 +329,9 @@ class BarbicanKeySource:
                 raise error from e
             done.append((ref, secret_id))
         LOG.debug('Instance %(uuid)s registered as a consumer of Barbican '
-                  'secrets %(refs)s', {'uuid': instance_uuid, 'refs': ', '.join(
-                      ref for ref, _ in refs)})
+                  'secrets %(refs)s', {
+                      'uuid': instance_uuid,
+                      'refs': ', '.join(ref for ref, _ in refs)})
 
     def _remove_all(self, client, call, refs, instance_uuid, owner):
         self._check_consumers(client, call, refs, instance_uuid)

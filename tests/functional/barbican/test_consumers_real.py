@@ -51,8 +51,8 @@ def as_nova(instance_uuid):
 
 # --- the key source --------------------------------------------------------
 
-def test_a_secret_in_use_is_not_deleted_until_the_consumer_goes(conf,
-                                                                 store):
+def test_a_secret_in_use_is_not_deleted_until_the_consumer_goes(
+        conf, store):
     refs = [store(), store()]
     instance = str(uuid.uuid4())
     source = key_source.BarbicanKeySource(conf)

@@ -9,13 +9,13 @@ policy) are in tests/functional/barbican/test_consumers_real.py.
 
 import logging
 import types
-import uuid
 
 from nova.compute import task_states
 from nova.compute import vm_states
 import pytest
 
 from tests.fixtures import barbican_stub as stub_server
+from tests.unit.vtpm_hyperv.barbican import test_key_source as reads
 from tests.unit.vtpm_hyperv.nova import test_compute as support
 from vtpm_core import constants
 from vtpm_core import exception
@@ -23,12 +23,8 @@ from vtpm_core import sysmeta
 from vtpm_hyperv.barbican import conf as barbican_conf
 from vtpm_hyperv.barbican import consumers
 from vtpm_hyperv.barbican import exception as barbican_exception
-from vtpm_hyperv.barbican import key_source
 from vtpm_hyperv.nova import compute
 from vtpm_hyperv.nova import exception as nova_vtpm_exc
-from tests.unit.vtpm_hyperv.barbican.test_key_source import TOKEN
-from tests.unit.vtpm_hyperv.barbican.test_key_source import _auth
-from tests.unit.vtpm_hyperv.barbican.test_key_source import _refs
 
 INSTANCE = '0b7a1c2e-5d4f-4e8a-9c3b-2f1e0d9c8b7a'
 NOVA = {'service': 'nova', 'resource_type': 'instance',
@@ -41,38 +37,38 @@ def fresh_warnings(monkeypatch):
     monkeypatch.setattr(consumers, '_warned', set())
 
 
-# --- the key source's requests ------------------------------------------------
+# --- the key source's requests -----------------------------------------------
 
 def test_register_posts_the_instance_to_each_secret_at_microversion_1_2(
         source, stub):
-    refs = _refs(3)
+    refs = reads._refs(3)
 
-    source.register_consumer(refs, INSTANCE, auth=_auth())
+    source.register_consumer(refs, INSTANCE, auth=reads._auth())
 
     assert {r: stub.consumers[r] for r in refs} == {r: [NOVA] for r in refs}
     posts = [(m, r) for m, r, _ in stub.consumer_calls]
     assert posts == [('POST', r) for r in refs]
     sent = [h for path, h in stub.hits if path.endswith('/consumers/')
             or path.endswith('/consumers')]
-    assert {h['X-Auth-Token'] for h in sent} == {TOKEN}
+    assert {h['X-Auth-Token'] for h in sent} == {reads.TOKEN}
     assert {h['OpenStack-API-Version'] for h in sent} == {
         'key-manager 1.2'}
 
 
 def test_register_twice_keeps_one_registration(source, stub):
-    ref, = _refs(1)
-    source.register_consumer([ref], INSTANCE, auth=_auth())
-    source.register_consumer([ref], INSTANCE, auth=_auth())
+    ref, = reads._refs(1)
+    source.register_consumer([ref], INSTANCE, auth=reads._auth())
+    source.register_consumer([ref], INSTANCE, auth=reads._auth())
     assert stub.consumers[ref] == [NOVA]
 
 
 def test_a_refusal_names_the_secret_and_undoes_what_was_registered(
         source, stub):
-    refs = _refs(3)
+    refs = reads._refs(3)
     stub.consumer_script[refs[1]] = [403]
 
     with pytest.raises(barbican_exception.ConsumerRefused) as e:
-        source.register_consumer(refs, INSTANCE, auth=_auth())
+        source.register_consumer(refs, INSTANCE, auth=reads._auth())
 
     # a refusal: the compute side aborts the build for it
     assert isinstance(e.value, exception.KeyAccessDenied)
@@ -86,11 +82,11 @@ def test_a_refusal_names_the_secret_and_undoes_what_was_registered(
 def test_a_barbican_that_stays_down_is_unavailable_after_retries(
         conf, source, stub):
     conf.set_override('status_code_retries', 1, barbican_conf.GROUP)
-    refs = _refs(2)
+    refs = reads._refs(2)
     stub.consumer_script[refs[1]] = [503]
 
     with pytest.raises(barbican_exception.ConsumerFailed) as e:
-        source.register_consumer(refs, INSTANCE, auth=_auth())
+        source.register_consumer(refs, INSTANCE, auth=reads._auth())
 
     # another host may find Barbican: nova may reschedule
     assert isinstance(e.value, exception.KeyManagerUnavailable)
@@ -102,19 +98,19 @@ def test_a_barbican_that_stays_down_is_unavailable_after_retries(
 
 def test_a_secret_deleted_before_its_registration_is_not_found(
         source, stub):
-    ref, = _refs(1)
+    ref, = reads._refs(1)
     stub.consumer_script[ref] = [404]
     with pytest.raises(exception.KeyNotFound) as e:
-        source.register_consumer([ref], INSTANCE, auth=_auth())
+        source.register_consumer([ref], INSTANCE, auth=reads._auth())
     assert ref in str(e.value)
 
 
 def test_an_older_barbican_is_told_apart_before_any_request(source, stub):
     stub.versions = stub_server.OLD_VERSIONS
-    ref, = _refs(1)
+    ref, = reads._refs(1)
 
     with pytest.raises(barbican_exception.ConsumersUnsupported) as e:
-        source.register_consumer([ref], INSTANCE, auth=_auth())
+        source.register_consumer([ref], INSTANCE, auth=reads._auth())
 
     assert 'microversion 1.0' in str(e.value)
     assert 'needs microversion 1.2' in str(e.value)
@@ -122,10 +118,10 @@ def test_an_older_barbican_is_told_apart_before_any_request(source, stub):
 
 
 def test_remove_counts_a_registration_already_gone_as_removed(source, stub):
-    refs = _refs(2)
-    source.register_consumer(refs[:1], INSTANCE, auth=_auth())
+    refs = reads._refs(2)
+    source.register_consumer(refs[:1], INSTANCE, auth=reads._auth())
 
-    source.remove_consumer(refs, INSTANCE, auth=_auth())
+    source.remove_consumer(refs, INSTANCE, auth=reads._auth())
 
     assert stub.consumers[refs[0]] == []
     assert [(m, r) for m, r, _ in stub.consumer_calls][1:] == [
@@ -133,12 +129,12 @@ def test_remove_counts_a_registration_already_gone_as_removed(source, stub):
 
 
 def test_remove_goes_past_a_refusal_and_raises_it_after(source, stub):
-    refs = _refs(2)
-    source.register_consumer(refs, INSTANCE, auth=_auth())
+    refs = reads._refs(2)
+    source.register_consumer(refs, INSTANCE, auth=reads._auth())
     stub.consumer_script[refs[0]] = [403]
 
     with pytest.raises(barbican_exception.ConsumerRefused) as e:
-        source.remove_consumer(refs, INSTANCE, auth=_auth())
+        source.remove_consumer(refs, INSTANCE, auth=reads._auth())
 
     assert 'remove' in str(e.value) and refs[0] in str(e.value)
     assert stub.consumers == {refs[0]: [NOVA], refs[1]: []}
@@ -146,23 +142,23 @@ def test_remove_goes_past_a_refusal_and_raises_it_after(source, stub):
 
 def test_no_credentials_no_request(source, stub):
     with pytest.raises(exception.KeySourceNotConfigured):
-        source.register_consumer(_refs(1), INSTANCE)
+        source.register_consumer(reads._refs(1), INSTANCE)
     assert stub.hits == []
 
 
 def test_the_token_never_reaches_a_log(source, stub, caplog):
     caplog.set_level(logging.DEBUG)
-    refs = _refs(2)
+    refs = reads._refs(2)
     stub.consumer_script[refs[1]] = [403]
     with pytest.raises(barbican_exception.ConsumerRefused):
-        source.register_consumer(refs, INSTANCE, auth=_auth())
+        source.register_consumer(refs, INSTANCE, auth=reads._auth())
     del stub.consumer_script[refs[1]]
-    source.remove_consumer(refs, INSTANCE, auth=_auth())
+    source.remove_consumer(refs, INSTANCE, auth=reads._auth())
     assert caplog.records
-    assert TOKEN not in caplog.text
+    assert reads.TOKEN not in caplog.text
 
 
-# --- the policy ---------------------------------------------------------------
+# --- the policy --------------------------------------------------------------
 
 class Recorder:
     """A key source collaborator: the consumer calls, failures on request."""
@@ -203,7 +199,7 @@ REFUSED = barbican_exception.ConsumerRefused(
 
 
 def test_registered_records_the_secrets_and_registers_them():
-    source, inst, refs = Recorder(), _instance(), _refs(2)
+    source, inst, refs = Recorder(), _instance(), reads._refs(2)
     consumers.registered(source, inst, refs, support.OWNER)
     assert sysmeta.keys(inst.system_metadata) == tuple(refs)
     assert source.calls == [('register', tuple(refs), INSTANCE,
@@ -215,7 +211,7 @@ def test_an_older_barbican_is_a_warning_once_and_the_build_goes_on(caplog):
     source = Recorder({'register': UNSUPPORTED})
     for _ in range(3):
         inst = _instance()
-        consumers.registered(source, inst, _refs(1), support.OWNER)
+        consumers.registered(source, inst, reads._refs(1), support.OWNER)
         assert sysmeta.keys(inst.system_metadata)
     levels = [r.levelno for r in caplog.records if 'microversion' in
               r.getMessage()]
@@ -225,18 +221,18 @@ def test_an_older_barbican_is_a_warning_once_and_the_build_goes_on(caplog):
 def test_a_failed_registration_fails_the_call():
     with pytest.raises(barbican_exception.ConsumerRefused):
         consumers.registered(Recorder({'register': REFUSED}), _instance(),
-                             _refs(1), support.OWNER)
+                             reads._refs(1), support.OWNER)
 
 
 def test_without_owner_credentials_nothing_is_registered(caplog):
     source = Recorder()
-    consumers.registered(source, _instance(), _refs(1), None)
+    consumers.registered(source, _instance(), reads._refs(1), None)
     assert source.calls == []
     assert 'No instance owner credentials' in caplog.text
 
 
 def test_reauthorized_moves_the_instance_onto_the_new_secret():
-    old, new = _refs(2), _refs(1)[0]
+    old, new = reads._refs(2), reads._refs(1)[0]
     source, inst = Recorder(), _instance(old)
     consumers.reauthorized(source, inst, new, support.OWNER)
     assert sysmeta.keys(inst.system_metadata) == (new,)
@@ -246,7 +242,7 @@ def test_reauthorized_moves_the_instance_onto_the_new_secret():
 
 
 def test_a_failed_reauthorized_registration_keeps_the_old_ones(caplog):
-    old, new = _refs(2), _refs(1)[0]
+    old, new = reads._refs(2), reads._refs(1)[0]
     source, inst = Recorder({'register': REFUSED}), _instance(old)
     consumers.reauthorized(source, inst, new, support.OWNER)
     assert [c[0] for c in source.calls] == ['register']
@@ -255,7 +251,7 @@ def test_a_failed_reauthorized_registration_keeps_the_old_ones(caplog):
 
 
 def test_removed_leaves_what_barbican_refuses_and_says_how(caplog):
-    refs = _refs(2)
+    refs = reads._refs(2)
     source = Recorder({'remove': REFUSED})
     consumers.removed(source, _instance(refs), support.OWNER)
     assert source.calls == [('remove', tuple(refs), INSTANCE, support.OWNER)]
@@ -309,7 +305,7 @@ def test_a_failed_registration_fails_the_build(error, raised):
         'revert-resize', 'rebuild'])
 def test_destroy_removes_the_consumer_only_when_the_instance_ends(
         states, removed):
-    source, refs = Recorder(), _refs(1)
+    source, refs = Recorder(), reads._refs(1)
     inst = _instance(refs, **states)
     _compute(source).destroy(inst, 'vm', support.CONTEXT)
     assert source.calls == ([('remove', tuple(refs), INSTANCE,
