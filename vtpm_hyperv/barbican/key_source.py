@@ -49,6 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import concurrent.futures
+import contextlib
 import functools
 import logging
 
@@ -221,6 +222,26 @@ class BarbicanKeySource:
         refs = list(key_refs)
         if not refs:
             return []
+        group = self.conf[barbican_conf.GROUP]
+        with self._open(refs, auth, min(len(refs), group.max_concurrency)
+                        ) as (ids, owner, call, pool, client):
+            LOG.debug('Reading %(count)d Barbican secrets from %(endpoint)s '
+                      'with %(who)s credentials', {
+                          'count': len(refs), 'endpoint': call.barbican,
+                          'who': "the instance owner's" if owner
+                          else 'service'})
+            return self._run(call, pool, owner, [
+                (ref, functools.partial(self._read, client, ref, secret_id))
+                for ref, secret_id in zip(refs, ids)])
+
+    @contextlib.contextmanager
+    def _open(self, refs, auth, threads):
+        """One call on ``refs``: ``(secret ids, owner?, call, pool,
+        client)``, the pool shut down afterwards.
+
+        The token, the endpoint and the client come first, once, before
+        the threads need them.
+        """
         ids = [self._secret_id(ref) for ref in refs]
         session = self._get_session()
         owner = auth is not None
@@ -233,21 +254,11 @@ class BarbicanKeySource:
         call = http_guard.Call(auth, group.fetch_timeout,
                                group.max_payload_bytes)
         pool = concurrent.futures.ThreadPoolExecutor(
-            min(len(refs), group.max_concurrency),
-            thread_name_prefix='vtpm-barbican')
+            threads, thread_name_prefix='vtpm-barbican')
         try:
-            # the token, the endpoint and the client first, once, before
-            # the threads need them
             client, = self._run(call, pool, owner, [(', '.join(refs), (
                 functools.partial(self._client, session, call, refs)))])
-            LOG.debug('Reading %(count)d Barbican secrets from %(endpoint)s '
-                      'with %(who)s credentials', {
-                          'count': len(refs), 'endpoint': call.barbican,
-                          'who': "the instance owner's" if owner
-                          else 'service'})
-            return self._run(call, pool, owner, [
-                (ref, functools.partial(self._read, client, ref, secret_id))
-                for ref, secret_id in zip(refs, ids)])
+            yield ids, owner, call, pool, client
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -280,30 +291,12 @@ class BarbicanKeySource:
         refs = list(key_refs)
         if not refs:
             return
-        ids = [self._secret_id(ref) for ref in refs]
-        session = self._get_session()
-        owner = auth is not None
-        if not owner:
-            auth = self._service_auth
-            if auth is None:
-                raise exception.KeySourceNotConfigured(
-                    ref=', '.join(refs), group=barbican_conf.GROUP)
-        group = self.conf[barbican_conf.GROUP]
-        call = http_guard.Call(auth, group.fetch_timeout,
-                               group.max_payload_bytes)
         # one thread: the requests go one after another (at most six,
         # milliseconds each), so a failure knows what to undo
-        pool = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix='vtpm-barbican')
-        names = ', '.join(refs)
-        try:
-            client, = self._run(call, pool, owner, [(names, (
-                functools.partial(self._client, session, call, refs)))])
-            self._run(call, pool, owner, [(names, functools.partial(
+        with self._open(refs, auth, 1) as (ids, owner, call, pool, client):
+            self._run(call, pool, owner, [(', '.join(refs), functools.partial(
                 task, client, call, list(zip(refs, ids)), instance_uuid,
                 owner))])
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
 
     @staticmethod
     def _check_consumers(client, call, refs, instance_uuid):
