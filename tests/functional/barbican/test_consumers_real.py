@@ -24,6 +24,8 @@ from vtpm_hyperv.barbican import exception as barbican_exception
 from vtpm_hyperv.barbican import key_source
 from vtpm_hyperv import fake
 
+pytestmark = e2e.pytestmark  # the real services, for the nova tests too
+
 # the microversion from which Barbican refuses to delete a secret in use
 MICROVERSION = {'OpenStack-API-Version': 'key-manager 1.2'}
 HAS_CONSUMERS = 'Secret cannot be deleted as it has consumers'
