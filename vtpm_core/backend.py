@@ -41,6 +41,13 @@ class VTPMBackend(abc.ABC):
     side treats any such error as one another host may not have.
     """
 
+    #: Where the compute side registers an instance as a consumer of the
+    #: secrets it was sealed from (``vtpm_hyperv.barbican.consumers``): an
+    #: object with ``register_consumer(key_refs, instance_uuid, auth)`` and
+    #: ``remove_consumer(...)``, as ``BarbicanKeySource``; None for a
+    #: backend whose key manager has none.
+    key_source = None
+
     def __init__(self, conf):
         self.conf = conf
 

@@ -8,7 +8,8 @@ per host and adds a call to each hook it already has::
     spawn (VM created, still off)    if self._vtpm.requested(instance):
                                          self._vtpm.spawn(context, instance,
                                                           name)
-    destroy                          self._vtpm.destroy(instance, name)
+    destroy                          self._vtpm.destroy(instance, name,
+                                                        context)
     get_available_resource           res['stats'].update(self._vtpm.stats())
     update_provider_tree             self._vtpm.update_traits(tree, nodename)
     migrate_disk_and_power_off       self._vtpm.before_move(instance, flavor,
@@ -44,6 +45,7 @@ from __future__ import annotations
 import socket
 
 from nova.compute import task_states
+from nova.compute import vm_states
 from nova import exception as nova_exception
 from nova import service_auth
 from oslo_log import log
@@ -53,6 +55,7 @@ from vtpm_core import capabilities
 from vtpm_core import exception
 from vtpm_core import policy
 from vtpm_core import sysmeta
+from vtpm_hyperv.barbican import consumers
 from vtpm_hyperv.nova import exception as nova_vtpm_exc
 from vtpm_hyperv.nova import lifecycle
 from vtpm_hyperv.nova import notifications
@@ -70,6 +73,9 @@ _ABORT = (exception.InvalidVTPMRequest, exception.KeyNotFound,
           exception.InvalidKeyMaterial,
           exception.InvalidKeySet, exception.OwnerKeysRefused,
           exception.UnsupportedVM)
+
+# nova's vm_states in which destroy() ends the instance (_going_away)
+_GOING_AWAY = (vm_states.BUILDING, vm_states.SOFT_DELETED, vm_states.DELETED)
 
 # The host measured its report seconds ago; a destination checks itself.
 _FRESH = 24 * 3600
@@ -105,6 +111,17 @@ def subject(instance) -> lifecycle.Subject:
                              fabrics=sysmeta.fabrics(
                                  instance.system_metadata),
                              host=instance.host)
+
+
+def _going_away(instance) -> bool:
+    """Whether nova destroys the VM because the instance ends: a delete
+    (also of a soft-deleted or already deleted one), or a build that
+    failed on this host (a rescheduled build registers again). Not a
+    rebuild, an evacuation's or a resize's cleanup: the instance lives on.
+    """
+    return bool(instance.deleted
+                or instance.task_state == task_states.DELETING
+                or instance.vm_state in _GOING_AWAY)
 
 
 def set_traits(provider_tree, nodename, caps) -> None:
@@ -159,6 +176,12 @@ class VTPMCompute:
                                                       self._conf)
         return self._backend
 
+    @property
+    def _key_source(self):
+        # VTPMBackend.key_source, where consumers are registered; a backend
+        # that implements the contract's methods alone has none
+        return getattr(self.backend, 'key_source', None)
+
     # --- spawn and destroy --------------------------------------------------
 
     def requested(self, instance) -> bool:
@@ -176,8 +199,10 @@ class VTPMCompute:
         """Give the VM the vTPM its image and flavor ask for, if any.
 
         Call it after the VM exists and before it is powered on. Records the
-        KeyProtector's fabrics in ``instance.system_metadata`` (nova's
-        compute manager saves the instance after spawn).
+        KeyProtector's fabrics and secrets in ``instance.system_metadata``
+        (nova's compute manager saves the instance after spawn), and
+        registers the instance as a consumer of those secrets
+        (``vtpm_hyperv.barbican.consumers``).
 
         :returns: the backend's ``AttachResult``, or None without a vTPM.
         :raises VTPMBuildAborted: another host cannot fix it.
@@ -190,9 +215,13 @@ class VTPMCompute:
             raise self._abort(instance, e) from e
         if not request.enabled:
             return None
+        auth = self._auth_for(context)
         try:
             result = self.backend.attach(instance.uuid, vm_name, request,
-                                         auth=self._auth_for(context))
+                                         auth=auth)
+            # the secrets on the instance, the instance on the secrets
+            consumers.registered(self._key_source, instance,
+                                 request.key_refs, auth)
         except exception.VTPMError as e:
             notifications.attach_failed(context, instance, self.host,
                                         shielded=request.shielded, error=e)
@@ -211,10 +240,13 @@ class VTPMCompute:
                              fabrics=result.fabrics)
         return result
 
-    def destroy(self, instance, vm_name):
+    def destroy(self, instance, vm_name, context=None):
         """Remove what ``spawn`` added on this host; never needs a secret.
 
         A secret that is gone or forbidden by now does not block the delete.
+        When the instance goes away (deleted, or its build failed here),
+        it is removed as a consumer of its secrets with ``context``'s
+        credentials, as far as Barbican lets them.
         """
         try:
             self.backend.detach(instance.uuid, vm_name)
@@ -222,6 +254,10 @@ class VTPMCompute:
             LOG.warning('vTPM cleanup for instance %(uuid)s skipped a '
                         'secret: %(error)s',
                         {'uuid': instance.uuid, 'error': e})
+        if (context is not None and sysmeta.keys(instance.system_metadata)
+                and _going_away(instance)):
+            consumers.removed(self._key_source, instance,
+                              self._auth_for(context))
 
     @staticmethod
     def _abort(instance, error):
@@ -396,6 +432,9 @@ class VTPMCompute:
         """Record ``outcome`` on the instance and report it; for a failure,
         the exception that fails the start."""
         reauthorize.record(instance, outcome, fabrics)
+        if outcome.result == reauthorize.APPLIED:
+            consumers.reauthorized(self._key_source, instance,
+                                   outcome.ref, self._auth_for(context))
         instance.save()
         self.reauthorized(context, instance, outcome)
         if outcome.result == reauthorize.APPLIED:

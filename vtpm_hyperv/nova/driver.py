@@ -23,7 +23,9 @@ hook                                the vTPM part
                                     ``power_on=False``, the vTPM, then
                                     ``power_on``; without: unchanged
 ``destroy``                         after the driver's: what the attach left
-                                    on the host (instance guardians)
+                                    on the host (instance guardians); at a
+                                    delete, the instance's Barbican consumer
+                                    registrations
 ``get_available_resource``          the ``vtpm:capabilities`` stats entry
 ``update_provider_tree``            the vTPM and HGS traits
 ``migrate_disk_and_power_off``      refuses a resize or cold migration that
@@ -124,7 +126,7 @@ class VTPMDriverMixin:
                         destroy_secrets=destroy_secrets)
         # The VM took its KeyProtector and vTPM with it; what is left are
         # guardians an interrupted attach imported for the instance.
-        self.vtpm.destroy(instance, self.vtpm_vm_name(instance))
+        self.vtpm.destroy(instance, self.vtpm_vm_name(instance), context)
 
     def get_available_resource(self, nodename):
         resources = super().get_available_resource(nodename)
