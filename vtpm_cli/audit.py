@@ -200,18 +200,42 @@ _SYSMETA = 'instance system metadata'
 _ANY_AGE = 100 * 365 * 24 * 3600
 
 
-def _unserved(request, reports):
-    """Why no host's report serves ``request``, or None."""
-    if reports is None or not request.enabled:
-        return None
-    verdicts = [capabilities.satisfies(request, caps,
-                                       max_report_age=_ANY_AGE)
-                for caps in reports]
-    if any(verdicts):
-        return None
-    reasons = sorted({v.reason for v in verdicts})
-    return 'no host can serve it: %s' % ('; '.join(reasons) or
-                                         'no host reports anything')
+def _host_kinds(reports):
+    """One report per distinct set of facts, time aside (the audit holds
+    neither a report's age nor its clock against a host); None stays."""
+    kinds = {}
+    for caps in reports:
+        key = None
+        if caps is not None:
+            key = json.dumps({
+                name: getattr(caps, name) for name in caps.fields
+                if name != 'measured_at' and caps.obj_attr_is_set(name)},
+                sort_keys=True, default=str)
+        kinds.setdefault(key, caps)
+    return list(kinds.values())
+
+
+def _server(reports):
+    """unserved(request) -> why no host's report serves it, or None; asked
+    once per distinct requirement (``capabilities.requirements``: what
+    ``compile_check`` asks of a host), over one report per kind of host."""
+    kinds = None if reports is None else _host_kinds(reports)
+    answers = {}
+
+    def unserved(request):
+        needs = capabilities.requirements(request)
+        if kinds is None or needs is None:
+            return None
+        if needs not in answers:
+            check = capabilities.compile_check(
+                request, max_report_age=_ANY_AGE, max_clock_skew=_ANY_AGE)
+            verdicts = [check(caps) for caps in kinds]
+            answers[needs] = None if any(verdicts) else (
+                'no host can serve it: %s' % (
+                    '; '.join(sorted({v.reason for v in verdicts}))
+                    or 'no host reports anything'))
+        return answers[needs]
+    return unserved
 
 
 def _identity(properties):
@@ -268,6 +292,7 @@ def audit(images, flavors, secret_problem, reports=None):
     found = _Findings()
     read = once_per_secret(secret_problem)
     evaluate = _evaluator()
+    unserved = _server(reports)
     valid_images = []
     for same in _distinct(images):
         accepted, error = _valid_alone(evaluate, (
@@ -299,7 +324,7 @@ def audit(images, flavors, secret_problem, reports=None):
         for same_flavors in valid_flavors:
             request, error = evaluate(same_images[0].properties,
                                       same_flavors[0].properties)
-            problem = str(error) if error else _unserved(request, reports)
+            problem = str(error) if error else unserved(request)
             if problem:
                 found.add('pair', problem, (
                     '%s with %s' % (_label(image), _label(flavor))
