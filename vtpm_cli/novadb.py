@@ -29,32 +29,42 @@ from vtpm_core import sysmeta
 
 # Our system-metadata keys the audit reads (vtpm_core.sysmeta).
 _KEYS = (c.SYSMETA_FABRICS, c.SYSMETA_KEYS)
-# Rows of those keys per query. A page is one indexed range of
-# instance_system_metadata (its primary key) joined to instances by uuid
-# (a unique index): at 100,000 instances per cell a page took well under a
-# second here (doc/source/admin/audit.rst), each a call of its own within
-# nova's per-cell limit (CELL_TIMEOUT).
-PAGE_ROWS = 1000
+# Instances per query. A page is one range of the instances' primary key
+# (the next this many rows, deleted or not), each live one joined to its
+# rows of our keys by the system metadata's instance_uuid index: a page
+# costs the same however many instances the cell holds, and each page is
+# one call of nova's scatter-gather, within its per-cell limit
+# (CELL_TIMEOUT); the figures are in doc/source/admin/audit.rst.
+PAGE_INSTANCES = 2000
 
 
 def _page(after, limit):
-    """The query of one page: our keys' rows past row id ``after``."""
+    """The query of one page: the next ``limit`` instances after instance
+    id ``after``, each live one with its rows of our keys; one row without
+    for the others, so that the page's last instance is known."""
     import sqlalchemy as sa
     from nova.db.main import models
 
     meta, instance = models.InstanceSystemMetadata, models.Instance
-    return (sa.select(meta.id, meta.instance_uuid, meta.key, meta.value,
+    # the primary key alone: a database would pick the 'deleted' index for
+    # "deleted = 0 AND id > ?" and sort every live row of the cell per page
+    page = (sa.select(instance.id, instance.uuid, instance.deleted,
                       instance.display_name, instance.project_id,
                       instance.host, instance.image_ref)
-            .join(instance, instance.uuid == meta.instance_uuid)
-            # nova deletes softly: 'deleted' is 0 for a live row
-            .where(meta.key.in_(_KEYS), meta.deleted == 0,
-                   instance.deleted == 0, meta.id > after)
-            .order_by(meta.id).limit(limit))
+            .where(instance.id > after)
+            .order_by(instance.id).limit(limit).subquery())
+    return (sa.select(page.c.id, page.c.uuid, meta.key, meta.value,
+                      page.c.display_name, page.c.project_id, page.c.host,
+                      page.c.image_ref)
+            .select_from(page.outerjoin(meta, sa.and_(
+                # nova deletes softly: 'deleted' is 0 for a live row
+                page.c.deleted == 0, meta.instance_uuid == page.c.uuid,
+                meta.key.in_(_KEYS), meta.deleted == 0))))
 
 
 def _read_page(context, after, limit):
-    """One page of one cell (``context`` targets it): rows as tuples."""
+    """One page of one cell (``context`` targets it): rows as tuples;
+    ``after`` maps each cell's uuid to its last instance id read."""
     from nova.db.main import api as db_api
 
     with db_api.get_context_manager(context).reader.using(context) as s:
@@ -67,16 +77,16 @@ def _cells():
     return [cell for cell in nova_context.CELLS if not cell.is_cell0()]
 
 
-def instances(context, page_rows=PAGE_ROWS):
+def instances(context, page_instances=PAGE_INSTANCES):
     """Return the instances with our keys, of every cell but cell0.
 
     ``audit.Instance`` objects of those with recorded fabrics or secrets,
-    read a page at a time, every cell at once: each page of each cell is
-    one query and one call of nova's scatter-gather, within its per-cell
-    limit. Only our keys' rows are read, with the instance's uuid, name,
-    project, host and image; nothing is loaded as nova objects. cell0
-    holds only instances that were never scheduled: none has a
-    KeyProtector.
+    read a page at a time (keyset pagination on the instance id), every
+    cell at once: each page of each cell is one query and one call of
+    nova's scatter-gather, within its per-cell limit. Only our keys' rows
+    are read, with the instance's uuid, name, project, host and image;
+    nothing is loaded as nova objects. cell0 holds only instances that
+    were never scheduled: none has a KeyProtector.
 
     :raises vtpm_cli.exception.NovaUnreadable: a cell did not answer, or
         failed.
@@ -87,17 +97,19 @@ def instances(context, page_rows=PAGE_ROWS):
     while pending:
         results = nova_context.scatter_gather_cells(
             context, pending, nova_context.CELL_TIMEOUT, _read_page, after,
-            page_rows)
+            page_instances)
+        more = []
         for cell in sorted(pending, key=lambda cell: cell.uuid):
             rows = results[cell.uuid]
             _raise_on_failure(cell.uuid, rows)
             for _, uuid, key, value, name, project, host, image in rows:
-                found.setdefault(uuid, (name, project, host, image, {}))[
-                    4][key] = value
-            if len(rows) == page_rows:
-                after[cell.uuid] = rows[-1][0]
-        pending = [cell for cell in pending
-                   if len(results[cell.uuid]) == page_rows]
+                if key is not None:
+                    found.setdefault(uuid, (name, project, host, image, {}))[
+                        4][key] = value
+            if len({row[0] for row in rows}) == page_instances:
+                after[cell.uuid] = max(row[0] for row in rows)
+                more.append(cell)
+        pending = more
     return [audit.Instance(uuid, name, project, host, image, keys)
             for uuid, (name, project, host, image, keys) in found.items()
             # a local key protector records no fabric and no secret

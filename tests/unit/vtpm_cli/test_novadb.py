@@ -48,7 +48,8 @@ class TestReader(nova_test.TestCase):
 
         def counted(context, after, limit):
             rows = real(context, after, limit)
-            self.pages.append((context.cell_uuid, len(rows)))
+            # the instances a page read
+            self.pages.append((context.cell_uuid, len({r[0] for r in rows})))
             return rows
         self.useFixture(self._patch(novadb, '_read_page', counted))
         # the reader loads no instance as a nova object
@@ -99,17 +100,16 @@ class TestReader(nova_test.TestCase):
         # a local key protector: no fabric, no secret
         self.create('cell2', 'local', **{constants.SYSMETA_FABRICS: ''})
 
-        found = novadb.instances(self.context, page_rows=2)
+        found = novadb.instances(self.context, page_instances=2)
 
         self.assertEqual(self.expected, {i.id: i for i in found})
-        # cell1: 6 rows in pages of 2 and an empty one; cell2: 6 rows
-        # (keyed-c2 2, fabrics-only 1, keys-only 1, local 1): 3 pages of 2
-        # and an empty one. One query per page per cell.
+        # pages of 2 instances, deleted ones counted (cell1: 3 keyed, the
+        # deleted one and one without a vTPM; cell2: 4), then a short or
+        # empty one: one query per page per cell
         by_cell = {}
-        for cell, rows in self.pages:
-            by_cell.setdefault(cell, []).append(rows)
-        self.assertEqual({uuids.cell1: [2, 2, 2, 0],
-                          uuids.cell2: [2, 2, 1]},
+        for cell, instances in self.pages:
+            by_cell.setdefault(cell, []).append(instances)
+        self.assertEqual({uuids.cell1: [2, 2, 1], uuids.cell2: [2, 2, 0]},
                          by_cell)
 
     def test_an_unreadable_cell_is_an_error(self):
