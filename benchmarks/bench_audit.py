@@ -48,8 +48,8 @@ read twice, or a page that takes a tenth of ``CELL_TIMEOUT`` or more.
 """
 
 import argparse
-import itertools
-import os
+import datetime
+import importlib
 import pathlib
 import random
 import sys
@@ -59,12 +59,8 @@ import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-from tools.simcloud import process  # noqa: E402
-
-process.prepare()
-
-import datetime  # noqa: E402
+# before nova: the process prepared for nova's test fixtures
+importlib.import_module('tools.simcloud.process').prepare()
 
 from nova import context as nova_context  # noqa: E402
 from nova.db.main import api as db_api  # noqa: E402

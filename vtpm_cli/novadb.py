@@ -42,8 +42,8 @@ def _page(after, limit):
     """The query of one page: the next ``limit`` instances after instance
     id ``after``, each live one with its rows of our keys; one row without
     for the others, so that the page's last instance is known."""
-    import sqlalchemy as sa
     from nova.db.main import models
+    import sqlalchemy as sa
 
     meta, instance = models.InstanceSystemMetadata, models.Instance
     # the primary key alone: a database would pick the 'deleted' index for

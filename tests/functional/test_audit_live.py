@@ -243,7 +243,8 @@ class AuditLiveTest(test.TestCase):
         for f in report['findings']:
             self.assertEqual(f['count'], len(f['subjects']), f)
         found = sorted((f['kind'], subject, f['problem'])
-                       for f in report['findings'] for subject in f['subjects'])
+                       for f in report['findings']
+                       for subject in f['subjects'])
         # the two keyed images under the disabling flavor: one problem
         self.assertEqual([2], [f['count'] for f in report['findings']
                                if f['kind'] == 'pair'])
@@ -332,8 +333,8 @@ class AuditLiveTest(test.TestCase):
             realservices.unreachable_url()))
         status, text = self.audit('owner', '--format', 'json')
         [finding] = json.loads(text)['findings']
-        self.assertEqual((1, 'secret', subject),
-                         (status, finding['kind'], finding['subject']))
+        self.assertEqual((1, 'secret', [subject]),
+                         (status, finding['kind'], finding['subjects']))
         self.assertIn('Barbican secret %s named by os_vtpm_keys (image '
                       'property): could not be checked: ConnectFailure: '
                       'Unable to establish connection' % mine,

@@ -509,11 +509,12 @@ def test_each_distinct_secret_is_read_once_for_images_and_instances(
         class image:
             @staticmethod
             def images():
+                keys = ['%s,%s' % (K1, K2), K1]
                 return [type('Image', (), {
-                    'id': 'i%d' % n, 'name': 'img%d' % n, 'properties': dict(
-                        GEN2, os_vtpm='required',
-                        os_vtpm_keys='%s,%s' % (K1, K2) if n % 2 else K1)})()
-                    for n in range(10)]
+                    'id': 'i%d' % n, 'name': 'img%d' % n,
+                    'properties': dict(GEN2, os_vtpm='required',
+                                       os_vtpm_keys=keys[n % 2 == 0])})()
+                        for n in range(10)]
 
     insts = [recorded('u%d' % n, K2 if n % 3 else '%s,%s' % (K1, K2))
              for n in range(12)]
