@@ -357,8 +357,8 @@ def secret_findings(instances, secret_problem):
 
 
 def fabric_findings(instances, reports):
-    """Return the findings of instances that name no host's primary fabric
-    (grouped: the instances that name the same fabrics share one).
+    """Return a finding per instance that names no host's primary fabric
+    (``render`` groups those that name the same fabrics).
 
     :param instances: ``Instance`` objects (or ``Resource`` objects of kind
         'instance'), with the instance's system metadata ``vtpm_fabrics``
@@ -376,7 +376,7 @@ def fabric_findings(instances, reports):
         if caps is not None and caps.fabric_id:
             primary.add(caps.fabric_id)
             answered.update(capabilities.fabric_identities(caps))
-    found = _Findings()
+    found = []
     for instance in instances:
         # as nova recorded them: the scheduler filter reads the same
         fabrics = frozenset(sysmeta.fabrics(instance.properties))
@@ -391,10 +391,10 @@ def fabric_findings(instances, reports):
             problem = ('its KeyProtector names only fabrics %s, which hosts '
                        'answer for only while HGS renews its certificates: '
                        'it is stranded when HGS retires them' % named)
-        found.add('instance', problem + (
+        found.append(Finding('instance', problem + (
             '; its owner grants the fabric\'s new guardian '
-            '(Grant-HgsKeyProtectorAccess)'), [_label(instance)], 1)
-    return found.list()
+            '(Grant-HgsKeyProtectorAccess)'), 1, (_label(instance),)))
+    return found
 
 
 def _subjects(finding):
