@@ -34,6 +34,8 @@ Printed per size, each best of three runs:
   longest single page (each one call of nova's scatter-gather, within
   nova's ``CELL_TIMEOUT`` of 60 s); the floor, one plain SQL query
   returning the same rows in one go; their ratio;
+* at 10,000 instances and below, the reader this one replaced (every
+  instance and all its system metadata as nova objects), once;
 * the whole audit (the nova read, the images and flavors, the instances'
   secrets and fabrics, the JSON report): its time; the floor (the one SQL
   query and one read per distinct secret); their ratio; the peak of
@@ -83,6 +85,8 @@ GONE_SECRET_EVERY = 20
 PROJECTS = 200
 HOSTS = 2000
 RUNS = 3
+# the reader before, once, at the sizes it can read in reasonable time
+BEFORE_UP_TO = 10000
 # a page may take at most this share of nova's per-cell limit
 ROOM = 0.1
 FABRIC = 'c3' * 32
@@ -336,6 +340,20 @@ def measure(size, images, flavors, reports, secret_refs):
         cells.doCleanups()
 
 
+def _read_cell_as_before(context):
+    # the reader this one replaced: every instance and all its system
+    # metadata as nova objects
+    return [(i.uuid, i.display_name, dict(i.system_metadata))
+            for i in objects.InstanceList.get_by_filters(
+                context, {'deleted': False},
+                expected_attrs=['system_metadata'])]
+
+
+def read_as_before(context):
+    return nova_context.scatter_gather_skip_cell0(context,
+                                                  _read_cell_as_before)
+
+
 def _timed(function):
     started = time.perf_counter()
     result = function()
@@ -383,6 +401,9 @@ def _measure(size, context, engine, images, flavors, reports, secret_refs,
             evaluations = list(counted.calls)
             longest = max([longest] + pages)
             page_count = len(pages)
+        before = None
+        if size <= BEFORE_UP_TO:
+            before, _ = _timed(lambda: read_as_before(context))
         tracemalloc.start()
         run_audit(context, images, flavors, reports, Secrets(secret_refs),
                   {})
@@ -395,7 +416,7 @@ def _measure(size, context, engine, images, flavors, reports, secret_refs,
         size=size, built=built, keyed=len(instances), rows=len(rows),
         read=min(read), floor_read=min(floor_read), pages=page_count,
         longest=longest, whole=min(whole), floor_whole=min(floor_whole),
-        parts=best, peak=peak, evaluations=len(evaluations),
+        parts=best, before=before, peak=peak, evaluations=len(evaluations),
         distinct_pairs=len(set(evaluations)),
         reads=len(secrets.reads), distinct_secrets=len(set(secrets.reads)),
         expected_secrets=len(distinct), findings=len(findings),
@@ -428,6 +449,10 @@ def main():
                   100 * r['longest'] / nova_context.CELL_TIMEOUT,
                   nova_context.CELL_TIMEOUT, r['floor_read'],
                   r['read'] / r['floor_read']))
+        if r['before'] is not None:
+            print('  the reader before (every instance as nova objects): '
+                  '%.3f s, %.1fx the floor' % (
+                      r['before'], r['before'] / r['floor_read']))
         print('  audit       %7.3f s; floor (one SQL query, one read per '
               'distinct secret) %.3f s; ratio %.2fx; peak Python memory '
               '%.1f MB; JSON report %d KB' % (
