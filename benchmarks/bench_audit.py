@@ -2,6 +2,7 @@
 """``vtpm-check --audit --nova-config`` at cloud scale, against its floor.
 
     .venv/bin/python benchmarks/bench_audit.py [--sizes 1000,10000,100000]
+                                               [--barbican]
 
 Per size, a fresh nova cell database: nova's API and cell databases as
 nova's own test case makes them (sqlite files in WAL mode, nova's
@@ -24,9 +25,12 @@ ten vTPM variants (``os:vtpm`` required, optional, disabled; nova's
 ``hw:tpm_*`` with ``host`` or ``user`` secret security; one ``deployment``,
 one invalid) over ten sizes each (a flavor's vTPM keys do not change with
 its size, which is why flavors share them). 2,000 hosts' reports in four
-kinds. Secrets are answered in process (one in twenty is gone), counted:
-the audit's Barbican reads, not Barbican's speed, are measured here
-(``bench_secrets.py`` measures Barbican).
+kinds. Secrets are answered in process (one in twenty is gone), counted;
+with ``--barbican`` they are stored in the real Barbican (one in twenty
+deleted again) and read as the audit reads them (``cloud.secret_checker``,
+metadata only), and the floor's one read per distinct secret is the same
+request: the services of ``python3 run.py test`` when ``VTPM_TEST_*`` is
+set, else its own (``.state/bench``), stopped afterwards.
 
 Printed per size, each best of three runs:
 
@@ -50,8 +54,10 @@ read twice, or a page that takes a tenth of ``CELL_TIMEOUT`` or more.
 """
 
 import argparse
+import contextlib
 import datetime
 import importlib
+import os
 import pathlib
 import random
 import sys
@@ -168,13 +174,43 @@ def host_reports():
 class Secrets:
     """Barbican's answers, in process: None, or why a secret is gone."""
 
-    def __init__(self, secrets):
+    def __init__(self, secrets, checker=None):
         self.gone = set(secrets[::GONE_SECRET_EVERY])
         self.reads = []
+        # the audit's own reader of a real Barbican (--barbican)
+        self.checker = checker
 
     def problem(self, ref):
         self.reads.append(ref)
+        if self.checker is not None:
+            return self.checker(ref)
         return 'does not exist' if ref in self.gone else None
+
+
+def real_barbican(stack):
+    """(secrets, checker): SECRETS secrets stored in the real Barbican as
+    the tests' owner, one in GONE_SECRET_EVERY deleted again, and the
+    audit's reader of their metadata (``cloud.secret_checker``)."""
+    import openstack
+
+    from tools import services
+    from tools.services import clients
+    from vtpm_cli import cloud
+
+    if 'VTPM_TEST_KEYSTONE_URL' not in os.environ:
+        state = ROOT / '.state' / 'bench'
+        os.environ.update(services.start(state))
+        stack.callback(services.stop, state)
+    refs = [clients.store_secret(os.urandom(32), name='bench_audit')
+            for _ in range(SECRETS)]
+    stack.callback(lambda: [clients.delete_secret(r) for r in refs
+                            if r not in refs[::GONE_SECRET_EVERY]])
+    for ref in refs[::GONE_SECRET_EVERY]:
+        clients.delete_secret(ref)
+    conn = openstack.connection.Connection(
+        session=clients.session('owner'),
+        region_name=os.environ.get('VTPM_TEST_REGION'))
+    return refs, cloud.secret_checker(conn)
 
 
 # --- the cell database ----------------------------------------------------
@@ -323,7 +359,7 @@ def run_audit(context, images, flavors, reports, secrets, parts):
     return instances, audit.group(findings), report
 
 
-def measure(size, images, flavors, reports, secret_refs):
+def measure(size, images, flavors, reports, secret_refs, checker):
     cells = _Cells()
     cells.setUp()
     try:
@@ -335,7 +371,7 @@ def measure(size, images, flavors, reports, secret_refs):
             engine = db_api.get_engine(context=cctxt)
         built = time.perf_counter() - started
         return _measure(size, context, engine, images, flavors, reports,
-                        secret_refs, built)
+                        secret_refs, checker, built)
     finally:
         cells.doCleanups()
 
@@ -361,7 +397,7 @@ def _timed(function):
 
 
 def _measure(size, context, engine, images, flavors, reports, secret_refs,
-             built):
+             checker, built):
     pages = []
     real_page = novadb._read_page
 
@@ -385,12 +421,12 @@ def _measure(size, context, engine, images, flavors, reports, secret_refs,
                                for r in row[2].split(',')} | {
                 r for i in images for r in i.properties.get(
                     c.IMAGE_VTPM_KEYS, '').split(',') if r})
-            floor_secrets = Secrets(secret_refs)
+            floor_secrets = Secrets(secret_refs, checker)
             secret_seconds, _ = _timed(
                 lambda: [floor_secrets.problem(r) for r in distinct])
             floor_read.append(seconds)
             floor_whole.append(seconds + secret_seconds)
-            secrets = Secrets(secret_refs)
+            secrets = Secrets(secret_refs, checker)
             seconds, (instances, findings, report) = _timed(
                 lambda: run_audit(context, images, flavors, reports,
                                   secrets, parts))
@@ -405,7 +441,8 @@ def _measure(size, context, engine, images, flavors, reports, secret_refs,
         if size <= BEFORE_UP_TO:
             before, _ = _timed(lambda: read_as_before(context))
         tracemalloc.start()
-        run_audit(context, images, flavors, reports, Secrets(secret_refs),
+        run_audit(context, images, flavors, reports,
+                  Secrets(secret_refs, checker),
                   {})
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
@@ -426,9 +463,19 @@ def _measure(size, context, engine, images, flavors, reports, secret_refs,
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sizes', default='1000,10000,100000')
+    parser.add_argument('--barbican', action='store_true',
+                        help='read the secrets from the real Barbican '
+                        '(tools.services), as the audit does')
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        return run(args, stack)
+
+
+def run(args, stack):
     rng = random.Random(24)
-    secret_refs = secret_pool(rng)
+    secret_refs, checker = secret_pool(rng), None
+    if args.barbican:
+        secret_refs, checker = real_barbican(stack)
     images, flavors = cloud_images(rng, secret_refs), cloud_flavors()
     reports = host_reports()
     print('%d images and %d flavors (%d x %d distinct vTPM properties), '
@@ -438,7 +485,7 @@ def main():
               len(images) * len(flavors)))
     failed = []
     for size in [int(s) for s in args.sizes.split(',')]:
-        r = measure(size, images, flavors, reports, secret_refs)
+        r = measure(size, images, flavors, reports, secret_refs, checker)
         print()
         print('%(size)d instances (%(keyed)d with a KeyProtector, %(rows)d '
               'rows of ours), built in %(built).1f s' % r)

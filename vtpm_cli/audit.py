@@ -168,7 +168,8 @@ def _label(resource):
 
 
 def _distinct(resources):
-    """{the properties' identity: the resources that carry them}."""
+    """The resources in lists of those with the same properties, each list
+    in the order first seen."""
     groups = {}
     for resource in resources:
         groups.setdefault(_identity(resource.properties),
