@@ -599,3 +599,36 @@ def test_the_audit_with_nova_reports_the_instance_whose_image_is_gone(
     assert ('  [secret] instance vm-u1 (u1): Barbican secret %s, which '
             'vtpm_keys (instance system metadata) records its KeyProtector '
             'was sealed from: does not exist' % K1) in out.splitlines()
+
+
+def test_hosts_are_asked_once_per_requirement_over_one_report_per_kind(
+        monkeypatch):
+    """Whether some host serves a pair is decided once per requirement
+    (``capabilities.requirements``) over one report per kind of host
+    (their times aside), whatever the number of pairs and hosts."""
+    compiled, checked = [], []
+    real = audit.capabilities.compile_check
+
+    def counted(request, **kwargs):
+        compiled.append(audit.capabilities.requirements(request))
+        check = real(request, **kwargs)
+        return lambda caps: checked.append(caps) or check(caps)
+
+    monkeypatch.setattr(audit.capabilities, 'compile_check', counted)
+    hosts = [renewed_host() if n % 2 else objects.HostCapabilities(
+        vtpm_supported=True, guarded=False, attestation_status='Unknown',
+        local_key_protector=True, measured_at=NOW + datetime.timedelta(
+            seconds=n)) for n in range(1000)]
+    found = audit.audit(
+        images(*[dict(GEN2, os_vtpm='required', os_vtpm_keys=K1)] * 3,
+               dict(GEN2, os_vtpm='required', os_vtpm_keys=K2),
+               dict(GEN2, os_vtpm='required')),
+        flavors({'os:vtpm': 'required'}, {'os:vtpm': 'optional'}), readable,
+        hosts + [None])
+    assert sorted(compiled) == sorted([
+        audit.capabilities.REQUIREMENTS_KEYED,
+        audit.capabilities.REQUIREMENTS_KEYLESS])
+    # three kinds of host (guarded, local, no report), each checked once
+    # per requirement
+    assert len(checked) == 2 * 3
+    assert found == []

@@ -121,3 +121,20 @@ class TestReader(nova_test.TestCase):
         error = self.assertRaises(cli_exception.NovaUnreadable,
                                   novadb.instances, self.context)
         self.assertIn('RuntimeError: database is locked', str(error))
+
+    def test_an_instance_whose_row_is_deleted_is_not_read(self):
+        """Whatever its system metadata rows say: nova's soft delete marks
+        the instance's own row."""
+        from nova.db.main import api as db_api
+        from nova.db.main import models
+
+        keys = {constants.SYSMETA_FABRICS: FABRIC, constants.SYSMETA_KEYS: K1}
+        self.expect('cell1', 'live', **keys)
+        gone = self.create('cell1', 'gone', **keys)
+        with nova_context.target_cell(
+                self.context, self.cell_mappings['cell1']) as cctxt:
+            with db_api.get_context_manager(cctxt).writer.using(cctxt) as s:
+                row = s.query(models.Instance).filter_by(uuid=gone).one()
+                row.deleted = row.id
+        self.assertEqual(self.expected,
+                         {i.id: i for i in novadb.instances(self.context)})
