@@ -88,6 +88,8 @@ class PrivateFiles:
     A new directory (mode 0700; on Windows it inherits the ACL of the
     service account's temporary directory) under ``base`` (None: the
     system's), removed with everything in it when the ``with`` block ends.
+    Its name, ``vtpm-<process id>-<random>``, tells a restarted service
+    (``vtpm_hyperv.reconcile``) the directories of a process that died.
     """
 
     def __init__(self, base=None):
@@ -95,8 +97,13 @@ class PrivateFiles:
         self._dir = None
 
     def __enter__(self):
-        self._dir = tempfile.mkdtemp(prefix='vtpm-', dir=self._base)
+        self._dir = tempfile.mkdtemp(prefix='vtpm-%d-' % os.getpid(),
+                                     dir=self._base)
         return self
+
+    @property
+    def path(self) -> str:
+        return self._dir
 
     def __exit__(self, *exc):
         shutil.rmtree(self._dir, ignore_errors=True)
