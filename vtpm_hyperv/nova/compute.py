@@ -502,7 +502,8 @@ class VTPMCompute:
     def reconcile_instances(self, context, instances, vm_name_of):
         """At start-up, before nova initialises them: each vTPM instance
         whose VM lacks its vTPM is logged, notified (``vtpm.attach.error``)
-        and marked (``vtpm_missing``); the mark goes once it has it.
+        and marked (``vtpm_missing``); the mark goes once it has it, and
+        ``vtpm_fabrics`` follows what its KeyProtector names.
 
         :param vm_name_of: ``instance -> VM name``.
         """
@@ -520,8 +521,14 @@ class VTPMCompute:
             if not security.exists:
                 continue
             missing = startcheck.shortfall(request, security)
-            if sysmeta.set_missing(instance.system_metadata,
-                                   startcheck.describe(missing) or None):
+            changed = sysmeta.set_missing(
+                instance.system_metadata,
+                startcheck.describe(missing) or None)
+            if not missing:
+                # the process may have died before it recorded them
+                changed = startcheck.record_fabrics(instance,
+                                                    security) or changed
+            if changed:
                 instance.save()
             if missing:
                 error = exception.VTPMIncomplete(

@@ -32,10 +32,12 @@ re-authorization records its outcome consistently with the VM. The figure
 summary.
 """
 
+import copy
 import types
 import uuid
 
 from nova.virt import driver as nova_driver
+from os_win import constants as os_win_constants
 import pytest
 
 from tests.fixtures import hyperv
@@ -82,13 +84,18 @@ class Death:
         original = getattr(fake.wmi.Namespace, name)
 
         def call(ns, *args, **kwargs):
-            if ns.host is self.host and self.at is not None:
-                self.calls += 1
-                if self.dead or self.calls >= self.at:
-                    self.dead = True
-                    raise ProcessDied()
+            if ns.host is self.host:
+                self.tick()
             return original(ns, *args, **kwargs)
         monkeypatch.setattr(fake.wmi.Namespace, name, call)
+
+    def tick(self):
+        """One call out of the process (WMI, or nova's database)."""
+        if self.at is not None:
+            self.calls += 1
+            if self.dead or self.calls >= self.at:
+                self.dead = True
+                raise ProcessDied()
 
     def arm(self, at):
         self.at, self.calls, self.dead = at, 0, False
@@ -99,12 +106,18 @@ class Death:
 
 
 class HyperVDriver(nova_driver.ComputeDriver):
-    """A Hyper-V driver that knows nothing of vTPMs: VMs on ``hv``
-    (compute-hyperv's power calls: a hard reboot is off, then on)."""
+    """A Hyper-V driver that knows nothing of vTPMs: VMs on ``hv``,
+    started and stopped by os-win (compute-hyperv's power calls: a hard
+    reboot is off, then on)."""
 
     def __init__(self, hv):
         super().__init__(virtapi=None)
         self.hv = hv
+        self.vmutils = hv.os_win_utils()[0]
+
+    def _state(self, instance, state):
+        # os-win's set_vm_state: Msvm_ComputerSystem.RequestStateChange
+        self.vmutils.set_vm_state(instance.name, state)
 
     def init_host(self, host):
         pass
@@ -115,20 +128,22 @@ class HyperVDriver(nova_driver.ComputeDriver):
         self.hv.add_vm(instance.name, generation=2,
                        instance_uuid=instance.uuid)
         if power_on:
-            self.hv.start_vm(instance.name)
+            self._state(instance, os_win_constants.HYPERV_VM_STATE_ENABLED)
 
     def power_on(self, context, instance, network_info,
                  block_device_info=None, accel_info=None, share_info=None):
-        self.hv.start_vm(instance.name)
+        if self.hv.vms[instance.name].state != 2:
+            self._state(instance, os_win_constants.HYPERV_VM_STATE_ENABLED)
 
     def power_off(self, instance, timeout=0, retry_interval=0):
-        self.hv.stop_vm(instance.name)
+        if self.hv.vms[instance.name].state != 3:
+            self._state(instance, os_win_constants.HYPERV_VM_STATE_DISABLED)
 
     def reboot(self, context, instance, network_info, reboot_type,
                block_device_info=None, bad_volumes_callback=None,
                accel_info=None, share_info=None):
-        self.hv.stop_vm(instance.name)
-        self.hv.start_vm(instance.name)
+        self.power_off(instance)
+        self.power_on(context, instance, network_info)
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
@@ -165,8 +180,22 @@ class Cloud:
             system_metadata={'image_%s' % k: v
                              for k, v in keyed_props.items()},
             metadata={}, vm_state='building', task_state='spawning')
-        self.instance.save = lambda: None
+        self.instance.save = self.save
+        self.persist()
         self.driver = self.start()
+
+    # nova's cell database: what a restarted compute reads back
+    _FIELDS = ('metadata', 'system_metadata', 'vm_state', 'task_state')
+
+    def persist(self):
+        """A save by another nova service (nova-api): it always lands."""
+        self.db = copy.deepcopy({f: getattr(self.instance, f)
+                                 for f in self._FIELDS})
+
+    def save(self):
+        """``instance.save()`` in the compute: the process may die first."""
+        self.death.tick()
+        self.persist()
 
     def start(self):
         """A compute process: a new backend and driver, init_host."""
@@ -180,15 +209,21 @@ class Cloud:
         self.death.disarm()
         drv = self.driver = self.start()
         inst = self.instance
+        for field, value in copy.deepcopy(self.db).items():
+            setattr(inst, field, value)
         drv.process_instances_at_startup(ADMIN, [inst])
         if inst.vm_state == 'building' or inst.task_state == 'spawning':
             inst.vm_state, inst.task_state = 'error', None
+            inst.save()
         elif inst.task_state == 'powering-on':
-            attempt(lambda: drv.power_on(ADMIN, inst, None))
+            if attempt(lambda: drv.power_on(ADMIN, inst, None)):
+                inst.vm_state = 'active'
             inst.task_state = None
+            inst.save()
         elif inst.task_state == 'deleting':
             drv.destroy(ADMIN, inst, None)
             inst.vm_state, inst.task_state = 'deleted', None
+            inst.save()
         drv.get_available_resource(self.hv.name)
 
 
@@ -217,6 +252,7 @@ def _spawn(cloud):
     cloud.driver.spawn(OWNER, cloud.instance, None, [], None, {},
                        network_info=None, power_on=True)
     cloud.instance.vm_state, cloud.instance.task_state = 'active', None
+    cloud.instance.save()
 
 
 def _spawn_path(material):
@@ -254,17 +290,21 @@ def _reauthorization(new_guardians):
 
     def operation(cloud):
         inst = cloud.instance
-        inst.task_state = 'powering-on'
+        inst.task_state = 'powering-on'  # nova-api
+        cloud.persist()
         cloud.driver.power_on(OWNER, inst, None)
         inst.vm_state, inst.task_state = 'active', None
+        inst.save()
     return setup, operation
 
 
 def _delete(cloud):
     inst = cloud.instance
-    inst.task_state = 'deleting'
+    inst.task_state = 'deleting'  # nova-api
+    cloud.persist()
     cloud.driver.destroy(OWNER, inst, None)
     inst.vm_state, inst.task_state = 'deleted', None
+    inst.save()
 
 
 PATHS = {
@@ -375,6 +415,7 @@ def _recover_build(cloud):
     drv, inst = cloud.driver, cloud.instance
     steps = []
     inst.vm_state = 'active'  # openstack server set --state active
+    cloud.persist()
     steps.append(('admin hard reboot', lambda: drv.reboot(
         ADMIN, inst, None, 'HARD')))
     steps.append(('admin start', lambda: drv.power_on(ADMIN, inst, None)))
