@@ -158,7 +158,6 @@ class VTPMBackend(abc.ABC):
             refused it.
         """
 
-
     @abc.abstractmethod
     def vm_security(self, instance_uuid: str, vm_name: str) -> VMSecurity:
         """Read what the VM has of a vTPM now (nothing changes).

@@ -24,8 +24,8 @@ def _leave(host, guardians, uuid_, private=True):
     """Guardians an attach of instance ``uuid_`` imported and left."""
     owner = guardians['owner'] if private else guardians['owner'].public()
     host.import_guardian(owner, '%s%s-owner' % (PREFIX, uuid_))
-    host.import_guardian(guardians['dr'].public(), '%s%s-dr' % (PREFIX,
-                                                                 uuid_))
+    host.import_guardian(guardians['dr'].public(),
+                         '%s%s-dr' % (PREFIX, uuid_))
 
 
 def test_leftover_guardians_go_owner_first_running_attaches_keep_theirs(

@@ -64,8 +64,8 @@ def test_a_keyless_vtpm_whose_attach_did_not_finish_is_completed():
 def test_a_keyed_one_waits_for_its_owner_and_says_so():
     be, inst = Backend(NOTHING), _instance(support.KEYED_IMAGE)
     with pytest.raises(nova_vtpm_exc.VTPMOperationRefused) as err:
-        compute.VTPMCompute(None, backend=be).before_start(ADMIN, inst,
-                                                          'vm')
+        compute.VTPMCompute(None, backend=be).before_start(
+            ADMIN, inst, 'vm')
     message = err.value.format_message()
     assert 'has its TPM off, no key protector' in message
     assert 'the instance owner starts it' in message
