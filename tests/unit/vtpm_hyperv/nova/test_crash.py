@@ -238,14 +238,7 @@ def attempt(call):
 
 # --- the paths ---------------------------------------------------------------
 
-def _request_props(refs=(), shielded=False):
-    props = {'os_vtpm': 'required', 'hw_machine_type': 'hyperv-gen2'}
-    if refs:
-        props['os_vtpm_keys'] = ','.join(refs)
-    if shielded:
-        props['os_shielded_vm'] = 'required'
-        props['os_secure_boot'] = 'required'
-    return props
+_request_props = hyperv.request_properties
 
 
 def _spawn(cloud):
@@ -288,23 +281,25 @@ def _reauthorization(new_guardians):
         ref = _raw(env, env.fabric.guardian)
         return _request_props([ref]), new_guardians
 
+    return setup, _as_nova('powering-on', 'active',
+                           lambda drv, inst: drv.power_on(OWNER, inst, None))
+
+
+def _as_nova(task_state, vm_state, call):
+    """An operation as nova runs it: nova-api saves the task state, the
+    compute calls the driver and saves the outcome."""
     def operation(cloud):
         inst = cloud.instance
-        inst.task_state = 'powering-on'  # nova-api
+        inst.task_state = task_state  # nova-api
         cloud.persist()
-        cloud.driver.power_on(OWNER, inst, None)
-        inst.vm_state, inst.task_state = 'active', None
+        call(cloud.driver, inst)
+        inst.vm_state, inst.task_state = vm_state, None
         inst.save()
-    return setup, operation
+    return operation
 
 
-def _delete(cloud):
-    inst = cloud.instance
-    inst.task_state = 'deleting'  # nova-api
-    cloud.persist()
-    cloud.driver.destroy(OWNER, inst, None)
-    inst.vm_state, inst.task_state = 'deleted', None
-    inst.save()
+_delete = _as_nova('deleting', 'deleted',
+                   lambda drv, inst: drv.destroy(OWNER, inst, None))
 
 
 PATHS = {
