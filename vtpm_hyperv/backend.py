@@ -730,7 +730,12 @@ class HyperVBackend(backend.VTPMBackend):
         a KeyProtector made from one saved before that start no longer opens
         the vTPM, so the tenant grants from the VM's current one.
 
-        :returns: ``(fabrics before, fabrics after)``.
+        A VM that has it already (the same owner and guardians: the process
+        died after setting it, or after the start, before the outcome was
+        recorded) is left as it is, running or not.
+
+        :returns: ``(fabrics before, fabrics after)``; before is None when
+            the VM had it already.
         :raises vtpm_core.exception.ReauthorizationRefused: a subclass
             per rule; nothing was changed.
         :raises vtpm_hyperv.exception.HyperVOperationFailed: setting it
