@@ -907,11 +907,13 @@ class _Measurement(typing.NamedTuple):
 
 
 def _same_parties(info, other):
-    """Whether two KeyProtectors name the same owner and guardians: a start
-    rolls a KeyProtector's transport key, never its parties (MS-KPS's
-    egress key protector), so the bytes differ after one."""
-    return (info.owner, set(info.guardians)) == (other.owner,
-                                                 set(other.guardians))
+    """Whether two KeyProtectors name the same owner and guardians (each by
+    its signing and encryption certificates): a start rolls a
+    KeyProtector's transport key, never its parties (MS-KPS's egress key
+    protector), so the bytes differ after one."""
+    def parties(i):
+        return i.owner, set(zip(i.guardians, i.encryption or i.guardians))
+    return parties(info) == parties(other)
 
 
 def attestation_cause(caps, substatus) -> str | None:

@@ -54,10 +54,13 @@ def fabric_id(signing_cert_der) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class KeyProtectorInfo:
-    """Who a KeyProtector names, by signing certificate (DER)."""
+    """Who a KeyProtector names, by signing certificate (DER); and each
+    guardian's encryption certificate (DER), in the same order, which its
+    transport key is wrapped for."""
 
     owner: bytes
     guardians: tuple[bytes, ...]
+    encryption: tuple[bytes, ...] = ()
 
     @property
     def fabric_ids(self) -> tuple[str, ...]:
@@ -228,9 +231,11 @@ class Hgs:
         kp = self._call('MSFT_HgsKeyProtector.ConvertToByRawBytes', vm,
                         'MSFT_HgsKeyProtector.ConvertToByRawBytes',
                         Bytes=bytes(raw))
+        guardians = kp.Guardians or ()
         return KeyProtectorInfo(
             bytes(kp.Owner.SigningCertificate),
-            tuple(bytes(g.SigningCertificate) for g in kp.Guardians or ()))
+            tuple(bytes(g.SigningCertificate) for g in guardians),
+            tuple(bytes(g.EncryptionCertificate or b'') for g in guardians))
 
 
 def read_shielding_data(msps_conn, vm, files, pdk) -> tuple[bytes, bytes]:
