@@ -23,9 +23,10 @@ def _dead_pid():
 def _leave(host, guardians, uuid_, private=True):
     """Guardians an attach of instance ``uuid_`` imported and left."""
     owner = guardians['owner'] if private else guardians['owner'].public()
-    host.import_guardian(owner, '%s%s-owner' % (PREFIX, uuid_))
+    # the owner last in the store: the reconciliation still takes it first
     host.import_guardian(guardians['dr'].public(),
                          '%s%s-dr' % (PREFIX, uuid_))
+    host.import_guardian(owner, '%s%s-owner' % (PREFIX, uuid_))
 
 
 def test_leftover_guardians_go_owner_first_running_attaches_keep_theirs(
