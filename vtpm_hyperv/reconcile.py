@@ -51,7 +51,8 @@ _UUID_LENGTH = 36
 
 @contextlib.contextmanager
 def attaching(host, instance_uuid):
-    """Mark an attach for ``instance_uuid`` on ``host`` as running."""
+    """Mark an attach for ``instance_uuid`` on ``host`` (the backend's
+    host name) as running."""
     with _LOCK:
         _ATTACHING[host][instance_uuid] += 1
     try:
@@ -82,7 +83,8 @@ def private_files(base):
 
 def sweep(hgs, host, prefix, private_dir, remove):
     """Remove the instance guardians no attach runs for (those with a
-    private signing key first) and the private directories of dead calls.
+    private signing key first); find the private directories of dead calls
+    (``remove_directories`` removes them).
 
     :param hgs: ``keyprotector.Hgs`` of the host.
     :param prefix: ``[hyperv_vtpm] guardian_name_prefix``.
@@ -92,7 +94,7 @@ def sweep(hgs, host, prefix, private_dir, remove):
     :returns: (guardian names removed, directories left by dead calls).
     """
     with _LOCK:
-        running = set(_ATTACHING[host])
+        running = set(_ATTACHING.get(host, ()))
         stale = [g for g in hgs.guardians() if g.Name.startswith(prefix)
                  and g.Name[len(prefix):len(prefix) + _UUID_LENGTH]
                  not in running]
