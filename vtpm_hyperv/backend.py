@@ -69,6 +69,7 @@ from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import keyprotector
 from vtpm_hyperv import material
 from vtpm_hyperv import oswin
+from vtpm_hyperv import reconcile
 from vtpm_hyperv import wmi_schema
 
 LOG = log.getLogger(__name__)
@@ -322,7 +323,8 @@ class HyperVBackend(backend.VTPMBackend):
             if request.key_refs else []
         serial = contextlib.nullcontext() if request.needs_key_protector \
             else _local_lock(self._host)
-        with serial:
+        # registered, so that a reconciliation leaves its guardians alone
+        with serial, reconcile.attaching(self._host, instance_uuid):
             return self._attach_and_undo(instance_uuid, vm_name, request,
                                          items, hgs, security, measured, vm)
 
@@ -334,7 +336,7 @@ class HyperVBackend(backend.VTPMBackend):
                 [material.parse(i.ref, i.payload) for i in items]) \
                 if items else None
             self._check_owner_allowed(keys, request)
-            with keyprotector.PrivateFiles(self._opts.private_dir) as files:
+            with reconcile.private_files(self._opts.private_dir) as files:
                 return self._attach(instance_uuid, vm_name, request, keys,
                                     hgs, security, measured, files, undo,
                                     vm.vm_id)
@@ -513,8 +515,7 @@ class HyperVBackend(backend.VTPMBackend):
         """
         info = hgs.describe(vm_name, current)
         if artifact is not None:
-            same = (info.owner, set(info.guardians)) == (
-                artifact.info.owner, set(artifact.info.guardians))
+            same = _same_parties(info, artifact.info)
         elif keys is None:
             # the host's local guardian owns it; in HGS mode for the fabric
             local = hgs.guardian(self._opts.local_guardian_name)
@@ -686,6 +687,54 @@ class HyperVBackend(backend.VTPMBackend):
         LOG.info('VM %s (instance %s) has no vTPM any more', vm_name,
                  instance_uuid)
 
+    # -- what a restarted compute checks (vtpm_hyperv.reconcile) --------------
+    def vm_security(self, instance_uuid, vm_name):
+        """What the VM has of a vTPM now; nothing changes.
+
+        :raises vtpm_hyperv.exception.HyperVOperationFailed:
+        """
+        security = self._security
+        with hv_exception.translated('vm_exists', vm_name):
+            if not self._os_win.vmutils.vm_exists(vm_name):
+                return backend.VMSecurity(exists=False)
+        state = security.vm_state(vm_name)
+        ssd = security.read(vm_name, self._vm_id(vm_name))
+        current = security.key_protector(vm_name, ssd)
+        fabrics = ()
+        if current:
+            fabrics = tuple(dict.fromkeys(
+                self._hgs.describe(vm_name, current).fabric_ids))
+        return backend.VMSecurity(
+            off=state == wmi_schema.DISABLED, tpm=bool(ssd.TpmEnabled),
+            shielded=bool(ssd.ShieldingRequested),
+            encrypted=bool(ssd.EncryptStateAndVmMigrationTraffic),
+            key_protector=bool(current), fabrics=fabrics)
+
+    def reconcile(self):
+        """Remove the instance guardians no attach of this process runs for
+        (the owner's, with its private signing key, first) and the private
+        directories of calls whose process died (``vtpm_hyperv.reconcile``).
+
+        :raises vtpm_hyperv.exception.HyperVOperationFailed: a guardian or
+            a directory stays; the next reconciliation tries again.
+        """
+        hgs = self._hgs
+        names, paths = reconcile.sweep(
+            hgs, self._host, self._opts.guardian_name_prefix,
+            self._opts.private_dir,
+            lambda found: self._remove(hgs, 'n/a', found))
+        left = reconcile.remove_directories(paths)
+        if names or paths:
+            LOG.warning('Host %s: removed what interrupted vTPM calls left: '
+                        'guardians %s; private directories %s', self._host,
+                        ', '.join(names) or 'none',
+                        ', '.join(paths) or 'none')
+        if left:
+            raise hv_exception.HyperVOperationFailed(
+                operation='remove private directories', vm='n/a', code='n/a',
+                description='%s stay' % ', '.join(left))
+        return backend.Reconciled(guardians=tuple(names), files=tuple(paths))
+
     # -- re-authorization (vtpm_hyperv.nova.reauthorize) ----------------------
     def reauthorize(self, instance_uuid, vm_name, ref, auth=None):
         """Give the VM the tenant's new KeyProtector from secret ``ref``.
@@ -703,7 +752,12 @@ class HyperVBackend(backend.VTPMBackend):
         a KeyProtector made from one saved before that start no longer opens
         the vTPM, so the tenant grants from the VM's current one.
 
-        :returns: ``(fabrics before, fabrics after)``.
+        A VM that has it already (the same owner and guardians: the process
+        died after setting it, or after the start, before the outcome was
+        recorded) is left as it is, running or not.
+
+        :returns: ``(fabrics before, fabrics after)``; before is None when
+            the VM had it already.
         :raises vtpm_core.exception.ReauthorizationRefused: a subclass
             per rule; nothing was changed.
         :raises vtpm_hyperv.exception.HyperVOperationFailed: setting it
@@ -727,6 +781,10 @@ class HyperVBackend(backend.VTPMBackend):
         # fabric.md: Stop-VM first).
         state = security.vm_state(vm_name)
         if state != wmi_schema.DISABLED:
+            applied = self._applied_already(hgs, security, instance_uuid,
+                                            vm_name, ref, auth, refuse)
+            if applied is not None:
+                return None, applied
             # Saved or paused is not off either: the saved state holds the
             # vTPM's, which a new KeyProtector would not open.
             raise refuse(exception.ReauthorizationNotOff, (
@@ -743,6 +801,10 @@ class HyperVBackend(backend.VTPMBackend):
                 'tenant\'s, so there is nothing to re-authorize') % vm_name)
         artifact = self._reauthorization_artifact(hgs, vm_name, ref, auth,
                                                   refuse)
+        if _same_parties(info, artifact.info):
+            LOG.info('VM %s (instance %s) has the KeyProtector of secret %s '
+                     'already', vm_name, instance_uuid, ref)
+            return None, tuple(dict.fromkeys(artifact.info.fabric_ids))
         if artifact.info.owner != info.owner:
             raise refuse(exception.ReauthorizationOwnerChanged, (
                 'a KeyProtector\'s owner never changes (New-HgsKeyProtector) '
@@ -773,6 +835,26 @@ class HyperVBackend(backend.VTPMBackend):
                  ', '.join(after), ', '.join(before))
         return before, after
 
+    def _applied_already(self, hgs, security, instance_uuid, vm_name, ref,
+                         auth, refuse):
+        """The fabrics of secret ``ref``'s KeyProtector if the VM, which is
+        not off, has it already (it started with it, and the process died
+        before the outcome was recorded); else None."""
+        current = security.key_protector(
+            vm_name, security.read(vm_name, self._vm_id(vm_name)))
+        if not current:
+            return None
+        try:
+            artifact = self._reauthorization_artifact(hgs, vm_name, ref,
+                                                      auth, refuse)
+        except exception.ReauthorizationRefused:
+            return None
+        if not _same_parties(hgs.describe(vm_name, current), artifact.info):
+            return None
+        LOG.info('VM %s (instance %s) runs with the KeyProtector of secret '
+                 '%s already', vm_name, instance_uuid, ref)
+        return tuple(dict.fromkeys(artifact.info.fabric_ids))
+
     def _reauthorization_artifact(self, hgs, vm_name, ref, auth, refuse):
         """The raw KeyProtector or PDK in secret ``ref``, as Hyper-V reads
         it; any other secret, or one the owner cannot read, is refused."""
@@ -790,7 +872,7 @@ class HyperVBackend(backend.VTPMBackend):
                     'allowed: a raw KeyProtector or a shielding data file '
                     '(PDK) that the tenant made, with the owner of the '
                     'VM\'s KeyProtector'))
-            with keyprotector.PrivateFiles(self._opts.private_dir) as files:
+            with reconcile.private_files(self._opts.private_dir) as files:
                 return self._read_artifact(hgs, vm_name, files, keys.artifact)
         except (exception.InvalidKeyMaterial, exception.InvalidKeySet) as e:
             raise refuse(unusable, e.reason) from e
@@ -853,6 +935,16 @@ def _named(store, name):
     """The guardian of ``store`` named ``name``, or None; case-insensitive,
     as the query by name it replaces (``MSFT_HgsGuardian(Name=...)``)."""
     return next((g for g in store if g.Name.lower() == name.lower()), None)
+
+
+def _same_parties(info, other):
+    """Whether two KeyProtectors name the same owner and guardians (each by
+    its signing and encryption certificates): a start rolls a
+    KeyProtector's transport key, never its parties (MS-KPS's egress key
+    protector), so the bytes differ after one."""
+    def parties(i):
+        return i.owner, set(zip(i.guardians, i.encryption or i.guardians))
+    return parties(info) == parties(other)
 
 
 def attestation_cause(caps, substatus) -> str | None:

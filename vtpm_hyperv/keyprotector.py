@@ -54,10 +54,13 @@ def fabric_id(signing_cert_der) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class KeyProtectorInfo:
-    """Who a KeyProtector names, by signing certificate (DER)."""
+    """Who a KeyProtector names, by signing certificate (DER); and each
+    guardian's encryption certificate (DER), in the same order, which its
+    transport key is wrapped for."""
 
     owner: bytes
     guardians: tuple[bytes, ...]
+    encryption: tuple[bytes, ...] = ()
 
     @property
     def fabric_ids(self) -> tuple[str, ...]:
@@ -88,6 +91,8 @@ class PrivateFiles:
     A new directory (mode 0700; on Windows it inherits the ACL of the
     service account's temporary directory) under ``base`` (None: the
     system's), removed with everything in it when the ``with`` block ends.
+    Its name, ``vtpm-<process id>-<random>``, tells a restarted service
+    (``vtpm_hyperv.reconcile``) the directories of a process that died.
     """
 
     def __init__(self, base=None):
@@ -95,8 +100,13 @@ class PrivateFiles:
         self._dir = None
 
     def __enter__(self):
-        self._dir = tempfile.mkdtemp(prefix='vtpm-', dir=self._base)
+        self._dir = tempfile.mkdtemp(prefix='vtpm-%d-' % os.getpid(),
+                                     dir=self._base)
         return self
+
+    @property
+    def path(self) -> str:
+        return self._dir
 
     def __exit__(self, *exc):
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -221,9 +231,11 @@ class Hgs:
         kp = self._call('MSFT_HgsKeyProtector.ConvertToByRawBytes', vm,
                         'MSFT_HgsKeyProtector.ConvertToByRawBytes',
                         Bytes=bytes(raw))
+        guardians = kp.Guardians or ()
         return KeyProtectorInfo(
             bytes(kp.Owner.SigningCertificate),
-            tuple(bytes(g.SigningCertificate) for g in kp.Guardians or ()))
+            tuple(bytes(g.SigningCertificate) for g in guardians),
+            tuple(bytes(g.EncryptionCertificate or b'') for g in guardians))
 
 
 def read_shielding_data(msps_conn, vm, files, pdk) -> tuple[bytes, bytes]:

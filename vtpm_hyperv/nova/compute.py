@@ -23,6 +23,13 @@ per host and adds a call to each hook it already has::
     power_off                        self._vtpm.before_power_off(instance)
     power_on                         self._vtpm.power_on(context, instance,
                                                          name, start)
+    reboot, resume_state_on_host_boot, unrescue, the end of spawn
+                                     self._vtpm.before_start(context,
+                                                             instance, name)
+    init_host                        self._vtpm.reconcile_host()
+    process_instances_at_startup     self._vtpm.reconcile_instances(
+                                         context, instances, name_of)
+    get_available_resource           self._vtpm.reconcile_host() (periodic)
 
 Each raises the nova exception that makes nova's compute manager do the
 right thing (nova's own, or ``vtpm_hyperv.nova.exception``'s subclasses of
@@ -60,6 +67,7 @@ from vtpm_hyperv.nova import exception as nova_vtpm_exc
 from vtpm_hyperv.nova import lifecycle
 from vtpm_hyperv.nova import notifications
 from vtpm_hyperv.nova import reauthorize
+from vtpm_hyperv.nova import startcheck
 
 LOG = log.getLogger(__name__)
 
@@ -395,14 +403,24 @@ class VTPMCompute:
             one is back); the server stays stopped, the fault says why.
         """
         ref = reauthorize.pending(instance)
+        if ref is not None and not startcheck.is_owner(context, instance):
+            # only the owner's credentials read the secret: a start by
+            # nova itself or an admin would spend the owner's request
+            error = exception.StartAwaitsOwner(instance=instance.uuid,
+                                               ref=ref)
+            LOG.warning('%s', error)
+            raise nova_vtpm_exc.VTPMOperationRefused(reason=str(error))
+        self.before_start(context, instance, vm_name)
         if ref is None:
             start()
             return None
         before = sysmeta.fabrics(instance.system_metadata)
         try:
             reauthorize.check_ref(instance, ref)
-            before, after = self.backend.reauthorize(
+            was, after = self.backend.reauthorize(
                 instance.uuid, vm_name, ref, auth=self._auth_for(context))
+            # None: the VM has it already (a start the process died after)
+            before = before if was is None else was
         except (exception.InvalidReauthorization,
                 exception.ReauthorizationRefused,
                 exception.BackendOperationFailed) as e:
@@ -427,6 +445,138 @@ class VTPMCompute:
                                       reauthorize.APPLIED, before, after)
         self._reauthorized(context, instance, outcome, after)
         return outcome
+
+    # --- starts and restarts (vtpm_hyperv.nova.startcheck) -------------------
+
+    def before_start(self, context, instance, vm_name):
+        """Before any start: the VM has the vTPM its request asks for, gets
+        it now (its build's attach did not finish), or does not start.
+
+        :raises VTPMOperationRefused: the VM lacks its vTPM and cannot get
+            it now; it stays as it is, the fault says what is missing and
+            what to do.
+        """
+        request = self._vtpm_request(instance)
+        if request is None:
+            return
+        try:
+            security = self.backend.vm_security(instance.uuid, vm_name)
+        except exception.VTPMError as e:
+            raise self._start_refused(instance, vm_name, (
+                'a vTPM that cannot be read (%s)' % e), 'try again') from e
+        if not security.exists:
+            return  # the driver's own start answers for a missing VM
+        missing = startcheck.shortfall(request, security)
+        if missing and startcheck.unfinished(security) and (
+                not request.key_refs
+                or startcheck.is_owner(context, instance)):
+            security = self._complete(context, instance, vm_name, request,
+                                      missing)
+            missing = startcheck.shortfall(request, security)
+        changed = sysmeta.set_missing(instance.system_metadata,
+                                      startcheck.describe(missing) or None)
+        if not missing:
+            changed = startcheck.record_fabrics(instance, security) or changed
+        if changed:
+            instance.save()
+        if missing:
+            remedy = startcheck.REBUILD
+            if not security.off:
+                remedy = startcheck.STOP_FIRST
+            elif startcheck.unfinished(security):
+                remedy = startcheck.OWNER_STARTS
+            raise self._start_refused(instance, vm_name,
+                                      startcheck.describe(missing), remedy)
+
+    def _complete(self, context, instance, vm_name, request, missing):
+        """The attach a build did not finish, then the VM as it is now."""
+        LOG.warning('VM %(vm)s of instance %(uuid)s has %(missing)s: its '
+                    'attach did not finish; completing it before it starts',
+                    {'vm': vm_name, 'uuid': instance.uuid,
+                     'missing': startcheck.describe(missing)})
+        try:
+            result = self.backend.attach(
+                instance.uuid, vm_name, request,
+                auth=self._auth_for(context) if request.key_refs else None)
+        except exception.VTPMError as e:
+            notifications.attach_failed(context, instance, self.host,
+                                        shielded=request.shielded, error=e)
+            raise self._start_refused(
+                instance, vm_name, startcheck.describe(missing),
+                'completing its vTPM failed: %s' % e) from e
+        notifications.attach(context, instance, self.host,
+                             shielded=request.shielded,
+                             fabrics=result.fabrics)
+        return self.backend.vm_security(instance.uuid, vm_name)
+
+    def _start_refused(self, instance, vm_name, missing, remedy):
+        error = exception.StartRefused(instance=instance.uuid, vm=vm_name,
+                                       missing=missing, remedy=remedy)
+        LOG.error('%s', error)
+        return nova_vtpm_exc.VTPMOperationRefused(reason=str(error))
+
+    @staticmethod
+    def _vtpm_request(instance):
+        """The instance's vTPM request, or None without one (or with an
+        invalid one, whose build was aborted before any attach)."""
+        what = subject(instance)
+        if what.request is None or not what.request.enabled:
+            return None
+        return what.request
+
+    def reconcile_host(self):
+        """At start-up and in each periodic run: the backend removes what
+        calls that died with their process left on the host (cheap when
+        there is nothing)."""
+        try:
+            return self.backend.reconcile()
+        except exception.VTPMError as e:
+            LOG.warning('vTPM reconciliation of host %(host)s: %(error)s',
+                        {'host': self.host, 'error': e})
+            return None
+
+    def reconcile_instances(self, context, instances, vm_name_of):
+        """At start-up, before nova initialises them: each vTPM instance
+        whose VM lacks its vTPM is logged, notified (``vtpm.attach.error``)
+        and marked (``vtpm_missing``); the mark goes once it has it, and
+        ``vtpm_fabrics`` follows what its KeyProtector names.
+
+        :param vm_name_of: ``instance -> VM name``.
+        """
+        for instance in instances:
+            request = self._vtpm_request(instance)
+            if request is None:
+                continue
+            vm_name = vm_name_of(instance)
+            try:
+                security = self.backend.vm_security(instance.uuid, vm_name)
+            except exception.VTPMError as e:
+                LOG.warning('Cannot read the vTPM of instance %(uuid)s: '
+                            '%(error)s', {'uuid': instance.uuid, 'error': e})
+                continue
+            if not security.exists:
+                continue
+            missing = startcheck.shortfall(request, security)
+            changed = sysmeta.set_missing(
+                instance.system_metadata,
+                startcheck.describe(missing) or None)
+            if not missing:
+                # the process may have died before it recorded them
+                changed = startcheck.record_fabrics(instance,
+                                                    security) or changed
+            if changed:
+                instance.save()
+            if missing:
+                error = exception.VTPMIncomplete(
+                    instance=instance.uuid, vm=vm_name, host=self.host,
+                    missing=startcheck.describe(missing),
+                    remedy=startcheck.OWNER_STARTS
+                    if startcheck.unfinished(security)
+                    else startcheck.REBUILD)
+                LOG.error('%s', error)
+                notifications.attach_failed(context, instance, self.host,
+                                            shielded=request.shielded,
+                                            error=error)
 
     def _reauthorized(self, context, instance, outcome, fabrics):
         """Record ``outcome`` on the instance and report it; for a failure,

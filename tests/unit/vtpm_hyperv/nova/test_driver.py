@@ -158,7 +158,9 @@ def test_a_vtpm_build_creates_the_vm_off_attaches_then_powers_on(drv,
     assert [e[0] for e in events] == ['spawn', 'attach', 'power_on']
     assert events[0][1]['power_on'] is False
     assert events[2][1] == {'network_info': 'nets'}
-    (call,) = drv.vtpm.backend.calls
+    (call,) = [c for c in drv.vtpm.backend.calls if c[0] == 'attach']
+    # the VM was checked before it started
+    assert drv.vtpm.backend.calls[-1][0] == 'vm_security'
     # compute-hyperv's VM name, the owner's credentials
     assert call[2] == 'instance-0001' and call[4] is support.OWNER
 
@@ -196,7 +198,9 @@ def test_destroy_runs_the_drivers_then_sweeps(drv, events):
     inst = support.instance(support.KEYED_IMAGE)
     drv.destroy(CONTEXT, inst, 'nets', destroy_disks=False)
     assert events == [('destroy', {'destroy_disks': False}), ('detach', {})]
-    assert drv.vtpm.backend.calls == [('detach', inst.uuid, 'instance-0001')]
+    # init_host reconciled the host first
+    assert drv.vtpm.backend.calls == [('reconcile',),
+                                      ('detach', inst.uuid, 'instance-0001')]
 
 
 def test_the_report_joins_the_drivers_stats_and_traits(drv, events):
