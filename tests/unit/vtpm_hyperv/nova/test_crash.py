@@ -181,7 +181,8 @@ class Cloud:
                 flavorid='f1', extra_specs={}),
             system_metadata={'image_%s' % k: v
                              for k, v in keyed_props.items()},
-            metadata={}, vm_state='building', task_state='spawning')
+            metadata={}, vm_state='building', task_state='spawning',
+            deleted=False)
         self.instance.save = self.save
         self.persist()
         self.driver = self.start()
