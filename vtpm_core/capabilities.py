@@ -529,8 +529,8 @@ def compile_facts_check(request: objects.VTPMRequest | None, *,
     """
     check, bounds = _compile(request, max_report_age, max_clock_skew,
                              while_up, now, allowed_fabrics)
-    if bounds is None:
-        return lambda raw: _PASS
+    if bounds is None:  # nothing asked of a host
+        return lambda raw: None if read_facts(raw) is None else _PASS
     oldest_while_up, oldest, newest = bounds
     # measured_at -> its part of the key; a verdict per key; both for this
     # request only (its 'now')
@@ -589,6 +589,7 @@ def satisfies(request: objects.VTPMRequest | None,
               caps: objects.HostCapabilities | None, *,
               max_report_age: float,
               max_clock_skew: float = 0,
+              while_up: float = 0,
               now: datetime.datetime | None = None,
               allowed_fabrics: frozenset[str] | None = None) -> Verdict:
     """Decide whether a host with report ``caps`` can run ``request``.
@@ -596,5 +597,5 @@ def satisfies(request: objects.VTPMRequest | None,
     The parameters are ``compile_check``'s, which decides.
     """
     return compile_check(request, max_report_age=max_report_age,
-                         max_clock_skew=max_clock_skew, now=now,
-                         allowed_fabrics=allowed_fabrics)(caps)
+                         max_clock_skew=max_clock_skew, while_up=while_up,
+                         now=now, allowed_fabrics=allowed_fabrics)(caps)
