@@ -234,8 +234,8 @@ def test_beside_compute_filter_an_idle_report_passes_without_a_question():
     conf.set_override('enabled_filters', ['ComputeFilter', 'VTPMFilter'],
                       group='filter_scheduler')
     filt = vtpm_filter.VTPMFilter(conf=conf, image_api=FakeImages(KEYED))
-    idle, frozen = host('idle', caps(age=IDLE)), host('frozen',
-                                                       caps(age=IDLE + 1))
+    idle = host('idle', caps(age=IDLE))
+    frozen = host('frozen', caps(age=IDLE + 1))
     with mock.patch('nova.servicegroup.API') as servicegroup:
         assert names(filt.filter_all([idle, frozen], spec())) == ['idle']
     servicegroup.assert_not_called()
