@@ -26,8 +26,9 @@ reads changed reports; ``--distinct`` gives every node a fabric of its own.
 Every filter's passed hosts are checked in every request against those
 that must pass (exit status 1 otherwise); a report is at most 60 s old
 when read, so none ages past max_report_age during the run. Logging is at
-INFO, as with nova.conf's ``debug = false``. Per filter: its CPU time per host, as the handler called it, and the ratio
-to AllHostsFilter in the same requests. Per request, VTPMFilter's wall
+INFO, as with nova.conf's ``debug = false``. Per filter: its CPU time per
+host, as the handler called it, and the ratio to AllHostsFilter in the
+same requests. Per request, VTPMFilter's wall
 time (it waits for Glance): the request that read the image, the requests
 that found it kept, and their mean, the read amortised over the requests
 of one image within its cache lifetime, beside AllHostsFilter's.
