@@ -13,10 +13,11 @@ anew from the database, so the filter
   database read for the fabrics the instance's KeyProtector names; and the
   check compiled from them;
 * reads each host's report from its flat ``vtpm:facts`` entry: a dict read
-  and one split (``capabilities.compile_facts_check``); the check runs once
-  per request for each distinct combination of what it reads, so hosts of
-  a fabric of their own cost what hosts that share a report do, changed or
-  not, and nothing is kept per host. An older compute's
+  and, once per request for each distinct string, one split
+  (``capabilities.compile_facts_check``); the check runs once per request
+  for each distinct combination of what it reads, so hosts of a fabric of
+  their own cost about what hosts that share a report do, changed or not,
+  and nothing is kept per host. An older compute's
   ``vtpm:capabilities`` entry is parsed once per change of that string
   while its host is among those of the last request;
 * refuses a host whose report is older than ``max_report_age`` only if it
@@ -126,12 +127,18 @@ class VTPMFilter(filters.BaseHostFilter):
         versioned, self._versioned = self._versioned, {}
         own_liveness = self._own_liveness
         while_up = capabilities.WHILE_UP
+        # facts string -> its verdict, for this request: hosts of one
+        # profile and fabric that reported in the same second share it
+        seen = {}
         passed = []
         for host_state in host_states:
             try:
-                verdict = decide(host_state.stats[key])
-            except (KeyError, TypeError):  # no facts, stats not a dict
-                verdict = None
+                facts = host_state.stats[key]
+                verdict = seen.get(facts)
+                if verdict is None:
+                    verdict = seen[facts] = decide(facts)
+            except (KeyError, TypeError):  # no facts, stats not a dict,
+                verdict = None             # facts not hashable
             if verdict is None:
                 verdict = passes(self._versioned_report(host_state,
                                                         versioned))
