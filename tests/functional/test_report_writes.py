@@ -19,11 +19,13 @@ from nova import context as nova_context
 from nova.db.main import api as main_db_api
 from nova import objects as nova_objects
 from nova.virt import fake as nova_fake
+from oslo_utils import timeutils
 import sqlalchemy
 
 from tools.simcloud import driver
 from tools.simcloud import nova
 from vtpm_core import capabilities
+from vtpm_core import constants
 from vtpm_hyperv import fake
 
 # nova's default [DEFAULT] update_resources_interval
@@ -50,7 +52,10 @@ class _Clock:
         self.timedelta = datetime.timedelta
 
 
-class ReportWritesTestCase(nova.Services):
+class _OneCompute(nova.Services):
+    """One compute, hv1, over a guarded simulated host in fabric A; its
+    backend's clock in the test's hands; the cell database's UPDATE
+    compute_nodes statements recorded."""
 
     def setUp(self):
         self.cloud = self.enterContext(driver.SimulatedCloud(
@@ -102,6 +107,9 @@ class ReportWritesTestCase(nova.Services):
                 get_first_node_by_host_for_old_compat(cctxt, 'hv1')
         return capabilities.from_stats(node.stats)
 
+
+class ReportWritesTestCase(_OneCompute):
+
     def test_an_idle_compute_writes_nothing(self):
         self.periodic_runs(1)  # whatever start-up left to write
         before = len(self.updates)
@@ -139,3 +147,39 @@ class ReportWritesTestCase(nova.Services):
             nova_fake.MediumFakeDriver.get_available_resource))
         self.periodic_runs(1)
         self.assertEqual(0, self.periodic_runs(RUNS))
+
+
+class IdleHostSchedulingTestCase(_OneCompute):
+    """The scheduler's side of an idle compute's report: older than
+    max_report_age, fresh while nova sees the compute up."""
+
+    def setUp(self):
+        super().setUp()
+        # the scheduler's clock is the real one: the report is 5 minutes
+        # old, older than max_report_age (60 s here), within the band
+        self.flags(max_report_age=60, group='vtpm_filter')
+        self.clock.now = timeutils.utcnow(with_timezone=True) - \
+            datetime.timedelta(seconds=300)
+        self.periodic_runs(1)  # measured, and written: a new time
+        self.assertEqual(0, self.periodic_runs(3))
+        self.image = self.create_image(
+            hw_machine_type=constants.MACHINE_TYPE_GEN2, os_vtpm='required')
+
+    def test_an_idle_hosts_report_is_fresh_while_its_compute_is_up(self):
+        # a vTPM without keys on a guarded host: a key protector for its
+        # fabric, which needs an attested host with a fresh report
+        report = self.report()
+        self.assertGreater(timeutils.utcnow(with_timezone=True)
+                           - report.measured_at,
+                           datetime.timedelta(seconds=60))
+        server = self.boot(self.create_flavor(), self.image)
+        self.assertEqual('hv1', self.host_of(server))
+        # its compute goes: nova's ComputeFilter refuses it, whatever the
+        # report says
+        self.compute.stop()
+        (service,) = self.admin_api.get_services(host='hv1',
+                                                 binary='nova-compute')
+        self.admin_api.put_service_force_down(service['id'], True)
+        server = self.boot(self.create_flavor(), self.image,
+                           expected_state='ERROR')
+        self.assertIn('No valid host', server['fault']['message'])
