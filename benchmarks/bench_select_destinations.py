@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 importlib.import_module('tools.simcloud.process').prepare()
 
 import fixtures  # noqa: E402
+import nova.conf  # noqa: E402
 from nova import context as nova_context  # noqa: E402
 from nova.db.main import api as main_db  # noqa: E402
 from nova.image import glance  # noqa: E402
@@ -64,6 +65,7 @@ import sqlalchemy  # noqa: E402
 from tools import glance_v2  # noqa: E402
 from vtpm_core import capabilities  # noqa: E402
 from vtpm_core import objects  # noqa: E402
+from vtpm_filters import conf as filter_conf  # noqa: E402
 
 FILTERS = ['AllHostsFilter', 'ComputeFilter', 'ComputeCapabilitiesFilter',
            'ImagePropertiesFilter', 'ServerGroupAntiAffinityFilter',
@@ -136,8 +138,13 @@ class Cloud(test.TestCase):
         self.flags(available_filters=['nova.scheduler.filters.all_filters',
                                       'vtpm_filters.all_filters'],
                    enabled_filters=FILTERS, group='filter_scheduler')
-        # the services stay up however long the run takes
+        # the services stay up, and the filter keeps the images it read,
+        # however long the run takes: on a loaded machine a request may
+        # take longer than image_cache_ttl (60 s), and the kept requests
+        # would read Glance again
         self.flags(service_down_time=24 * 3600)
+        filter_conf.register_opts(nova.conf.CONF)
+        self.flags(image_cache_ttl=24 * 3600, group='vtpm_filter')
         # Glance over HTTP, read by nova's own client
         self.images = {}
         glance = glance_v2.GlanceV2(self.images.get).start()
