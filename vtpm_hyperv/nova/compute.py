@@ -280,16 +280,19 @@ class VTPMCompute:
         """The stats entry for ``get_available_resource()``; measures now.
 
         A host that cannot measure reports nothing, so the scheduler refuses
-        it vTPM instances (fail closed).
+        it vTPM instances (fail closed). A measurement that changes nothing
+        but the time republishes the previous report
+        (``capabilities.republished``), so that nova writes nothing.
         """
         try:
-            self._caps = self.backend.get_capabilities()
+            measured = self.backend.get_capabilities()
         except exception.VTPMError as e:
             LOG.warning('vTPM capabilities unavailable, reporting none: '
                         '%(error)s', {'error': e})
-            self._caps = None
+            measured = None
         # the report as nova publishes it, from here to the scheduler
-        self._attestation.observe(self._caps)
+        self._attestation.observe(measured)
+        self._caps = capabilities.republished(self._caps, measured)
         return {} if self._caps is None else capabilities.to_stats(self._caps)
 
     def update_traits(self, provider_tree, nodename):
