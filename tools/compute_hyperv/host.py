@@ -1,0 +1,189 @@
+# SPDX-License-Identifier: Apache-2.0
+"""os-win's utilsfactory answering compute-hyperv's driver from a simulated
+Hyper-V host (``vtpm_hyperv.fake``), every call recorded.
+
+* os-win's own ``VMUtils10``, ``HostUtils10`` and ``JobUtils`` run over the
+  simulator for what it models (``SIMULATED``: a VM's existence,
+  generation, id and power state changes, the host's version and guarded
+  state);
+* what it does not model, the VM's definition (create, drives, NICs,
+  boot order, Secure Boot, notes) and os-win's other utilities (virtdisk's
+  VHDs, paths, networks, metrics, migrations, serial pipes), are
+  **recording fakes** (``RecordingVMDefinition``, ``RecordingUtils``): they
+  record the call and answer from a small lifecycle model (a created VM is
+  added to the simulated host, off; a destroyed one removed);
+* any other os-win call is refused (``NotModelled``), so a compute-hyperv
+  that calls something new fails here instead of passing on a lenient fake.
+
+``calls`` lists ``'<utils>.<method>'`` in order, for the pinned call lists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from vtpm_hyperv import oswin
+
+utilsfactory = oswin.load('os_win.utilsfactory')
+
+
+class NotModelled(AttributeError):
+    """compute-hyperv called an os-win method this host does not model."""
+
+
+# os-win's VMUtils methods that run over the simulator as os-win wrote them
+SIMULATED = frozenset({'vm_exists', 'get_vm_generation', 'get_vm_id',
+                       'set_vm_state'})
+# os-win's VMUtils methods of the VM's definition, recorded
+DEFINITION = frozenset({
+    'create_vm', 'create_scsi_controller', 'attach_drive',
+    'attach_scsi_drive', 'attach_ide_drive', 'create_nic', 'set_boot_order',
+    'enable_secure_boot', 'update_vm', 'set_disk_qos_specs', 'destroy_vm',
+    'get_vm_summary_info', 'get_instance_notes', 'get_vm_disks',
+    'get_vm_nic_names', 'get_vm_serial_port_connections',
+    'set_vm_serial_port_connection', 'get_free_controller_slot',
+    'get_vm_scsi_controller', 'get_vm_ide_controller', 'get_vm_config_root_dir',
+    'get_attached_disks', 'list_instance_notes', 'list_instances',
+    'stop_vm_jobs', 'is_secure_vm', 'get_vm_state',
+    'get_vm_power_state_change_listener', 'get_vm_dvd_disk_paths',
+    'set_nested_virtualization', 'vm_gen_supports_remotefx',
+    'get_vm_power_state', 'get_vm_physical_disk_mapping', 'update_vm_disk_path',
+    'get_vm_generation_legacy', 'check_admin_permissions',
+})
+
+
+class _Recording:
+    def __init__(self, name, calls):
+        self._name = name
+        self._calls = calls
+
+    def _record(self, method):
+        self._calls.append('%s.%s' % (self._name, method))
+
+
+class RecordingUtils(_Recording):
+    """A recording fake of an os-win utility the simulator does not model:
+    each call is recorded and answers ``answers[method]`` (a value or a
+    callable of the call's arguments), else None."""
+
+    def __init__(self, name, calls, answers=None):
+        super().__init__(name, calls)
+        self._answers = answers or {}
+
+    def __getattr__(self, method):
+        if method.startswith('_'):
+            raise AttributeError(method)
+        answer = self._answers.get(method)
+
+        def call(*args, **kwargs):
+            self._record(method)
+            return answer(*args, **kwargs) if callable(answer) else answer
+        return call
+
+
+class SimulatedVMUtils(_Recording):
+    """os-win's ``VMUtils10`` over the simulated host for ``SIMULATED``;
+    the recording VM-definition fake for ``DEFINITION``; nothing else."""
+
+    def __init__(self, hv, vmutils, calls):
+        super().__init__('vmutils', calls)
+        self._hv = hv
+        self._real = vmutils
+        self._definition = RecordingVMDefinition(hv)
+
+    def __getattr__(self, method):
+        if method in SIMULATED:
+            target = getattr(self._real, method)
+        elif method in DEFINITION:
+            target = getattr(self._definition, method, None) or (
+                lambda *a, **kw: None)
+        else:
+            raise NotModelled('os-win VMUtils.%s is not modelled by the '
+                              'simulated host' % method)
+
+        def call(*args, **kwargs):
+            self._record(method)
+            return target(*args, **kwargs)
+        return call
+
+
+class RecordingVMDefinition:
+    """The lifecycle of a VM's definition: a created VM exists on the
+    simulated host, off, with the generation asked; a destroyed one is
+    gone; its notes hold the instance's UUID (as compute-hyperv writes
+    them)."""
+
+    def __init__(self, hv):
+        self._hv = hv
+        self.notes = {}
+
+    def create_vm(self, vm_name, vnuma_enabled, vm_gen, instance_path,
+                  notes=None):
+        self._hv.add_vm(vm_name, generation=int(vm_gen[-1])
+                        if isinstance(vm_gen, str) else int(vm_gen),
+                        instance_uuid=(notes or [None])[0])
+        self.notes[vm_name] = list(notes or [])
+
+    def destroy_vm(self, vm_name):
+        self._hv.remove_vm(vm_name)
+        self.notes.pop(vm_name, None)
+
+    def get_instance_notes(self, vm_name):
+        return self.notes.get(vm_name, [])
+
+    def list_instances(self):
+        return list(self._hv.vms)
+
+    def get_vm_summary_info(self, vm_name):
+        return {'EnabledState': self._hv.vm_security(vm_name)['EnabledState'],
+                'NumberOfProcessors': 1, 'MemoryUsage': 512, 'UpTime': 0}
+
+    def get_vm_state(self, vm_name):
+        return self._hv.vm_security(vm_name)['EnabledState']
+
+    def get_vm_power_state_change_listener(self, **kwargs):
+        # the listener os-win runs until the service stops; the simulator
+        # sends no WMI events, so it returns at once
+        return lambda callback: None
+
+    def get_vm_disks(self, vm_name):
+        return [], []
+
+    def get_vm_nic_names(self, vm_name):
+        return []
+
+    def get_vm_serial_port_connections(self, vm_name):
+        return []
+
+    def get_vm_dvd_disk_paths(self, vm_name):
+        return []
+
+    def vm_gen_supports_remotefx(self, vm_gen):
+        return False
+
+
+@contextlib.contextmanager
+def installed(hv, calls, answers=None):
+    """os-win's utilsfactory answering from ``hv`` for the ``with`` block;
+    every call appended to ``calls``. ``answers``: per utility name, the
+    answers of its recording fake."""
+    answers = answers or {}
+    vmutils, hostutils = hv.os_win_utils()
+    made = {
+        'get_vmutils': lambda host='.': SimulatedVMUtils(hv, vmutils, calls),
+        'get_hostutils': lambda: hostutils,
+    }
+    for name in ('vhdutils', 'metricsutils', 'networkutils', 'pathutils',
+                 'diskutils', 'migrationutils', 'livemigrationutils',
+                 'rdpconsoleutils', 'clusterutils', 'processutils',
+                 'ioutils'):
+        made['get_' + name] = (lambda n=name: RecordingUtils(
+            n, calls, answers.get(n)))
+    saved = {name: getattr(utilsfactory, name) for name in made}
+    for name, function in made.items():
+        setattr(utilsfactory, name, function)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(utilsfactory, name, function)
