@@ -56,6 +56,14 @@ def ensure(venv, log=print):
     # the wheel's nova/__init__.py and nova/virt/__init__.py (and its
     # nova/virt/compute_hyperv shim) are not installed
     shutil.rmtree(staging / 'nova')
+    # and its metadata says so: the distribution provides compute_hyperv
+    # alone (importlib.metadata.packages_distributions reads these)
+    info = next(staging.glob('compute_hyperv-*.dist-info'))
+    (info / 'top_level.txt').write_text('compute_hyperv\n')
+    record = info / 'RECORD'
+    record.write_text(''.join(
+        line for line in record.read_text().splitlines(keepends=True)
+        if not line.startswith('nova/')))
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
     pth.write_text('%s\n' % folder)
