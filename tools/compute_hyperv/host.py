@@ -21,10 +21,16 @@ Hyper-V host (``vtpm_hyperv.fake``), every call recorded.
 from __future__ import annotations
 
 import contextlib
+import copy
 
 from vtpm_hyperv import oswin
 
 utilsfactory = oswin.load('os_win.utilsfactory')
+os_win_exc = oswin.load('os_win.exceptions')
+
+
+# Msvm_ComputerSystem.EnabledState of a VM that is off
+VM_OFF = 3
 
 
 class NotModelled(AttributeError):
@@ -48,8 +54,51 @@ DEFINITION = frozenset({
     'get_vm_power_state_change_listener', 'get_vm_dvd_disk_paths',
     'set_nested_virtualization', 'vm_gen_supports_remotefx',
     'get_vm_power_state', 'get_vm_physical_disk_mapping', 'update_vm_disk_path',
-    'get_vm_generation_legacy', 'check_admin_permissions',
+    'check_admin_permissions', 'get_active_instances', 'get_instance_uuid',
+    'get_vm_storage_paths', 'remove_all_pci_devices', 'soft_shutdown_vm',
+    'destroy_nic', 'detach_vm_disk', 'get_disk_attachment_info',
+    'set_disk_host_res',
 })
+
+
+# os-win's HostUtils methods that run over the simulator as os-win wrote them
+HOST_SIMULATED = frozenset({'get_windows_version', 'is_host_guarded',
+                            'check_min_windows_version'})
+# what compute-hyperv reads of the host that the simulator does not model:
+# a small host's facts (Win32_Processor, Win32_OperatingSystem, NUMA), as
+# os-win returns them
+HOST_FACTS = {
+    'get_cpus_info': [{'Architecture': 9, 'Name': 'Simulated CPU',
+                       'Manufacturer': 'GenuineIntel', 'NumberOfCores': 4,
+                       'NumberOfLogicalProcessors': 8}],
+    'is_cpu_feature_present': False,
+    'get_memory_info': (16 * 1024 * 1024, 12 * 1024 * 1024),  # KB
+    'get_numa_nodes': [],
+    'get_pci_passthrough_devices': [],
+    'get_remotefx_gpu_info': [],
+    'get_local_ips': ['192.0.2.1'],
+    'get_host_tick_count64': 1000,
+    'get_default_vm_generation': 'hyperv-gen1',
+    'get_supported_vm_types': ['hyperv-gen1', 'hyperv-gen2'],
+}
+
+
+# what the recording fakes of os-win's other utilities answer, per utility
+# and method (a value, or a callable of the call's arguments); a method not
+# listed answers None
+ANSWERS = {
+    # Win32 GetDiskFreeSpaceEx of the instances' volume: 100 GiB, 80 free
+    'diskutils': {'get_disk_capacity': (100 << 30, 80 << 30)},
+    # virtdisk's GetVirtualDiskInformation of the image: a 1 GiB VHDX
+    'vhdutils': {'get_vhd_format': 'VHDX',
+                 'get_vhd_info': {'VirtualSize': 1 << 30, 'Format': 'VHDX',
+                                  'Type': 3, 'ParentPath': None},
+                 'get_vhd_size': {'VirtualSize': 1 << 30},
+                 # a VHDX's internal size: the size asked (no header cost)
+                 'get_best_supported_vhd_format': 'vhdx',
+                 'get_internal_vhd_size_by_file_size':
+                     lambda path, size: size},
+}
 
 
 class _Recording:
@@ -107,6 +156,32 @@ class SimulatedVMUtils(_Recording):
         return call
 
 
+class SimulatedHostUtils(_Recording):
+    """os-win's ``HostUtils10`` over the simulated host for
+    ``HOST_SIMULATED``; the host's facts (``HOST_FACTS``, recorded) for the
+    rest that compute-hyperv reads; nothing else."""
+
+    def __init__(self, hostutils, calls, facts):
+        super().__init__('hostutils', calls)
+        self._real = hostutils
+        self._facts = facts
+
+    def __getattr__(self, method):
+        if method in HOST_SIMULATED:
+            target = getattr(self._real, method)
+        elif method in self._facts:
+            fact = self._facts[method]
+            target = lambda *a, **kw: copy.deepcopy(fact)  # noqa: E731
+        else:
+            raise NotModelled('os-win HostUtils.%s is not modelled by the '
+                              'simulated host' % method)
+
+        def call(*args, **kwargs):
+            self._record(method)
+            return target(*args, **kwargs)
+        return call
+
+
 class RecordingVMDefinition:
     """The lifecycle of a VM's definition: a created VM exists on the
     simulated host, off, with the generation asked; a destroyed one is
@@ -116,6 +191,15 @@ class RecordingVMDefinition:
     def __init__(self, hv):
         self._hv = hv
         self.notes = {}
+        self.paths = {}
+
+    def _vm(self, vm_name):
+        if vm_name not in self._hv.vms:
+            raise os_win_exc.HyperVVMNotFoundException(vm_name=vm_name)
+        return vm_name
+
+    def get_vm_config_root_dir(self, vm_name):
+        return self.paths[self._vm(vm_name)]
 
     def create_vm(self, vm_name, vnuma_enabled, vm_gen, instance_path,
                   notes=None):
@@ -123,16 +207,34 @@ class RecordingVMDefinition:
                         if isinstance(vm_gen, str) else int(vm_gen),
                         instance_uuid=(notes or [None])[0])
         self.notes[vm_name] = list(notes or [])
+        self.paths[vm_name] = instance_path
 
     def destroy_vm(self, vm_name):
         self._hv.remove_vm(vm_name)
         self.notes.pop(vm_name, None)
 
     def get_instance_notes(self, vm_name):
-        return self.notes.get(vm_name, [])
+        return self.notes[self._vm(vm_name)]
 
     def list_instances(self):
         return list(self._hv.vms)
+
+    def list_instance_notes(self):
+        return [(name, self.notes.get(name, [])) for name in self._hv.vms]
+
+    def get_active_instances(self):
+        return [name for name in self._hv.vms
+                if self._hv.vm_security(name)['EnabledState'] != VM_OFF]
+
+    def get_instance_uuid(self, vm_name):
+        notes = self.notes[self._vm(vm_name)]
+        return notes[0] if notes else None
+
+    def get_vm_storage_paths(self, vm_name):
+        return [], []
+
+    def is_secure_vm(self, vm_name):
+        return False
 
     def get_vm_summary_info(self, vm_name):
         return {'EnabledState': self._hv.vm_security(vm_name)['EnabledState'],
@@ -163,15 +265,16 @@ class RecordingVMDefinition:
 
 
 @contextlib.contextmanager
-def installed(hv, calls, answers=None):
+def installed(hv, calls, answers=None, facts=None):
     """os-win's utilsfactory answering from ``hv`` for the ``with`` block;
     every call appended to ``calls``. ``answers``: per utility name, the
-    answers of its recording fake."""
-    answers = answers or {}
+    answers of its recording fake; ``facts``: the host's (``HOST_FACTS``)."""
+    answers = dict(ANSWERS, **(answers or {}))
+    facts = dict(HOST_FACTS, **(facts or {}))
     vmutils, hostutils = hv.os_win_utils()
     made = {
         'get_vmutils': lambda host='.': SimulatedVMUtils(hv, vmutils, calls),
-        'get_hostutils': lambda: hostutils,
+        'get_hostutils': lambda: SimulatedHostUtils(hostutils, calls, facts),
     }
     for name in ('vhdutils', 'metricsutils', 'networkutils', 'pathutils',
                  'diskutils', 'migrationutils', 'livemigrationutils',

@@ -13,6 +13,10 @@ met:
   compute-hyperv reads but does not register (``REMOVED_HYPERV_OPTS``);
 * nova 34 removed ``nova.utils.spawn_n``, which compute-hyperv calls to
   run its power-state listener and its event callbacks (``_NovaUtils``);
+* nova 34's ``VirtAPI.wait_for_instance_event`` takes ``timeout`` (it took
+  ``deadline``) and raises ``InstanceEventTimeout`` (it raised eventlet's
+  ``Timeout``, which compute-hyperv catches while it waits for Neutron's
+  vif-plugged events) (``_VirtAPI``);
 * nova 34 passes ``share_info`` to seven driver methods (nova 27 did not),
   which compute-hyperv's do not take (the overrides below);
 * compute-hyperv's own shielded-VM path acts on the same image properties
@@ -28,11 +32,13 @@ nova imports compute drivers from ``nova.virt`` only; the install guide's
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import threading
 
 import nova
 import nova.conf
+from nova import exception as nova_exception
 from nova import utils as nova_utils
 from nova import version as nova_version
 from oslo_config import cfg
@@ -130,6 +136,28 @@ class _NovaUtils:
         return getattr(nova_utils, name)
 
 
+class _VirtAPI:
+    """nova's ``VirtAPI`` as compute-hyperv 16.0.0's ``VMOps`` calls it."""
+
+    def __init__(self, virtapi):
+        self._virtapi = virtapi
+
+    @contextlib.contextmanager
+    def wait_for_instance_event(self, instance, event_names, deadline=300,
+                                error_callback=None):
+        try:
+            with self._virtapi.wait_for_instance_event(
+                    instance, event_names, timeout=deadline,
+                    error_callback=error_callback):
+                yield
+        except nova_exception.InstanceEventTimeout as e:
+            # what compute-hyperv catches (eventlet's, or oswin's stand-in)
+            raise vmops.etimeout.Timeout(deadline) from e
+
+    def __getattr__(self, name):
+        return getattr(self._virtapi, name)
+
+
 class _PortedHyperVDriver(hyperv_driver.HyperVDriver):
     """compute-hyperv's ``HyperVDriver`` as nova 34 calls a driver."""
 
@@ -140,6 +168,7 @@ class _PortedHyperVDriver(hyperv_driver.HyperVDriver):
             if not isinstance(module.utils, _NovaUtils):
                 module.utils = _NovaUtils()
         super().__init__(virtapi)
+        self._vmops._virtapi = _VirtAPI(virtapi)
         # hyperv-vtpm gives the VM its vTPM (the mixin); compute-hyperv's own
         # path (add_vtpm, provision_vm from img_pdk_reference), reached from
         # VMOps.spawn only, stays off

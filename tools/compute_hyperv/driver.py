@@ -1,0 +1,45 @@
+# SPDX-License-Identifier: Apache-2.0
+"""compute-hyperv's driver, through the port, as nova's in-process computes
+run it over simulated Hyper-V hosts (``tools.simcloud``).
+
+``ConsumerDriver`` is ``vtpm_hyperv.nova.compute_hyperv.HyperVDriver``
+itself, constructed while os-win's utilsfactory answers from its simulated
+host (``tools.compute_hyperv.host``); two things differ from a real host,
+both because one process runs every simulated host:
+
+* the host's name: compute-hyperv names its node ``platform.node()``, one
+  name per process here, so each driver answers its host's;
+* where the host's ``VTPMCompute`` comes from: a backend over its own
+  simulated host, as ``tools.simcloud.driver.FakeHyperVDriver``'s.
+"""
+
+from __future__ import annotations
+
+from vtpm_hyperv.nova import compute
+from vtpm_hyperv.nova import compute_hyperv
+
+from tools.compute_hyperv import host as chv_host
+
+
+class ConsumerDriver(compute_hyperv.HyperVDriver):
+    """The port's driver over ``cloud.hosts[host]``; ``calls`` is its os-win
+    call log."""
+
+    def __init__(self, virtapi, cloud, host, calls):
+        self.cloud = cloud
+        self.hv = cloud.hosts[host]
+        self.calls = calls
+        with chv_host.installed(self.hv, calls):
+            super().__init__(virtapi)
+        # compute-hyperv's node is platform.node(): per host here
+        self._hostops.get_hostname = lambda: host
+        cloud.drivers[host] = self
+
+    def get_available_nodes(self, refresh=False):
+        return [self.hv.name]
+
+    def vtpm_compute(self):
+        return compute.VTPMCompute(
+            self.cloud.conf, backend=self.cloud.make_backend(self.cloud.conf,
+                                                             self.hv),
+            auth_for=lambda context: None, host=self.vtpm_host)
