@@ -28,15 +28,13 @@ FABRIC = fake.Fabric('contoso-hgs')
 class ComputeHyperVCloud(nova.Services):
 
     def setUp(self):
-        self.calls = {}
         self.cloud = self.enterContext(driver.SimulatedCloud(nova.CONF))
         super().setUp()
         self.flags(instances_path=tempfile.mkdtemp())
 
     def make_driver(self, virtapi):
         host = self._starting
-        return consumer.ConsumerDriver(virtapi, self.cloud, host,
-                                       self.calls.setdefault(host, []))
+        return consumer.ConsumerDriver(virtapi, self.cloud, host)
 
     def start_compute(self, host):
         self.cloud.add_host(host, fabric=FABRIC)
@@ -60,14 +58,153 @@ class ComputeHyperVCloud(nova.Services):
         return hv.vm_security(server['OS-EXT-SRV-ATTR:instance_name'])
 
 
+# What nova's resource tracker reads of the host (compute-hyperv's
+# get_available_resource), whenever it runs; left out of the operations'
+# lists and pinned on its own
+REPORT = [
+    'hostutils.get_memory_info', 'diskutils.get_disk_capacity',
+    'hostutils.get_cpus_info'] + ['hostutils.is_cpu_feature_present'] * 11 + [
+    'hostutils.get_windows_version', 'hostutils.get_numa_nodes',
+    'hostutils.get_pci_passthrough_devices']
+
+# compute-hyperv 16.0.0's os-win calls per operation, through the port and
+# the mixin, with the WMI methods the simulated host ran (os-win's and the
+# backend's) in between
+BUILD = [
+    'vmutils.check_admin_permissions', 'vmutils.vm_exists',
+    'hostutils.get_default_vm_generation', 'hostutils.get_supported_vm_types',
+    # the root disk: a differencing VHDX of the cached image, resized
+    'vmutils.get_vm_config_root_dir', 'vhdutils.get_vhd_format',
+    'vmutils.get_vm_config_root_dir', 'vhdutils.create_differencing_vhd',
+    'vhdutils.get_vhd_format', 'vhdutils.get_vhd_info',
+    'vhdutils.get_internal_vhd_size_by_file_size', 'vhdutils.resize_vhd',
+    # the ephemeral disk
+    'vhdutils.get_vhd_format', 'vhdutils.get_best_supported_vhd_format',
+    'vhdutils.create_dynamic_vhd',
+    # the VM, off, and its devices
+    'vmutils.create_vm', 'vmutils.create_scsi_controller',
+    'vmutils.attach_scsi_drive', 'vmutils.attach_scsi_drive',
+    'vmutils.set_vm_serial_port_connection', 'vmutils.update_vm',
+    'vmutils.set_boot_order',
+    # the mixin: the vTPM (a key protector of the host's guardian for the
+    # fabric's), while the VM is off
+    'MSFT_HgsClientConfiguration.Get', 'Msvm_SecurityService.GetKeyProtector',
+    'MSFT_HgsGuardian.NewByGenerateCertificates',
+    'MSFT_HgsKeyProtector.NewByGuardians',
+    'Msvm_SecurityService.SetKeyProtector',
+    'Msvm_SecurityService.ModifySecuritySettings',
+    # then the start, compute-hyperv's power_on
+    'vmutils.set_vm_state', 'Msvm_ComputerSystem.RequestStateChange',
+    # nova's power state sync
+    'vmutils.vm_exists', 'vmutils.get_vm_summary_info']
+STOP = ['vmutils.vm_exists', 'vmutils.get_vm_summary_info',
+        'vmutils.soft_shutdown_vm', 'vmutils.get_vm_summary_info',
+        'vmutils.vm_exists', 'vmutils.get_vm_summary_info']
+START = ['vmutils.set_vm_state', 'Msvm_ComputerSystem.RequestStateChange',
+         'vmutils.vm_exists', 'vmutils.get_vm_summary_info']
+REBOOT = ['vmutils.vm_exists', 'vmutils.get_vm_summary_info',
+          'vmutils.set_vm_state', 'Msvm_ComputerSystem.RequestStateChange',
+          'vmutils.vm_exists', 'vmutils.get_vm_summary_info']
+DELETE = ['vmutils.vm_exists', 'vmutils.stop_vm_jobs', 'vmutils.set_vm_state',
+          'Msvm_ComputerSystem.RequestStateChange', 'vmutils.destroy_vm']
+# compute-hyperv's own vTPM path (VMOps._configure_secure_vm), which the
+# port switches off
+OWN_VTPM = {'vmutils.add_vtpm', 'vmutils.provision_vm',
+            'vmutils.populate_fsk'}
+
+
 class ConsumerTestCase(ComputeHyperVCloud):
 
-    def test_build_ends_active_with_its_vtpm(self):
-        self.start_compute('hv1')
+    def calls_of(self, host, operation, *args, **kwargs):
+        """What ``operation`` made the host's os-win and WMI do (the
+        resource tracker's reads left out), and its result."""
+        hv = self.cloud.hosts[host]
+        start = len(hv.calls)
+        result = operation(*args, **kwargs)
+        calls = hv.calls[start:]
+        return without_reports(calls), result
+
+    def vtpm_server(self, host='hv1'):
+        """A server whose flavor and image both ask for a vTPM: the image's
+        os_vtpm=required is what compute-hyperv's own path acts on too."""
         flavor = self.create_flavor(vtpm='required')
-        image = self.create_image(os_vtpm='optional', **GEN2)
-        server = self.boot(flavor, image)
+        image = self.create_image(os_vtpm='required', **GEN2)
+        return self.calls_of(host, self.boot, flavor, image)
+
+    def test_the_report_nova_reads(self):
+        self.start_compute('hv1')
+        calls, resources = self.calls_of(
+            'hv1', lambda: self.cloud.drivers['hv1'].get_available_resource(
+                'hv1'))
+        hv = self.cloud.hosts['hv1']
+        # compute-hyperv's, then the mixin's capability report (HGS)
+        self.assertEqual(REPORT + ['MSFT_HgsClientConfiguration.Get'],
+                         hv.calls[-len(REPORT) - 1:])
+        self.assertEqual(['MSFT_HgsClientConfiguration.Get'], calls)
+        self.assertEqual('hyperv', resources['hypervisor_type'])
+        self.assertIn('vtpm:capabilities', resources['stats'])
+
+    def test_build_power_reboot_delete(self):
+        self.start_compute('hv1')
+        hv = self.cloud.hosts['hv1']
+        calls, server = self.vtpm_server()
+        # the host's own guardian (its first keyless vTPM made it), which
+        # every keyless vTPM of the host shares
+        guardians = hv.guardian_names()
+        self.assertIn('UntrustedGuardian', guardians)
         self.assertEqual('ACTIVE', server['status'])
+        self.assertEqual(BUILD, calls)
+        self.assertEqual(set(), OWN_VTPM & set(calls))
+        # Hyper-V's order: every device, then the KeyProtector, then the
+        # start
+        set_kp = calls.index('Msvm_SecurityService.SetKeyProtector')
+        start = calls.index('Msvm_ComputerSystem.RequestStateChange')
+        devices = [i for i, c in enumerate(calls)
+                   if c.startswith(('vmutils.create_', 'vmutils.attach_',
+                                    'vmutils.set_boot_order',
+                                    'vmutils.update_vm'))]
+        self.assertLess(max(devices), set_kp)
+        self.assertLess(set_kp, start)
         vm = self.vm(server)
         self.assertTrue(vm['TpmEnabled'])
-        print(self.calls['hv1'])
+        self.assertTrue(vm['KeyProtector'])
+        self.assertEqual(fake.host.VM_ENABLED, vm['EnabledState'])
+
+        # nova 34 passes share_info to power_on and reboot
+        calls, server = self.calls_of('hv1', self._stop_server, server)
+        self.assertEqual(STOP, calls)
+        self.assertEqual(fake.host.VM_DISABLED, self.vm(server)['EnabledState'])
+        calls, server = self.calls_of('hv1', self._start_server, server)
+        self.assertEqual(START, calls)
+        self.assertEqual('ACTIVE', server['status'])
+        calls, server = self.calls_of('hv1', self._reboot_server, server,
+                                      hard=True)
+        self.assertEqual(REBOOT, calls)
+        self.assertEqual('ACTIVE', server['status'])
+        self.assertEqual(parties(vm['KeyProtector']),
+                         parties(self.vm(server)['KeyProtector']))
+
+        calls, _ = self.calls_of('hv1', self._delete_server, server)
+        self.assertEqual(DELETE, calls)
+        # nothing of the instance's is left on the host
+        self.assertEqual({}, hv.vms)
+        self.assertEqual(guardians, hv.guardian_names())
+
+
+def parties(raw_kp):
+    """Who a KeyProtector names (its bytes change on every start: Hyper-V
+    rolls the transport key)."""
+    parsed = fake.parse_key_protector(raw_kp)
+    return [g.signing_der for g in (parsed.owner,) + parsed.guardians]
+
+
+def without_reports(calls):
+    """``calls`` less the resource tracker's reads (``REPORT``, whole)."""
+    out, i = [], 0
+    while i < len(calls):
+        if calls[i:i + len(REPORT)] == REPORT:
+            i += len(REPORT)
+        else:
+            out.append(calls[i])
+            i += 1
+    return out

@@ -22,14 +22,17 @@ from tools.compute_hyperv import host as chv_host
 
 
 class ConsumerDriver(compute_hyperv.HyperVDriver):
-    """The port's driver over ``cloud.hosts[host]``; ``calls`` is its os-win
-    call log."""
+    """The port's driver over ``cloud.hosts[host]``.
 
-    def __init__(self, virtapi, cloud, host, calls):
+    Its os-win calls (``'<utils>.<method>'``) go to the simulated host's own
+    log of WMI methods (``FakeHyperVHost.calls``: ``'<class>.<method>'``), so
+    one list gives the order of both.
+    """
+
+    def __init__(self, virtapi, cloud, host):
         self.cloud = cloud
         self.hv = cloud.hosts[host]
-        self.calls = calls
-        with chv_host.installed(self.hv, calls):
+        with chv_host.installed(self.hv, self.hv.calls):
             super().__init__(virtapi)
         # compute-hyperv's node is platform.node(): per host here
         self._hostops.get_hostname = lambda: host

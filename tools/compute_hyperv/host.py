@@ -240,6 +240,10 @@ class RecordingVMDefinition:
         return {'EnabledState': self._hv.vm_security(vm_name)['EnabledState'],
                 'NumberOfProcessors': 1, 'MemoryUsage': 512, 'UpTime': 0}
 
+    def soft_shutdown_vm(self, vm_name):
+        # Msvm_ShutdownComponent.InitiateShutdown: the guest shuts down
+        self._hv.stop_vm(self._vm(vm_name))
+
     def get_vm_state(self, vm_name):
         return self._hv.vm_security(vm_name)['EnabledState']
 
