@@ -173,7 +173,8 @@ class ConsumerTestCase(ComputeHyperVCloud):
         # nova 34 passes share_info to power_on and reboot
         calls, server = self.calls_of('hv1', self._stop_server, server)
         self.assertEqual(STOP, calls)
-        self.assertEqual(fake.host.VM_DISABLED, self.vm(server)['EnabledState'])
+        self.assertEqual(fake.host.VM_DISABLED,
+                         self.vm(server)['EnabledState'])
         calls, server = self.calls_of('hv1', self._start_server, server)
         self.assertEqual(START, calls)
         self.assertEqual('ACTIVE', server['status'])

@@ -59,9 +59,12 @@ def test_load_compute_driver_loads_the_guides_module(nova_conf, tmp_path):
         'vtpm_hyperv.nova.compute_hyperv._PortedHyperVDriver',
         'compute_hyperv.nova.driver.HyperVDriver']
     assert found['eventlet loaded'] == 'False'
-    # compute-hyperv's constructor: its power-state listener, from os-win
-    assert found['os-win calls'] == \
-        'vmutils.get_vm_power_state_change_listener'
+    # compute-hyperv's constructor: the Windows version check (over the
+    # simulator), its power-state listener
+    assert found['os-win calls'].split() == [
+        'hostutils.check_min_windows_version',
+        'hostutils.check_min_windows_version',
+        'vmutils.get_vm_power_state_change_listener']
 
 
 def test_the_guard_refuses_os_win_imported_otherwise(tmp_path):

@@ -7,18 +7,20 @@ itself, constructed while os-win's utilsfactory answers from its simulated
 host (``tools.compute_hyperv.host``); two things differ from a real host,
 both because one process runs every simulated host:
 
-* the host's name: compute-hyperv names its node ``platform.node()``, one
-  name per process here, so each driver answers its host's;
+* the host's name and node UUID: compute-hyperv names its node
+  ``platform.node()`` and nova keeps one node UUID, one of each per process
+  here, so each driver answers its host's;
 * where the host's ``VTPMCompute`` comes from: a backend over its own
   simulated host, as ``tools.simcloud.driver.FakeHyperVDriver``'s.
 """
 
 from __future__ import annotations
 
-from vtpm_hyperv.nova import compute
-from vtpm_hyperv.nova import compute_hyperv
+import uuid
 
 from tools.compute_hyperv import host as chv_host
+from vtpm_hyperv.nova import compute
+from vtpm_hyperv.nova import compute_hyperv
 
 
 class ConsumerDriver(compute_hyperv.HyperVDriver):
@@ -40,6 +42,17 @@ class ConsumerDriver(compute_hyperv.HyperVDriver):
 
     def get_available_nodes(self, refresh=False):
         return [self.hv.name]
+
+    def get_nodenames_by_uuid(self, refresh=False):
+        # nova keeps one node UUID per process (compute_id); one per host
+        return {self._node_uuid(): self.hv.name}
+
+    def get_available_resource(self, nodename):
+        return dict(super().get_available_resource(nodename),
+                    uuid=self._node_uuid())
+
+    def _node_uuid(self):
+        return str(uuid.uuid5(uuid.NAMESPACE_DNS, self.hv.name))
 
     def vtpm_compute(self):
         return compute.VTPMCompute(

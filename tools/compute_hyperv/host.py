@@ -42,22 +42,21 @@ SIMULATED = frozenset({'vm_exists', 'get_vm_generation', 'get_vm_id',
                        'set_vm_state'})
 # os-win's VMUtils methods of the VM's definition, recorded
 DEFINITION = frozenset({
-    'create_vm', 'create_scsi_controller', 'attach_drive',
-    'attach_scsi_drive', 'attach_ide_drive', 'create_nic', 'set_boot_order',
-    'enable_secure_boot', 'update_vm', 'set_disk_qos_specs', 'destroy_vm',
-    'get_vm_summary_info', 'get_instance_notes', 'get_vm_disks',
-    'get_vm_nic_names', 'get_vm_serial_port_connections',
-    'set_vm_serial_port_connection', 'get_free_controller_slot',
-    'get_vm_scsi_controller', 'get_vm_ide_controller', 'get_vm_config_root_dir',
-    'get_attached_disks', 'list_instance_notes', 'list_instances',
-    'stop_vm_jobs', 'is_secure_vm', 'get_vm_state',
-    'get_vm_power_state_change_listener', 'get_vm_dvd_disk_paths',
-    'set_nested_virtualization', 'vm_gen_supports_remotefx',
-    'get_vm_power_state', 'get_vm_physical_disk_mapping', 'update_vm_disk_path',
-    'check_admin_permissions', 'get_active_instances', 'get_instance_uuid',
-    'get_vm_storage_paths', 'remove_all_pci_devices', 'soft_shutdown_vm',
-    'destroy_nic', 'detach_vm_disk', 'get_disk_attachment_info',
-    'set_disk_host_res',
+    'attach_drive', 'attach_ide_drive', 'attach_scsi_drive',
+    'check_admin_permissions', 'create_nic', 'create_scsi_controller',
+    'create_vm', 'destroy_nic', 'destroy_vm', 'detach_vm_disk',
+    'enable_secure_boot', 'get_active_instances', 'get_attached_disks',
+    'get_disk_attachment_info', 'get_free_controller_slot',
+    'get_instance_uuid', 'get_vm_config_root_dir', 'get_vm_disks',
+    'get_vm_dvd_disk_paths', 'get_vm_ide_controller', 'get_vm_nic_names',
+    'get_vm_physical_disk_mapping', 'get_vm_power_state',
+    'get_vm_power_state_change_listener', 'get_vm_scsi_controller',
+    'get_vm_serial_port_connections', 'get_vm_state', 'get_vm_storage_paths',
+    'get_vm_summary_info', 'is_secure_vm', 'list_instance_notes',
+    'list_instances', 'remove_all_pci_devices', 'set_boot_order',
+    'set_disk_host_res', 'set_disk_qos_specs', 'set_nested_virtualization',
+    'set_vm_serial_port_connection', 'soft_shutdown_vm', 'stop_vm_jobs',
+    'update_vm', 'update_vm_disk_path', 'vm_gen_supports_remotefx',
 })
 
 
@@ -102,12 +101,25 @@ ANSWERS = {
 
 
 class _Recording:
+    """Each call of ``method`` recorded as ``'<name>.<method>'``, then made
+    on ``_target(method)``."""
+
     def __init__(self, name, calls):
         self._name = name
         self._calls = calls
 
-    def _record(self, method):
-        self._calls.append('%s.%s' % (self._name, method))
+    def __getattr__(self, method):
+        if method.startswith('_'):
+            raise AttributeError(method)
+        target = self._target(method)
+
+        def call(*args, **kwargs):
+            self._calls.append('%s.%s' % (self._name, method))
+            return target(*args, **kwargs)
+        return call
+
+    def _target(self, method):
+        raise NotImplementedError
 
 
 class RecordingUtils(_Recording):
@@ -119,15 +131,9 @@ class RecordingUtils(_Recording):
         super().__init__(name, calls)
         self._answers = answers or {}
 
-    def __getattr__(self, method):
-        if method.startswith('_'):
-            raise AttributeError(method)
+    def _target(self, method):
         answer = self._answers.get(method)
-
-        def call(*args, **kwargs):
-            self._record(method)
-            return answer(*args, **kwargs) if callable(answer) else answer
-        return call
+        return answer if callable(answer) else lambda *a, **kw: answer
 
 
 class SimulatedVMUtils(_Recording):
@@ -140,20 +146,14 @@ class SimulatedVMUtils(_Recording):
         self._real = vmutils
         self._definition = RecordingVMDefinition(hv)
 
-    def __getattr__(self, method):
+    def _target(self, method):
         if method in SIMULATED:
-            target = getattr(self._real, method)
-        elif method in DEFINITION:
-            target = getattr(self._definition, method, None) or (
+            return getattr(self._real, method)
+        if method in DEFINITION:
+            return getattr(self._definition, method, None) or (
                 lambda *a, **kw: None)
-        else:
-            raise NotModelled('os-win VMUtils.%s is not modelled by the '
-                              'simulated host' % method)
-
-        def call(*args, **kwargs):
-            self._record(method)
-            return target(*args, **kwargs)
-        return call
+        raise NotModelled('os-win VMUtils.%s is not modelled by the '
+                          'simulated host' % method)
 
 
 class SimulatedHostUtils(_Recording):
@@ -166,20 +166,14 @@ class SimulatedHostUtils(_Recording):
         self._real = hostutils
         self._facts = facts
 
-    def __getattr__(self, method):
+    def _target(self, method):
         if method in HOST_SIMULATED:
-            target = getattr(self._real, method)
-        elif method in self._facts:
+            return getattr(self._real, method)
+        if method in self._facts:
             fact = self._facts[method]
-            target = lambda *a, **kw: copy.deepcopy(fact)  # noqa: E731
-        else:
-            raise NotModelled('os-win HostUtils.%s is not modelled by the '
-                              'simulated host' % method)
-
-        def call(*args, **kwargs):
-            self._record(method)
-            return target(*args, **kwargs)
-        return call
+            return lambda *a, **kw: copy.deepcopy(fact)
+        raise NotModelled('os-win HostUtils.%s is not modelled by the '
+                          'simulated host' % method)
 
 
 class RecordingVMDefinition:
@@ -212,9 +206,6 @@ class RecordingVMDefinition:
     def destroy_vm(self, vm_name):
         self._hv.remove_vm(vm_name)
         self.notes.pop(vm_name, None)
-
-    def get_instance_notes(self, vm_name):
-        return self.notes[self._vm(vm_name)]
 
     def list_instances(self):
         return list(self._hv.vms)

@@ -21,7 +21,7 @@ loaded.
 
 from nova import monkey_patch; monkey_patch.patch(backend='threading')  # noqa
 
-import pathlib  # noqa: E402
+import pathlib  # noqa: E402,I100
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
@@ -36,8 +36,8 @@ def main(argv):
     from vtpm_hyperv.nova import driver  # noqa: F401
     report('mixin and backend imported', 'eventlet' not in sys.modules)
 
-    from nova.virt import driver as nova_driver
     import nova.virt
+    from nova.virt import driver as nova_driver
 
     from tools.compute_hyperv import host
     from tools.simcloud import guide

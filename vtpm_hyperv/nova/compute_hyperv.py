@@ -43,9 +43,9 @@ from nova import utils as nova_utils
 from nova import version as nova_version
 from oslo_config import cfg
 
-from vtpm_hyperv import oswin
 from vtpm_hyperv.nova import driver as vtpm_driver
 from vtpm_hyperv.nova import exception
+from vtpm_hyperv import oswin
 
 # compute-hyperv 16.0.0's modules that import eventlet when imported, with
 # os-win's (tests/unit/vtpm_hyperv/nova/test_compute_hyperv.py reads its

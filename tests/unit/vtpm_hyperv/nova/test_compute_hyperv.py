@@ -151,3 +151,16 @@ def test_the_removed_hyperv_options_are_the_ones_compute_hyperv_reads():
     removed = {o.name for o in compute_hyperv.REMOVED_HYPERV_OPTS}
     assert len(removed) == 18
     assert read - own == removed
+
+
+def test_the_simulated_hosts_calls_are_os_wins():
+    """What tools.compute_hyperv.host lets compute-hyperv call are os-win
+    5.9.0's own methods (a renamed one fails here)."""
+    from os_win.utils.compute import vmutils10
+    from os_win.utils import hostutils10
+
+    from tools.compute_hyperv import host
+    assert [m for m in host.DEFINITION | host.SIMULATED
+            if not hasattr(vmutils10.VMUtils10, m)] == []
+    assert [m for m in set(host.HOST_FACTS) | host.HOST_SIMULATED
+            if not hasattr(hostutils10.HostUtils10, m)] == []
