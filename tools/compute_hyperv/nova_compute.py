@@ -44,7 +44,7 @@ def main(argv):
     from vtpm_hyperv import fake
 
     folder = tempfile.mkdtemp()
-    code, _ = guide.snippet('nova-compute-driver')
+    code, _ = guide.snippet(guide.COMPUTE_DRIVER_MODULE)
     (pathlib.Path(folder) / 'hyperv_vtpm.py').write_text(code)
     nova.virt.__path__.append(folder)
 
