@@ -26,6 +26,9 @@ met:
   chooses its threading mode: the driver refuses to start on them
   (``check_nova_files``).
 
+Where a nova still matches compute-hyperv (27 and 28, eventlet only), each
+bridge stands aside, told by what that nova has, not by its version.
+
 nova imports compute drivers from ``nova.virt`` only; the install guide's
 ``nova/virt/hyperv_vtpm.py`` names this class there.
 """
@@ -33,6 +36,7 @@ nova imports compute drivers from ``nova.virt`` only; the install guide's
 from __future__ import annotations
 
 import contextlib
+import inspect
 import pathlib
 import threading
 
@@ -80,10 +84,21 @@ REMOVED_HYPERV_OPTS = [
     cfg.IntOpt('wait_soft_reboot_seconds', default=60),
 ]
 
+
+def register_removed_hyperv_opts(conf):
+    """Register the [hyperv] options that this nova no longer defines (all
+    18 from nova 29 on; none on nova 27 and 28, whose own stand)."""
+    for opt in REMOVED_HYPERV_OPTS:
+        try:
+            conf.register_opt(opt, group='hyperv')
+        except cfg.DuplicateOptError:
+            pass  # nova's own definition
+
+
 # compute-hyperv reads them when its modules are imported (a default argument
 # of VMOps.reboot's), so they are registered first, on the conf compute-hyperv
 # reads, nova's, as nova registers its own options when nova.conf is imported
-nova.conf.CONF.register_opts(REMOVED_HYPERV_OPTS, group='hyperv')
+register_removed_hyperv_opts(nova.conf.CONF)
 hyperv_driver = oswin.load('compute_hyperv.nova.driver', EVENTLET_IMPORTERS)
 eventhandler = oswin.load('compute_hyperv.nova.eventhandler',
                           EVENTLET_IMPORTERS)
@@ -101,6 +116,10 @@ def check_nova_files(package_dir=None):
     :raises vtpm_hyperv.nova.exception.NovaFilesReplaced: naming them and
         the fix.
     """
+    if not hasattr(nova_utils, 'concurrency_mode_threading'):
+        # a nova that runs on eventlet only (27, 28): compute-hyperv's files
+        # are how it was installed there, and they work
+        return
     root = pathlib.Path(package_dir or pathlib.Path(nova.__file__).parent)
     replaced = {}
     for name in NOVA_FILES:
@@ -142,6 +161,13 @@ class _VirtAPI:
     def __init__(self, virtapi):
         self._virtapi = virtapi
 
+    @staticmethod
+    def needed(virtapi):
+        """Whether ``virtapi`` is nova 34's (nova 27's takes ``deadline``)."""
+        wait = getattr(virtapi, 'wait_for_instance_event', None)
+        return wait is not None and 'deadline' not in \
+            inspect.signature(wait).parameters
+
     @contextlib.contextmanager
     def wait_for_instance_event(self, instance, event_names, deadline=300,
                                 error_callback=None):
@@ -168,7 +194,8 @@ class _PortedHyperVDriver(hyperv_driver.HyperVDriver):
             if not isinstance(module.utils, _NovaUtils):
                 module.utils = _NovaUtils()
         super().__init__(virtapi)
-        self._vmops._virtapi = _VirtAPI(virtapi)
+        if _VirtAPI.needed(virtapi):
+            self._vmops._virtapi = _VirtAPI(virtapi)
         # hyperv-vtpm gives the VM its vTPM (the mixin); compute-hyperv's own
         # path (add_vtpm, provision_vm from img_pdk_reference), reached from
         # VMOps.spawn only, stays off

@@ -9,6 +9,7 @@ nova-compute does.
 """
 
 import ast
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -17,8 +18,12 @@ import re
 import subprocess
 import sys
 import time
+import types
 
+from nova.compute import manager as nova_manager
+from nova import exception as nova_exception
 from nova.virt import driver as nova_driver
+from oslo_config import cfg
 import pytest
 
 from vtpm_hyperv.nova import compute_hyperv
@@ -164,3 +169,55 @@ def test_the_simulated_hosts_calls_are_os_wins():
             if not hasattr(vmutils10.VMUtils10, m)] == []
     assert [m for m in set(host.HOST_FACTS) | host.HOST_SIMULATED
             if not hasattr(hostutils10.HostUtils10, m)] == []
+
+
+def test_a_nova_that_defines_hyperv_options_keeps_its_own():
+    """nova 27 and 28 define [hyperv]: the port registers the rest only."""
+    conf = cfg.ConfigOpts()
+    own = cfg.StrOpt('vswitch_name', default='nova-27', help="nova's")
+    conf.register_opt(own, group='hyperv')
+    compute_hyperv.register_removed_hyperv_opts(conf)
+    conf([])
+    assert conf.hyperv.vswitch_name == 'nova-27'
+    assert conf.hyperv.power_state_check_timeframe == 60
+    assert len(list(conf.hyperv)) == 18
+
+
+class Nova27VirtAPI:
+    def wait_for_instance_event(self, instance, event_names, deadline=300,
+                                error_callback=None):
+        raise AssertionError('not called')
+
+
+class Nova34VirtAPI:
+    def __init__(self, arrives):
+        self.arrives = arrives
+        self.waited = []
+
+    @contextlib.contextmanager
+    def wait_for_instance_event(self, instance, event_names, timeout=300,
+                                error_callback=None):
+        self.waited.append(timeout)
+        yield
+        if not self.arrives:
+            raise nova_exception.InstanceEventTimeout()
+
+
+def test_the_wait_is_bridged_on_nova_34_only():
+    novas = types.SimpleNamespace(wait_for_instance_event=(
+        nova_manager.ComputeVirtAPI.wait_for_instance_event))
+    assert compute_hyperv._VirtAPI.needed(novas)
+    assert not compute_hyperv._VirtAPI.needed(Nova27VirtAPI())
+
+
+def test_the_bridged_wait_times_out_as_compute_hyperv_catches():
+    """nova 34's InstanceEventTimeout reaches compute-hyperv as the
+    Timeout its VMOps.wait_vif_plug_events catches."""
+    virtapi = Nova34VirtAPI(arrives=False)
+    bridged = compute_hyperv._VirtAPI(virtapi)
+    with pytest.raises(compute_hyperv.vmops.etimeout.Timeout):
+        with bridged.wait_for_instance_event(None, [], deadline=7):
+            pass
+    with bridged.wait_for_instance_event(None, [], deadline=9):
+        virtapi.arrives = True
+    assert virtapi.waited == [7, 9]
