@@ -13,9 +13,11 @@ compute-hyperv or os-win that calls differently fails here.
 
 import tempfile
 
+import fixtures
 from oslo_utils import uuidutils
 
 from tools.compute_hyperv import driver as consumer
+from tools.compute_hyperv import host as chv_host
 from tools.simcloud import driver
 from tools.simcloud import nova
 from vtpm_core import constants
@@ -29,8 +31,16 @@ class ComputeHyperVCloud(nova.Services):
 
     def setUp(self):
         self.cloud = self.enterContext(driver.SimulatedCloud(nova.CONF))
+        # The hosts' instances live on a Cluster Shared Volume, which
+        # compute-hyperv reaches by the same path from every host
+        # (PathUtils.get_remote_path): C:\ClusterStorage\ on the system
+        # drive, here a temporary folder.
+        drive = tempfile.mkdtemp()
+        self.useFixture(fixtures.EnvironmentVariable('SYSTEMDRIVE', drive))
+        self.useFixture(fixtures.MonkeyPatch(
+            'os_win.utils.pathutils.PathUtils.copy', chv_host.copy_file))
         super().setUp()
-        self.flags(instances_path=tempfile.mkdtemp())
+        self.flags(instances_path=drive + '\\ClusterStorage\\instances')
 
     def make_driver(self, virtapi):
         host = self._starting
@@ -52,6 +62,22 @@ class ComputeHyperVCloud(nova.Services):
             'min_disk': 0, 'visibility': 'public',
             'properties': properties})
         return image_id
+
+    def calls_of(self, host, operation, *args, **kwargs):
+        """What ``operation`` made the host's os-win and WMI do (the
+        resource tracker's reads left out), and its result."""
+        hv = self.cloud.hosts[host]
+        start = len(hv.calls)
+        result = operation(*args, **kwargs)
+        calls = hv.calls[start:]
+        return without_reports(calls), result
+
+    def vtpm_server(self, host='hv1'):
+        """A server whose flavor and image both ask for a vTPM: the image's
+        os_vtpm=required is what compute-hyperv's own path acts on too."""
+        flavor = self.create_flavor(vtpm='required')
+        image = self.create_image(os_vtpm='required', **GEN2)
+        return self.calls_of(host, self.boot, flavor, image)
 
     def vm(self, server):
         hv = self.cloud.hosts[self.host_of(server)]
@@ -85,7 +111,7 @@ BUILD = [
     'vmutils.create_vm', 'vmutils.create_scsi_controller',
     'vmutils.attach_scsi_drive', 'vmutils.attach_scsi_drive',
     'vmutils.set_vm_serial_port_connection', 'vmutils.update_vm',
-    'vmutils.set_boot_order',
+    'vmutils.get_disk_attachment_info', 'vmutils.set_boot_order',
     # the mixin: the vTPM (a key protector of the host's guardian for the
     # fabric's), while the VM is off
     'MSFT_HgsClientConfiguration.Get', 'Msvm_SecurityService.GetKeyProtector',
@@ -107,6 +133,20 @@ REBOOT = ['vmutils.vm_exists', 'vmutils.get_vm_summary_info',
           'vmutils.vm_exists', 'vmutils.get_vm_summary_info']
 DELETE = ['vmutils.vm_exists', 'vmutils.stop_vm_jobs', 'vmutils.set_vm_state',
           'Msvm_ComputerSystem.RequestStateChange', 'vmutils.destroy_vm']
+# a cold migration: the source stops the VM, keeps its files and exported
+# definition (with the KeyProtector and vTPM state) and removes the VM; the
+# destination imports the definition and starts it
+MIGRATE_SOURCE = [
+    'vmutils.soft_shutdown_vm', 'vmutils.get_vm_summary_info',
+    'vmutils.vm_exists', 'vmutils.stop_vm_jobs', 'vmutils.set_vm_state',
+    'Msvm_ComputerSystem.RequestStateChange', 'vmutils.destroy_vm']
+MIGRATE_DESTINATION = [
+    'vmutils.get_vm_config_root_dir', 'hostutils.get_default_vm_generation',
+    'hostutils.get_supported_vm_types', 'migrationutils.import_vm_definition',
+    'vmutils.update_vm', 'vmutils.get_vm_storage_paths',
+    'vhdutils.get_vhd_info', 'migrationutils.realize_vm',
+    'vhdutils.get_vhd_info', 'vhdutils.resize_vhd', 'vmutils.set_vm_state',
+    'Msvm_ComputerSystem.RequestStateChange']
 # compute-hyperv's own vTPM path (VMOps._configure_secure_vm), which the
 # port switches off
 OWN_VTPM = {'vmutils.add_vtpm', 'vmutils.provision_vm',
@@ -114,22 +154,6 @@ OWN_VTPM = {'vmutils.add_vtpm', 'vmutils.provision_vm',
 
 
 class ConsumerTestCase(ComputeHyperVCloud):
-
-    def calls_of(self, host, operation, *args, **kwargs):
-        """What ``operation`` made the host's os-win and WMI do (the
-        resource tracker's reads left out), and its result."""
-        hv = self.cloud.hosts[host]
-        start = len(hv.calls)
-        result = operation(*args, **kwargs)
-        calls = hv.calls[start:]
-        return without_reports(calls), result
-
-    def vtpm_server(self, host='hv1'):
-        """A server whose flavor and image both ask for a vTPM: the image's
-        os_vtpm=required is what compute-hyperv's own path acts on too."""
-        flavor = self.create_flavor(vtpm='required')
-        image = self.create_image(os_vtpm='required', **GEN2)
-        return self.calls_of(host, self.boot, flavor, image)
 
     def test_the_report_nova_reads(self):
         self.start_compute('hv1')
@@ -190,6 +214,30 @@ class ConsumerTestCase(ComputeHyperVCloud):
         # nothing of the instance's is left on the host
         self.assertEqual({}, hv.vms)
         self.assertEqual(guardians, hv.guardian_names())
+
+
+class ColdMigrationTestCase(ComputeHyperVCloud):
+
+    def test_cold_migration_keeps_the_key_protector(self):
+        """compute-hyperv moves the VM's exported definition: the
+        KeyProtector comes along and opens on a host of the same fabric;
+        the source keeps nothing once the move is confirmed."""
+        self.start_compute('hv1')
+        _, server = self.vtpm_server()
+        self.start_compute('hv2')
+        name = server['OS-EXT-SRV-ATTR:instance_name']
+        before = self.cloud.hosts['hv1'].vm_security(name)
+        dest_calls, (source_calls, server) = self.calls_of(
+            'hv2', self.calls_of, 'hv1', self._migrate_server, server)
+        self.assertEqual(MIGRATE_SOURCE, source_calls)
+        self.assertEqual(MIGRATE_DESTINATION, dest_calls)
+        self.assertEqual('hv2', self.host_of(server))
+        moved = self.cloud.hosts['hv2'].vm_security(name)
+        self.assertEqual(parties(before['KeyProtector']),
+                         parties(moved['KeyProtector']))
+        self.assertEqual(fake.host.VM_ENABLED, moved['EnabledState'])
+        server = self._confirm_resize(server)
+        self.assertEqual({}, self.cloud.hosts['hv1'].vms)
 
 
 def parties(raw_kp):

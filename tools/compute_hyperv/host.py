@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
+import shutil
+import uuid
 
 from vtpm_hyperv import oswin
 
@@ -82,6 +85,11 @@ HOST_FACTS = {
 }
 
 
+def _new_file(path, *args, **kwargs):
+    """A disk virtdisk created: the file exists (it holds nothing)."""
+    open(path, 'w').close()
+
+
 # what the recording fakes of os-win's other utilities answer, per utility
 # and method (a value, or a callable of the call's arguments); a method not
 # listed answers None
@@ -95,6 +103,8 @@ ANSWERS = {
                  'get_vhd_size': {'VirtualSize': 1 << 30},
                  # a VHDX's internal size: the size asked (no header cost)
                  'get_best_supported_vhd_format': 'vhdx',
+                 'create_differencing_vhd': _new_file,
+                 'create_dynamic_vhd': _new_file,
                  'get_internal_vhd_size_by_file_size':
                      lambda path, size: size},
 }
@@ -140,11 +150,10 @@ class SimulatedVMUtils(_Recording):
     """os-win's ``VMUtils10`` over the simulated host for ``SIMULATED``;
     the recording VM-definition fake for ``DEFINITION``; nothing else."""
 
-    def __init__(self, hv, vmutils, calls):
+    def __init__(self, definition, vmutils, calls):
         super().__init__('vmutils', calls)
-        self._hv = hv
         self._real = vmutils
-        self._definition = RecordingVMDefinition(hv)
+        self._definition = definition
 
     def _target(self, method):
         if method in SIMULATED:
@@ -176,6 +185,17 @@ class SimulatedHostUtils(_Recording):
                           'simulated host' % method)
 
 
+def copy_file(pathutils, src, dest):
+    """os-win's ``PathUtils.copy`` (Win32 ``CopyFileW``, which has no
+    counterpart here): the file's bytes, by ``shutil``."""
+    shutil.copyfile(src, dest)
+
+
+# the VM definitions create_vm wrote: token -> [host, VM name, the VM as
+# destroy_vm left it, its notes]
+_EXPORTS = {}
+
+
 class RecordingVMDefinition:
     """The lifecycle of a VM's definition: a created VM exists on the
     simulated host, off, with the generation asked; a destroyed one is
@@ -202,10 +222,37 @@ class RecordingVMDefinition:
                         instance_uuid=(notes or [None])[0])
         self.notes[vm_name] = list(notes or [])
         self.paths[vm_name] = instance_path
+        # Hyper-V keeps the definition in <instance>/Virtual Machines/
+        # <VM id>.vmcx; here the file names the definition in _EXPORTS
+        folder = os.path.join(instance_path, 'Virtual Machines')
+        os.makedirs(folder, exist_ok=True)
+        token = str(uuid.uuid4())
+        _EXPORTS[token] = [self._hv, vm_name, None, list(notes or [])]
+        with open(os.path.join(folder, token + '.vmcx'), 'w') as f:
+            f.write(token)
 
     def destroy_vm(self, vm_name):
+        # an exported definition keeps the VM as it was (with its
+        # KeyProtector and vTPM state)
+        for entry in _EXPORTS.values():
+            if entry[0] is self._hv and entry[1] == vm_name:
+                entry[2] = copy.deepcopy(self._hv.vms[vm_name])
         self._hv.remove_vm(vm_name)
         self.notes.pop(vm_name, None)
+
+    def import_vm_definition(self, config_file, snapshot_dir=None):
+        """os-win's ``MigrationUtils.import_vm_definition``: the VM of an
+        exported definition, on this host, off (a planned VM until
+        ``realize_vm``)."""
+        with open(config_file) as f:
+            source, vm_name, record, notes = _EXPORTS[f.read()]
+        record = copy.deepcopy(record or source.vms[vm_name])
+        record.state = VM_OFF
+        with self._hv.lock:
+            self._hv.vms[vm_name] = record
+        self.notes[vm_name] = notes
+        # <instance>/export/<VM id>.vmcx
+        self.paths[vm_name] = os.path.dirname(os.path.dirname(config_file))
 
     def list_instances(self):
         return list(self._hv.vms)
@@ -267,8 +314,12 @@ def installed(hv, calls, answers=None, facts=None):
     answers = dict(ANSWERS, **(answers or {}))
     facts = dict(HOST_FACTS, **(facts or {}))
     vmutils, hostutils = hv.os_win_utils()
+    definition = RecordingVMDefinition(hv)
+    answers.setdefault('migrationutils', {
+        'import_vm_definition': definition.import_vm_definition})
     made = {
-        'get_vmutils': lambda host='.': SimulatedVMUtils(hv, vmutils, calls),
+        'get_vmutils': lambda host='.': SimulatedVMUtils(definition, vmutils,
+                                                         calls),
         'get_hostutils': lambda: SimulatedHostUtils(hostutils, calls, facts),
     }
     for name in ('vhdutils', 'metricsutils', 'networkutils', 'pathutils',
