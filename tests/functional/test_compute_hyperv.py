@@ -5,10 +5,12 @@ nova 34's own services (``tools.simcloud.nova``), computes whose driver is
 hosts.
 
 os-win's VM, host and job utilities run over the simulator; the VM's
-definition, disks, NICs, paths and host facts, which it does not model,
-are recording fakes (``tools.compute_hyperv.host``), and any other os-win
-call fails the test. Each operation's os-win calls are pinned: a
-compute-hyperv or os-win that calls differently fails here.
+definition, disks, NICs, host facts and migrations, which it does not
+model, are recording fakes with a small lifecycle model
+(``tools.compute_hyperv.host``), and any other os-win call fails the test.
+The hosts keep their instances on a cluster shared volume. Each operation's
+os-win calls are pinned: a compute-hyperv or os-win that calls differently
+fails here.
 """
 
 import tempfile
@@ -147,6 +149,14 @@ MIGRATE_DESTINATION = [
     'vhdutils.get_vhd_info', 'migrationutils.realize_vm',
     'vhdutils.get_vhd_info', 'vhdutils.resize_vhd', 'vmutils.set_vm_state',
     'Msvm_ComputerSystem.RequestStateChange']
+# a live migration: the destination's checks (the mixin's first, its HGS
+# state), then Hyper-V's move from the source; then nova's reads
+LIVE_SOURCE = ['livemigrationutils.live_migrate_vm',
+               'MSFT_HgsClientConfiguration.Get']
+LIVE_DESTINATION = [
+    'MSFT_HgsClientConfiguration.Get',
+    'livemigrationutils.check_live_migration_config', 'vmutils.vm_exists',
+    'vmutils.get_vm_summary_info']
 # compute-hyperv's own vTPM path (VMOps._configure_secure_vm), which the
 # port switches off
 OWN_VTPM = {'vmutils.add_vtpm', 'vmutils.provision_vm',
@@ -238,6 +248,29 @@ class ColdMigrationTestCase(ComputeHyperVCloud):
         self.assertEqual(fake.host.VM_ENABLED, moved['EnabledState'])
         server = self._confirm_resize(server)
         self.assertEqual({}, self.cloud.hosts['hv1'].vms)
+
+
+class LiveMigrationTestCase(ComputeHyperVCloud):
+
+    def test_live_migration_in_the_fabric(self):
+        """The mixin lets a vTPM move live within its fabric (the
+        destination checks itself first); Hyper-V moves the running VM with
+        its KeyProtector, and the source keeps nothing."""
+        self.start_compute('hv1')
+        _, server = self.vtpm_server()
+        self.start_compute('hv2')
+        name = server['OS-EXT-SRV-ATTR:instance_name']
+        before = self.cloud.hosts['hv1'].vm_security(name)
+        dest_calls, (source_calls, server) = self.calls_of(
+            'hv2', self.calls_of, 'hv1', self._live_migrate, server)
+        self.assertEqual(LIVE_SOURCE, source_calls)
+        self.assertEqual(LIVE_DESTINATION, dest_calls)
+        self.assertEqual('hv2', self.host_of(server))
+        self.assertEqual({}, self.cloud.hosts['hv1'].vms)
+        moved = self.cloud.hosts['hv2'].vm_security(name)
+        self.assertEqual(fake.host.VM_ENABLED, moved['EnabledState'])
+        self.assertEqual(parties(before['KeyProtector']),
+                         parties(moved['KeyProtector']))
 
 
 def parties(raw_kp):

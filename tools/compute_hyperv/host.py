@@ -10,8 +10,13 @@ Hyper-V host (``vtpm_hyperv.fake``), every call recorded.
   boot order, Secure Boot, notes) and os-win's other utilities (virtdisk's
   VHDs, paths, networks, metrics, migrations, serial pipes), are
   **recording fakes** (``RecordingVMDefinition``, ``RecordingUtils``): they
-  record the call and answer from a small lifecycle model (a created VM is
-  added to the simulated host, off; a destroyed one removed);
+  record the call and answer from a small lifecycle model: a created VM is
+  added to the simulated host, off, with its definition file in
+  ``<instance>/Virtual Machines``; a destroyed one removed; an exported
+  definition imported on another host brings the VM as it was (Hyper-V's
+  export and import, which carry the KeyProtector and the vTPM state); a
+  live migration moves the VM, which runs on the destination only if its
+  HGS opens the KeyProtector; a VHDX virtdisk creates is a file;
 * any other os-win call is refused (``NotModelled``), so a compute-hyperv
   that calls something new fails here instead of passing on a lenient fake.
 
@@ -191,6 +196,8 @@ def copy_file(pathutils, src, dest):
     shutil.copyfile(src, dest)
 
 
+# each simulated host's VM definitions, by host name (the last installed)
+_DEFINITIONS = {}
 # the VM definitions create_vm wrote: token -> [host, VM name, the VM as
 # destroy_vm left it, its notes]
 _EXPORTS = {}
@@ -254,6 +261,25 @@ class RecordingVMDefinition:
         # <instance>/export/<VM id>.vmcx
         self.paths[vm_name] = os.path.dirname(os.path.dirname(config_file))
 
+    def live_migrate_vm(self, vm_name, dest_host, migrate_disks=True):
+        """os-win's ``LiveMigrationUtils.live_migrate_vm``: Hyper-V moves
+        the running VM with its definition (KeyProtector, vTPM state); it
+        runs on the destination only if that host's HGS opens the
+        KeyProtector (the simulator's rule), else it stays here, running."""
+        target = _DEFINITIONS[dest_host]
+        record = copy.deepcopy(self._hv.vms[self._vm(vm_name)])
+        record.state = VM_OFF
+        with target._hv.lock:
+            target._hv.vms[vm_name] = record
+        try:
+            target._hv.start_vm(vm_name)
+        except Exception:
+            target._hv.remove_vm(vm_name)
+            raise
+        target.notes[vm_name] = self.notes.pop(vm_name, [])
+        target.paths[vm_name] = self.paths.get(vm_name)
+        self._hv.remove_vm(vm_name)
+
     def list_instances(self):
         return list(self._hv.vms)
 
@@ -315,8 +341,11 @@ def installed(hv, calls, answers=None, facts=None):
     facts = dict(HOST_FACTS, **(facts or {}))
     vmutils, hostutils = hv.os_win_utils()
     definition = RecordingVMDefinition(hv)
+    _DEFINITIONS[hv.name] = definition
     answers.setdefault('migrationutils', {
         'import_vm_definition': definition.import_vm_definition})
+    answers.setdefault('livemigrationutils', {
+        'live_migrate_vm': definition.live_migrate_vm})
     made = {
         'get_vmutils': lambda host='.': SimulatedVMUtils(definition, vmutils,
                                                          calls),
