@@ -19,7 +19,16 @@ Prints what it found, one ``key: value`` a line; exits 0 when the driver
 loaded.
 """
 
-from nova import monkey_patch; monkey_patch.patch(backend='threading')  # noqa
+import inspect  # noqa: I100
+
+from nova import monkey_patch
+
+# nova-compute's first line: nova 34's (native threads by default), or, on
+# a nova without that mode (27, 28), its eventlet patching
+if 'backend' in inspect.signature(monkey_patch.patch).parameters:
+    monkey_patch.patch(backend='threading')
+else:
+    monkey_patch.patch()
 
 import pathlib  # noqa: E402,I100
 import sys  # noqa: E402
