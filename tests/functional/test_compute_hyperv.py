@@ -226,51 +226,41 @@ class ConsumerTestCase(ComputeHyperVCloud):
         self.assertEqual(guardians, hv.guardian_names())
 
 
-class ColdMigrationTestCase(ComputeHyperVCloud):
+class MoveTestCase(ComputeHyperVCloud):
+    """An instance with a vTPM moved from hv1 to hv2, hosts of one fabric:
+    the KeyProtector comes along, opens there, and the VM runs there."""
 
-    def test_cold_migration_keeps_the_key_protector(self):
-        """compute-hyperv moves the VM's exported definition: the
-        KeyProtector comes along and opens on a host of the same fabric;
-        the source keeps nothing once the move is confirmed."""
+    def move(self, operation, source_calls, destination_calls):
         self.start_compute('hv1')
         _, server = self.vtpm_server()
         self.start_compute('hv2')
         name = server['OS-EXT-SRV-ATTR:instance_name']
         before = self.cloud.hosts['hv1'].vm_security(name)
-        dest_calls, (source_calls, server) = self.calls_of(
-            'hv2', self.calls_of, 'hv1', self._migrate_server, server)
-        self.assertEqual(MIGRATE_SOURCE, source_calls)
-        self.assertEqual(MIGRATE_DESTINATION, dest_calls)
+        dest_calls, (calls, server) = self.calls_of(
+            'hv2', self.calls_of, 'hv1', operation, server)
+        self.assertEqual(source_calls, calls)
+        self.assertEqual(destination_calls, dest_calls)
         self.assertEqual('hv2', self.host_of(server))
         moved = self.cloud.hosts['hv2'].vm_security(name)
         self.assertEqual(parties(before['KeyProtector']),
                          parties(moved['KeyProtector']))
         self.assertEqual(fake.host.VM_ENABLED, moved['EnabledState'])
-        server = self._confirm_resize(server)
+        return server
+
+    def test_cold_migration_keeps_the_key_protector(self):
+        """compute-hyperv moves the VM's exported definition; the source
+        keeps nothing once the move is confirmed."""
+        server = self.move(self._migrate_server, MIGRATE_SOURCE,
+                           MIGRATE_DESTINATION)
+        self._confirm_resize(server)
         self.assertEqual({}, self.cloud.hosts['hv1'].vms)
-
-
-class LiveMigrationTestCase(ComputeHyperVCloud):
 
     def test_live_migration_in_the_fabric(self):
         """The mixin lets a vTPM move live within its fabric (the
-        destination checks itself first); Hyper-V moves the running VM with
-        its KeyProtector, and the source keeps nothing."""
-        self.start_compute('hv1')
-        _, server = self.vtpm_server()
-        self.start_compute('hv2')
-        name = server['OS-EXT-SRV-ATTR:instance_name']
-        before = self.cloud.hosts['hv1'].vm_security(name)
-        dest_calls, (source_calls, server) = self.calls_of(
-            'hv2', self.calls_of, 'hv1', self._live_migrate, server)
-        self.assertEqual(LIVE_SOURCE, source_calls)
-        self.assertEqual(LIVE_DESTINATION, dest_calls)
-        self.assertEqual('hv2', self.host_of(server))
+        destination checks itself first); Hyper-V moves the running VM, and
+        the source keeps nothing."""
+        self.move(self._live_migrate, LIVE_SOURCE, LIVE_DESTINATION)
         self.assertEqual({}, self.cloud.hosts['hv1'].vms)
-        moved = self.cloud.hosts['hv2'].vm_security(name)
-        self.assertEqual(fake.host.VM_ENABLED, moved['EnabledState'])
-        self.assertEqual(parties(before['KeyProtector']),
-                         parties(moved['KeyProtector']))
 
 
 def parties(raw_kp):

@@ -151,43 +151,40 @@ class RecordingUtils(_Recording):
         return answer if callable(answer) else lambda *a, **kw: answer
 
 
-class SimulatedVMUtils(_Recording):
-    """os-win's ``VMUtils10`` over the simulated host for ``SIMULATED``;
-    the recording VM-definition fake for ``DEFINITION``; nothing else."""
+class Simulated(_Recording):
+    """os-win's own utils (``real``) over the simulated host for the
+    methods in ``simulated``; ``recorded[method]`` for what the simulator
+    does not model; nothing else (``NotModelled``)."""
 
-    def __init__(self, definition, vmutils, calls):
-        super().__init__('vmutils', calls)
-        self._real = vmutils
-        self._definition = definition
-
-    def _target(self, method):
-        if method in SIMULATED:
-            return getattr(self._real, method)
-        if method in DEFINITION:
-            return getattr(self._definition, method, None) or (
-                lambda *a, **kw: None)
-        raise NotModelled('os-win VMUtils.%s is not modelled by the '
-                          'simulated host' % method)
-
-
-class SimulatedHostUtils(_Recording):
-    """os-win's ``HostUtils10`` over the simulated host for
-    ``HOST_SIMULATED``; the host's facts (``HOST_FACTS``, recorded) for the
-    rest that compute-hyperv reads; nothing else."""
-
-    def __init__(self, hostutils, calls, facts):
-        super().__init__('hostutils', calls)
-        self._real = hostutils
-        self._facts = facts
+    def __init__(self, name, real, simulated, recorded, calls):
+        super().__init__(name, calls)
+        self._real = real
+        self._simulated = simulated
+        self._recorded = recorded
 
     def _target(self, method):
-        if method in HOST_SIMULATED:
+        if method in self._simulated:
             return getattr(self._real, method)
-        if method in self._facts:
-            fact = self._facts[method]
-            return lambda *a, **kw: copy.deepcopy(fact)
-        raise NotModelled('os-win HostUtils.%s is not modelled by the '
-                          'simulated host' % method)
+        if method in self._recorded:
+            return self._recorded[method]
+        raise NotModelled('os-win %s.%s is not modelled by the simulated '
+                          'host' % (self._name, method))
+
+
+def simulated_vmutils(definition, vmutils, calls):
+    """os-win's ``VMUtils10`` for ``SIMULATED``, the recording
+    VM-definition fake for ``DEFINITION``."""
+    recorded = {m: getattr(definition, m, None) or (lambda *a, **kw: None)
+                for m in DEFINITION}
+    return Simulated('vmutils', vmutils, SIMULATED, recorded, calls)
+
+
+def simulated_hostutils(hostutils, calls, facts):
+    """os-win's ``HostUtils10`` for ``HOST_SIMULATED``, the host's facts
+    (``HOST_FACTS``) for the rest compute-hyperv reads."""
+    recorded = {m: (lambda fact: lambda *a, **kw: copy.deepcopy(fact))(f)
+                for m, f in facts.items()}
+    return Simulated('hostutils', hostutils, HOST_SIMULATED, recorded, calls)
 
 
 def copy_file(pathutils, src, dest):
@@ -347,9 +344,9 @@ def installed(hv, calls, answers=None, facts=None):
     answers.setdefault('livemigrationutils', {
         'live_migrate_vm': definition.live_migrate_vm})
     made = {
-        'get_vmutils': lambda host='.': SimulatedVMUtils(definition, vmutils,
-                                                         calls),
-        'get_hostutils': lambda: SimulatedHostUtils(hostutils, calls, facts),
+        'get_vmutils': lambda host='.': simulated_vmutils(definition, vmutils,
+                                                          calls),
+        'get_hostutils': lambda: simulated_hostutils(hostutils, calls, facts),
     }
     for name in ('vhdutils', 'metricsutils', 'networkutils', 'pathutils',
                  'diskutils', 'migrationutils', 'livemigrationutils',
