@@ -189,9 +189,10 @@ class _PortedHyperVDriver(hyperv_driver.HyperVDriver):
 
     def __init__(self, virtapi):
         check_nova_files()
-        # compute-hyperv's modules that call nova.utils.spawn_n
+        # compute-hyperv's modules that call nova.utils.spawn_n, where nova
+        # has it no more
         for module in (eventhandler, vmops):
-            if not isinstance(module.utils, _NovaUtils):
+            if not hasattr(module.utils, 'spawn_n'):
                 module.utils = _NovaUtils()
         super().__init__(virtapi)
         if _VirtAPI.needed(virtapi):

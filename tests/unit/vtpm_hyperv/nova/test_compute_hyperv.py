@@ -17,11 +17,13 @@ import pathlib
 import re
 import subprocess
 import sys
+import threading
 import time
 import types
 
 from nova.compute import manager as nova_manager
 from nova import exception as nova_exception
+from nova import utils as nova_utils
 from nova.virt import driver as nova_driver
 from oslo_config import cfg
 import pytest
@@ -221,3 +223,13 @@ def test_the_bridged_wait_times_out_as_compute_hyperv_catches():
     with bridged.wait_for_instance_event(None, [], deadline=9):
         virtapi.arrives = True
     assert virtapi.waited == [7, 9]
+
+
+def test_spawn_n_runs_on_a_thread_of_its_own():
+    """nova 34 has no spawn_n; compute-hyperv's calls get a thread."""
+    assert not hasattr(nova_utils, 'spawn_n')
+    ran = threading.Event()
+    utils = compute_hyperv._NovaUtils()
+    utils.spawn_n(ran.set)
+    assert ran.wait(10)
+    assert utils.get_root_helper is nova_utils.get_root_helper
