@@ -68,3 +68,9 @@ def ensure(venv, log=print):
     staging.rename(folder)
     pth.write_text('%s\n' % folder)
     return folder
+
+
+if __name__ == '__main__':
+    import sys
+    # python -m tools.compute_hyperv.install VENV (tox's other Pythons)
+    ensure(sys.argv[1])
