@@ -4,10 +4,14 @@
 nova's compute manager acts on its own classes (a ``BuildAbortException``
 aborts a build without rescheduling; ``VTPMOperationRefused`` carries a
 409 to the instance fault), so these derive from them; the message is
-always our ``vtpm_core.exception.VTPMError``'s.
+always our ``vtpm_core.exception.VTPMError``'s. ``NovaFilesReplaced`` is
+the compute-hyperv port's refusal to start
+(``vtpm_hyperv.nova.compute_hyperv``).
 """
 
 from nova import exception as nova_exception
+
+from vtpm_core import exception
 
 
 class VTPMBuildAborted(nova_exception.BuildAbortException):
@@ -22,3 +26,15 @@ class VTPMOperationRefused(nova_exception.NovaException):
 
     msg_fmt = '%(reason)s'
     code = 409
+
+
+class NovaFilesReplaced(exception.VTPMError):
+    """compute-hyperv's wheel replaced nova's own package files."""
+
+    msg_fmt = ("nova's own %(files)s were replaced by compute-hyperv's "
+               "(they begin %(value)s): with them nova imports eventlet "
+               "before it chooses its threading mode. Allowed: nova's own "
+               "files. Reinstall nova's (pip install --force-reinstall "
+               "--no-deps nova==%(nova_version)s) and install compute-hyperv "
+               "as the install guide says (doc/source/install.rst, "
+               "'compute-hyperv on nova 34'), which leaves them alone")
