@@ -121,6 +121,10 @@ BUILD = [
     'MSFT_HgsKeyProtector.NewByGuardians',
     'Msvm_SecurityService.SetKeyProtector',
     'Msvm_SecurityService.ModifySecuritySettings',
+    # the start check (vtpm_hyperv.nova.startcheck): the VM's key protector
+    # and the guardians it names, before any start
+    'Msvm_SecurityService.GetKeyProtector',
+    'MSFT_HgsKeyProtector.ConvertToByRawBytes',
     # then the start, compute-hyperv's power_on
     'vmutils.set_vm_state', 'Msvm_ComputerSystem.RequestStateChange',
     # nova's power state sync
@@ -128,11 +132,14 @@ BUILD = [
 STOP = ['vmutils.vm_exists', 'vmutils.get_vm_summary_info',
         'vmutils.soft_shutdown_vm', 'vmutils.get_vm_summary_info',
         'vmutils.vm_exists', 'vmutils.get_vm_summary_info']
-START = ['vmutils.set_vm_state', 'Msvm_ComputerSystem.RequestStateChange',
-         'vmutils.vm_exists', 'vmutils.get_vm_summary_info']
-REBOOT = ['vmutils.vm_exists', 'vmutils.get_vm_summary_info',
-          'vmutils.set_vm_state', 'Msvm_ComputerSystem.RequestStateChange',
-          'vmutils.vm_exists', 'vmutils.get_vm_summary_info']
+_START_CHECK = ['Msvm_SecurityService.GetKeyProtector',
+                'MSFT_HgsKeyProtector.ConvertToByRawBytes']
+START = _START_CHECK + [
+    'vmutils.set_vm_state', 'Msvm_ComputerSystem.RequestStateChange',
+    'vmutils.vm_exists', 'vmutils.get_vm_summary_info']
+REBOOT = (['vmutils.vm_exists', 'vmutils.get_vm_summary_info'] + _START_CHECK
+          + ['vmutils.set_vm_state', 'Msvm_ComputerSystem.RequestStateChange',
+             'vmutils.vm_exists', 'vmutils.get_vm_summary_info'])
 DELETE = ['vmutils.vm_exists', 'vmutils.stop_vm_jobs', 'vmutils.set_vm_state',
           'Msvm_ComputerSystem.RequestStateChange', 'vmutils.destroy_vm']
 # a cold migration: the source stops the VM, keeps its files and exported

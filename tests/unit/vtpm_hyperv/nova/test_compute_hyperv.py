@@ -135,13 +135,14 @@ def test_novas_own_files_pass():
 @pytest.mark.parametrize('method', SHARE_INFO)
 def test_the_methods_nova_34_calls_with_share_info_take_it(method):
     """nova's driver interface has share_info, compute-hyperv 16.0.0's
-    methods do not (else the shim is moot), the port's do."""
+    methods do not (else the shim is moot), the port's do (the mixin's
+    start hooks pass every argument on to them)."""
     def takes(cls):
         return 'share_info' in inspect.signature(
             getattr(cls, method)).parameters
     assert takes(nova_driver.ComputeDriver)
     assert not takes(compute_hyperv.hyperv_driver.HyperVDriver)
-    assert takes(compute_hyperv.HyperVDriver)
+    assert takes(compute_hyperv._PortedHyperVDriver)
 
 
 def test_the_removed_hyperv_options_are_the_ones_compute_hyperv_reads():
