@@ -55,6 +55,12 @@ def ensure_venv():
                      inputs=PINS, log=log)
     except venvs.InstallError as e:
         sys.exit(str(e))
+    # the compute-hyperv consumer tests' driver, beside nova, not over it
+    from tools.compute_hyperv import install
+    try:
+        install.ensure(VENV, log=log)
+    except install.InstallError as e:
+        sys.exit(str(e))
 
 
 def venv_env(extra=None):

@@ -21,10 +21,14 @@ every node (the report client's ``get_allocation_candidates``), and the
 allocation claim succeeds.
 
 Each request changes every node's report in the database first (a new
-measured_at, as each compute's periodic update writes), so VTPMFilter reads
-changed reports. Logging is at INFO, as with nova.conf's ``debug = false``.
-Per filter: its CPU time per host, as the handler called it, and the ratio
-to AllHostsFilter in the same requests. Per request, VTPMFilter's wall
+measured_at, as a compute writes when its report changes), so VTPMFilter
+reads changed reports; ``--distinct`` gives every node a fabric of its own.
+Every filter's passed hosts are checked in every request against those
+that must pass (exit status 1 otherwise); a report is at most 60 s old
+when read, so none ages past max_report_age during the run. Logging is at
+INFO, as with nova.conf's ``debug = false``. Per filter: its CPU time per
+host, as the handler called it, and the ratio to AllHostsFilter in the
+same requests. Per request, VTPMFilter's wall
 time (it waits for Glance): the request that read the image, the requests
 that found it kept, and their mean, the read amortised over the requests
 of one image within its cache lifetime, beside AllHostsFilter's.
@@ -46,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 importlib.import_module('tools.simcloud.process').prepare()
 
 import fixtures  # noqa: E402
+import nova.conf  # noqa: E402
 from nova import context as nova_context  # noqa: E402
 from nova.db.main import api as main_db  # noqa: E402
 from nova.image import glance  # noqa: E402
@@ -60,6 +65,7 @@ import sqlalchemy  # noqa: E402
 from tools import glance_v2  # noqa: E402
 from vtpm_core import capabilities  # noqa: E402
 from vtpm_core import objects  # noqa: E402
+from vtpm_filters import conf as filter_conf  # noqa: E402
 
 FILTERS = ['AllHostsFilter', 'ComputeFilter', 'ComputeCapabilitiesFilter',
            'ImagePropertiesFilter', 'ServerGroupAntiAffinityFilter',
@@ -80,6 +86,23 @@ IMAGES = {
 }
 
 
+# Node kinds (node number mod 10) that pass a keyed request: all but 1 (no
+# vTPM), 2 (not guarded), 3 (attestation Expired), 4 (a report an hour
+# old: older than max_report_age plus REPUBLISH_INTERVAL).
+KEYED_PASS_KINDS = frozenset((0, 5, 6, 7, 8, 9))
+# Whether node i has a fabric of its own (--distinct), else one of seven.
+DISTINCT = {'fabrics': False}
+
+
+def expected_passes(nodes, name, image):
+    """How many nodes a filter must pass: VTPMFilter for the keyed image
+    the KEYED_PASS_KINDS, every filter before it and for other images all
+    (ComputeFilter: every service is up for the run)."""
+    if name == 'VTPMFilter' and image == 'keys':
+        return sum(1 for i in range(nodes) if i % 10 in KEYED_PASS_KINDS)
+    return nodes
+
+
 def report(i, measured_at):
     """Node i's report: six in ten pass a keyed request."""
     kind = i % 10
@@ -87,7 +110,7 @@ def report(i, measured_at):
         vtpm_supported=kind != 1, guarded=kind != 2,
         attestation_status='Expired' if kind == 3 else 'Passed',
         attestation_mode='TpmTrustedAttestation',
-        fabric_id='fabric-%d' % (i % 7),
+        fabric_id='fabric-%d' % (i if DISTINCT['fabrics'] else i % 7),
         measured_at=measured_at - datetime.timedelta(
             seconds=3600 if kind == 4 else i % 60),
         os_version='10.0.20348', local_key_protector=False)
@@ -115,8 +138,13 @@ class Cloud(test.TestCase):
         self.flags(available_filters=['nova.scheduler.filters.all_filters',
                                       'vtpm_filters.all_filters'],
                    enabled_filters=FILTERS, group='filter_scheduler')
-        # the services stay up however long the run takes
+        # the services stay up, and the filter keeps the images it read,
+        # however long the run takes: on a loaded machine a request may
+        # take longer than image_cache_ttl (60 s), and the kept requests
+        # would read Glance again
         self.flags(service_down_time=24 * 3600)
+        filter_conf.register_opts(nova.conf.CONF)
+        self.flags(image_cache_ttl=24 * 3600, group='vtpm_filter')
         # Glance over HTTP, read by nova's own client
         self.images = {}
         glance = glance_v2.GlanceV2(self.images.get).start()
@@ -246,9 +274,12 @@ class Cloud(test.TestCase):
 Timing = collections.namedtuple('Timing', 'cpu_per_host wall passed')
 
 
-def print_filters(cloud):
-    """Per filter, CPU per host; VTPMFilter's wall time per request."""
+def print_filters(cloud, image):
+    """Per filter, CPU per host; VTPMFilter's wall time per request. The
+    filters whose passed hosts, in any request, were not the expected
+    ones."""
     timings = cloud.timings
+    wrong = []
     baseline = statistics.median(t.cpu_per_host
                                  for t in timings['AllHostsFilter'])
     print('%-32s %9s %7s %8s' % ('filter (nova\'s order)', 'us/host',
@@ -257,8 +288,14 @@ def print_filters(cloud):
         name = type(filt).__name__
         samples = timings[name]
         us = statistics.median(t.cpu_per_host for t in samples) * 1e6
-        print('%-32s %9.3f %7.2f %8d' % (name, us, us / (baseline * 1e6),
-                                         samples[-1].passed))
+        passed = {t.passed for t in samples}
+        expected = expected_passes(cloud.nodes, name, image)
+        if passed != {expected}:
+            wrong.append((image, name, passed, expected))
+        print('%-32s %9.3f %7.2f %8s' % (
+            name, us, us / (baseline * 1e6),
+            ','.join(map(str, sorted(passed)))
+            + ('' if passed == {expected} else ' WRONG')))
     base = statistics.median(t.wall for t in timings['AllHostsFilter'])
     first, *kept = [t.wall for t in timings['VTPMFilter']]
     mean = statistics.mean([first] + kept)
@@ -267,13 +304,19 @@ def print_filters(cloud):
               first * 1e3,
               '%.3f' % (statistics.median(kept) * 1e3) if kept else '-',
               mean * 1e3, base * 1e3, mean / base))
+    return wrong
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--nodes', type=int, default=1000)
     parser.add_argument('--requests', type=int, default=5)
+    parser.add_argument('--distinct', action='store_true',
+                        help='a fabric per node (no two nodes share a '
+                             'facts string) rather than seven fabrics')
     args = parser.parse_args()
+    DISTINCT['fabrics'] = args.distinct
+    wrong = []
     cloud = Cloud(args.nodes)
     started = time.perf_counter()
     cloud.setUp()
@@ -283,6 +326,12 @@ def main():
               '(set up in %.0f s); placement stubbed; %d requests per '
               'image, every report changed before each' % (
                   args.nodes, setup, args.requests))
+        print('nodes: ten kinds (node number mod 10; six pass a keyed '
+              'request) in %s, measured over the last 60 s' % (
+                  'a fabric each: no two share a facts string, the worst '
+                  'case' if args.distinct else 'seven fabrics: nodes of '
+                  'one kind and fabric that reported in the same second '
+                  'share a facts string'))
         for kind, properties in IMAGES.items():
             image_id = cloud.image(properties)
             cloud.timings.clear()
@@ -295,7 +344,7 @@ def main():
                 totals.append(time.perf_counter() - start)
             print('\nimage: %s; select_destinations median %.0f ms' % (
                 kind, statistics.median(totals) * 1e3))
-            print_filters(cloud)
+            wrong += print_filters(cloud, kind)
         print('\nus/host: median over the requests of the filter\'s CPU '
               'time in the handler over the hosts it was given; ratio: over '
               'AllHostsFilter\'s. Per request: wall time (with the process\'s '
@@ -303,10 +352,16 @@ def main():
               'through nova\'s API; kept: the median of the others; mean: '
               'over the %d requests of the image, all within one '
               'image_cache_ttl, the read amortised; AllHostsFilter: its '
-              'median; ratio: mean over it' % args.requests)
+              'median; ratio: mean over it; passed: the hosts the filter '
+              'passed in each request, checked against those that must '
+              'pass' % args.requests)
+        for image, name, passed, expected in wrong:
+            print('WRONG: %s passed %s hosts for image %s, not %d' % (
+                name, sorted(passed), image, expected))
     finally:
         cloud.doCleanups()
+    return 1 if wrong else 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

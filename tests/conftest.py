@@ -47,6 +47,10 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             'rollback: %(injections)d faults injected at every WMI step of '
             'every attach path, %(leftovers)d leftovers' % hyperv.INJECTIONS)
+    if hyperv.CRASHES['paths']:
+        terminalreporter.write_line(
+            'crash: %(points)d crash points over %(paths)d paths, '
+            '%(failures)d failures' % hyperv.CRASHES)
     if hyperv.CONFORMANCE['tests']:
         terminalreporter.write_line(
             'WMI conformance: %(tests)d tests, %(validated)d WMI calls '

@@ -83,8 +83,9 @@ def run(cloud, fmt, fleet=None, strict=False, conn=None):
     """Audit the cloud; return (report text, exit status).
 
     :param fleet: None, or a callable that returns the instances and the
-        hosts' reports (``vtpm_cli.novadb.gather``'s), whose fabrics are
-        audited too, and against which each image and flavor pair is held.
+        hosts' reports (``vtpm_cli.novadb.gather``'s), whose fabrics and
+        recorded secrets are audited too, and against which each image and
+        flavor pair is held.
     :param strict: a warning (a key not read as given) counts as a
         finding for the exit status.
     :param conn: the openstacksdk connection to read with (the
@@ -104,8 +105,11 @@ def run(cloud, fmt, fleet=None, strict=False, conn=None):
     instances = reports = None
     if fleet is not None:
         instances, reports = fleet()
-    findings = audit.audit(images, flavors, secret_checker(conn), reports)
+    # one read per distinct secret, for images and instances alike
+    secret_problem = audit.once_per_secret(secret_checker(conn))
+    findings = audit.audit(images, flavors, secret_problem, reports)
     if fleet is not None:
+        findings += audit.secret_findings(instances, secret_problem)
         findings += audit.fabric_findings(instances, reports)
     failed = findings or (strict and warnings)
     return (audit.render(images, flavors, findings, fmt, instances,

@@ -33,6 +33,33 @@ class AttachResult:
     fabrics: Sequence[str] = ()
 
 
+@dataclasses.dataclass(frozen=True)
+class VMSecurity:
+    """What a VM has of a vTPM, read now (``VTPMBackend.vm_security``)."""
+
+    # False: no such VM on this host (the other fields are then False)
+    exists: bool = True
+    # the VM is off (a start would start it)
+    off: bool = True
+    tpm: bool = False
+    shielded: bool = False
+    encrypted: bool = False
+    # it has a key protector
+    key_protector: bool = False
+    # the fabrics whose guardians its key protector names, in order
+    fabrics: Sequence[str] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Reconciled:
+    """What ``VTPMBackend.reconcile`` removed from the host."""
+
+    # instance guardians no attach was running for (names)
+    guardians: Sequence[str] = ()
+    # private files and directories a dead call left (paths)
+    files: Sequence[str] = ()
+
+
 class VTPMBackend(abc.ABC):
     """A hypervisor's vTPM implementation.
 
@@ -40,6 +67,13 @@ class VTPMBackend(abc.ABC):
     (a backend's own subclass of one named here, for example); the compute
     side treats any such error as one another host may not have.
     """
+
+    #: Where the compute side registers an instance as a consumer of the
+    #: secrets it was sealed from (``vtpm_hyperv.barbican.consumers``): an
+    #: object with ``register_consumer(key_refs, instance_uuid, auth)`` and
+    #: ``remove_consumer(...)``, as ``BarbicanKeySource``; None for a
+    #: backend whose key manager has none.
+    key_source = None
 
     def __init__(self, conf):
         self.conf = conf
@@ -105,6 +139,11 @@ class VTPMBackend(abc.ABC):
         :param auth: as ``attach``'s.
         :returns: ``(fabrics before, fabrics after)``: the fabrics the old
             and the new KeyProtector name.
+
+        A VM that has this KeyProtector already (the process died after
+        setting it, before its outcome was recorded) is not changed, and
+        ``fabrics before`` is None.
+
         :raises vtpm_core.exception.ReauthorizationRefused: a subclass per
             rule (the VM is not off, has no tenant KeyProtector, the secret
             is unusable, the owner changed, this host's fabric is dropped,
@@ -124,6 +163,25 @@ class VTPMBackend(abc.ABC):
         :returns: the fabrics the restored KeyProtector names.
         :raises vtpm_core.exception.BackendOperationFailed: the hypervisor
             refused it.
+        """
+
+    @abc.abstractmethod
+    def vm_security(self, instance_uuid: str, vm_name: str) -> VMSecurity:
+        """Read what the VM has of a vTPM now (nothing changes).
+
+        :raises vtpm_core.exception.BackendOperationFailed: the hypervisor
+            could not be read.
+        """
+
+    @abc.abstractmethod
+    def reconcile(self) -> Reconciled:
+        """Remove what calls that died with their process left on the host.
+
+        Idempotent, cheap when there is nothing to remove, and safe while
+        other calls run: what a running call holds is left alone.
+
+        :raises vtpm_core.exception.BackendOperationFailed: something
+            could not be removed (the next call tries again).
         """
 
 

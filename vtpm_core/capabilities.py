@@ -16,6 +16,14 @@ writes two entries from the object's one primitive:
 The scheduler side asks ``satisfies`` (``compile_check``) whether a host can
 run a request; the check reads a report's fields by name, whichever of the
 two it came from.
+
+A compute measures every periodic run but publishes a new report only when
+a field other than ``measured_at`` changed, or when the one it published is
+``REPUBLISH_INTERVAL`` old (``republished``): nova's resource tracker writes
+the compute node only when its stats change, so an idle compute writes
+nothing. The scheduler takes a report that is older than its
+``max_report_age`` but younger than that plus ``REPUBLISH_INTERVAL`` as
+fresh while nova sees its compute up (``compile_check``'s ``while_up``).
 """
 
 from __future__ import annotations
@@ -55,6 +63,13 @@ TRAIT_GUARDED = 'CUSTOM_HGS_GUARDED'
 TRAIT_ATTESTED = 'CUSTOM_HGS_ATTESTATION_PASSED'
 TRAIT_FABRIC_PREFIX = 'CUSTOM_HGS_FABRIC_'
 
+# Seconds: a compute republishes an unchanged report at least this often.
+# A live compute's report is then never older than this plus one periodic
+# interval; one whose periodic task no longer runs (the process alive, its
+# report frozen) is refused this long after max_report_age. Half an hour:
+# 1 write in 30 periodic runs of an idle compute, not 30.
+REPUBLISH_INTERVAL = 1800
+
 
 def to_stats(caps: objects.HostCapabilities,
              target_version: str | None = None) -> dict[str, str]:
@@ -78,6 +93,33 @@ def to_stats(caps: objects.HostCapabilities,
     if facts is not None:
         stats[FACTS_KEY] = facts
     return stats
+
+
+def republished(published: objects.HostCapabilities | None,
+                measured: objects.HostCapabilities | None
+                ) -> objects.HostCapabilities | None:
+    """The report a compute publishes: ``published`` again while
+    ``measured`` says the same of the host (every field but
+    ``measured_at``) and ``published`` is younger than
+    ``REPUBLISH_INTERVAL``; else ``measured``.
+
+    Publishing the same object again gives the same stats strings, so
+    nova's resource tracker sees no change and writes nothing. A clock that
+    went back publishes ``measured``.
+    """
+    if published is None or measured is None:
+        return measured
+    age = (measured.measured_at - published.measured_at).total_seconds()
+    if not 0 <= age < REPUBLISH_INTERVAL:
+        return measured
+    return (published if _without_time(published) == _without_time(measured)
+            else measured)
+
+
+def _without_time(caps):
+    data = caps.obj_to_primitive()[_DATA]
+    data.pop('measured_at', None)
+    return data
 
 
 def from_stats(stats: Mapping[str, str] | None
@@ -326,6 +368,11 @@ _NOT_HGS = Verdict(False, 'host is not a guarded host in HGS mode, which an '
 # The KeyProtector must name this host's fabric guardian. Public: a compute
 # host that refuses for it names the option it looked the guardian up by.
 NO_FABRIC = Verdict(False, 'host reports no fabric guardian')
+# Passes if the host's compute is up: its report is older than
+# max_report_age, younger than while_up past it. Public: the caller checks
+# the liveness.
+WHILE_UP = Verdict(True, 'capability report older than max_report_age, '
+                   'fresh while its compute is up')
 
 
 def _passes(caps):
@@ -355,6 +402,7 @@ def requirements(request: objects.VTPMRequest | None) -> str | None:
 def compile_check(request: objects.VTPMRequest | None, *,
                   max_report_age: float,
                   max_clock_skew: float = 0,
+                  while_up: float = 0,
                   now: datetime.datetime | None = None,
                   allowed_fabrics: frozenset[str] | None = None
                   ) -> Callable[[objects.HostCapabilities | None], Verdict]:
@@ -388,14 +436,27 @@ def compile_check(request: objects.VTPMRequest | None, *,
         report lies further ahead (its clock is wrong, and the report would
         otherwise stay fresh until that date). 0 suits a host checking its
         own report.
+    :param while_up: seconds past ``max_report_age`` a report is fresh
+        while its compute is up: such a host gets ``WHILE_UP``, which
+        passes, and the caller refuses it if nova sees its compute down
+        (the scheduler: ``REPUBLISH_INTERVAL``, since computes republish an
+        unchanged report that often).
     :param now: the time to compare ``measured_at`` with (UTC).
     :param allowed_fabrics: on a move of an instance that has a KeyProtector,
         the fabrics it names; a host none of whose ``fabric_identities`` is
         one of them is refused.
     """
+    return _compile(request, max_report_age, max_clock_skew, while_up, now,
+                    allowed_fabrics)[0]
+
+
+def _compile(request, max_report_age, max_clock_skew, while_up, now,
+             allowed_fabrics):
+    """compile_check's check, and the times it compares measured_at with:
+    (oldest while up, oldest, newest)."""
     needs_vtpm = request is not None and request.enabled
     if not needs_vtpm and not allowed_fabrics:
-        return _passes
+        return _passes, None
     needs_kp = needs_vtpm and request.needs_key_protector
     # Unwrapping a KeyProtector needs a guarded host of a known fabric that
     # HGS attested recently; so does a move of an instance that has one.
@@ -406,6 +467,7 @@ def compile_check(request: objects.VTPMRequest | None, *,
     keyless = needs_vtpm and not needs_kp
     now = now or datetime.datetime.now(datetime.timezone.utc)
     oldest = now - datetime.timedelta(seconds=max_report_age)
+    oldest_while_up = oldest - datetime.timedelta(seconds=while_up)
     newest = now + datetime.timedelta(seconds=max_clock_skew)
 
     def check(caps):
@@ -431,16 +493,92 @@ def compile_check(request: objects.VTPMRequest | None, *,
                 return NO_FABRIC
             measured_at = caps.measured_at
             if measured_at < oldest:
+                if measured_at >= oldest_while_up:
+                    return WHILE_UP
                 return Verdict(False, 'capability report is %d s old (max '
                                '%d s)', ((now - measured_at).total_seconds(),
-                                         max_report_age))
+                                         max_report_age + while_up))
             if measured_at > newest:
                 return Verdict(False, 'capability report is dated %d s in '
                                'the future (max %d s of clock skew)', (
                                    (measured_at - now).total_seconds(),
                                    max_clock_skew))
         return _PASS
-    return check
+    return check, (oldest_while_up, oldest, newest)
+
+
+# What compile_facts_check keys a host's verdict by besides its facts' time:
+# the parts of the facts string the check reads (the flags, the
+# attestation status, whether there is a fabric_id; on a move, the fabric
+# identities). A check that reads another field must add its part here.
+# (sentinels: no time string equals them)
+_FRESH = object()
+_WHILE_UP_KEY = object()
+
+
+def compile_facts_check(request: objects.VTPMRequest | None, *,
+                        max_report_age: float,
+                        max_clock_skew: float = 0,
+                        while_up: float = 0,
+                        now: datetime.datetime | None = None,
+                        allowed_fabrics: frozenset[str] | None = None
+                        ) -> Callable[[str], Verdict | None]:
+    """Return ``decide(raw) -> Verdict | None`` for one request.
+
+    ``decide`` gives ``compile_check``'s verdict on ``read_facts(raw)``
+    (the parameters are compile_check's), and None where ``read_facts``
+    reads nothing (the caller reads the versioned entry). The check runs
+    once per distinct combination of what it reads: hosts whose facts
+    differ only in what it does not read (the fabric, the time within one
+    band of freshness, the mode, the Windows version) share one verdict,
+    so a host of a fabric of its own costs a ``split`` and two dictionary
+    reads. Each distinct ``measured_at`` is parsed once, as
+    ``read_facts`` parses it; a time outside the fresh bands keys a verdict
+    of its own, whose reason names it.
+    """
+    check, bounds = _compile(request, max_report_age, max_clock_skew,
+                             while_up, now, allowed_fabrics)
+    if bounds is None:  # nothing asked of a host
+        return lambda raw: None if read_facts(raw) is None else _PASS
+    oldest_while_up, oldest, newest = bounds
+    # measured_at -> its part of the key; a verdict per key; both for this
+    # request only (its 'now')
+    times, decided = {}, {}
+
+    def when(measured_at):
+        if (len(measured_at) == _TIME_LENGTH
+                and measured_at[4::3] == _TIME_SEPARATORS):
+            try:
+                time = _parse_time(measured_at)
+            except ValueError:
+                return measured_at
+            if oldest <= time <= newest:
+                return _FRESH
+            if oldest_while_up <= time < oldest:
+                return _WHILE_UP_KEY
+        return measured_at
+
+    def decide(raw):
+        try:
+            (version, measured_at, flags, status, _, fabric_id, _,
+             fabric_ids) = raw.split(_SEPARATOR)
+        except (AttributeError, TypeError, ValueError):
+            return None
+        if version != _OUR_VERSION:
+            return None
+        band = times.get(measured_at)
+        if band is None:
+            band = times[measured_at] = when(measured_at)
+        key = ((band, flags, status, fabric_id, fabric_ids)
+               if allowed_fabrics else (band, flags, status, not fabric_id))
+        verdict = decided.get(key)
+        if verdict is None:
+            report = read_facts(raw)
+            if report is None:
+                return None
+            verdict = decided[key] = check(report)
+        return verdict
+    return decide
 
 
 def fabric_identities(caps) -> tuple[str, ...]:
@@ -460,6 +598,7 @@ def satisfies(request: objects.VTPMRequest | None,
               caps: objects.HostCapabilities | None, *,
               max_report_age: float,
               max_clock_skew: float = 0,
+              while_up: float = 0,
               now: datetime.datetime | None = None,
               allowed_fabrics: frozenset[str] | None = None) -> Verdict:
     """Decide whether a host with report ``caps`` can run ``request``.
@@ -467,5 +606,5 @@ def satisfies(request: objects.VTPMRequest | None,
     The parameters are ``compile_check``'s, which decides.
     """
     return compile_check(request, max_report_age=max_report_age,
-                         max_clock_skew=max_clock_skew, now=now,
-                         allowed_fabrics=allowed_fabrics)(caps)
+                         max_clock_skew=max_clock_skew, while_up=while_up,
+                         now=now, allowed_fabrics=allowed_fabrics)(caps)

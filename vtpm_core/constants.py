@@ -95,10 +95,12 @@ MAX_VALUE_BYTES = NOVA_SYSTEM_METADATA_BYTES - 4
 # Instance system metadata of ours (read and written by vtpm_core.sysmeta
 # alone): the fabrics whose guardians the instance's KeyProtector names,
 # which the scheduler filter reads on a move; the Barbican secret of the
-# last re-authorization handled; the secrets the instance was sealed from.
+# last re-authorization handled; the secrets the instance was sealed from;
+# what a restarted compute found its VM lacks (vtpm_hyperv.nova.startcheck).
 SYSMETA_FABRICS = 'vtpm_fabrics'
 SYSMETA_HANDLED_KEYPROTECTOR = 'vtpm_keyprotector'
 SYSMETA_KEYS = 'vtpm_keys'
+SYSMETA_MISSING = 'vtpm_missing'
 
 # Server metadata of a vTPM instance (vtpm_hyperv.nova.reauthorize): the
 # owner names the Barbican secret (a UUID) of a new KeyProtector, and the

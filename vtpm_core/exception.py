@@ -429,3 +429,39 @@ class KeyProtectorDidNotOpen(VTPMError):
     msg_fmt = ("instance %(instance)s did not start with " + _KEYPROTECTOR
                + " %(ref)s; last known good KeyProtector restored: "
                "%(reason)s")
+
+
+# --- starts (vtpm_hyperv.nova.startcheck) -----------------------------------
+
+class StartRefused(VTPMError):
+    """A start (power on, reboot, resume after a host reboot, unrescue, the
+    end of a spawn) of a VM that lacks what its vTPM request asks for; the
+    VM stays off. ``.missing`` says what it lacks, ``.remedy`` what the
+    owner or the admin can do."""
+
+    msg_fmt = ("instance %(instance)s was not started: its VM %(vm)s has "
+               "%(missing)s, which its vTPM request asks for; %(remedy)s")
+
+
+class VTPMIncomplete(VTPMError):
+    """What a restarted compute found: a VM that lacks what its vTPM
+    request asks for (its build's attach did not finish, or its VM was
+    changed by hand). Every start of it is checked (``StartRefused``)."""
+
+    msg_fmt = ("instance %(instance)s: its VM %(vm)s has %(missing)s, which "
+               "its vTPM request asks for (found by host %(host)s at "
+               "start-up); it does not start so: %(remedy)s")
+
+
+class StartAwaitsOwner(StartRefused):
+    """A start by someone other than the owner while the owner's
+    re-authorization (``os_vtpm_keyprotector``) is pending: only the
+    owner's credentials read its secret, and a start without it would
+    spend the request."""
+
+    quoted = ('ref',)
+    msg_fmt = ("instance %(instance)s was not started: its owner asked "
+               "for a re-authorization with " + _KEYPROTECTOR + " %(ref)s, "
+               "which only the owner's credentials can read; the owner "
+               "starts it (openstack server start), or removes the "
+               "property")

@@ -19,6 +19,12 @@ and shows it to no API user. Ours, each written by the compute side:
   re-authorization; read by ``vtpm-check --audit``, so that an instance
   whose secret is gone is reported even when its image is gone.
 
+* ``vtpm_missing`` (``constants.SYSMETA_MISSING``): what the instance's VM
+  lacks of the vTPM its request asks for (``TPM off, no key protector``),
+  written by a restarted compute that found it so, removed once the VM has
+  it; read by ``vtpm-check --audit``. Every start checks the VM itself, so
+  the mark reports, it does not decide.
+
 Readers take any mapping (nova's ``Instance.system_metadata``, or a dict
 read from nova's database), writers a mutable one; neither saves the
 instance.
@@ -79,3 +85,24 @@ def set_keys(system_metadata: MutableMapping[str, str],
              refs: Iterable[str]) -> None:
     """Record the secrets the instance was sealed from (UUIDs, in order)."""
     system_metadata[constants.SYSMETA_KEYS] = _SEPARATOR.join(refs)
+
+
+def missing(system_metadata: Mapping[str, str | None]) -> str | None:
+    """What a restarted compute found the instance's VM lacks, if any."""
+    return system_metadata.get(constants.SYSMETA_MISSING) or None
+
+
+def set_missing(system_metadata: MutableMapping[str, str],
+                what: str | None) -> bool:
+    """Record what the VM lacks (None: nothing, the mark goes).
+
+    :returns: whether the system metadata changed (the caller saves it).
+    """
+    if (system_metadata.get(constants.SYSMETA_MISSING) or None) == what:
+        return False
+    if what is None:
+        del system_metadata[constants.SYSMETA_MISSING]
+    else:
+        system_metadata[constants.SYSMETA_MISSING] = \
+            what[:constants.MAX_VALUE_BYTES]
+    return True

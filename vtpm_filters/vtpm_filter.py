@@ -12,13 +12,19 @@ anew from the database, so the filter
   Glance at most once per image per ``image_cache_ttl``; on a move one cell
   database read for the fabrics the instance's KeyProtector names; and the
   check compiled from them;
-* reads each host's report from its flat ``vtpm:facts`` entry: a dict read,
-  and one split when the string is not one the previous request saw, so a
-  changed report costs about what an unchanged one does and nothing is
-  kept per host; hosts whose facts are the same string share one decision
-  per request. An older compute's ``vtpm:capabilities`` entry is parsed
-  once per change of that string;
-* runs the compiled check on each host's ``capabilities.View``.
+* reads each host's report from its flat ``vtpm:facts`` entry: a dict read
+  and, once per request for each distinct string, one split
+  (``capabilities.compile_facts_check``); the check runs once per request
+  for each distinct combination of what it reads, so hosts of a fabric of
+  their own cost about what hosts that share a report do, changed or not,
+  and nothing is kept per host. An older compute's
+  ``vtpm:capabilities`` entry is parsed once per change of that string
+  while its host is among those of the last request;
+* refuses a host whose report is older than ``max_report_age`` only if it
+  is also older than ``capabilities.REPUBLISH_INTERVAL`` past that, or its
+  compute is down: computes republish an unchanged report that often, and
+  nova's ``ComputeFilter`` (or, without it, this filter through nova's
+  servicegroup API) tells a dead compute.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from nova.image import glance
 from nova import objects
 from nova.objects import base as nova_objects_base
 from nova.scheduler import filters
+from nova import servicegroup
+from oslo_config import cfg
 from oslo_log import log
 from oslo_utils import timeutils
 
@@ -50,8 +58,10 @@ from vtpm_filters import image_cache
 LOG = log.getLogger(__name__)
 
 
-# One request's compiled check, and the instance it is for (for the logs).
-_Check = collections.namedtuple('_Check', ('passes', 'instance_uuid'))
+# One request's compiled checks (of a View, of a facts string), and the
+# instance it is for (for the logs).
+_Check = collections.namedtuple('_Check',
+                                ('passes', 'decide', 'instance_uuid'))
 
 
 class VTPMFilter(filters.BaseHostFilter):
@@ -70,14 +80,18 @@ class VTPMFilter(filters.BaseHostFilter):
         vtpm_conf.register_opts(self._conf)
         opts = self._conf.vtpm_filter
         # For compute nodes that publish no readable facts (older computes):
-        # (host, nodename) -> (raw vtpm:capabilities string, its View),
-        # replaced when the string changes. Every HostState has a host and
-        # a nodename; not every one a uuid.
+        # (host, nodename) -> (raw vtpm:capabilities string, its View), for
+        # the hosts of the last request: replaced, not grown, per request,
+        # so a report is parsed once per change while its host is asked
+        # about. Every HostState has a host and a nodename; not every one
+        # a uuid.
         self._versioned = {}
-        # facts string -> its View, for the facts the last request saw:
-        # a report that did not change since is not read again. Replaced,
-        # not grown, per request.
-        self._facts = {}
+        # A report older than max_report_age passes while its compute is up
+        # (capabilities.WHILE_UP): nova's ComputeFilter refuses a host whose
+        # compute is down for every request; without it, this filter asks
+        # nova's servicegroup API itself, for those hosts only.
+        self._own_liveness = not _compute_filter_enabled(self._conf)
+        self._servicegroup = None  # made when first needed
         # host_passes callers: the last request spec per thread and its check.
         self._last = threading.local()
         # nova's image API: nova's [glance] configuration, and its
@@ -107,28 +121,29 @@ class VTPMFilter(filters.BaseHostFilter):
     # --- per host ----------------------------------------------------------
 
     def _passing(self, host_states, check):
-        read_facts = capabilities.read_facts
         key = capabilities.FACTS_KEY
         debug = LOG.isEnabledFor(log.DEBUG)
-        passes, instance_uuid = check
+        passes, decide, instance_uuid = check
+        versioned, self._versioned = self._versioned, {}
+        own_liveness = self._own_liveness
+        while_up = capabilities.WHILE_UP
         # facts string -> its verdict, for this request: hosts of one
-        # profile that reported in the same second share it
-        decided = {}
-        known, seen = self._facts, {}
+        # profile and fabric that reported in the same second share it
+        seen = {}
         passed = []
         for host_state in host_states:
             try:
                 facts = host_state.stats[key]
-                verdict = decided.get(facts)
+                verdict = seen.get(facts)
+                if verdict is None:
+                    verdict = seen[facts] = decide(facts)
             except (KeyError, TypeError):  # no facts, stats not a dict,
-                facts = verdict = None     # facts not hashable
+                verdict = None             # facts not hashable
             if verdict is None:
-                report = known.get(facts) or read_facts(facts)
-                if report is None:
-                    verdict = passes(self._versioned_report(host_state))
-                else:
-                    seen[facts] = report
-                    verdict = decided[facts] = passes(report)
+                verdict = passes(self._versioned_report(host_state,
+                                                        versioned))
+            if verdict is while_up and own_liveness:
+                verdict = self._alive(host_state)
             if verdict.passes:
                 passed.append(host_state)
             elif debug:
@@ -138,14 +153,27 @@ class VTPMFilter(filters.BaseHostFilter):
                            'node': host_state.nodename,
                            'uuid': instance_uuid,
                            'reason': verdict.reason})
-        self._facts = seen
         return passed
 
-    def _versioned_report(self, host_state):
+    def _alive(self, host_state):
+        """WHILE_UP if nova sees the host's compute up (nova's servicegroup
+        API, as ComputeFilter asks it), else a refusal."""
+        if self._servicegroup is None:
+            self._servicegroup = servicegroup.API()
+        service = getattr(host_state, 'service', None)
+        try:
+            up = service is not None and \
+                self._servicegroup.service_is_up(service)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            up = False  # no heartbeat to read: fail closed
+        return capabilities.WHILE_UP if up else _COMPUTE_DOWN
+
+    def _versioned_report(self, host_state, previous):
         """The View of a host's vtpm:capabilities entry, or None.
 
-        Parsed once per change of the string: an older compute publishes no
-        facts, and its report is read as the previous release read it.
+        Parsed once per change of the string (``previous``: the last
+        request's): an older compute publishes no facts, and its report is
+        read as the previous release read it.
         """
         stats = host_state.stats
         # nova's HostState.stats is a dict; anything else reads as no
@@ -153,10 +181,11 @@ class VTPMFilter(filters.BaseHostFilter):
         raw = (stats.get(capabilities.STATS_KEY) if isinstance(stats, dict)
                else None)
         node = (host_state.host, host_state.nodename)
-        known = self._versioned.get(node)
+        known = previous.get(node)
         if known is None or known[0] != raw:
-            known = self._versioned[node] = (raw, capabilities.view(
+            known = (raw, capabilities.view(
                 capabilities.from_stats({capabilities.STATS_KEY: raw})))
+        self._versioned[node] = known
         return known[1]
 
     # --- per request --------------------------------------------------------
@@ -169,11 +198,14 @@ class VTPMFilter(filters.BaseHostFilter):
                    if opts.restrict_moves_to_fabrics else None)
         if not (request is not None and request.enabled) and not fabrics:
             return None
-        return _Check(capabilities.compile_check(
-            request, max_report_age=opts.max_report_age,
-            max_clock_skew=opts.max_clock_skew,
-            now=timeutils.utcnow(with_timezone=True),
-            allowed_fabrics=fabrics), _get(spec_obj, 'instance_uuid'))
+        rules = dict(max_report_age=opts.max_report_age,
+                     max_clock_skew=opts.max_clock_skew,
+                     while_up=capabilities.REPUBLISH_INTERVAL,
+                     now=timeutils.utcnow(with_timezone=True),
+                     allowed_fabrics=fabrics)
+        return _Check(capabilities.compile_check(request, **rules),
+                      capabilities.compile_facts_check(request, **rules),
+                      _get(spec_obj, 'instance_uuid'))
 
     def _request(self, spec_obj, opts):
         """The merged VTPMRequest, or None when there is none to enforce."""
@@ -265,6 +297,17 @@ class VTPMFilter(filters.BaseHostFilter):
 
 
 _LOOK_UP = object()
+_COMPUTE_DOWN = capabilities.Verdict(
+    False, 'capability report older than max_report_age, and nova sees '
+    'its compute down')
+
+
+def _compute_filter_enabled(conf):
+    """Whether nova's ComputeFilter runs beside this filter."""
+    try:
+        return 'ComputeFilter' in conf.filter_scheduler.enabled_filters
+    except (AttributeError, cfg.NoSuchOptError):
+        return False
 
 
 def _instance_cell(spec_obj):

@@ -69,6 +69,7 @@ from vtpm_hyperv import exception as hv_exception
 from vtpm_hyperv import keyprotector
 from vtpm_hyperv import material
 from vtpm_hyperv import oswin
+from vtpm_hyperv import reconcile
 from vtpm_hyperv import wmi_schema
 
 LOG = log.getLogger(__name__)
@@ -152,6 +153,7 @@ class HyperVBackend(backend.VTPMBackend):
                       or socket.gethostname())
         # the attestation status and substatus last logged
         self._attestation_seen = None
+        self._security_settings = None
 
     # -- collaborators, built when first needed -------------------------------
     @property
@@ -173,8 +175,14 @@ class HyperVBackend(backend.VTPMBackend):
 
     @property
     def _security(self):
-        return keyprotector.SecuritySettings(lambda: self._os_win.virt,
-                                             self._os_win.jobutils)
+        # One for the backend's life: it keeps the host's
+        # Msvm_SecurityService, a singleton of the host (os-win's VMUtils
+        # keeps its Msvm_VirtualSystemManagementService the same way), and
+        # the Secure Boot templates' names.
+        if self._security_settings is None:
+            self._security_settings = keyprotector.SecuritySettings(
+                lambda: self._os_win.virt, self._os_win.jobutils)
+        return self._security_settings
 
     # -- what this host offers ------------------------------------------------
     def get_capabilities(self) -> objects.HostCapabilities:
@@ -187,6 +195,15 @@ class HyperVBackend(backend.VTPMBackend):
         re-authorization asks ``vtpm_core.capabilities``' rule about it.
         ``key_protector=False`` (a vTPM without keys) reads whether the host
         is guarded, and its fabric, only when its HGS client is in HGS mode.
+
+        What it reads, each time: the HGS client configuration, once (its
+        mode, attestation and guarded state change at runtime:
+        Set-HgsClientConfiguration, attestation every few minutes), and the
+        guardian store, once (the fabric's guardian, the previous ones of a
+        renewal and, for an owner bundle, an interrupted call's leftovers:
+        operators import guardians at runtime). The Windows version, which
+        changes only with an upgrade and its reboot, is read once per
+        process: os-win's ``get_windows_version`` keeps it.
         """
         now = datetime.datetime.now(datetime.timezone.utc)
         version, refusal = None, None
@@ -200,7 +217,7 @@ class HyperVBackend(backend.VTPMBackend):
             LOG.warning('Cannot read the Windows version: %s', e)
             refusal = 'its Windows version cannot be read: %s' % e
         guarded, status, mode, local = False, 'Unknown', None, None
-        guardian, fabrics, substatus = None, None, None
+        guardian, fabrics, substatus, store = None, None, None, None
         try:
             config = hgs.client_configuration()
             status = wmi_schema.attestation_word(config.AttestationStatus)
@@ -211,9 +228,10 @@ class HyperVBackend(backend.VTPMBackend):
             if key_protector or not local:
                 # the same Get os-win's is_host_guarded makes
                 guarded = bool(config.IsHostGuarded)
-                guardian = self._fabric_guardian(hgs)
+                store = tuple(hgs.guardians())
+                guardian = self._fabric_guardian(store)
                 if guardian is not None:
-                    fabrics = list(self._fabric_identities(hgs, guardian))
+                    fabrics = list(self._fabric_identities(store, guardian))
         except exception.VTPMError as e:
             # Without the HGS client no KeyProtector can be made at all.
             LOG.warning('The Host Guardian Service client is not usable, '
@@ -226,7 +244,7 @@ class HyperVBackend(backend.VTPMBackend):
             measured_at=now, os_version=version, local_key_protector=local)
         self._note_attestation(caps, substatus)
         return _Measurement(caps, guardian, refusal,
-                            attestation_cause(caps, substatus))
+                            attestation_cause(caps, substatus), store)
 
     def _note_attestation(self, caps, substatus):
         """Log why a guarded host is not attested, once per change."""
@@ -268,24 +286,24 @@ class HyperVBackend(backend.VTPMBackend):
         with hv_exception.translated('get_windows_version', 'n/a'):
             return self._os_win.hostutils.get_windows_version()
 
-    def _fabric_guardian(self, hgs):
+    def _fabric_guardian(self, store):
         name = self._opts.fabric_guardian_name
         if name:
-            return hgs.guardian(name)
+            return _named(store, name)
         candidates = [
-            g for g in hgs.guardians()
+            g for g in store
             if not g.HasPrivateSigningKey
             and not g.Name.startswith(self._opts.guardian_name_prefix)
             and g.Name != self._opts.local_guardian_name]
         return candidates[0] if len(candidates) == 1 else None
 
-    def _fabric_identities(self, hgs, fabric_guardian) -> tuple[str, ...]:
+    def _fabric_identities(self, store, fabric_guardian) -> tuple[str, ...]:
         """The identities of this host's fabric: the fabric guardian's, then
         those of the previous guardians HGS still holds during a renewal
         (``previous_fabric_guardian_names``)."""
         result = [keyprotector.fabric_id(fabric_guardian.SigningCertificate)]
         for name in self._opts.previous_fabric_guardian_names:
-            previous = hgs.guardian(name)
+            previous = _named(store, name)
             if previous is None:
                 LOG.warning('[%s] previous_fabric_guardian_names names %s, '
                             'which is not in the guardian store: it is not '
@@ -305,7 +323,8 @@ class HyperVBackend(backend.VTPMBackend):
             if request.key_refs else []
         serial = contextlib.nullcontext() if request.needs_key_protector \
             else _local_lock(self._host)
-        with serial:
+        # registered, so that a reconciliation leaves its guardians alone
+        with serial, reconcile.attaching(self._host, instance_uuid):
             return self._attach_and_undo(instance_uuid, vm_name, request,
                                          items, hgs, security, measured, vm)
 
@@ -317,7 +336,7 @@ class HyperVBackend(backend.VTPMBackend):
                 [material.parse(i.ref, i.payload) for i in items]) \
                 if items else None
             self._check_owner_allowed(keys, request)
-            with keyprotector.PrivateFiles(self._opts.private_dir) as files:
+            with reconcile.private_files(self._opts.private_dir) as files:
                 return self._attach(instance_uuid, vm_name, request, keys,
                                     hgs, security, measured, files, undo,
                                     vm.vm_id)
@@ -427,8 +446,7 @@ class HyperVBackend(backend.VTPMBackend):
             kp, fabrics = artifact.key_protector, artifact.info.fabric_ids
         else:
             kp, fabrics = self._key_protector(instance_uuid, vm_name, hgs,
-                                              keys, fabric_guardian, files,
-                                              undo)
+                                              keys, measured, files, undo)
         if before_kp:
             undo.push('restore the key protector',
                       lambda: security.set_key_protector(vm_name, ssd,
@@ -497,8 +515,7 @@ class HyperVBackend(backend.VTPMBackend):
         """
         info = hgs.describe(vm_name, current)
         if artifact is not None:
-            same = (info.owner, set(info.guardians)) == (
-                artifact.info.owner, set(artifact.info.guardians))
+            same = _same_parties(info, artifact.info)
         elif keys is None:
             # the host's local guardian owns it; in HGS mode for the fabric
             local = hgs.guardian(self._opts.local_guardian_name)
@@ -518,10 +535,11 @@ class HyperVBackend(backend.VTPMBackend):
                 'contents unreadable'))
         return tuple(dict.fromkeys(info.fabric_ids))
 
-    def _key_protector(self, instance_uuid, vm_name, hgs, keys,
-                       fabric_guardian, files, undo):
+    def _key_protector(self, instance_uuid, vm_name, hgs, keys, measured,
+                       files, undo):
         """A new KeyProtector and the fabrics it names."""
         opts = self._opts
+        fabric_guardian = measured.guardian
         if keys is None:
             owner = self._local_guardian(vm_name, hgs, undo)
             # In HGS mode, for the fabric's guardian: "encryption supported"
@@ -537,7 +555,9 @@ class HyperVBackend(backend.VTPMBackend):
                     keyprotector.fabric_id(g.SigningCertificate)
                     for g in guardians)
         prefix = '%s%s' % (opts.guardian_name_prefix, instance_uuid)
-        self._sweep(hgs, vm_name, prefix)
+        # the store as the measurement read it: nothing else makes this
+        # instance's guardians (nova runs one operation per instance)
+        self._sweep(hgs, vm_name, prefix, measured.store)
         # Every name a call may have created, whether or not the call said
         # so: a call can take effect and then report a failure.
         names = []
@@ -585,25 +605,27 @@ class HyperVBackend(backend.VTPMBackend):
             return True  # unknown: not proven gone
 
     def _remove(self, hgs, vm_name, names):
-        """Remove guardians; each removal is verified in the store.
+        """Remove guardians: one call each when it succeeds.
 
-        The store, not Remove's return code, decides: a removal may take
-        effect and report a failure, or fail on a guardian a failed call
-        never created. Each is tried up to REMOVE_ATTEMPTS times.
+        Remove "removes a guardian from the guardian store"
+        (remove-msft-hgsguardian.md), so a success needs no look-up. After
+        a failure the store decides: a removal may take effect and report a
+        failure, or fail on a guardian a failed call never created. Each is
+        tried up to REMOVE_ATTEMPTS times.
         """
         left = []
         for name in names:
             for attempt in range(1, REMOVE_ATTEMPTS + 1):
-                if not self._in_store(hgs, name):
-                    break
                 try:
                     hgs.remove_guardian(vm_name, name)
+                    break
                 except hv_exception.HyperVOperationFailed as e:
+                    if not self._in_store(hgs, name):
+                        break
                     LOG.warning('Removing guardian %s failed (attempt %d of '
                                 '%d): %s', name, attempt, REMOVE_ATTEMPTS, e)
             else:
-                if self._in_store(hgs, name):
-                    left.append(name)
+                left.append(name)
         if left:
             raise hv_exception.HyperVOperationFailed(
                 operation='MSFT_HgsGuardian.Remove', vm=vm_name, code='n/a',
@@ -612,9 +634,10 @@ class HyperVBackend(backend.VTPMBackend):
                     'the next attach or detach of the instance removes '
                     'them' % ', '.join(left)))
 
-    def _sweep(self, hgs, vm_name, prefix):
-        """Remove guardians an earlier, interrupted call left behind."""
-        names = [g.Name for g in hgs.guardians()
+    def _sweep(self, hgs, vm_name, prefix, store=None):
+        """Remove guardians an earlier, interrupted call left behind, from
+        ``store`` (the guardian store as read; None: read it now)."""
+        names = [g.Name for g in (hgs.guardians() if store is None else store)
                  if g.Name.startswith(prefix)]
         self._remove(hgs, vm_name, names)
 
@@ -664,6 +687,54 @@ class HyperVBackend(backend.VTPMBackend):
         LOG.info('VM %s (instance %s) has no vTPM any more', vm_name,
                  instance_uuid)
 
+    # -- what a restarted compute checks (vtpm_hyperv.reconcile) --------------
+    def vm_security(self, instance_uuid, vm_name):
+        """What the VM has of a vTPM now; nothing changes.
+
+        :raises vtpm_hyperv.exception.HyperVOperationFailed:
+        """
+        security = self._security
+        with hv_exception.translated('vm_exists', vm_name):
+            if not self._os_win.vmutils.vm_exists(vm_name):
+                return backend.VMSecurity(exists=False)
+        state = security.vm_state(vm_name)
+        ssd = security.read(vm_name, self._vm_id(vm_name))
+        current = security.key_protector(vm_name, ssd)
+        fabrics = ()
+        if current:
+            fabrics = tuple(dict.fromkeys(
+                self._hgs.describe(vm_name, current).fabric_ids))
+        return backend.VMSecurity(
+            off=state == wmi_schema.DISABLED, tpm=bool(ssd.TpmEnabled),
+            shielded=bool(ssd.ShieldingRequested),
+            encrypted=bool(ssd.EncryptStateAndVmMigrationTraffic),
+            key_protector=bool(current), fabrics=fabrics)
+
+    def reconcile(self):
+        """Remove the instance guardians no attach of this process runs for
+        (the owner's, with its private signing key, first) and the private
+        directories of calls whose process died (``vtpm_hyperv.reconcile``).
+
+        :raises vtpm_hyperv.exception.HyperVOperationFailed: a guardian or
+            a directory stays; the next reconciliation tries again.
+        """
+        hgs = self._hgs
+        names, paths = reconcile.sweep(
+            hgs, self._host, self._opts.guardian_name_prefix,
+            self._opts.private_dir,
+            lambda found: self._remove(hgs, 'n/a', found))
+        left = reconcile.remove_directories(paths)
+        if names or paths:
+            LOG.warning('Host %s: removed what interrupted vTPM calls left: '
+                        'guardians %s; private directories %s', self._host,
+                        ', '.join(names) or 'none',
+                        ', '.join(paths) or 'none')
+        if left:
+            raise hv_exception.HyperVOperationFailed(
+                operation='remove private directories', vm='n/a', code='n/a',
+                description='%s stay' % ', '.join(left))
+        return backend.Reconciled(guardians=tuple(names), files=tuple(paths))
+
     # -- re-authorization (vtpm_hyperv.nova.reauthorize) ----------------------
     def reauthorize(self, instance_uuid, vm_name, ref, auth=None):
         """Give the VM the tenant's new KeyProtector from secret ``ref``.
@@ -681,7 +752,12 @@ class HyperVBackend(backend.VTPMBackend):
         a KeyProtector made from one saved before that start no longer opens
         the vTPM, so the tenant grants from the VM's current one.
 
-        :returns: ``(fabrics before, fabrics after)``.
+        A VM that has it already (the same owner and guardians: the process
+        died after setting it, or after the start, before the outcome was
+        recorded) is left as it is, running or not.
+
+        :returns: ``(fabrics before, fabrics after)``; before is None when
+            the VM had it already.
         :raises vtpm_core.exception.ReauthorizationRefused: a subclass
             per rule; nothing was changed.
         :raises vtpm_hyperv.exception.HyperVOperationFailed: setting it
@@ -705,6 +781,10 @@ class HyperVBackend(backend.VTPMBackend):
         # fabric.md: Stop-VM first).
         state = security.vm_state(vm_name)
         if state != wmi_schema.DISABLED:
+            applied = self._applied_already(hgs, security, instance_uuid,
+                                            vm_name, ref, auth, refuse)
+            if applied is not None:
+                return None, applied
             # Saved or paused is not off either: the saved state holds the
             # vTPM's, which a new KeyProtector would not open.
             raise refuse(exception.ReauthorizationNotOff, (
@@ -721,6 +801,10 @@ class HyperVBackend(backend.VTPMBackend):
                 'tenant\'s, so there is nothing to re-authorize') % vm_name)
         artifact = self._reauthorization_artifact(hgs, vm_name, ref, auth,
                                                   refuse)
+        if _same_parties(info, artifact.info):
+            LOG.info('VM %s (instance %s) has the KeyProtector of secret %s '
+                     'already', vm_name, instance_uuid, ref)
+            return None, tuple(dict.fromkeys(artifact.info.fabric_ids))
         if artifact.info.owner != info.owner:
             raise refuse(exception.ReauthorizationOwnerChanged, (
                 'a KeyProtector\'s owner never changes (New-HgsKeyProtector) '
@@ -751,6 +835,26 @@ class HyperVBackend(backend.VTPMBackend):
                  ', '.join(after), ', '.join(before))
         return before, after
 
+    def _applied_already(self, hgs, security, instance_uuid, vm_name, ref,
+                         auth, refuse):
+        """The fabrics of secret ``ref``'s KeyProtector if the VM, which is
+        not off, has it already (it started with it, and the process died
+        before the outcome was recorded); else None."""
+        current = security.key_protector(
+            vm_name, security.read(vm_name, self._vm_id(vm_name)))
+        if not current:
+            return None
+        try:
+            artifact = self._reauthorization_artifact(hgs, vm_name, ref,
+                                                      auth, refuse)
+        except exception.ReauthorizationRefused:
+            return None
+        if not _same_parties(hgs.describe(vm_name, current), artifact.info):
+            return None
+        LOG.info('VM %s (instance %s) runs with the KeyProtector of secret '
+                 '%s already', vm_name, instance_uuid, ref)
+        return tuple(dict.fromkeys(artifact.info.fabric_ids))
+
     def _reauthorization_artifact(self, hgs, vm_name, ref, auth, refuse):
         """The raw KeyProtector or PDK in secret ``ref``, as Hyper-V reads
         it; any other secret, or one the owner cannot read, is refused."""
@@ -768,7 +872,7 @@ class HyperVBackend(backend.VTPMBackend):
                     'allowed: a raw KeyProtector or a shielding data file '
                     '(PDK) that the tenant made, with the owner of the '
                     'VM\'s KeyProtector'))
-            with keyprotector.PrivateFiles(self._opts.private_dir) as files:
+            with reconcile.private_files(self._opts.private_dir) as files:
                 return self._read_artifact(hgs, vm_name, files, keys.artifact)
         except (exception.InvalidKeyMaterial, exception.InvalidKeySet) as e:
             raise refuse(unusable, e.reason) from e
@@ -822,6 +926,25 @@ class _Measurement(typing.NamedTuple):
     refusal: str | None
     # why a guarded host cannot open HGS KeyProtectors now, or None
     cause: str | None = None
+    # the guardian store as read (MSFT_HgsGuardian instances), or None when
+    # it was not read (a vTPM without keys in local mode)
+    store: tuple | None = None
+
+
+def _named(store, name):
+    """The guardian of ``store`` named ``name``, or None; case-insensitive,
+    as the query by name it replaces (``MSFT_HgsGuardian(Name=...)``)."""
+    return next((g for g in store if g.Name.lower() == name.lower()), None)
+
+
+def _same_parties(info, other):
+    """Whether two KeyProtectors name the same owner and guardians (each by
+    its signing and encryption certificates): a start rolls a
+    KeyProtector's transport key, never its parties (MS-KPS's egress key
+    protector), so the bytes differ after one."""
+    def parties(i):
+        return i.owner, set(zip(i.guardians, i.encryption or i.guardians))
+    return parties(info) == parties(other)
 
 
 def attestation_cause(caps, substatus) -> str | None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 
-from os_win import exceptions as os_win_exc
-
 from vtpm_core import exception
+from vtpm_hyperv import oswin
+
+os_win_exc = oswin.load('os_win.exceptions')
 
 
 class HyperVOperationFailed(exception.BackendOperationFailed):

@@ -54,10 +54,13 @@ def fabric_id(signing_cert_der) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class KeyProtectorInfo:
-    """Who a KeyProtector names, by signing certificate (DER)."""
+    """Who a KeyProtector names, by signing certificate (DER); and each
+    guardian's encryption certificate (DER), in the same order, which its
+    transport key is wrapped for."""
 
     owner: bytes
     guardians: tuple[bytes, ...]
+    encryption: tuple[bytes, ...] = ()
 
     @property
     def fabric_ids(self) -> tuple[str, ...]:
@@ -88,6 +91,8 @@ class PrivateFiles:
     A new directory (mode 0700; on Windows it inherits the ACL of the
     service account's temporary directory) under ``base`` (None: the
     system's), removed with everything in it when the ``with`` block ends.
+    Its name, ``vtpm-<process id>-<random>``, tells a restarted service
+    (``vtpm_hyperv.reconcile``) the directories of a process that died.
     """
 
     def __init__(self, base=None):
@@ -95,8 +100,13 @@ class PrivateFiles:
         self._dir = None
 
     def __enter__(self):
-        self._dir = tempfile.mkdtemp(prefix='vtpm-', dir=self._base)
+        self._dir = tempfile.mkdtemp(prefix='vtpm-%d-' % os.getpid(),
+                                     dir=self._base)
         return self
+
+    @property
+    def path(self) -> str:
+        return self._dir
 
     def __exit__(self, *exc):
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -221,9 +231,11 @@ class Hgs:
         kp = self._call('MSFT_HgsKeyProtector.ConvertToByRawBytes', vm,
                         'MSFT_HgsKeyProtector.ConvertToByRawBytes',
                         Bytes=bytes(raw))
+        guardians = kp.Guardians or ()
         return KeyProtectorInfo(
             bytes(kp.Owner.SigningCertificate),
-            tuple(bytes(g.SigningCertificate) for g in kp.Guardians or ()))
+            tuple(bytes(g.SigningCertificate) for g in guardians),
+            tuple(bytes(g.EncryptionCertificate or b'') for g in guardians))
 
 
 def read_shielding_data(msps_conn, vm, files, pdk) -> tuple[bytes, bytes]:
@@ -270,6 +282,7 @@ class SecuritySettings:
         self._connect = conn
         self._jobutils = jobutils
         self._service = None
+        self._templates = {}
 
     @property
     def _conn(self):
@@ -277,6 +290,11 @@ class SecuritySettings:
 
     @property
     def service(self):
+        """The host's Msvm_SecurityService ("the security service",
+        msvm-securityservice.md), read once for this object's life, as
+        os-win keeps its Msvm_VirtualSystemManagementService
+        (``BaseUtilsVirt._vs_man_svc``: with PyMI it "can safely cache
+        it")."""
         if self._service is None:
             conn = self._conn
             with exception.translated('Msvm_SecurityService enumeration',
@@ -324,15 +342,25 @@ class SecuritySettings:
     def template_name(self, template_id) -> str | None:
         """The name of the Secure Boot template ``template_id``: a template
         is a setting that is no VM's, named by its ElementName (os-win's
-        ``VMUtils10._set_secure_boot`` finds one by name)."""
+        ``VMUtils10._set_secure_boot`` finds one by name).
+
+        A name found is kept for this object's life: the id identifies the
+        template, and Hyper-V's templates come with Windows (no documented
+        call makes, renames or removes one), so a template's name changes
+        only with Windows itself. An id not found is asked again."""
         if not template_id:
             return None
+        if template_id in self._templates:
+            return self._templates[template_id]
         conn = self._conn
         with exception.translated('Secure Boot template query', 'n/a'):
             found = conn.Msvm_VirtualSystemSettingData(
                 SecureBootTemplateId=template_id)
-        return next((s.ElementName for s in found
+        name = next((s.ElementName for s in found
                      if s.VirtualSystemType != wmi_schema.REALIZED), None)
+        if name is not None:
+            self._templates[template_id] = name
+        return name
 
     def read(self, vm, vm_id):
         """The VM's security settings instance (a copy to edit and apply)."""

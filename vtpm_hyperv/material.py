@@ -16,9 +16,22 @@ Each secret is one of:
 - a tenant artifact that only Hyper-V reads: a raw KeyProtector
   (``New-HgsKeyProtector``, ``Get-KeyProtectorFromShieldingDataFile``) or a
   shielding data file (PDK, ``New-ShieldingDataFile``). Their formats are
-  Microsoft's; the backend asks Hyper-V which one it is before changing the
-  VM (``MSFT_HgsKeyProtector.ConvertToByRawBytes``,
-  ``Msps_ProvisioningFileProcessor.PopulateFromFile``).
+  Microsoft's and unpublished; the backend asks Hyper-V which one it is
+  before changing the VM: in memory first
+  (``MSFT_HgsKeyProtector.ConvertToByRawBytes``), and only what that
+  declines goes, as a file, to the one documented reader of a PDK
+  (``Msps_ProvisioningFileProcessor.PopulateFromFile``). A PDK keeps its
+  private parts encrypted ("The specialization answer file and any
+  additional files ... will be encrypted until a shielded VM is
+  provisioned", New-ShieldingDataFile; ``Msps_PDK.RawData``, "The
+  encrypted raw data of the file").
+
+Nothing reaches a file before it is classified here, in memory: key
+material in a form no Windows API takes (a private key alone, in PKCS#8,
+PKCS#1 or SEC1, DER or PEM; a password-protected PKCS#12 file;
+certificates alone) and anything larger than a shielding data file can be
+are refused, so that no such secret is ever written to disk in clear
+(DESIGN.md 2.4) while its kind is being worked out.
 
 A valid set is one owner plus up to ``constants.MAX_GUARDIANS`` guardian
 files, or one tenant artifact alone. Every refusal names the secret.
@@ -31,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 import dataclasses
 
+from cryptography import exceptions as cryptography_exceptions
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -43,6 +57,15 @@ from vtpm_core import exception
 MIN_RSA_BITS = 2048
 # A KeyProtector holds at least one RSA-2048 wrapping and one signature.
 MIN_ARTIFACT_BYTES = 512
+# A shielding data file's other files are "limited to 384KB"
+# (New-ShieldingDataFile); with its KeyProtector, volume ID qualifiers and
+# answer file it stays well under [vtpm_key_manager] max_payload_bytes'
+# default, 1 MiB, which bounds a tenant artifact here too.
+MAX_ARTIFACT_BYTES = 1024 * 1024
+# PKCS#12 (RFC 7292): PFX ::= SEQUENCE { version INTEGER {v3(3)},
+# authSafe ContentInfo (id-data, 1.2.840.113549.1.7.1), ... }
+_PFX_VERSION = b'\x02\x01\x03'
+_ID_DATA = b'\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01'
 
 # What a secret is (``Material.kind``), in the words messages use.
 OWNER = 'owner PKCS#12 bundle'
@@ -117,12 +140,22 @@ def _parse(ref, view):
     if head.startswith(b'<'):
         return Material(ref, GUARDIAN, view.obj)
     if head.startswith(b'-----'):
+        if b'PRIVATE KEY-----' in head:
+            raise _invalid(ref, 'a private key alone (PEM)' + _KEY_ALONE)
         raise _invalid(ref, 'PEM: ' + _CERTIFICATES_ALONE)
     if head[:1] == b'\x30':
-        parts = _split_der(bytes(view))
+        data = bytes(view)
+        _refuse_private_key(ref, data)
+        parts = _split_der(data)
         found = _from_der(ref, view, parts) if parts else None
         if found is not None:
             return found
+    if len(view) > MAX_ARTIFACT_BYTES:
+        raise _invalid(ref, (
+            '%d bytes that parse as no owner bundle (two PKCS#12 files) and '
+            'no guardian file, and are larger than a raw KeyProtector or a '
+            'shielding data file can be (%d bytes)') % (
+                len(view), MAX_ARTIFACT_BYTES))
     if len(view) < MIN_ARTIFACT_BYTES:
         raise _invalid(ref, (
             '%d bytes that parse as no owner bundle (two PKCS#12 files), no '
@@ -131,7 +164,37 @@ def _parse(ref, view):
     return Material(ref, TENANT_ARTIFACT, view.obj)
 
 
-def _split_der(data):
+def _refuse_private_key(ref, data):
+    """A DER private key, or a PKCS#12 file that opens only with a
+    password, at the start of ``data``: key material no Windows API takes
+    as it is, refused before anything is written."""
+    first = _split_der(data, first_only=True)
+    if not first:
+        return
+    first = first[0]
+    try:
+        serialization.load_der_private_key(first, None)
+        what = 'a private key alone (DER)'
+    except TypeError:  # encrypted PKCS#8: it wants a password
+        what = 'an encrypted private key alone (DER PKCS#8)'
+    except (ValueError, cryptography_exceptions.UnsupportedAlgorithm):
+        what = None
+    if what is not None:
+        raise _invalid(ref, what + _KEY_ALONE)
+
+
+_KEY_ALONE = (
+    '; allowed: an owner bundle (two PKCS#12 files without a password, '
+    'which Windows imports by New-HgsGuardian -AcceptCertificates), a '
+    'guardian file, a raw KeyProtector or a shielding data file')
+
+
+def _is_pfx(data):
+    """Whether DER ``data`` starts as a PKCS#12 file (RFC 7292)."""
+    return _PFX_VERSION in data[2:8] and _ID_DATA in data[:32]
+
+
+def _split_der(data, first_only=False):
     """Concatenated DER structures, or None if that is not what it is."""
     parts, offset = [], 0
     while offset < len(data):
@@ -149,6 +212,8 @@ def _split_der(data):
         if end > len(data):
             return None
         parts.append(data[offset:end])
+        if first_only:
+            break
         offset = end
     return parts
 
@@ -158,6 +223,9 @@ def _from_der(ref, view, parts):
     certificates (a tenant artifact may be DER too)."""
     bundles = [_load_pkcs12(p) for p in parts]
     if all(b is None for b in bundles):
+        if any(_is_pfx(p) for p in parts):
+            raise _invalid(ref, 'a PKCS#12 file protected by a password'
+                           + _KEY_ALONE)
         if all(_is_certificate(p) for p in parts):
             raise _invalid(ref, 'DER certificates: ' + _CERTIFICATES_ALONE)
         return None
@@ -191,6 +259,12 @@ def _from_der(ref, view, parts):
 
 
 def _load_pkcs12(data):
+    # cryptography checks an RSA private key as it loads it (two primality
+    # tests and a modular exponentiation: about 100 ms for 2048 bits), and
+    # its PKCS#12 loader cannot skip that. It is this check that keeps a
+    # tenant's invalid key from making OpenSSL in nova-compute "hang, crash,
+    # or otherwise misbehave" (cryptography's load_der_private_key); each
+    # key is loaded, so checked, once per attach (benchmarks/bench_attach).
     for password in (None, b''):
         try:
             return pkcs12.load_pkcs12(data, password)

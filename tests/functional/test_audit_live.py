@@ -239,8 +239,15 @@ class AuditLiveTest(test.TestCase):
         self.assertEqual(
             {flavors[v]: {'os:vtpm': v} for v in flavors},
             {r['id']: r['properties'] for r in report['flavors']})
-        found = sorted((f['kind'], f['subject'], f['problem'])
-                       for f in report['findings'])
+        # one finding per distinct problem, naming all its subjects here
+        for f in report['findings']:
+            self.assertEqual(f['count'], len(f['subjects']), f)
+        found = sorted((f['kind'], subject, f['problem'])
+                       for f in report['findings']
+                       for subject in f['subjects'])
+        # the two keyed images under the disabling flavor: one problem
+        self.assertEqual([2], [f['count'] for f in report['findings']
+                               if f['kind'] == 'pair'])
         self.assertEqual(sorted([
             ('flavor', flavor('bogus')),
             ('image', image('bad-value')),
@@ -285,9 +292,12 @@ class AuditLiveTest(test.TestCase):
                       'os_shielded_vm=required, os_vtpm=required, '
                       'os_vtpm_keys=%s' % (image('good'), mine), lines)
         self.assertIn('  %s: os:vtpm=bogus' % flavor('bogus'), lines)
-        at = lines.index('7 problem(s):')
-        self.assertEqual(
-            sorted('  [%s] %s: %s' % f for f in found), sorted(lines[at + 1:]))
+        at = lines.index('6 problem(s):')
+        self.assertEqual(sorted(
+            '  [%s] %s: %s' % (f['kind'], f['subjects'][0] if f['count'] == 1
+                               else '2, e.g. ' + '; '.join(f['subjects']),
+                               f['problem'])
+            for f in report['findings']), sorted(lines[at + 1:]))
         self.assertNotIn('plain', text)
 
         # the other tenant: its own keyed image, flavors that fit
@@ -323,8 +333,8 @@ class AuditLiveTest(test.TestCase):
             realservices.unreachable_url()))
         status, text = self.audit('owner', '--format', 'json')
         [finding] = json.loads(text)['findings']
-        self.assertEqual((1, 'secret', subject),
-                         (status, finding['kind'], finding['subject']))
+        self.assertEqual((1, 'secret', [subject]),
+                         (status, finding['kind'], finding['subjects']))
         self.assertIn('Barbican secret %s named by os_vtpm_keys (image '
                       'property): could not be checked: ConnectFailure: '
                       'Unable to establish connection' % mine,

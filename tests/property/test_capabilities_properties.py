@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Properties of host capability reports."""
 
+import datetime
 import json
 
 from hypothesis import given
@@ -105,3 +106,33 @@ def test_a_move_goes_where_the_fabrics_meet(caps, named, request):
         alone.fabric_ids = None
         assert bool(verdict) is bool(
             capabilities.satisfies(request, alone, **kwargs))
+
+
+@given(s.host_capabilities, s.host_capabilities,
+       st.integers(-10, 2 * capabilities.REPUBLISH_INTERVAL),
+       st.booleans())
+def test_a_compute_republishes_only_what_changed_or_aged(
+        published, other, seconds, same):
+    """The report a compute publishes after a measurement is the one it
+    published before, strings and all (so nova writes nothing), exactly
+    when the measurement says the same of the host in every field but
+    measured_at and the published one is not REPUBLISH_INTERVAL old (nor
+    from a clock that since went back); otherwise it is the measurement."""
+    measured = objects.HostCapabilities(**{
+        name: getattr(published if same else other, name)
+        for name in objects.HostCapabilities.fields
+        if (published if same else other).obj_attr_is_set(name)})
+    measured.measured_at = published.measured_at + datetime.timedelta(
+        seconds=seconds)
+    result = capabilities.republished(published, measured)
+    unchanged = {k: v for k, v in capabilities.view(published)._asdict(
+    ).items() if k != 'measured_at'} == {
+        k: v for k, v in capabilities.view(measured)._asdict().items()
+        if k != 'measured_at'}
+    keep = unchanged and 0 <= seconds < capabilities.REPUBLISH_INTERVAL
+    assert result is (published if keep else measured)
+    if keep:
+        assert capabilities.to_stats(result) == capabilities.to_stats(
+            published)
+    assert capabilities.republished(None, measured) is measured
+    assert capabilities.republished(published, None) is None

@@ -120,8 +120,13 @@ def _state(i, stats):
 
 
 def _filter():
+    """A filter beside nova's ComputeFilter, which tells dead computes: a
+    report fresh while its compute is up passes this one."""
     conf = cfg.ConfigOpts()
     vtpm_conf.register_opts(conf)
+    conf.register_opt(cfg.ListOpt('enabled_filters',
+                                  default=['ComputeFilter', 'VTPMFilter']),
+                      group='filter_scheduler')
     return vtpm_filter.VTPMFilter(conf=conf, image_api=object())
 
 
@@ -134,20 +139,26 @@ def _filter():
                       st.sampled_from(('fabric-a', 'fabric-a-old',
                                        'fabric-b', 'x')))),
                   max_age=st.integers(1, 10 ** 6),
-                  max_skew=st.integers(0, 10 ** 4), data=st.data())
+                  max_skew=st.integers(0, 10 ** 4),
+                  while_up=st.sampled_from((0, 1, 1800)), data=st.data())
 def test_the_fast_path_decides_as_satisfies_on_the_full_object(
-        request, stats, others, fabrics, max_age, max_skew, data):
-    """For any request, fabrics, clock and hosts' stats (intact, mixed,
-    partial, garbage, an older compute's; some hosts sharing facts), the
-    filter's decision for each host, read through its facts without a
-    parse, is satisfies' decision on the full HostCapabilities its stats
-    stand for (reference): the facts never decide otherwise than the object
-    they were derived from would, whatever an earlier request saw."""
+        request, stats, others, fabrics, max_age, max_skew, while_up, data):
+    """For any request, fabrics, clock, band of liveness and hosts' stats
+    (intact, mixed, partial, garbage, an older compute's; some hosts sharing
+    facts, or all but the parts the check does not read), the filter's
+    decision for each host, read through its facts without a parse and
+    shared by hosts the check cannot tell apart, is satisfies' decision on
+    the full HostCapabilities its stats stand for (reference): the facts
+    never decide otherwise than the object they were derived from would,
+    whatever an earlier request saw."""
     now = strategies.scheduler_clock(data, reference(stats), max_age,
                                      max_skew)
-    check = capabilities.compile_check(
-        request, max_report_age=max_age, max_clock_skew=max_skew, now=now,
-        allowed_fabrics=fabrics)
+    rules = dict(max_report_age=max_age, max_clock_skew=max_skew,
+                 while_up=while_up, now=now, allowed_fabrics=fabrics)
+    check = vtpm_filter._Check(capabilities.compile_check(request, **rules),
+                               capabilities.compile_facts_check(request,
+                                                                **rules),
+                               None)
     # the first host's stats again, as another host with the same facts
     # and possibly another versioned entry
     all_stats = [stats] + others + [
@@ -157,15 +168,49 @@ def test_the_fast_path_decides_as_satisfies_on_the_full_object(
     states = [_state(i, s) for i, s in enumerate(all_stats)]
     filt = _filter()
     # a request before, which saw the hosts' facts (or other stats)
-    filt._passing([_state(0, data.draw(host_stats()))] + states,
-                  vtpm_filter._Check(check, None))
-    passed = filt._passing(states, vtpm_filter._Check(check, None))
+    filt._passing([_state(0, data.draw(host_stats()))] + states, check)
+    passed = filt._passing(states, check)
     assert passed == [
         state for state, s in zip(states, all_stats)
-        if capabilities.satisfies(
-            request, reference(s), max_report_age=max_age,
-            max_clock_skew=max_skew, now=now,
-            allowed_fabrics=fabrics).passes]
+        if capabilities.satisfies(request, reference(s), **rules).passes]
+
+
+@hypothesis.settings(max_examples=1000, deadline=None)
+@hypothesis.given(request=strategies.vtpm_requests,
+                  reports=st.lists(_reports, min_size=1, max_size=6),
+                  fabrics=st.one_of(st.none(), st.frozensets(
+                      st.sampled_from(('fabric-a', 'fabric-a-old',
+                                       'fabric-b', 'x')))),
+                  max_age=st.integers(1, 10 ** 6),
+                  max_skew=st.integers(0, 10 ** 4),
+                  while_up=st.sampled_from((0, 1800)), data=st.data())
+def test_a_shared_verdict_is_each_hosts_own(request, reports, fabrics,
+                                            max_age, max_skew, while_up,
+                                            data):
+    """For any request, clock and hosts' facts, ``compile_facts_check``
+    gives each host, in any order, the verdict (passing or not, and its
+    reason) that ``compile_check`` gives its facts as ``read_facts`` reads
+    them, and None exactly where read_facts reads nothing: hosts that share
+    a verdict are ones the check cannot tell apart."""
+    now = strategies.scheduler_clock(data, reports[0], max_age, max_skew)
+    rules = dict(max_report_age=max_age, max_clock_skew=max_skew,
+                 while_up=while_up, now=now, allowed_fabrics=fabrics)
+    check = capabilities.compile_check(request, **rules)
+    decide = capabilities.compile_facts_check(request, **rules)
+    # what computes write, and what a damaged or older host may hold
+    other = data.draw(host_stats())
+    raws = [capabilities.to_stats(r).get(capabilities.FACTS_KEY)
+            for r in reports] + [None, other.get(capabilities.FACTS_KEY)
+                                 if isinstance(other, dict) else other]
+    for raw in data.draw(st.permutations(raws)):
+        read = capabilities.read_facts(raw)
+        verdict = decide(raw)
+        if read is None:
+            assert verdict is None
+        else:
+            expected = check(read)
+            assert (verdict.passes, verdict.reason) == (expected.passes,
+                                                        expected.reason)
 
 
 @hypothesis.given(_reports)

@@ -71,6 +71,14 @@ ROOMS = {
     'vtpm_hyperv.nova': Room(('vtpm_core', 'vtpm_hyperv',
                               'vtpm_hyperv.barbican'),
                              tuple(CORE + NOVA + OS_WIN + BARBICAN)),
+    # the compute-hyperv port: compute-hyperv and what it imports
+    'vtpm_hyperv.nova.compute_hyperv': Room(
+        ('vtpm_core', 'vtpm_hyperv', 'vtpm_hyperv.barbican',
+         'vtpm_hyperv.nova'), tuple(CORE + NOVA + OS_WIN + BARBICAN + [
+             'compute_hyperv.nova.conf', 'nova.api.metadata.base',
+             'nova.compute.api', 'nova.network.neutron', 'nova.virt.driver',
+             'nova.volume.cinder', 'os_brick.initiator.connector', 'os_vif',
+             'tooz.coordination'])),
     # the simulator: Microsoft's table, and the fabric ids the backend
     # reports
     'vtpm_hyperv.fake': Room(('vtpm_hyperv',), tuple(CORE + OS_WIN),

@@ -27,6 +27,16 @@ one deadline for the whole fetch (``fetch_timeout``), redirects only
 within the same origin, and answers from Barbican over
 ``max_payload_bytes`` refused before they are read in full.
 
+**Secret consumers** (``register_consumer``, ``remove_consumer``): an
+instance is registered with Barbican as a consumer of the secrets it was
+sealed from (service ``nova``, resource type ``instance``, its UUID), with
+the owner's credentials, on the same client and under the same rules as a
+read. From key-manager API microversion 1.2 on (the client negotiates the
+newest it and Barbican share), Barbican refuses to delete a secret that has
+consumers ("Secret cannot be deleted as it has consumers", HTTP 400); an
+older Barbican is told apart before any request
+(``ConsumersUnsupported``).
+
 **Secrets stay secret.** Payloads come back as ``bytearray`` (the buffer
 the transport read into, not a copy) so the consumer can wipe them. They
 are never logged: keystoneauth's request log for these calls goes through
@@ -39,6 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import concurrent.futures
+import contextlib
 import functools
 import logging
 
@@ -68,6 +79,15 @@ PAYLOAD_CONTENT_TYPE = '*/*'
 # how long fetch waits for its threads once the deadline has shut their
 # sockets; they end in milliseconds, this only bounds a stuck TLS handshake
 ABORT_GRACE = 1.0
+
+# Secret consumers: who the instance is to Barbican, and the microversion
+# from which Barbican refuses to delete a secret that has consumers
+# (barbican.api.controllers.secrets.SecretController.on_delete)
+CONSUMER_SERVICE = 'nova'
+CONSUMER_RESOURCE_TYPE = 'instance'
+CONSUMER_MICROVERSION = '1.2'
+REGISTER = 'register'
+REMOVE = 'remove'
 
 # the adapter options barbicanclient's Client passes on to keystoneauth
 _RETRY_OPTS = ('connect_retries', 'connect_retry_delay',
@@ -205,6 +225,26 @@ class BarbicanKeySource:
         refs = list(key_refs)
         if not refs:
             return []
+        group = self.conf[barbican_conf.GROUP]
+        with self._open(refs, auth, min(len(refs), group.max_concurrency)
+                        ) as (ids, owner, call, pool, client):
+            LOG.debug('Reading %(count)d Barbican secrets from %(endpoint)s '
+                      'with %(who)s credentials', {
+                          'count': len(refs), 'endpoint': call.barbican,
+                          'who': "the instance owner's" if owner
+                          else 'service'})
+            return self._run(call, pool, owner, [
+                (ref, functools.partial(self._read, client, ref, secret_id))
+                for ref, secret_id in zip(refs, ids)])
+
+    @contextlib.contextmanager
+    def _open(self, refs, auth, threads):
+        """One call on ``refs``: ``(secret ids, owner?, call, pool,
+        client)``, the pool shut down afterwards.
+
+        The token, the endpoint and the client come first, once, before
+        the threads need them.
+        """
         ids = [self._secret_id(ref) for ref in refs]
         session = self._get_session()
         owner = auth is not None
@@ -217,23 +257,129 @@ class BarbicanKeySource:
         call = http_guard.Call(auth, group.fetch_timeout,
                                group.max_payload_bytes)
         pool = concurrent.futures.ThreadPoolExecutor(
-            min(len(refs), group.max_concurrency),
-            thread_name_prefix='vtpm-barbican')
+            threads, thread_name_prefix='vtpm-barbican')
         try:
-            # the token, the endpoint and the client first, once, before
-            # the threads need them
             client, = self._run(call, pool, owner, [(', '.join(refs), (
                 functools.partial(self._client, session, call, refs)))])
-            LOG.debug('Reading %(count)d Barbican secrets from %(endpoint)s '
-                      'with %(who)s credentials', {
-                          'count': len(refs), 'endpoint': call.barbican,
-                          'who': "the instance owner's" if owner
-                          else 'service'})
-            return self._run(call, pool, owner, [
-                (ref, functools.partial(self._read, client, ref, secret_id))
-                for ref, secret_id in zip(refs, ids)])
+            yield ids, owner, call, pool, client
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def register_consumer(self, key_refs: Sequence[str], instance_uuid: str,
+                          auth=None) -> None:
+        """Register the instance as a consumer of each secret of ``key_refs``.
+
+        All or none: when one registration fails, those this call made are
+        removed again. Registering twice is harmless (Barbican keeps one).
+        ``auth`` as ``fetch``'s; Barbican lets only the owner's project (a
+        member who may read the secret, or its admin) or a user the secret
+        is shared with register one. Raises ConsumersUnsupported (an older
+        Barbican; nothing was sent), ConsumerRefused (401, 403),
+        KeyNotFound (the secret is gone), ConsumerFailed (unreachable,
+        5xx, out of time), KeySourceNotConfigured or InvalidSecretRef.
+        """
+        self._consumers(self._register_all, key_refs, instance_uuid, auth)
+
+    def remove_consumer(self, key_refs: Sequence[str], instance_uuid: str,
+                        auth=None) -> None:
+        """Remove the instance as a consumer of each secret of ``key_refs``.
+
+        A secret or a registration already gone counts as removed; a
+        failure does not stop the others. Raises as ``register_consumer``,
+        the first failure after trying every secret.
+        """
+        self._consumers(self._remove_all, key_refs, instance_uuid, auth)
+
+    def _consumers(self, task, key_refs, instance_uuid, auth):
+        refs = list(key_refs)
+        if not refs:
+            return
+        # one thread: the requests go one after another (at most six,
+        # milliseconds each), so a failure knows what to undo
+        with self._open(refs, auth, 1) as (ids, owner, call, pool, client):
+            self._run(call, pool, owner, [(', '.join(refs), functools.partial(
+                task, client, call, list(zip(refs, ids)), instance_uuid,
+                owner))])
+
+    @staticmethod
+    def _check_consumers(client, call, refs, instance_uuid):
+        # barbicanclient's own record of the negotiated microversion
+        http = client.client
+        if not http.is_supported_microversion(CONSUMER_MICROVERSION):
+            raise guard_exception.ConsumersUnsupported(
+                endpoint=call.barbican, version=http.microversion,
+                needed=CONSUMER_MICROVERSION, instance=instance_uuid,
+                ref=', '.join(ref for ref, _ in refs))
+
+    def _register_all(self, client, call, refs, instance_uuid, owner):
+        self._check_consumers(client, call, refs, instance_uuid)
+        done = []
+        for ref, secret_id in refs:
+            try:
+                _consumer_request(client.secrets.register_consumer,
+                                  secret_id, instance_uuid)
+            except _CLIENT_ERRORS as e:
+                error = self._consumer_error(e, call, ref, REGISTER,
+                                             instance_uuid, owner)
+                self._undo(client, call, done, instance_uuid, owner)
+                raise error from e
+            done.append((ref, secret_id))
+        LOG.debug('Instance %(uuid)s registered as a consumer of Barbican '
+                  'secrets %(refs)s', {
+                      'uuid': instance_uuid,
+                      'refs': ', '.join(ref for ref, _ in refs)})
+
+    def _remove_all(self, client, call, refs, instance_uuid, owner):
+        self._check_consumers(client, call, refs, instance_uuid)
+        errors = []
+        for ref, secret_id in refs:
+            try:
+                _consumer_request(client.secrets.remove_consumer, secret_id,
+                                  instance_uuid)
+            except _CLIENT_ERRORS as e:
+                if getattr(e, 'status_code', None) == 404:
+                    continue  # the secret or the registration is gone
+                errors.append(self._consumer_error(e, call, ref, REMOVE,
+                                                   instance_uuid, owner))
+                errors[-1].__cause__ = e
+        if errors:
+            raise errors[0]
+
+    def _undo(self, client, call, done, instance_uuid, owner):
+        """Remove the registrations a failed ``register_consumer`` made."""
+        try:
+            self._remove_all(client, call, done, instance_uuid, owner)
+        except exception.VTPMError as e:
+            LOG.warning('A consumer registration left after a failed '
+                        'registration: %s', e)
+
+    def _consumer_error(self, error, call, ref, action, instance_uuid,
+                        owner):
+        """The VTPMError for what a consumer request raised."""
+        group = self.conf[barbican_conf.GROUP]
+        kwargs = {'action': action, 'instance': instance_uuid, 'ref': ref}
+        if call.expired():
+            return guard_exception.ConsumerFailed(
+                reason='no complete answer within [%s] fetch_timeout = %s s'
+                       % (barbican_conf.GROUP, call.timeout), **kwargs)
+        status = getattr(error, 'status_code', None)
+        if isinstance(error, (barbican_exceptions.HTTPAuthError,
+                              ks_exceptions.Unauthorized)) or status == 403:
+            return guard_exception.ConsumerRefused(
+                status=status or 401, credentials=(
+                    "the instance owner's token" if owner else
+                    'the service credentials of [%s]' % barbican_conf.GROUP),
+                **kwargs)
+        if status == 404 and action == REGISTER:
+            return exception.KeyNotFound(ref=ref)
+        if isinstance(error, barbican_exceptions.HTTPServerError):
+            reason = 'HTTP %d after %d retries: %s' % (
+                status, group.status_code_retries, _error_text(error))
+        elif status is not None:
+            reason = 'HTTP %d: %s' % (status, _error_text(error))
+        else:
+            reason = '%s: %s' % (type(error).__name__, _error_text(error))
+        return guard_exception.ConsumerFailed(reason=reason, **kwargs)
 
     def _run(self, call, pool, owner, tasks):
         """Run ``(ref, function)`` tasks in ``pool``; results in order.
@@ -315,17 +461,8 @@ class BarbicanKeySource:
 
     @staticmethod
     def _read(client, ref, secret_id):
-        try:
-            payload = client.secrets.get(
-                secret_id, payload_content_type=PAYLOAD_CONTENT_TYPE).payload
-        except KeyError:
-            # barbicanclient (7.6) reads an error body's top-level 'title';
-            # keystonemiddleware's 401 has it under 'error', and the client
-            # fails on its own parsing: the status says what happened
-            status = http_guard.current().last_status()
-            if status is None or status < 400:
-                raise
-            raise _http_error(status) from None
+        payload = _answered(lambda: client.secrets.get(
+            secret_id, payload_content_type=PAYLOAD_CONTENT_TYPE).payload)
         if not isinstance(payload, bytearray):
             # barbicanclient turns some failures into None
             raise exception.KeyWithoutPayload(ref=ref)
@@ -389,6 +526,30 @@ class BarbicanKeySource:
                 ref=ref, group=barbican_conf.GROUP)
         return exception.KeyFetchFailed(ref=ref, status=status,
                                         reason=reason)
+
+
+def _answered(request):
+    """``request()``, whose failure on an error body is the HTTP status's.
+
+    barbicanclient (7.6) reads an error body's top-level 'title';
+    keystonemiddleware's 401 has it under 'error', and the client fails on
+    its own parsing (KeyError): the status says what happened.
+    """
+    try:
+        return request()
+    except KeyError:
+        status = http_guard.current().last_status()
+        if status is None or status < 400:
+            raise
+        raise _http_error(status) from None
+
+
+def _consumer_request(method, secret_id, instance_uuid):
+    """``secrets.register_consumer`` or ``remove_consumer`` for the
+    instance, as service ``nova``, resource type ``instance``."""
+    _answered(lambda: method(secret_id, service=CONSUMER_SERVICE,
+                             resource_type=CONSUMER_RESOURCE_TYPE,
+                             resource_id=instance_uuid))
 
 
 def _deadline_error(call, ref):

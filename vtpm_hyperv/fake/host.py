@@ -288,6 +288,9 @@ class FakeHyperVHost:
         self.hgs_installed = hgs_installed
         self.lock = threading.RLock()
         self.calls: list[str] = []
+        # every enumeration, query, method call and job read: on Windows,
+        # each is a COM round trip to the WMI service
+        self.round_trips: list[str] = []
         self.faults: list[wmi.Fault] = []
         self.vms: dict[str, ns.VMRecord] = {}
         self.store: dict[str, ns.StoredGuardian] = {}
@@ -658,6 +661,10 @@ class FakeHyperVHost:
                 return fault
         return None
 
+    def round_trip(self, target):
+        with self.lock:
+            self.round_trips.append(target)
+
     def check_fault(self, class_name, query=False):
         with self.lock:
             fault = self.take_fault(class_name)
@@ -681,6 +688,7 @@ class FakeHyperVHost:
             return job.errors() if job is not None else None
 
     def read_job(self, namespace, instance_id):
+        self.round_trip('Msvm_ConcreteJob')
         with self.lock:
             job = self._jobs.get(instance_id)
             if job is None:

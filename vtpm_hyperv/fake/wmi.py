@@ -21,7 +21,9 @@ method, an unknown parameter or a value PyMI cannot convert raises
 ``x_wmi`` and changes nothing. A required input left unset reaches the
 provider, as with PyMI, which refuses it (an inference) and counts it as
 undocumented. ``STATS`` counts the calls validated and the undocumented
-ones, for the conformance suite's report.
+ones, for the conformance suite's report. Each host lists its round
+trips (``FakeHyperVHost.round_trips``): every enumeration, query, method
+call and job read, each a COM round trip to the WMI service on Windows.
 """
 
 from __future__ import annotations
@@ -419,6 +421,7 @@ class Namespace:
         return found
 
     def instances(self, class_name, filters):
+        self.host.round_trip(class_name)
         self.host.check_fault(class_name, query=True)
         key = self.key_of(class_name)
         found = []
@@ -436,6 +439,7 @@ class Namespace:
         if not m:
             raise x_wmi('unsupported WQL: %s' % wql)
         class_name = m.group('cls')
+        self.host.round_trip(class_name)
         self.host.check_fault(class_name, query=True)
         key = self.key_of(class_name)
         with self.host.lock:
@@ -457,6 +461,7 @@ class Namespace:
     def invoke(self, class_name, method, instance, args, kwargs):
         handler, documented = self._methods[(class_name, method)]
         target = documented.target
+        self.host.round_trip(target)
         inputs = bind(documented, args, kwargs)
         absent = missing(documented, inputs)
         if absent:

@@ -8,7 +8,8 @@ per host and adds a call to each hook it already has::
     spawn (VM created, still off)    if self._vtpm.requested(instance):
                                          self._vtpm.spawn(context, instance,
                                                           name)
-    destroy                          self._vtpm.destroy(instance, name)
+    destroy                          self._vtpm.destroy(instance, name,
+                                                        context)
     get_available_resource           res['stats'].update(self._vtpm.stats())
     update_provider_tree             self._vtpm.update_traits(tree, nodename)
     migrate_disk_and_power_off       self._vtpm.before_move(instance, flavor,
@@ -22,6 +23,13 @@ per host and adds a call to each hook it already has::
     power_off                        self._vtpm.before_power_off(instance)
     power_on                         self._vtpm.power_on(context, instance,
                                                          name, start)
+    reboot, resume_state_on_host_boot, unrescue, the end of spawn
+                                     self._vtpm.before_start(context,
+                                                             instance, name)
+    init_host                        self._vtpm.reconcile_host()
+    process_instances_at_startup     self._vtpm.reconcile_instances(
+                                         context, instances, name_of)
+    get_available_resource           self._vtpm.reconcile_host() (periodic)
 
 Each raises the nova exception that makes nova's compute manager do the
 right thing (nova's own, or ``vtpm_hyperv.nova.exception``'s subclasses of
@@ -44,6 +52,7 @@ from __future__ import annotations
 import socket
 
 from nova.compute import task_states
+from nova.compute import vm_states
 from nova import exception as nova_exception
 from nova import service_auth
 from oslo_log import log
@@ -53,10 +62,12 @@ from vtpm_core import capabilities
 from vtpm_core import exception
 from vtpm_core import policy
 from vtpm_core import sysmeta
+from vtpm_hyperv.barbican import consumers
 from vtpm_hyperv.nova import exception as nova_vtpm_exc
 from vtpm_hyperv.nova import lifecycle
 from vtpm_hyperv.nova import notifications
 from vtpm_hyperv.nova import reauthorize
+from vtpm_hyperv.nova import startcheck
 
 LOG = log.getLogger(__name__)
 
@@ -70,6 +81,9 @@ _ABORT = (exception.InvalidVTPMRequest, exception.KeyNotFound,
           exception.InvalidKeyMaterial,
           exception.InvalidKeySet, exception.OwnerKeysRefused,
           exception.UnsupportedVM)
+
+# nova's vm_states in which destroy() ends the instance (_going_away)
+_GOING_AWAY = (vm_states.BUILDING, vm_states.SOFT_DELETED, vm_states.DELETED)
 
 # What nova sends other services for a request's user: nova 33 named it
 # get_service_user_token_auth_plugin; nova 27 to 32 call the same function,
@@ -112,6 +126,17 @@ def subject(instance) -> lifecycle.Subject:
                              fabrics=sysmeta.fabrics(
                                  instance.system_metadata),
                              host=instance.host)
+
+
+def _going_away(instance) -> bool:
+    """Whether nova destroys the VM because the instance ends: a delete
+    (also of a soft-deleted or already deleted one), or a build that
+    failed on this host (a rescheduled build registers again). Not a
+    rebuild, an evacuation's or a resize's cleanup: the instance lives on.
+    """
+    return bool(instance.deleted
+                or instance.task_state == task_states.DELETING
+                or instance.vm_state in _GOING_AWAY)
 
 
 def set_traits(provider_tree, nodename, caps) -> None:
@@ -166,6 +191,12 @@ class VTPMCompute:
                                                       self._conf)
         return self._backend
 
+    @property
+    def _key_source(self):
+        # VTPMBackend.key_source, where consumers are registered; a backend
+        # that implements the contract's methods alone has none
+        return getattr(self.backend, 'key_source', None)
+
     # --- spawn and destroy --------------------------------------------------
 
     def requested(self, instance) -> bool:
@@ -183,8 +214,10 @@ class VTPMCompute:
         """Give the VM the vTPM its image and flavor ask for, if any.
 
         Call it after the VM exists and before it is powered on. Records the
-        KeyProtector's fabrics in ``instance.system_metadata`` (nova's
-        compute manager saves the instance after spawn).
+        KeyProtector's fabrics and secrets in ``instance.system_metadata``
+        (nova's compute manager saves the instance after spawn), and
+        registers the instance as a consumer of those secrets
+        (``vtpm_hyperv.barbican.consumers``).
 
         :returns: the backend's ``AttachResult``, or None without a vTPM.
         :raises VTPMBuildAborted: another host cannot fix it.
@@ -197,9 +230,13 @@ class VTPMCompute:
             raise self._abort(instance, e) from e
         if not request.enabled:
             return None
+        auth = self._auth_for(context)
         try:
             result = self.backend.attach(instance.uuid, vm_name, request,
-                                         auth=self._auth_for(context))
+                                         auth=auth)
+            # the secrets on the instance, the instance on the secrets
+            consumers.registered(self._key_source, instance,
+                                 request.key_refs, auth)
         except exception.VTPMError as e:
             notifications.attach_failed(context, instance, self.host,
                                         shielded=request.shielded, error=e)
@@ -218,10 +255,13 @@ class VTPMCompute:
                              fabrics=result.fabrics)
         return result
 
-    def destroy(self, instance, vm_name):
+    def destroy(self, instance, vm_name, context=None):
         """Remove what ``spawn`` added on this host; never needs a secret.
 
         A secret that is gone or forbidden by now does not block the delete.
+        When the instance goes away (deleted, or its build failed here),
+        it is removed as a consumer of its secrets with ``context``'s
+        credentials, as far as Barbican lets them.
         """
         try:
             self.backend.detach(instance.uuid, vm_name)
@@ -229,6 +269,10 @@ class VTPMCompute:
             LOG.warning('vTPM cleanup for instance %(uuid)s skipped a '
                         'secret: %(error)s',
                         {'uuid': instance.uuid, 'error': e})
+        if (context is not None and sysmeta.keys(instance.system_metadata)
+                and _going_away(instance)):
+            consumers.removed(self._key_source, instance,
+                              self._auth_for(context))
 
     @staticmethod
     def _abort(instance, error):
@@ -243,16 +287,19 @@ class VTPMCompute:
         """The stats entry for ``get_available_resource()``; measures now.
 
         A host that cannot measure reports nothing, so the scheduler refuses
-        it vTPM instances (fail closed).
+        it vTPM instances (fail closed). A measurement that changes nothing
+        but the time republishes the previous report
+        (``capabilities.republished``), so that nova writes nothing.
         """
         try:
-            self._caps = self.backend.get_capabilities()
+            measured = self.backend.get_capabilities()
         except exception.VTPMError as e:
             LOG.warning('vTPM capabilities unavailable, reporting none: '
                         '%(error)s', {'error': e})
-            self._caps = None
+            measured = None
         # the report as nova publishes it, from here to the scheduler
-        self._attestation.observe(self._caps)
+        self._attestation.observe(measured)
+        self._caps = capabilities.republished(self._caps, measured)
         return {} if self._caps is None else capabilities.to_stats(self._caps)
 
     def update_traits(self, provider_tree, nodename):
@@ -366,14 +413,24 @@ class VTPMCompute:
             one is back); the server stays stopped, the fault says why.
         """
         ref = reauthorize.pending(instance)
+        if ref is not None and not startcheck.is_owner(context, instance):
+            # only the owner's credentials read the secret: a start by
+            # nova itself or an admin would spend the owner's request
+            error = exception.StartAwaitsOwner(instance=instance.uuid,
+                                               ref=ref)
+            LOG.warning('%s', error)
+            raise nova_vtpm_exc.VTPMOperationRefused(reason=str(error))
+        self.before_start(context, instance, vm_name)
         if ref is None:
             start()
             return None
         before = sysmeta.fabrics(instance.system_metadata)
         try:
             reauthorize.check_ref(instance, ref)
-            before, after = self.backend.reauthorize(
+            was, after = self.backend.reauthorize(
                 instance.uuid, vm_name, ref, auth=self._auth_for(context))
+            # None: the VM has it already (a start the process died after)
+            before = before if was is None else was
         except (exception.InvalidReauthorization,
                 exception.ReauthorizationRefused,
                 exception.BackendOperationFailed) as e:
@@ -399,10 +456,145 @@ class VTPMCompute:
         self._reauthorized(context, instance, outcome, after)
         return outcome
 
+    # --- starts and restarts (vtpm_hyperv.nova.startcheck) -------------------
+
+    def before_start(self, context, instance, vm_name):
+        """Before any start: the VM has the vTPM its request asks for, gets
+        it now (its build's attach did not finish), or does not start.
+
+        :raises VTPMOperationRefused: the VM lacks its vTPM and cannot get
+            it now; it stays as it is, the fault says what is missing and
+            what to do.
+        """
+        request = self._vtpm_request(instance)
+        if request is None:
+            return
+        try:
+            security = self.backend.vm_security(instance.uuid, vm_name)
+        except exception.VTPMError as e:
+            raise self._start_refused(instance, vm_name, (
+                'a vTPM that cannot be read (%s)' % e), 'try again') from e
+        if not security.exists:
+            return  # the driver's own start answers for a missing VM
+        missing = startcheck.shortfall(request, security)
+        if missing and startcheck.unfinished(security) and (
+                not request.key_refs
+                or startcheck.is_owner(context, instance)):
+            security = self._complete(context, instance, vm_name, request,
+                                      missing)
+            missing = startcheck.shortfall(request, security)
+        changed = sysmeta.set_missing(instance.system_metadata,
+                                      startcheck.describe(missing) or None)
+        if not missing:
+            changed = startcheck.record_fabrics(instance, security) or changed
+        if changed:
+            instance.save()
+        if missing:
+            remedy = startcheck.REBUILD
+            if not security.off:
+                remedy = startcheck.STOP_FIRST
+            elif startcheck.unfinished(security):
+                remedy = startcheck.OWNER_STARTS
+            raise self._start_refused(instance, vm_name,
+                                      startcheck.describe(missing), remedy)
+
+    def _complete(self, context, instance, vm_name, request, missing):
+        """The attach a build did not finish, then the VM as it is now."""
+        LOG.warning('VM %(vm)s of instance %(uuid)s has %(missing)s: its '
+                    'attach did not finish; completing it before it starts',
+                    {'vm': vm_name, 'uuid': instance.uuid,
+                     'missing': startcheck.describe(missing)})
+        try:
+            result = self.backend.attach(
+                instance.uuid, vm_name, request,
+                auth=self._auth_for(context) if request.key_refs else None)
+        except exception.VTPMError as e:
+            notifications.attach_failed(context, instance, self.host,
+                                        shielded=request.shielded, error=e)
+            raise self._start_refused(
+                instance, vm_name, startcheck.describe(missing),
+                'completing its vTPM failed: %s' % e) from e
+        notifications.attach(context, instance, self.host,
+                             shielded=request.shielded,
+                             fabrics=result.fabrics)
+        return self.backend.vm_security(instance.uuid, vm_name)
+
+    def _start_refused(self, instance, vm_name, missing, remedy):
+        error = exception.StartRefused(instance=instance.uuid, vm=vm_name,
+                                       missing=missing, remedy=remedy)
+        LOG.error('%s', error)
+        return nova_vtpm_exc.VTPMOperationRefused(reason=str(error))
+
+    @staticmethod
+    def _vtpm_request(instance):
+        """The instance's vTPM request, or None without one (or with an
+        invalid one, whose build was aborted before any attach)."""
+        what = subject(instance)
+        if what.request is None or not what.request.enabled:
+            return None
+        return what.request
+
+    def reconcile_host(self):
+        """At start-up and in each periodic run: the backend removes what
+        calls that died with their process left on the host (cheap when
+        there is nothing)."""
+        try:
+            return self.backend.reconcile()
+        except exception.VTPMError as e:
+            LOG.warning('vTPM reconciliation of host %(host)s: %(error)s',
+                        {'host': self.host, 'error': e})
+            return None
+
+    def reconcile_instances(self, context, instances, vm_name_of):
+        """At start-up, before nova initialises them: each vTPM instance
+        whose VM lacks its vTPM is logged, notified (``vtpm.attach.error``)
+        and marked (``vtpm_missing``); the mark goes once it has it, and
+        ``vtpm_fabrics`` follows what its KeyProtector names.
+
+        :param vm_name_of: ``instance -> VM name``.
+        """
+        for instance in instances:
+            request = self._vtpm_request(instance)
+            if request is None:
+                continue
+            vm_name = vm_name_of(instance)
+            try:
+                security = self.backend.vm_security(instance.uuid, vm_name)
+            except exception.VTPMError as e:
+                LOG.warning('Cannot read the vTPM of instance %(uuid)s: '
+                            '%(error)s', {'uuid': instance.uuid, 'error': e})
+                continue
+            if not security.exists:
+                continue
+            missing = startcheck.shortfall(request, security)
+            changed = sysmeta.set_missing(
+                instance.system_metadata,
+                startcheck.describe(missing) or None)
+            if not missing:
+                # the process may have died before it recorded them
+                changed = startcheck.record_fabrics(instance,
+                                                    security) or changed
+            if changed:
+                instance.save()
+            if missing:
+                error = exception.VTPMIncomplete(
+                    instance=instance.uuid, vm=vm_name, host=self.host,
+                    missing=startcheck.describe(missing),
+                    remedy=startcheck.OWNER_STARTS
+                    if startcheck.unfinished(security)
+                    else startcheck.REBUILD)
+                LOG.error('%s', error)
+                notifications.attach_failed(context, instance, self.host,
+                                            shielded=request.shielded,
+                                            error=error)
+
     def _reauthorized(self, context, instance, outcome, fabrics):
         """Record ``outcome`` on the instance and report it; for a failure,
         the exception that fails the start."""
         reauthorize.record(instance, outcome, fabrics)
+        if outcome.result == reauthorize.APPLIED:
+            consumers.reauthorized(self._key_source, instance,
+                                   outcome.ref, self._auth_for(context))
         instance.save()
         self.reauthorized(context, instance, outcome)
         if outcome.result == reauthorize.APPLIED:

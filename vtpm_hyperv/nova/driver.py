@@ -18,13 +18,20 @@ was given, so the driver's own method runs as before (nova 34's signatures,
 hook                                the vTPM part
 =================================== =========================================
 ``init_host``                       after the driver's: build the host's
-                                    ``VTPMCompute`` (``vtpm_compute``)
+                                    ``VTPMCompute`` (``vtpm_compute``), and
+                                    remove what calls that died with the
+                                    last process left on the host
+``process_instances_at_startup``    mark the instances whose VM lacks its
+                                    vTPM (``vtpm_hyperv.nova.startcheck``)
 ``spawn``                           with a vTPM: the driver's ``spawn`` with
                                     ``power_on=False``, the vTPM, then
                                     ``power_on``; without: unchanged
 ``destroy``                         after the driver's: what the attach left
-                                    on the host (instance guardians)
-``get_available_resource``          the ``vtpm:capabilities`` stats entry
+                                    on the host (instance guardians); at a
+                                    delete, the instance's Barbican consumer
+                                    registrations
+``get_available_resource``          the ``vtpm:capabilities`` stats entry;
+                                    the same removal, each periodic run
 ``update_provider_tree``            the vTPM and HGS traits
 ``migrate_disk_and_power_off``      refuses a resize or cold migration that
                                     would lose the vTPM, before the guest
@@ -33,9 +40,14 @@ hook                                the vTPM part
 ``instance_on_disk``                refuses an evacuation, on the destination
 ``rebuild``                         refuses a rebuild, before the VM goes
 ``power_off``                       refuses a shelve, while the guest runs
-``power_on``                        applies the owner's re-authorization
+``power_on``                        checks the VM's vTPM, applies the
+                                    owner's re-authorization
                                     (``vtpm_hyperv.nova.reauthorize``) to the
                                     VM while it is off, then starts it
+``reboot``, ``unrescue``,           before the driver's: the VM has the vTPM
+``resume_state_on_host_boot``       its request asks for, gets it now, or
+                                    does not start
+                                    (``vtpm_hyperv.nova.startcheck``)
 =================================== =========================================
 
 What the mixin assumes of the driver, each a method to override in the
@@ -113,6 +125,12 @@ class VTPMDriverMixin:
         super().init_host(host)
         self.vtpm_host = host
         self.vtpm = self.vtpm_compute()
+        self.vtpm.reconcile_host()
+
+    def process_instances_at_startup(self, context, instances):
+        instances = super().process_instances_at_startup(context, instances)
+        self.vtpm.reconcile_instances(context, instances, self.vtpm_vm_name)
+        return instances
 
     def spawn(self, context, instance, image_meta, injected_files,
               admin_password, allocations, network_info=None,
@@ -131,6 +149,8 @@ class VTPMDriverMixin:
                       accel_info=accel_info)
         self.vtpm.spawn(context, instance, self.vtpm_vm_name(instance))
         if power_on:
+            self.vtpm.before_start(context, instance,
+                                   self.vtpm_vm_name(instance))
             # the driver's own: the vTPM was made from the image just now
             super().power_on(context, instance, network_info,
                              block_device_info=block_device_info,
@@ -144,9 +164,10 @@ class VTPMDriverMixin:
                         destroy_secrets=destroy_secrets)
         # The VM took its KeyProtector and vTPM with it; what is left are
         # guardians an interrupted attach imported for the instance.
-        self.vtpm.destroy(instance, self.vtpm_vm_name(instance))
+        self.vtpm.destroy(instance, self.vtpm_vm_name(instance), context)
 
     def get_available_resource(self, nodename):
+        self.vtpm.reconcile_host()
         resources = super().get_available_resource(nodename)
         if resources:
             resources['stats'] = dict(resources.get('stats') or {},
@@ -217,3 +238,18 @@ class VTPMDriverMixin:
                 **extra)
         self.vtpm.power_on(context, instance, self.vtpm_vm_name(instance),
                            start)
+
+    # A start by any path checks the VM's vTPM first; the arguments go to
+    # the driver as nova gave them.
+    def reboot(self, context, instance, *args, **kwargs):
+        self.vtpm.before_start(context, instance, self.vtpm_vm_name(instance))
+        return super().reboot(context, instance, *args, **kwargs)
+
+    def resume_state_on_host_boot(self, context, instance, *args, **kwargs):
+        self.vtpm.before_start(context, instance, self.vtpm_vm_name(instance))
+        return super().resume_state_on_host_boot(context, instance, *args,
+                                                 **kwargs)
+
+    def unrescue(self, context, instance, *args, **kwargs):
+        self.vtpm.before_start(context, instance, self.vtpm_vm_name(instance))
+        return super().unrescue(context, instance, *args, **kwargs)

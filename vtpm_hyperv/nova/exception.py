@@ -4,8 +4,10 @@
 nova's compute manager acts on its own classes (a ``BuildAbortException``
 aborts a build without rescheduling; ``VTPMOperationRefused`` carries a
 409 to the instance fault), so these derive from them; the message is
-always our ``vtpm_core.exception.VTPMError``'s.
-``UnsupportedComputeDriver`` stops nova-compute itself, at ``init_host``.
+always our ``vtpm_core.exception.VTPMError``'s. ``NovaFilesReplaced`` is
+the compute-hyperv port's refusal to start
+(``vtpm_hyperv.nova.compute_hyperv``); ``UnsupportedComputeDriver``
+the mixin's, at ``init_host``.
 """
 
 from nova import exception as nova_exception
@@ -25,6 +27,18 @@ class VTPMOperationRefused(nova_exception.NovaException):
 
     msg_fmt = '%(reason)s'
     code = 409
+
+
+class NovaFilesReplaced(exception.VTPMError):
+    """compute-hyperv's wheel replaced nova's own package files."""
+
+    msg_fmt = ("nova's own %(files)s were replaced by compute-hyperv's "
+               "(they begin %(value)s): with them nova imports eventlet "
+               "before it chooses its threading mode. Allowed: nova's own "
+               "files. Reinstall nova's (pip install --force-reinstall "
+               "--no-deps nova==%(nova_version)s) and install compute-hyperv "
+               "as the install guide says (doc/source/install.rst, "
+               "'compute-hyperv on nova 34'), which leaves them alone")
 
 
 class UnsupportedComputeDriver(exception.VTPMError):

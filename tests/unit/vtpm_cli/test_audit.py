@@ -6,6 +6,7 @@ connection; tests/functional/test_audit_live.py runs it against real
 services.
 """
 
+import collections
 import datetime
 import json
 import sys
@@ -282,7 +283,8 @@ SAMPLE = paths.DATA / 'audit-report.json'
 def sample_report():
     """A project with a keyed image whose second secret is gone, a flavor
     that turns the vTPM on, and one that disables it; read with nova's
-    databases during an HGS certificate renewal, with an instance whose
+    databases during an HGS certificate renewal, with two instances built
+    from that image (whose records name the secret that is gone): one whose
     KeyProtector names only the previous certificate, and one re-granted."""
     imgs = audit.carriers('image', [
         ('5b1f0c1e-2f57-4e1a-9a43-7d2c1f6e8a10', 'win2022-keyed',
@@ -293,11 +295,18 @@ def sample_report():
     flvs = audit.carriers('flavor', [
         ('f-vtpm', 'm1.vtpm', {'os:vtpm': 'required'}),
         ('f-plain', 'm1.no-vtpm', {'os:vtpm': 'disabled'})], ('os:vtpm',))
-    found = audit.audit(imgs, flvs, {K2: 'does not exist'}.get)
-    insts = instances(
-        ('0b7c3a8e-1f52-4f7e-b1a2-3c4d5e6f7a80', 'web-1', OLD_FABRIC),
-        ('6e2f9d41-8c3b-4a7e-9f15-d2c8b7a6e590', 'web-2',
-         '%s,%s' % (OLD_FABRIC, NEW_FABRIC)))
+    gone = audit.once_per_secret({K2: 'does not exist'}.get)
+    found = audit.audit(imgs, flvs, gone)
+    insts = [audit.Instance(uuid, name, 'a1b2c3d4e5f60718293a4b5c6d7e8f90',
+                            'hv-%02d' % n, imgs[0].id, {
+                                'vtpm_fabrics': fabrics,
+                                'vtpm_keys': '%s,%s' % (K1, K2)})
+             for n, (uuid, name, fabrics) in enumerate([
+                 ('0b7c3a8e-1f52-4f7e-b1a2-3c4d5e6f7a80', 'web-1',
+                  OLD_FABRIC),
+                 ('6e2f9d41-8c3b-4a7e-9f15-d2c8b7a6e590', 'web-2',
+                  '%s,%s' % (OLD_FABRIC, NEW_FABRIC))], 1)]
+    found += audit.secret_findings(insts, gone)
     found += audit.fabric_findings(insts, [renewing_host()])
     return audit.render(imgs, flvs, found, 'json', insts) + '\n'
 
@@ -306,8 +315,8 @@ def test_the_documented_json_report_is_what_the_audit_renders():
     assert SAMPLE.read_text() == sample_report(), (
         '%s is stale; write this into it:\n%s' % (SAMPLE, sample_report()))
     report = json.loads(SAMPLE.read_text())
-    assert [f['kind'] for f in report['findings']] == [
-        'secret', 'pair', 'instance']
+    assert [(f['kind'], f['count']) for f in report['findings']] == [
+        ('secret', 1), ('pair', 1), ('secret', 2), ('instance', 1)]
 
 
 def test_human_report_says_when_all_is_well():
@@ -448,3 +457,178 @@ def test_an_unreadable_cell_exits_2(monkeypatch, capsys):
     assert capsys.readouterr().err == (
         "error: could not read nova's database of cell c1: it did not "
         "answer\n")
+
+
+# --- at cloud scale: each distinct thing evaluated once, findings grouped --
+
+def test_each_distinct_pair_is_evaluated_once(monkeypatch):
+    """No two evaluations of the policy have the same image properties and
+    flavor extra specs: images (and flavors) that carry the same
+    properties are one case, whatever their number."""
+    calls = []
+    real = audit.policy.build_request
+
+    def counted(image, flavor):
+        calls.append((repr(sorted(image.items())),
+                      repr(sorted(flavor.items()))))
+        return real(image, flavor)
+
+    monkeypatch.setattr(audit.policy, 'build_request', counted)
+    imgs = images(*[dict(GEN2, os_vtpm='required', os_vtpm_keys=K1)] * 30,
+                  *[dict(GEN2, os_vtpm='optional')] * 20)
+    flvs = flavors(*[{'os:vtpm': 'required'}] * 7,
+                   *[{'os:vtpm': 'disabled'}] * 3)
+    found = audit.audit(imgs, flvs, readable)
+    assert max(collections.Counter(calls).values()) == 1
+    pairs = [(i, f) for i, f in calls
+             if f in (repr([('os:vtpm', 'required')]),
+                      repr([('os:vtpm', 'disabled')]))]
+    assert len(pairs) == 2 * 2
+    # the 30 keyed images under the 3 disabling flavors: one problem
+    [conflict] = found
+    assert (conflict.kind, conflict.count) == ('pair', 90)
+    assert conflict.subjects == tuple(
+        'image img%d (i%d) with flavor flv%d (f%d)' % (i, i, f, f)
+        for i, f in [(0, 7), (0, 8), (0, 9), (1, 7), (1, 8)])
+
+
+def test_each_distinct_secret_is_read_once_for_images_and_instances(
+        monkeypatch):
+    """A secret named by many images and recorded by many instances is
+    read once in an audit."""
+    asked = []
+
+    class KeyManager(_KeyManager):
+        def get(self, url, **kwargs):
+            asked.append(url)
+            return _Response(404 if K2 in url else 200)
+
+    class Cloud(_EmptyCloud):
+        key_manager = KeyManager(None)
+
+        class image:
+            @staticmethod
+            def images():
+                keys = ['%s,%s' % (K1, K2), K1]
+                return [type('Image', (), {
+                    'id': 'i%d' % n, 'name': 'img%d' % n,
+                    'properties': dict(GEN2, os_vtpm='required',
+                                       os_vtpm_keys=keys[n % 2 == 0])})()
+                        for n in range(10)]
+
+    insts = [recorded('u%d' % n, K2 if n % 3 else '%s,%s' % (K1, K2))
+             for n in range(12)]
+    report, status = cloud.run(None, 'json', lambda: (insts, []),
+                               conn=Cloud())
+    assert sorted(asked) == sorted(['/secrets/%s' % K1, '/secrets/%s' % K2])
+    secret = [f for f in json.loads(report)['findings']
+              if f['kind'] == 'secret']
+    assert [(f['count'], len(f['subjects'])) for f in secret] == [
+        (5, 5), (12, audit.EXAMPLES)]
+    assert status == cloud.FINDINGS
+
+
+def recorded(uuid, keys, image='0c7a0a35-5b6f-4ab0-9d0e-9b8f6e1c0d11'):
+    """An instance as nova's database records it."""
+    return audit.Instance(uuid, 'vm-' + uuid, 'p1', 'hv1', image, {
+        'vtpm_fabrics': NEW_FABRIC, 'vtpm_keys': keys})
+
+
+def test_findings_are_grouped_with_a_count_and_bounded_examples():
+    imgs = images(*[dict(GEN2, os_vtpm='Required')] * 7,
+                  dict(GEN2, os_vtpm='bogus'))
+    found = audit.audit(imgs, [], readable)
+    assert [(f.kind, f.count, len(f.subjects)) for f in found] == [
+        ('image', 7, audit.EXAMPLES), ('image', 1, 1)]
+    assert found[0].subjects[0] == 'image img0 (i0)'
+    lines = audit.render(imgs, [], found, 'human').splitlines()
+    at = lines.index('2 problem(s):')
+    assert lines[at + 1].startswith(
+        '  [image] 7, e.g. image img0 (i0); image img1 (i1); image img2 '
+        '(i2); image img3 (i3); image img4 (i4); and 2 more: os_vtpm '
+        "(image property) is 'Required'")
+    assert lines[at + 2].startswith("  [image] image img7 (i7): os_vtpm "
+                                    "(image property) is 'bogus'")
+    report = json.loads(audit.render(imgs, [], found, 'json'))
+    assert report['findings'][0]['count'] == 7
+    assert len(report['findings'][0]['subjects']) == audit.EXAMPLES
+
+
+def test_grouping_merges_the_same_problem_found_apart():
+    one = audit.fabric_findings([recorded('u1', K1)], [renewed_host()])
+    assert one == []
+    moved = [renewing_host()]
+    old = [audit.Instance('u%d' % n, 'vm', 'p', 'h', None,
+                          {'vtpm_fabrics': OLD_FABRIC}) for n in range(3)]
+    apart = (audit.fabric_findings(old[:1], moved)
+             + audit.fabric_findings(old[1:], moved))
+    [merged] = audit.group(apart)
+    assert (merged.count, merged.subjects) == (3, (
+        'instance vm (u0)', 'instance vm (u1)', 'instance vm (u2)'))
+
+
+def test_an_instance_whose_secret_is_gone_is_reported_without_its_image():
+    """The image the instance was built from is gone (no image in the
+    audit); its own record names the secret, which is gone too."""
+    gone = {K2: 'does not exist'}
+    found = audit.secret_findings([recorded('u1', '%s,%s' % (K1, K2))],
+                                  gone.get)
+    assert [(f.kind, f.subjects, f.problem) for f in found] == [(
+        'secret', ('instance vm-u1 (u1)',),
+        'Barbican secret %s, which vtpm_keys (instance system metadata) '
+        'records its KeyProtector was sealed from: does not exist' % K2)]
+    # recorded before vtpm_keys: its image's findings stand for it
+    assert audit.secret_findings([audit.Instance(
+        'u2', 'old', 'p', 'h', None, {'vtpm_fabrics': NEW_FABRIC})],
+        gone.get) == []
+
+
+def test_the_audit_with_nova_reports_the_instance_whose_image_is_gone(
+        monkeypatch, capsys):
+    from vtpm_cli import novadb
+
+    class Cloud(_EmptyCloud):
+        key_manager = _KeyManager(404)
+
+    monkeypatch.setattr(cloud.openstack, 'connect', lambda cloud: Cloud())
+    monkeypatch.setattr(novadb, 'read', lambda files: (
+        [recorded('u1', K1)], [renewed_host()]))
+    status = check.main(['--audit', '--nova-config', 'nova.conf'])
+    out = capsys.readouterr().out
+    assert status == cloud.FINDINGS
+    assert ('  [secret] instance vm-u1 (u1): Barbican secret %s, which '
+            'vtpm_keys (instance system metadata) records its KeyProtector '
+            'was sealed from: does not exist' % K1) in out.splitlines()
+
+
+def test_hosts_are_asked_once_per_requirement_over_one_report_per_kind(
+        monkeypatch):
+    """Whether some host serves a pair is decided once per requirement
+    (``capabilities.requirements``) over one report per kind of host
+    (their times aside), whatever the number of pairs and hosts."""
+    compiled, checked = [], []
+    real = audit.capabilities.compile_check
+
+    def counted(request, **kwargs):
+        compiled.append(audit.capabilities.requirements(request))
+        check = real(request, **kwargs)
+        return lambda caps: checked.append(caps) or check(caps)
+
+    monkeypatch.setattr(audit.capabilities, 'compile_check', counted)
+    hosts = [renewed_host() if n % 2 else objects.HostCapabilities(
+        vtpm_supported=True, guarded=False, attestation_status='Unknown',
+        local_key_protector=True, measured_at=NOW + datetime.timedelta(
+            seconds=n)) for n in range(1000)]
+    found = audit.audit(
+        images(*[dict(GEN2, os_vtpm='required', os_vtpm_keys=K1)] * 3,
+               dict(GEN2, os_vtpm='required', os_vtpm_keys=K2),
+               dict(GEN2, os_vtpm='required')),
+        flavors({'os:vtpm': 'required'}, {'os:vtpm': 'optional'}), readable,
+        hosts + [None])
+    assert sorted(compiled) == sorted([
+        audit.capabilities.REQUIREMENTS_KEYED,
+        audit.capabilities.REQUIREMENTS_KEYLESS])
+    # three kinds of host (guarded, local, no report), each checked once
+    # per requirement
+    assert len(checked) == 2 * 3
+    assert found == []

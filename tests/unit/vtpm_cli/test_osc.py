@@ -122,4 +122,4 @@ def test_audit_reads_the_cloud_openstack_connected_to(monkeypatch):
     status, out, err = run(command.take_action, parsed)
     assert (status, out, err) == expected
     assert status == cloud.FINDINGS
-    assert json.loads(out)['findings'][0]['subject'] == 'image win (i0)'
+    assert json.loads(out)['findings'][0]['subjects'] == ['image win (i0)']

@@ -136,7 +136,11 @@ def names(hosts):
 
 HOSTS = {
     'attested': caps(),
-    'stale': caps(age=601),
+    # older than max_report_age plus the band a live compute's report
+    # stays fresh in (REPUBLISH_INTERVAL): its compute is wedged or gone
+    'stale': caps(age=600 + capabilities.REPUBLISH_INTERVAL + 1),
+    # in the band, and no heartbeat nova can read: refused as down
+    'idle-down': caps(age=601),
     'at-limit': caps(age=600),
     # measured by a host whose clock is ahead of the scheduler's
     'ahead': caps(age=-61),
@@ -156,11 +160,12 @@ HOSTS = {
     ({}, {}, list(HOSTS)),
     (dict(VTPM, os_vtpm='optional'), {'os:vtpm': 'optional'}, list(HOSTS)),
     # a vTPM without keys: any host that supports it, whatever HGS says
-    (VTPM, {}, ['attested', 'stale', 'at-limit', 'ahead', 'ahead-at-limit',
-                'expired', 'unguarded', 'fabric-b', 'no-fabric']),
+    (VTPM, {}, ['attested', 'stale', 'idle-down', 'at-limit', 'ahead',
+                'ahead-at-limit', 'expired', 'unguarded', 'fabric-b',
+                'no-fabric']),
     (dict(VTPM, os_vtpm='optional'), {'os:vtpm': 'required'},
-     ['attested', 'stale', 'at-limit', 'ahead', 'ahead-at-limit', 'expired',
-      'unguarded', 'fabric-b', 'no-fabric']),
+     ['attested', 'stale', 'idle-down', 'at-limit', 'ahead',
+      'ahead-at-limit', 'expired', 'unguarded', 'fabric-b', 'no-fabric']),
     # keys: guarded, Passed, a fabric guardian to name, report at most
     # max_report_age old and at most max_clock_skew ahead; any fabric
     (KEYED, {}, ['attested', 'at-limit', 'ahead-at-limit', 'fabric-b']),
@@ -183,6 +188,57 @@ def test_max_report_age_is_the_configured_one():
     filt, _ = make_filter(KEYED, max_report_age=60)
     hosts = [host('61s', caps(age=61)), host('60s', caps(age=60))]
     assert names(filt.filter_all(hosts, spec())) == ['60s']
+
+
+def service(heartbeat_age, forced_down=False):
+    """A nova-compute services row as HostState.service holds it, its last
+    heartbeat ``heartbeat_age`` seconds ago."""
+    seen = NOW.replace(tzinfo=None) - datetime.timedelta(
+        seconds=heartbeat_age)
+    return {'host': 'h', 'binary': 'nova-compute', 'disabled': False,
+            'forced_down': forced_down, 'last_seen_up': seen,
+            'created_at': seen, 'updated_at': seen}
+
+
+IDLE = 600 + capabilities.REPUBLISH_INTERVAL  # the oldest fresh while up
+
+
+@pytest.mark.parametrize('age,heartbeat,forced_down,passes', [
+    (600, None, False, True),      # fresh by its age: no liveness asked
+    (601, 5, False, True),         # idle, its compute up
+    (IDLE, 5, False, True),
+    (IDLE + 1, 5, False, False),   # up, but the report frozen too long
+    (601, 61, False, False),       # no heartbeat for service_down_time
+    (601, 5, True, False),         # forced down
+    (601, None, False, False),     # no service row at all
+], ids=['fresh', 'idle-up', 'idle-up-at-limit', 'frozen-up', 'dead',
+        'forced-down', 'no-service'])
+def test_an_idle_computes_report_is_fresh_while_nova_sees_it_up(
+        age, heartbeat, forced_down, passes):
+    """Without nova's ComputeFilter the filter asks nova's servicegroup
+    API itself (its DB driver: a heartbeat within service_down_time, 60 s)
+    about a report older than max_report_age."""
+    filt, _ = make_filter(KEYED)
+    state = host('h', caps(age=age))
+    if heartbeat is not None:
+        state.service = service(heartbeat, forced_down)
+    assert bool(filt.filter_all([state], spec())) is passes
+
+
+def test_beside_compute_filter_an_idle_report_passes_without_a_question():
+    """nova's ComputeFilter refuses a host whose compute is down for every
+    request, so this filter leaves liveness to it: no per-host question."""
+    conf = make_conf()
+    conf.register_opt(cfg.ListOpt('enabled_filters'),
+                      group='filter_scheduler')
+    conf.set_override('enabled_filters', ['ComputeFilter', 'VTPMFilter'],
+                      group='filter_scheduler')
+    filt = vtpm_filter.VTPMFilter(conf=conf, image_api=FakeImages(KEYED))
+    idle = host('idle', caps(age=IDLE))
+    frozen = host('frozen', caps(age=IDLE + 1))
+    with mock.patch('nova.servicegroup.API') as servicegroup:
+        assert names(filt.filter_all([idle, frozen], spec())) == ['idle']
+    servicegroup.assert_not_called()
 
 
 def test_default_max_report_age_is_600():
@@ -240,11 +296,14 @@ def test_every_rejection_is_logged_at_debug_with_its_reason(caplog):
     rejections = [r for r in caplog.records if r.levelno == logging.DEBUG and
                   'fails the vTPM request' in r.getMessage()]
     by_host = {r.args['host']: r.getMessage() for r in rejections}
-    assert set(by_host) == {'stale', 'ahead', 'expired', 'unguarded',
-                            'no-fabric', 'no-vtpm', 'absent', 'unreadable'}
+    assert set(by_host) == {'stale', 'idle-down', 'ahead', 'expired',
+                            'unguarded', 'no-fabric', 'no-vtpm', 'absent',
+                            'unreadable'}
     assert 'no readable vTPM capability report' in by_host['absent']
     assert 'no readable vTPM capability report' in by_host['unreadable']
-    assert 'report is 601 s old (max 600 s)' in by_host['stale']
+    assert 'report is 2401 s old (max 2400 s)' in by_host['stale']
+    assert ('older than max_report_age, and nova sees its compute down'
+            in by_host['idle-down'])
     assert ('report is dated 61 s in the future (max 60 s of clock skew)'
             in by_host['ahead'])
     assert 'attestation status is Expired' in by_host['expired']
@@ -528,23 +587,21 @@ def test_facts_are_read_without_a_parse_changed_or_not():
     assert filt._versioned == {}  # nothing kept per host
 
 
-def test_unchanged_facts_are_read_once_and_only_the_last_requests_kept():
+def test_hosts_the_check_cannot_tell_apart_share_one_verdict():
+    """A fabric per host, measured at different seconds: one read per
+    distinct combination of what the check reads, per request."""
     filt, _ = make_filter(KEYED)
-    hosts = [host('h%d' % i, caps(age=i)) for i in range(20)]
-    changed = capabilities.to_stats(caps(age=100))
+    hosts = [host('h%d' % i, caps(age=i % 7, fabric_id='fabric-%d' % i))
+             for i in range(20)]
+    hosts[3].stats = capabilities.to_stats(caps(
+        attestation_status='Expired', fabric_id='fabric-x'))
     with mock.patch.object(capabilities, 'read_facts',
                            wraps=capabilities.read_facts) as read:
-        for _ in range(3):
+        for request in range(3):
             reload(hosts)
-            assert len(filt.filter_all(hosts, spec())) == 20
-        assert read.call_count == 20
-        # five reports change: read once, and what they said before goes
-        for h in hosts[:5]:
-            h.stats = dict(changed)
-        assert len(filt.filter_all(hosts, spec())) == 20
-        assert read.call_count == 21  # the five share their facts
-    assert set(filt._facts) == {h.stats[capabilities.FACTS_KEY]
-                                for h in hosts}
+            assert len(filt.filter_all(hosts, spec())) == 19
+            # the attested ones, and the expired one
+            assert read.call_count == 2 * (request + 1)
 
 
 def test_older_compute_report_parsed_once_per_change():
@@ -628,6 +685,18 @@ def test_an_older_scheduler_reads_a_newer_compute():
                        if k != capabilities.FACTS_KEY}
     assert names(old_reader.filter_all(hosts, spec())) == new
     assert len(old_reader._versioned) == len(hosts)  # it parsed them all
+
+
+def test_older_computes_kept_are_the_hosts_of_the_last_request():
+    """The map of older computes' reports holds the hosts of the last
+    request only: it does not grow with every host the process sees."""
+    filt, _ = make_filter(KEYED)
+    first = [host('a%d' % i, versioned_only(caps())) for i in range(5)]
+    second = [host('b%d' % i, versioned_only(caps())) for i in range(3)]
+    filt.filter_all(first, spec())
+    assert {n for n, _ in filt._versioned} == set(names(first))
+    filt.filter_all(second, spec())
+    assert {n for n, _ in filt._versioned} == set(names(second))
 
 
 def test_request_without_vtpm_reads_no_report():

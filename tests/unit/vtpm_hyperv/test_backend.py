@@ -408,7 +408,6 @@ STEPS = [
     ('Msvm_SecuritySettingData', {}, hv_exception.HyperVOperationFailed),
     ('Msvm_SecurityService.GetKeyProtector', {'return_code': 32775},
      hv_exception.HyperVOperationFailed),
-    ('MSFT_HgsGuardian', {'at': 2}, hv_exception.HyperVOperationFailed),
     ('MSFT_HgsGuardian.NewByAcceptCertificates', {'return_code': 32768},
      hv_exception.HyperVOperationFailed),
     ('MSFT_HgsGuardian.Import', {'return_code': 32768},

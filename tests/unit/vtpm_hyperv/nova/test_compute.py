@@ -68,6 +68,18 @@ class RecordingBackend(backend.VTPMBackend):
         self.calls.append(('restore_last_known_good', instance_uuid, vm_name))
         return ()
 
+    def vm_security(self, instance_uuid, vm_name):
+        # the VM has what any request asks for (startcheck's own tests
+        # give it less)
+        self.calls.append(('vm_security', instance_uuid, vm_name))
+        return backend.VMSecurity(off=True, tpm=True, shielded=True,
+                                  encrypted=True, key_protector=True,
+                                  fabrics=self.fabrics)
+
+    def reconcile(self):
+        self.calls.append(('reconcile',))
+        return backend.Reconciled()
+
 
 def flavor(flavorid='f1', **specs):
     return types.SimpleNamespace(flavorid=flavorid, extra_specs=specs)
@@ -77,11 +89,14 @@ def instance(sysmeta=None, extra_specs=None):
     return types.SimpleNamespace(
         uuid='0b7a1c2e-5d4f-4e8a-9c3b-2f1e0d9c8b7a', name='instance-0001',
         host='hv1', flavor=flavor(**(extra_specs or {})),
-        system_metadata=dict(sysmeta or {}))
+        system_metadata=dict(sysmeta or {}), project_id=PROJECT)
 
 
 OWNER = object()
-CONTEXT = types.SimpleNamespace(get_auth_plugin=lambda: OWNER)
+PROJECT = 'b1e3c5d7f9a24c6e8a0b2d4f6a8c0e12'
+# the owner's request (openstack server start): a token of its project
+CONTEXT = types.SimpleNamespace(get_auth_plugin=lambda: OWNER,
+                                auth_token='owner-token', project_id=PROJECT)
 
 
 def caps(**overrides):

@@ -96,7 +96,9 @@ class ContractOnly:
     """
 
     def __init__(self, **answers):
-        self._answers = answers
+        # a VM that has its vTPM, a host with nothing to reconcile
+        self._answers = dict({'vm_security': HAS_VTPM,
+                              'reconcile': backend.Reconciled()}, **answers)
         self.calls = []
 
     def __getattr__(self, name):
@@ -125,7 +127,7 @@ def caps():
 def instance(sysmeta, metadata=None, task_state=None):
     inst = types.SimpleNamespace(
         uuid='0b7a1c2e-5d4f-4e8a-9c3b-2f1e0d9c8b7a', name='instance-0001',
-        host='hv1', task_state=task_state,
+        host='hv1', task_state=task_state, project_id='p1',
         flavor=types.SimpleNamespace(flavorid='f1', extra_specs={}),
         system_metadata=dict(sysmeta), metadata=dict(metadata or {}))
     inst.save = lambda: None
@@ -138,7 +140,11 @@ def vtpm(be):
         backend=be, auth_for=lambda context: None)
 
 
-CONTEXT = types.SimpleNamespace()
+# the owner's request: a token of the instance's project
+CONTEXT = types.SimpleNamespace(auth_token='t', project_id='p1')
+HAS_VTPM = backend.VMSecurity(tpm=True, encrypted=True, key_protector=True,
+                              fabrics=('fabric-a',))
+UNFINISHED = backend.VMSecurity()
 ATTACHED = backend.AttachResult(fabrics=('fabric-a',))
 FAILED = exception.BackendOperationFailed(
     operation='SetKeyProtector', vm='vm', description='Invalid state')
@@ -196,6 +202,16 @@ PATHS = [
      nova_exception.InstanceFaultRollback),
     ('shelve', {}, lambda be: vtpm(be).before_power_off(
         instance(KEYED, task_state=task_states.SHELVING)),
+     nova_vtpm_exc.VTPMOperationRefused),
+    ('start-up: the host', {}, lambda be: vtpm(be).reconcile_host(), None),
+    ('start-up: the host cannot be read', {'reconcile': FAILED},
+     lambda be: vtpm(be).reconcile_host(), None),
+    ('start-up: a VM without its vTPM', {'vm_security': UNFINISHED},
+     lambda be: vtpm(be).reconcile_instances(
+         CONTEXT, [instance(KEYED)], lambda i: 'vm'), None),
+    ('start of a VM whose attach did not finish',
+     {'vm_security': UNFINISHED, 'attach': ATTACHED},
+     lambda be: vtpm(be).before_start(CONTEXT, instance(KEYED), 'vm'),
      nova_vtpm_exc.VTPMOperationRefused),
     ('power on, nothing pending', {},
      lambda be: vtpm(be).power_on(CONTEXT, instance(KEYED), 'vm',

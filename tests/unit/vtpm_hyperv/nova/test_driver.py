@@ -8,14 +8,12 @@ own compute manager.
 """
 
 import inspect
-import sys
 import types
 
 from nova.compute import provider_tree
 from nova.compute import task_states
 from nova import exception as nova_exception
 from nova.virt import driver as nova_driver
-from nova.virt import fake as nova_fake
 import pytest
 
 from tests.unit.vtpm_hyperv.nova import test_compute as support
@@ -163,7 +161,9 @@ def test_a_vtpm_build_creates_the_vm_off_attaches_then_powers_on(drv,
     assert [e[0] for e in events] == ['spawn', 'attach', 'power_on']
     assert events[0][1]['power_on'] is False
     assert events[2][1] == {'network_info': 'nets'}
-    (call,) = drv.vtpm.backend.calls
+    (call,) = [c for c in drv.vtpm.backend.calls if c[0] == 'attach']
+    # the VM was checked before it started
+    assert drv.vtpm.backend.calls[-1][0] == 'vm_security'
     # compute-hyperv's VM name, the owner's credentials
     assert call[2] == 'instance-0001' and call[4] is support.OWNER
 
@@ -201,7 +201,9 @@ def test_destroy_runs_the_drivers_then_sweeps(drv, events):
     inst = support.instance(support.KEYED_IMAGE)
     drv.destroy(CONTEXT, inst, 'nets', destroy_disks=False)
     assert events == [('destroy', {'destroy_disks': False}), ('detach', {})]
-    assert drv.vtpm.backend.calls == [('detach', inst.uuid, 'instance-0001')]
+    # init_host reconciled the host first
+    assert drv.vtpm.backend.calls == [('reconcile',),
+                                      ('detach', inst.uuid, 'instance-0001')]
 
 
 def test_the_report_joins_the_drivers_stats_and_traits(drv, events):
@@ -268,28 +270,25 @@ def test_a_shelve_is_refused_while_the_guest_runs(drv, events):
 
 # --- the install guide's composition and the simulated cloud's ---------------
 
-def test_the_guides_driver_module_loads_through_novas_own_loader(
-        monkeypatch):
+def test_the_guides_driver_module_names_the_compute_hyperv_port():
     """nova.conf's compute_driver names the class the guide's module
-    defines, and nova's load_compute_driver builds it from nova.virt."""
+    defines: the mixin composed with compute-hyperv's driver through the
+    port (tests/functional/test_compute_hyperv_load.py loads it with nova's
+    load_compute_driver, as nova-compute does)."""
+    from vtpm_hyperv.nova import compute_hyperv
+
     (compute_driver,) = [o.values[0] for o in guide.options(guide.COMPUTE)
                          if o.name == 'compute_driver']
     module_name, _, class_name = compute_driver.rpartition('.')
-    # compute-hyperv's driver module, with nova's fake driver standing in
-    stand_in = types.ModuleType('compute_hyperv.nova.driver')
-    stand_in.HyperVDriver = nova_fake.MediumFakeDriver
-    for name in ('compute_hyperv', 'compute_hyperv.nova'):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setitem(sys.modules, stand_in.__name__, stand_in)
     module = types.ModuleType('nova.virt.' + module_name)
     code, _ = guide.snippet(guide.COMPUTE_DRIVER_MODULE)
     exec(compile(code, str(guide.GUIDE), 'exec'), module.__dict__)
-    monkeypatch.setitem(sys.modules, module.__name__, module)
 
-    loaded = nova_driver.load_compute_driver(None, compute_driver)
-    assert type(loaded).__name__ == class_name
-    assert type(loaded).__mro__[1:3] == (driver.VTPMDriverMixin,
-                                         nova_fake.MediumFakeDriver)
+    loaded = getattr(module, class_name)
+    assert loaded is compute_hyperv.HyperVDriver
+    assert loaded.__mro__[1:4] == (
+        driver.VTPMDriverMixin, compute_hyperv._PortedHyperVDriver,
+        compute_hyperv.hyperv_driver.HyperVDriver)
 
 
 def test_the_simulated_cloud_composes_its_driver_the_same_way():

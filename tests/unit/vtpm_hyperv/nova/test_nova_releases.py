@@ -79,13 +79,19 @@ def test_a_driver_of_that_module_is_refused_before_it_starts():
 
 
 def test_any_other_driver_starts():
+    class HostSide:
+        reconciled = False
+
+        def reconcile_host(self):
+            self.reconciled = True
+
     class Composed(driver.VTPMDriverMixin, OtherDriver):
         def vtpm_compute(self):
-            return 'the host vTPM side'
+            return HostSide()
 
     drv = Composed()
     drv.init_host('hv1')
-    assert drv.started == ['hv1'] and drv.vtpm == 'the host vTPM side'
+    assert drv.started == ['hv1'] and drv.vtpm.reconciled
 
 
 def test_by_default_the_owner_s_token_is_what_nova_sends_other_services():

@@ -38,6 +38,12 @@ class Backend:
         self.calls.append(('restore',))
         return ('fabric-a',)
 
+    def vm_security(self, instance_uuid, vm_name):
+        # the VM has its vTPM: the start check lets it start
+        return support.backend.VMSecurity(
+            tpm=True, encrypted=True, key_protector=True,
+            fabrics=('fabric-a',))
+
 
 def instance(metadata=None, handled=None):
     inst = support.instance(dict(support.KEYED_IMAGE, **{
