@@ -32,7 +32,11 @@ FABRIC = fake.Fabric('contoso-hgs')
 class ComputeHyperVCloud(nova.Services):
 
     def setUp(self):
-        self.cloud = self.enterContext(driver.SimulatedCloud(nova.CONF))
+        # unittest's enterContext is Python 3.11's; this test runs on 3.10
+        # too (tox -e nova27)
+        cloud = driver.SimulatedCloud(nova.CONF)
+        self.cloud = cloud.__enter__()
+        self.addCleanup(cloud.__exit__, None, None, None)
         # The hosts' instances live on a Cluster Shared Volume, which
         # compute-hyperv reaches by the same path from every host
         # (PathUtils.get_remote_path): C:\ClusterStorage\ on the system

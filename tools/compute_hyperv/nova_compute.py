@@ -23,12 +23,13 @@ import inspect  # noqa: I100
 
 from nova import monkey_patch
 
-# nova-compute's first line: nova 34's (native threads by default), or, on
-# a nova without that mode (27, 28), its eventlet patching
-if 'backend' in inspect.signature(monkey_patch.patch).parameters:
-    monkey_patch.patch(backend='threading')
-else:
-    monkey_patch.patch()
+# nova-compute's first line: nova 34's (native threads by default); a nova
+# without that mode (27, 28) patched with eventlet as the module was imported
+_patch = getattr(monkey_patch, 'patch', None)
+if _patch is not None and 'backend' in inspect.signature(_patch).parameters:
+    _patch(backend='threading')
+elif _patch is not None:
+    _patch()
 
 import pathlib  # noqa: E402,I100
 import sys  # noqa: E402
