@@ -19,7 +19,9 @@ holds and finds:
   its primary identity: during an HGS certificate renewal, those that name
   only the previous certificates (they move while the hosts still answer
   for them), and after it, those that no host answers for at all
-  (``fabric_findings``).
+  (``fabric_findings``);
+* instances a restarted compute found without the vTPM they ask for
+  (``vtpm_missing``, ``missing_findings``).
 
 It also warns (``key_warnings``) of keys that would not be read as given,
 as ``vtpm-check`` does (``vtpm_cli.lint``): a key of ours in another case
@@ -82,8 +84,8 @@ class Instance:
     """An instance as nova's cell database records it (``vtpm_cli.novadb``).
 
     ``properties`` holds our system-metadata keys only (``vtpm_fabrics``,
-    ``vtpm_keys``); ``image`` is the image it was built from, which may
-    since have been deleted.
+    ``vtpm_keys``, ``vtpm_missing``); ``image`` is the image it was built
+    from, which may since have been deleted.
     """
 
     id: str
@@ -354,6 +356,26 @@ def secret_findings(instances, secret_problem):
                 found.add('secret', 'Barbican secret %s, which %s records '
                           'its KeyProtector was sealed from: %s' % (
                               ref, where, problem), [_label(instance)], 1)
+    return found.list()
+
+
+def missing_findings(instances):
+    """Findings of kind 'instance' for the instances a restarted compute
+    found without the vTPM their request asks for (``vtpm_missing``).
+
+    Such a VM does not start (``vtpm_hyperv.nova.startcheck``) until its
+    owner's start completes it; the finding says what it lacks.
+    """
+    found = _Findings()
+    where = exception.named(c.SYSMETA_MISSING, _SYSMETA)
+    for instance in instances:
+        what = sysmeta.missing(instance.properties)
+        if what:
+            found.add('instance', 'its VM lacks the vTPM its request asks '
+                      'for (%s: %s): it does not start until its owner '
+                      'starts it, which completes the vTPM if the VM was '
+                      'never started; otherwise delete it and boot a new '
+                      'server' % (where, what), [_label(instance)], 1)
     return found.list()
 
 

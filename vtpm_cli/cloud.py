@@ -111,6 +111,7 @@ def run(cloud, fmt, fleet=None, strict=False, conn=None):
     if fleet is not None:
         findings += audit.secret_findings(instances, secret_problem)
         findings += audit.fabric_findings(instances, reports)
+        findings += audit.missing_findings(instances)
     failed = findings or (strict and warnings)
     return (audit.render(images, flavors, findings, fmt, instances,
                          warnings), FINDINGS if failed else CLEAN)

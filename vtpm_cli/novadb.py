@@ -28,7 +28,7 @@ from vtpm_core import constants as c
 from vtpm_core import sysmeta
 
 # Our system-metadata keys the audit reads (vtpm_core.sysmeta).
-_KEYS = (c.SYSMETA_FABRICS, c.SYSMETA_KEYS)
+_KEYS = (c.SYSMETA_FABRICS, c.SYSMETA_KEYS, c.SYSMETA_MISSING)
 # Instances per query. A page is one range of the instances' primary key
 # (the next this many rows, deleted or not), each live one joined to its
 # rows of our keys by the system metadata's instance_uuid index: a page
@@ -113,7 +113,8 @@ def instances(context, page_instances=PAGE_INSTANCES):
     return [audit.Instance(uuid, name, project, host, image, keys)
             for uuid, (name, project, host, image, keys) in found.items()
             # a local key protector records no fabric and no secret
-            if sysmeta.fabrics(keys) or sysmeta.keys(keys)]
+            if sysmeta.fabrics(keys) or sysmeta.keys(keys)
+            or sysmeta.missing(keys)]
 
 
 def gather(context):

@@ -632,3 +632,17 @@ def test_hosts_are_asked_once_per_requirement_over_one_report_per_kind(
     # per requirement
     assert len(checked) == 2 * 3
     assert found == []
+
+
+def test_an_instance_a_restarted_compute_found_without_its_vtpm_is_listed():
+    """vtpm_missing (written by a restarted compute, vtpm_hyperv.nova
+    .startcheck) is reported with what the VM lacks; instances without
+    the mark give nothing."""
+    marked = audit.Instance('u1', 'vm-u1', 'p1', 'hv1', None, {
+        'vtpm_fabrics': NEW_FABRIC, 'vtpm_missing': 'its TPM off'})
+    found = audit.missing_findings([marked, recorded('u2', K1)])
+    assert [(f.kind, f.subjects) for f in found] == [
+        ('instance', ('instance vm-u1 (u1)',))]
+    assert 'vtpm_missing (instance system metadata): its TPM off' \
+        in found[0].problem
+    assert audit.missing_findings([recorded('u2', K1)]) == []

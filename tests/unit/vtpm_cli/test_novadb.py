@@ -99,17 +99,21 @@ class TestReader(nova_test.TestCase):
         self.create('cell1', 'no-vtpm')
         # a local key protector: no fabric, no secret
         self.create('cell2', 'local', **{constants.SYSMETA_FABRICS: ''})
+        # ... whose VM a restarted compute found without it: read
+        self.expect('cell2', 'marked', **{
+            constants.SYSMETA_FABRICS: '',
+            constants.SYSMETA_MISSING: 'its TPM off'})
 
         found = novadb.instances(self.context, page_instances=2)
 
         self.assertEqual(self.expected, {i.id: i for i in found})
         # pages of 2 instances, deleted ones counted (cell1: 3 keyed, the
-        # deleted one and one without a vTPM; cell2: 4), then a short or
-        # empty one: one query per page per cell
+        # deleted one and one without a vTPM; cell2: 5), then a short
+        # one: one query per page per cell
         by_cell = {}
         for cell, instances in self.pages:
             by_cell.setdefault(cell, []).append(instances)
-        self.assertEqual({uuids.cell1: [2, 2, 1], uuids.cell2: [2, 2, 0]},
+        self.assertEqual({uuids.cell1: [2, 2, 1], uuids.cell2: [2, 2, 1]},
                          by_cell)
 
     def test_an_unreadable_cell_is_an_error(self):
