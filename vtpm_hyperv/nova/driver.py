@@ -128,7 +128,16 @@ class VTPMDriverMixin:
         self.vtpm.reconcile_host()
 
     def process_instances_at_startup(self, context, instances):
-        instances = super().process_instances_at_startup(context, instances)
+        """Mark the instances whose VM lacks its vTPM.
+
+        nova 34's compute manager calls it before it initialises the
+        host's instances; nova 27 has neither the hook nor the call, so
+        there the mark is set by the start check (``before_start``) only,
+        when such an instance is started.
+        """
+        driver_own = getattr(super(), 'process_instances_at_startup', None)
+        if driver_own is not None:
+            instances = driver_own(context, instances)
         self.vtpm.reconcile_instances(context, instances, self.vtpm_vm_name)
         return instances
 

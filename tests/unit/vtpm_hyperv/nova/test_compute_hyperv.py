@@ -3,6 +3,10 @@
 refusal of eventlet, the eventlet answers they get, the check of nova's
 files, and the methods nova 34 calls with ``share_info``.
 
+The bridges are feature-detected, so each test states the rule for the nova
+it runs on: on nova 34 the bridge is taken, on nova 27 (which compute-hyperv
+16.0.0 was written for) it stands aside.
+
 tests/functional/test_compute_hyperv.py runs the port's driver in nova's
 services; tests/functional/test_compute_hyperv_load.py loads it as
 nova-compute does.
@@ -35,6 +39,10 @@ from vtpm_hyperv import oswin
 ROOT = pathlib.Path(__file__).resolve().parents[4]
 SHARE_INFO = ('power_on', 'reboot', 'resume', 'resume_state_on_host_boot',
               'rescue', 'finish_migration', 'finish_revert_migration')
+# what tells the two novas apart, as nova itself says it: nova 34 chooses
+# eventlet or native threads (and refuses eventlet in the latter), nova 27
+# runs on eventlet only
+THREADED_NOVA = hasattr(nova_utils, 'concurrency_mode_threading')
 # compute-hyperv 16.0.0's nova/__init__.py, as its wheel ships it (less the
 # licence)
 REPLACED_INIT = (
@@ -115,9 +123,15 @@ def test_the_stand_in_answers_as_unpatched_eventlet():
 
 
 def test_nova_files_replaced_by_compute_hyperv_are_refused(tmp_path):
+    """On a nova with native threads, compute-hyperv's nova files (which
+    import eventlet) are refused, naming the fix; on a nova that runs on
+    eventlet only they are how compute-hyperv installs there, and pass."""
     (tmp_path / 'virt').mkdir()
     (tmp_path / '__init__.py').write_text(REPLACED_INIT)
     (tmp_path / 'virt' / '__init__.py').write_text('')
+    if not THREADED_NOVA:
+        assert compute_hyperv.check_nova_files(tmp_path) is None
+        return
     with pytest.raises(exception.NovaFilesReplaced) as raised:
         compute_hyperv.check_nova_files(tmp_path)
     message = str(raised.value)
@@ -134,15 +148,18 @@ def test_novas_own_files_pass():
 
 @pytest.mark.parametrize('method', SHARE_INFO)
 def test_the_methods_nova_34_calls_with_share_info_take_it(method):
-    """nova's driver interface has share_info, compute-hyperv 16.0.0's
-    methods do not (else the shim is moot), the port's do (the mixin's
-    start hooks pass every argument on to them)."""
-    def takes(cls):
-        return 'share_info' in inspect.signature(
-            getattr(cls, method)).parameters
-    assert takes(nova_driver.ComputeDriver)
-    assert not takes(compute_hyperv.hyperv_driver.HyperVDriver)
-    assert takes(compute_hyperv._PortedHyperVDriver)
+    """The port's methods take every argument nova's driver interface
+    names (the mixin's start hooks pass them all on): on nova 34 that
+    includes share_info, which compute-hyperv 16.0.0's methods do not take
+    (else the shim is moot); nova 27 names none, and the port's optional
+    share_info is never passed there."""
+    def params(cls):
+        return set(inspect.signature(getattr(cls, method)).parameters)
+    novas = params(nova_driver.ComputeDriver)
+    assert ('share_info' in novas) == THREADED_NOVA
+    assert 'share_info' not in params(
+        compute_hyperv.hyperv_driver.HyperVDriver)
+    assert novas <= params(compute_hyperv._PortedHyperVDriver)
 
 
 def test_the_removed_hyperv_options_are_the_ones_compute_hyperv_reads():
@@ -207,15 +224,24 @@ class Nova34VirtAPI:
 
 
 def test_the_wait_is_bridged_on_nova_34_only():
+    """The bridge is needed where nova's wait raises its own
+    InstanceEventTimeout (nova 34), not where it takes ``deadline``."""
     novas = types.SimpleNamespace(wait_for_instance_event=(
         nova_manager.ComputeVirtAPI.wait_for_instance_event))
-    assert compute_hyperv._VirtAPI.needed(novas)
+    assert compute_hyperv._VirtAPI.needed(novas) == hasattr(
+        nova_exception, 'InstanceEventTimeout')
+    assert compute_hyperv._VirtAPI.needed(Nova34VirtAPI(arrives=True))
     assert not compute_hyperv._VirtAPI.needed(Nova27VirtAPI())
 
 
 def test_the_bridged_wait_times_out_as_compute_hyperv_catches():
     """nova 34's InstanceEventTimeout reaches compute-hyperv as the
-    Timeout its VMOps.wait_vif_plug_events catches."""
+    Timeout its VMOps.wait_vif_plug_events catches; nova 27's wait raises
+    that very Timeout (eventlet's) itself, so there is nothing to bridge."""
+    if not hasattr(nova_exception, 'InstanceEventTimeout'):
+        assert nova_manager.eventlet.timeout.Timeout is (
+            compute_hyperv.vmops.etimeout.Timeout)
+        return
     virtapi = Nova34VirtAPI(arrives=False)
     bridged = compute_hyperv._VirtAPI(virtapi)
     with pytest.raises(compute_hyperv.vmops.etimeout.Timeout):
@@ -227,8 +253,13 @@ def test_the_bridged_wait_times_out_as_compute_hyperv_catches():
 
 
 def test_spawn_n_runs_on_a_thread_of_its_own():
-    """nova 34 has no spawn_n; compute-hyperv's calls get a thread."""
-    assert not hasattr(nova_utils, 'spawn_n')
+    """nova 34 has no spawn_n; compute-hyperv's calls get a thread (nova
+    27 has it, and compute-hyperv keeps calling nova's own)."""
+    assert hasattr(nova_utils, 'spawn_n') == (not THREADED_NOVA)
+    if not THREADED_NOVA:
+        # the port's driver swaps them only where spawn_n is missing
+        assert compute_hyperv.eventhandler.utils is nova_utils
+        assert compute_hyperv.vmops.utils is nova_utils
     ran = threading.Event()
     utils = compute_hyperv._NovaUtils()
     utils.spawn_n(ran.set)
