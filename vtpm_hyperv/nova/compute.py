@@ -56,6 +56,7 @@ from nova.compute import vm_states
 from nova import exception as nova_exception
 from nova import service_auth
 from oslo_log import log
+import os_traits
 
 from vtpm_core import backend as vtpm_backend
 from vtpm_core import capabilities
@@ -142,9 +143,14 @@ def _going_away(instance) -> bool:
 def set_traits(provider_tree, nodename, caps) -> None:
     """Give ``nodename`` the traits of ``caps``; drop the stale ones we own.
 
-    Other traits on the node are not ours and stay as they are.
+    Other traits on the node are not ours and stay as they are. Standard
+    traits this release's os-traits does not define are left out: placement
+    creates only those, refuses any other non-custom name, and the node's
+    whole report would fail (2023.1's os-traits 2.10.0 has neither TPM_CRB
+    nor the secret securities).
     """
-    wanted = capabilities.traits(caps)
+    wanted = {t for t in capabilities.traits(caps)
+              if os_traits.is_custom(t) or hasattr(os_traits, t)}
     current = provider_tree.data(nodename).traits
     stale = capabilities.managed_traits(current) - wanted
     if stale:
