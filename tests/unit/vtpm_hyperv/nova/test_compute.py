@@ -12,6 +12,7 @@ import types
 
 from nova.compute import provider_tree
 from nova import exception as nova_exception
+import os_traits
 import pytest
 
 from vtpm_core import backend
@@ -250,11 +251,27 @@ def test_stats_carry_the_report_and_traits_follow_it():
     assert capabilities.from_stats(stats).fabric_id == 'fabric-a'
     tree = _tree('HW_CPU_X86_AVX')
     vtpm.update_traits(tree, 'hv1')
-    assert tree.data('hv1').traits == {
-        'HW_CPU_X86_AVX', capabilities.TRAIT_TPM, capabilities.TRAIT_TPM_CRB,
-        capabilities.TRAIT_SECRET_USER, capabilities.TRAIT_SECRET_HOST,
-        capabilities.TRAIT_GUARDED, capabilities.TRAIT_ATTESTED,
-        capabilities.fabric_trait('fabric-a')}
+    ours = {capabilities.TRAIT_TPM, capabilities.TRAIT_TPM_CRB,
+            capabilities.TRAIT_SECRET_USER, capabilities.TRAIT_SECRET_HOST,
+            capabilities.TRAIT_GUARDED, capabilities.TRAIT_ATTESTED,
+            capabilities.fabric_trait('fabric-a')}
+    # the standard ones as far as this release's os-traits defines them
+    # (all on nova 34; 2023.1's lacks TPM_CRB and the secret securities)
+    assert tree.data('hv1').traits == {'HW_CPU_X86_AVX'} | {
+        t for t in ours if os_traits.is_custom(t) or hasattr(os_traits, t)}
+    assert capabilities.TRAIT_TPM in tree.data('hv1').traits
+
+
+def test_standard_traits_os_traits_lacks_are_not_published(monkeypatch):
+    """placement refuses a standard trait it does not know, and with it
+    the node's whole report."""
+    monkeypatch.delattr(os_traits, capabilities.TRAIT_TPM, raising=False)
+    vtpm = compute.VTPMCompute(None, backend=RecordingBackend(caps=caps()))
+    vtpm.stats()
+    tree = _tree()
+    vtpm.update_traits(tree, 'hv1')
+    assert capabilities.TRAIT_TPM not in tree.data('hv1').traits
+    assert capabilities.TRAIT_GUARDED in tree.data('hv1').traits
 
 
 def test_expired_attestation_drops_the_trait_on_the_next_period():
