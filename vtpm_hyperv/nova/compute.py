@@ -55,8 +55,8 @@ from nova.compute import task_states
 from nova.compute import vm_states
 from nova import exception as nova_exception
 from nova import service_auth
-from oslo_log import log
 import os_traits
+from oslo_log import log
 
 from vtpm_core import backend as vtpm_backend
 from vtpm_core import capabilities
