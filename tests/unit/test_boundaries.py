@@ -38,8 +38,12 @@ CORE = ['oslo_config.cfg', 'oslo_utils.versionutils',
 NOVA = ['nova.api.validation.extra_specs.base', 'nova.compute.task_states',
         'nova.conf', 'nova.context', 'nova.exception', 'nova.image.glance',
         'nova.objects', 'nova.scheduler.filters', 'nova.service_auth']
+# the Windows host: os-win, key material, and which processes live there
+# (vtpm_hyperv.reconcile; os-win's dependencies load psutil on nova 34's
+# pins, not on nova 27's)
 OS_WIN = ['cryptography.x509', 'os_win.exceptions', 'os_win.utils.baseutils',
-          'os_win.utils.compute.vmutils10', 'os_win.utils.hostutils10']
+          'os_win.utils.compute.vmutils10', 'os_win.utils.hostutils10',
+          'psutil']
 BARBICAN = ['barbicanclient.client', 'barbicanclient.exceptions',
             'keystoneauth1.session', 'requests']
 
