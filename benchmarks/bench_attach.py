@@ -117,9 +117,10 @@ HOST_FABRIC = Call(
     'KeyProtector that names none of them is refused before the VM changes')
 RAW_TRY = Call(
     'MSFT_HgsKeyProtector.ConvertToByRawBytes',
-    'check: the tenant artifact first read as a raw KeyProtector; it goes '
-    'when vtpm_hyperv.material tells a shielding data file from a raw '
-    'KeyProtector in memory (branch crash)')
+    'check: the tenant artifact first read as a raw KeyProtector, in '
+    'memory: neither format is published, so vtpm_hyperv.material cannot '
+    'tell a shielding data file from a raw KeyProtector, and only what '
+    'Windows refuses as a KeyProtector is written for PopulateFromFile')
 
 
 class Path(typing.NamedTuple):
