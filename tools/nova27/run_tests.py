@@ -9,10 +9,7 @@ any, replace the paths.
 
 Left out: the check that ``etc/hyperv-vtpm.conf.sample`` is current, since
 the sample holds keystoneauth's options as ``constraints.txt`` pins it
-(2023.1's keystoneauth 5.1.3 has fewer); and, until they pass on nova 27
-(issue 21, not done), the Barbican transport's tests: with urllib3 1.26 the
-fetch deadline does not shut a socket whose answer drips in, and the run
-then hangs.
+(2023.1's keystoneauth 5.1.3 has fewer).
 """
 
 import pathlib
@@ -23,17 +20,13 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PATHS = ['tests/unit', 'tests/property']
 CONSUMER = 'tests/functional/test_compute_hyperv*.py'
-NOT_YET = ['tests/unit/vtpm_hyperv/barbican/test_consumers.py',
-           'tests/unit/vtpm_hyperv/barbican/test_http_guard.py',
-           'tests/unit/vtpm_hyperv/barbican/test_key_source.py']
 SAMPLE = 'tests/unit/vtpm_hyperv/test_conf.py::test_sample_is_current'
 
 
 def main(argv):
     paths = argv or PATHS + sorted(
         p.relative_to(ROOT).as_posix() for p in ROOT.glob(CONSUMER))
-    ignored = [] if argv else ['--ignore=' + path for path in NOT_YET] + [
-        '--deselect=' + SAMPLE]
+    ignored = [] if argv else ['--deselect=' + SAMPLE]
     return pytest.main(['-m', 'not real_services'] + ignored + paths)
 
 

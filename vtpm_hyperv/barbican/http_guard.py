@@ -10,7 +10,9 @@ Keystone's included:
   left, and ``Call.abort()`` shuts the socket of every request still
   running, whether it waits to send, for headers or for the body. Without it
   a server that sends a byte now and then keeps a read alive for ever,
-  because a socket timeout only bounds the wait for the next byte. (A TLS
+  because a socket timeout only bounds the wait for the next byte. What a
+  shut socket ended is not an answer, nor is any body shorter than its
+  ``Content-Length``. (A TLS
   handshake under way is out of its reach: Python's ssl module holds that
   socket to itself until the handshake ends. Its reads are bounded by the
   timeout, and the key source stops waiting at the deadline anyway.)
@@ -109,6 +111,10 @@ class Call:
         if self.expired():
             raise exception.DeadlineExceeded(timeout=self.timeout)
 
+    def check_not_aborted(self):
+        if self._aborted:
+            raise exception.DeadlineExceeded(timeout=self.timeout)
+
     def abort(self):
         """Fail every request of this call, now and from now on."""
         with self._lock:
@@ -151,8 +157,11 @@ def current() -> Call | None:
 
 def _shut(conn):
     # shutdown, not close: the reading thread owns the socket and closes
-    # it; shutdown makes its blocked recv() return at once
-    sock = conn.sock
+    # it; shutdown makes its blocked recv() return at once. The socket
+    # connect() made: for an answer that ends with the connection
+    # (``Connection: close``) http.client has already handed it to the
+    # response and set ``conn.sock`` to None.
+    sock = conn.sock or conn.connected_sock
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
@@ -167,6 +176,12 @@ class _Watched:
     created inside it), so abort() reaches it while it sends the request,
     waits for headers or reads the body.
     """
+
+    connected_sock = None
+
+    def connect(self):
+        super().connect()
+        self.connected_sock = self.sock
 
     def request(self, *args, **kwargs):
         call = current()
@@ -183,11 +198,26 @@ class _HTTPSConnection(_Watched, connection.HTTPSConnection):
     pass
 
 
-class _HTTPPool(connectionpool.HTTPConnectionPool):
+class _Whole:
+    """A pool whose answers are whole or an error.
+
+    A body that ends before its ``Content-Length`` (a socket ``abort()``
+    shut, a server gone) is an error (``ProtocolError``), not an answer:
+    urllib3 2.0 made that the default (``enforce_content_length=True``),
+    urllib3 1.26 (2023.1's) returns the bytes it got as the whole body.
+    Said here for both, since both take the argument.
+    """
+
+    def urlopen(self, *args, **kwargs):
+        kwargs['enforce_content_length'] = True
+        return super().urlopen(*args, **kwargs)
+
+
+class _HTTPPool(_Whole, connectionpool.HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
 
 
-class _HTTPSPool(connectionpool.HTTPSConnectionPool):
+class _HTTPSPool(_Whole, connectionpool.HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
@@ -224,6 +254,9 @@ class GuardedAdapter(ks_session.TCPKeepAliveAdapter):
                 _refuse_other_origin(request.url, response)
                 response._content = _read_body(response,
                                                call.cap_for(request.url))
+                # a body that ended once abort() shut its socket may be cut
+                # short where nothing tells (no Content-Length): not taken
+                call.check_not_aborted()
             except BaseException:
                 response.close()  # drop the connection, never drain it
                 raise

@@ -32,9 +32,10 @@ instance is registered with Barbican as a consumer of the secrets it was
 sealed from (service ``nova``, resource type ``instance``, its UUID), with
 the owner's credentials, on the same client and under the same rules as a
 read. From key-manager API microversion 1.2 on (the client negotiates the
-newest it and Barbican share), Barbican refuses to delete a secret that has
-consumers ("Secret cannot be deleted as it has consumers", HTTP 400); an
-older Barbican is told apart before any request
+newest it and Barbican share; one that stops at 1.1, as 2023.1's does, is
+moved up where Barbican offers 1.2), Barbican refuses to delete a secret
+that has consumers ("Secret cannot be deleted as it has consumers", HTTP
+400); an older Barbican is told apart before any consumer request
 (``ConsumersUnsupported``).
 
 **Secrets stay secret.** Payloads come back as ``bytearray`` (the buffer
@@ -55,6 +56,7 @@ import logging
 
 from barbicanclient import client as barbican_client
 from barbicanclient import exceptions as barbican_exceptions
+from keystoneauth1 import discover
 from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import loading as ks_loading
 from keystoneauth1 import plugin as ks_plugin
@@ -303,11 +305,10 @@ class BarbicanKeySource:
 
     @staticmethod
     def _check_consumers(client, call, refs, instance_uuid):
-        # barbicanclient's own record of the negotiated microversion
-        http = client.client
-        if not http.is_supported_microversion(CONSUMER_MICROVERSION):
+        version = _consumer_microversion(client.client, call.barbican)
+        if version is not None:
             raise guard_exception.ConsumersUnsupported(
-                endpoint=call.barbican, version=http.microversion,
+                endpoint=call.barbican, version=version,
                 needed=CONSUMER_MICROVERSION, instance=instance_uuid,
                 ref=', '.join(ref for ref, _ in refs))
 
@@ -550,6 +551,40 @@ def _consumer_request(method, secret_id, instance_uuid):
     _answered(lambda: method(secret_id, service=CONSUMER_SERVICE,
                              resource_type=CONSUMER_RESOURCE_TYPE,
                              resource_id=instance_uuid))
+
+
+def _consumer_microversion(http, endpoint):
+    """None when barbicanclient's ``http`` client may send consumer
+    requests at ``CONSUMER_MICROVERSION``; else the newest microversion
+    this Barbican speaks.
+
+    barbicanclient negotiates the newest microversion it and Barbican
+    share, and keeps it (``http.microversion``). One that knows no newer
+    than 1.1 (2023.1's 5.5.0; constraints.txt's 7.6 knows 1.2) stops there
+    also with a Barbican that offers 1.2: then Barbican's version document
+    says (asked once per client), and a Barbican that offers 1.2 is spoken
+    to at 1.2 from then on, as a newer barbicanclient would. The consumer
+    requests are the same at both; 1.2 is where Barbican refuses to delete
+    a secret in use. A Barbican at 1.0 has no consumers: told apart
+    without a request.
+    """
+    def version(text):
+        return discover.normalize_version_number(text)
+
+    needed = version(CONSUMER_MICROVERSION)
+    if version(http.microversion) >= needed:
+        return None
+    if version(http.microversion) < (1, 1):
+        return http.microversion
+    offered = max((v.get('max_version') or '1.0'
+                   for v in discover.get_version_data(
+                       http.session, endpoint, version_header='%s %s' % (
+                           barbican_conf.SERVICE_TYPE, http.microversion))),
+                  key=version, default=http.microversion)
+    if version(offered) < needed:
+        return offered
+    http.microversion = http.default_microversion = CONSUMER_MICROVERSION
+    return None
 
 
 def _deadline_error(call, ref):

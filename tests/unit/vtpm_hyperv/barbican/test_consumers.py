@@ -117,6 +117,20 @@ def test_an_older_barbican_is_told_apart_before_any_request(source, stub):
     assert stub.consumer_calls == []
 
 
+def test_a_barbican_with_consumers_but_no_delete_refusal_is_told_apart(
+        source, stub):
+    # Barbican at 1.1 has the consumer API, but deletes a secret in use
+    stub.versions = {'versions': [dict(stub_server.VERSIONS['versions'][0],
+                                       max_version='1.1')]}
+    ref, = reads._refs(1)
+
+    with pytest.raises(barbican_exception.ConsumersUnsupported) as e:
+        source.register_consumer([ref], INSTANCE, auth=reads._auth())
+
+    assert 'microversion 1.1;' in str(e.value)
+    assert stub.consumer_calls == []
+
+
 def test_remove_counts_a_registration_already_gone_as_removed(source, stub):
     refs = reads._refs(2)
     source.register_consumer(refs[:1], INSTANCE, auth=reads._auth())

@@ -48,14 +48,20 @@ def _payload_url(server, ref):
 
 # --- one deadline for the whole call ---------------------------------------
 
-@pytest.mark.parametrize('where', ['body', 'headers'])
-def test_a_slow_drip_ends_at_the_deadline(conf, source, stub, where):
+@pytest.mark.parametrize('where, length', [
+    ('body', True), ('headers', True), ('body', False)],
+    ids=['body', 'headers', 'body-until-close'])
+def test_a_slow_drip_ends_at_the_deadline(conf, source, stub, where,
+                                          length):
     # a byte every 0.5 s never trips the 5 s wait for data: only the
-    # deadline can end it, and it must cut the connection, not abandon it
+    # deadline can end it, and it must cut the connection, not abandon it;
+    # the body it cut short is no payload, also where no Content-Length
+    # tells it was cut
     conf.set_override('timeout', 5, barbican_conf.GROUP)
     conf.set_override('fetch_timeout', 1, barbican_conf.GROUP)
     ref = _ref()
-    stub.script[ref] = [stub_server.Drip(where, interval=0.5, size=60)]
+    stub.script[ref] = [stub_server.Drip(where, interval=0.5, size=60,
+                                         length=length)]
 
     started = time.monotonic()
     with pytest.raises(exception.KeyManagerUnavailable) as raised:

@@ -119,6 +119,20 @@ def test_dropped_connection_is_retried(source, stub):
     assert stub.count(ref) == 3
 
 
+def test_an_answer_cut_short_is_no_payload(conf, source, stub):
+    # a Content-Length of 64 bytes, 10 sent, the connection closed: not a
+    # 10-byte key (urllib3 1.26 took it for the whole body by default)
+    conf.set_override('connect_retries', 0, barbican_conf.GROUP)
+    ref = _refs(1)[0]
+    stub.script[ref] = [stub_server.Short(64, sent=10)]
+
+    with pytest.raises(exception.KeyManagerUnavailable) as raised:
+        source.fetch([ref], auth=_auth())
+
+    assert raised.value.ref == ref
+    assert 'IncompleteRead' in str(raised.value)
+
+
 def test_refused_connection_is_unavailable(conf):
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
