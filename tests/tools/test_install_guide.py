@@ -14,13 +14,13 @@ import base64
 import importlib.metadata
 import json
 import pathlib
-import shlex
 import subprocess
 import sys
 
 from oslo_config import cfg
 
 from tools.services import barbican
+from tools.simcloud import blocks
 from tools.simcloud import guide
 from vtpm_hyperv import fake
 
@@ -32,8 +32,7 @@ DRY_RUN = ['--dry-run', '--no-index', '--no-build-isolation']
 
 def guide_commands():
     code, _ = guide.snippet('install-with-constraints')
-    return [shlex.split(line[2:]) for line in code.splitlines()
-            if line.startswith('$ ')]
+    return [argv for argv, _ in blocks.console(code)]
 
 
 def run(tmp_path, hold=None):

@@ -2,7 +2,8 @@
 """The install guide's named code blocks, read with the standard library.
 
 ``doc/source/install.rst`` names each block an operator copies
-(``.. code-block:: ini`` with ``:name:``); ``snippet(name)`` returns one.
+(``.. code-block:: ini`` with ``:name:``); ``snippet(name)`` returns one,
+and ``console(code)`` a console block's commands and their output.
 ``tools.simcloud.guide`` reads nova.conf blocks from it with oslo.config's
 parser; ``tools.services`` (standard library only) reads Barbican's.
 """
@@ -10,6 +11,7 @@ parser; ``tools.services`` (standard library only) reads Barbican's.
 from __future__ import annotations
 
 import pathlib
+import shlex
 import textwrap
 
 GUIDE = pathlib.Path(__file__).resolve().parents[2] / 'doc' / 'source' / \
@@ -35,6 +37,27 @@ def snippet(name, guide=GUIDE) -> tuple[str, int]:
                 lines[start:body[-1] + 1] if body else []))
             return code, start + 1
     raise GuideError('%s has no code block named %s' % (guide, name))
+
+
+def console(code) -> list[tuple[list[str], list[str]]]:
+    """``[(argv, expected output lines)]`` of a console block: ``$ ``
+    starts a command, a trailing backslash continues it, any other line is
+    what the command before it prints."""
+    found, pending = [], None
+    for line in code.splitlines():
+        if pending is not None:
+            pending += ' ' + line.strip()
+        elif line.startswith('$ '):
+            pending = line[2:].strip()
+        else:
+            found[-1][1].append(line.strip())
+            continue
+        if pending.endswith('\\'):
+            pending = pending[:-1].rstrip()
+        else:
+            found.append((shlex.split(pending), []))
+            pending = None
+    return found
 
 
 def _directive(lines, first):
