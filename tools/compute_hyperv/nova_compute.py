@@ -19,17 +19,17 @@ Prints what it found, one ``key: value`` a line; exits 0 when the driver
 loaded.
 """
 
-import inspect  # noqa: I100
+from nova import monkey_patch  # noqa: I100
 
-from nova import monkey_patch
+# imports the standard library only, so it may come before nova's patching
+from tools.simcloud import process  # noqa: I202
 
 # nova-compute's first line: nova 34's (native threads by default); a nova
 # without that mode (27, 28) patched with eventlet as the module was imported
-_patch = getattr(monkey_patch, 'patch', None)
-if _patch is not None and 'backend' in inspect.signature(_patch).parameters:
-    _patch(backend='threading')
-elif _patch is not None:
-    _patch()
+if process.native_threading(monkey_patch):
+    monkey_patch.patch(backend='threading')
+elif hasattr(monkey_patch, 'patch'):
+    monkey_patch.patch()
 
 import pathlib  # noqa: E402,I100
 import sys  # noqa: E402

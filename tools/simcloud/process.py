@@ -35,7 +35,6 @@ def prepare():
         os.environ.setdefault('OS_WSGI__API_PASTE_CONFIG', _PASTE)
     importlib.import_module('nova.tests.functional')  # first: sets the mode
     importlib.import_module('nova.test')  # imports nova.tests.unit
-    copyable_provider_tree()
     import_os_win()
 
 
@@ -62,39 +61,6 @@ def native_threading(monkey_patch):
     patch = getattr(monkey_patch, 'patch', None)
     return (patch is not None
             and 'backend' in inspect.signature(patch).parameters)
-
-
-def copyable_provider_tree():
-    """nova's ``ProviderTree`` deep-copied on native threads, on a nova
-    that runs on eventlet only (27, 28).
-
-    The resource tracker deep-copies the tree each periodic run
-    (``SchedulerReportClient.get_provider_tree_and_ensure_root``). Under
-    eventlet, as nova 27 always runs, its lock is green and copies; on
-    native threads it is a ``threading.Semaphore``, which does not, and the
-    compute never reports its node. nova 34's ``ProviderTree`` leaves the
-    lock out of its state and takes the same named lock back
-    (``__getstate__``/``__setstate__``); where nova lacks that, the same is
-    given here. Idempotent.
-    """
-    from nova.compute import provider_tree
-    from oslo_concurrency import lockutils
-
-    tree = provider_tree.ProviderTree
-    if '__getstate__' in vars(tree):
-        return
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        del state['lock']
-        return state
-
-    def __setstate__(self, state):
-        state['lock'] = lockutils.internal_lock(provider_tree._LOCK_NAME)
-        self.__dict__.update(state)
-
-    tree.__getstate__ = __getstate__
-    tree.__setstate__ = __setstate__
 
 
 def import_os_win():
